@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# build.sh: install what is missing (Debian 12, as root or with sudo), build, and run.
+#   ./build.sh demo         build, then synthesise the tiny Mixtral and run it (no downloads)
+#   ./build.sh test         build with -Werror and run the whole ctest suite
+#   ./build.sh asan-test    the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   ./build.sh build        just build (build/moec)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PKGS="cmake make gcc libc6-dev clang-19 llvm-19-dev libcjson-dev"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  echo "build.sh: installing$missing" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+jobs=$(nproc)
+configure_build() { # dir, extra cmake args...
+  local dir=$1; shift
+  cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  cmake --build "$dir" -j"$jobs"
+}
+
+case "${1:-demo}" in
+  build) configure_build build ;;
+  demo) configure_build build; ./build/moec demo ;;
+  test)
+    configure_build build -DMOEC_WERROR=ON
+    ctest --test-dir build --output-on-failure -j"$jobs" --no-tests=error ;;
+  asan-test)
+    configure_build build-asan -DMOEC_WERROR=ON -DMOEC_SANITIZE=ON
+    ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs" --no-tests=error -LE slow ;;
+  *) echo "usage: ./build.sh [demo|test|asan-test|build]" >&2; exit 2 ;;
+esac

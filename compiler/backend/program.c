@@ -1,0 +1,253 @@
+/* program: the straight-line step functions.
+ *
+ *   void moe_step_prefill(const MoeStepArgs *a, i32 ith, i32 nth) {
+ *       k_embed(a->arena + 0, a->ids, a->weights + 4096, ith, nth);        moert_barrier();
+ *       k_norm_matmul_1(a->arena + 65536, a->arena + 0, ..., ith, nth);   moert_barrier();
+ *       ...                                                               (one call per fused node)
+ *   }
+ *
+ * Each call goes to a kernel template specialised with every shape, flag and eps a constant
+ * (cg_specialize); identical specialisations (same shapes in another layer) are one function. */
+#include "backend/program.h"
+
+#include <llvm-c/Core.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels/kernels.h"
+
+enum { MAX_ARGS = 32 };
+
+typedef struct Call {
+    CgBind binds[MAX_ARGS];     /* one per template parameter */
+    LLVMValueRef kept[MAX_ARGS];/* the values of the CG_KEEP parameters, in order */
+    int n, n_kept;
+} Call;
+
+typedef struct Emitter {
+    Codegen *cg;
+    LLVMContextRef C;
+    LLVMModuleRef M;
+    LLVMBuilderRef B;
+    LLVMTypeRef i8, i32, i64, ptr, voidt;
+    LLVMValueRef arena, weights, kv, ids, pos0, stats, ith, nth;
+    LLVMValueRef barrier;
+    LLVMTypeRef barrier_ty;
+    LLVMBasicBlockRef bb;       /* the step function's only block */
+    const Graph *g;
+    const KvLayout *kv_layout;
+    Diag *d;
+} Emitter;
+
+static void keep(Call *c, LLVMValueRef v) {
+    c->binds[c->n++] = (CgBind){.kind = CG_KEEP};
+    c->kept[c->n_kept++] = v;
+}
+static void cint(Call *c, int64_t v) { c->binds[c->n++] = (CgBind){.kind = CG_CONST_INT, .i = v}; }
+static void cfp(Call *c, double v) { c->binds[c->n++] = (CgBind){.kind = CG_CONST_FP, .f = v}; }
+
+static LLVMValueRef offset_ptr(Emitter *e, LLVMValueRef base, int64_t off) {
+    if (off == 0) return base;
+    LLVMValueRef idx = LLVMConstInt(e->i64, (unsigned long long)off, 0);
+    return LLVMBuildGEP2(e->B, e->i8, base, &idx, 1, "");
+}
+
+static LLVMValueRef null_ptr(Emitter *e) { return LLVMConstPointerNull(e->ptr); }
+
+/* Pointer to input k of node n: a packed weight, an arena value, or NULL when absent. */
+static LLVMValueRef in_ptr(Emitter *e, const Node *n, int k) {
+    if (k >= n->n_in || ir_is_none(n->in[k])) return null_ptr(e);
+    const Node *x = ir_node(e->g, n->in[k]);
+    if (x->op == OP_WEIGHT) return offset_ptr(e, e->weights, x->a.weight.offset);
+    if (x->op == OP_INPUT_IDS) return e->ids;
+    return offset_ptr(e, e->arena, x->offset);
+}
+
+static int32_t wdt_of(Emitter *e, const Node *n, int k) {
+    if (k >= n->n_in || ir_is_none(n->in[k])) return DT_F32;
+    return (int32_t)ir_node(e->g, n->in[k])->dtype;
+}
+
+static bool emit_call(Emitter *e, const char *tmpl, const char *kname, Call *c) {
+    keep(c, e->ith);
+    keep(c, e->nth);
+    LLVMValueRef fn = cg_specialize(e->cg, kname, tmpl, c->binds, c->n);
+    if (!fn) return false;
+    LLVMPositionBuilderAtEnd(e->B, e->bb); /* specialising may have moved the builder */
+    LLVMBuildCall2(e->B, LLVMGlobalGetValueType(fn), fn, c->kept, (unsigned)c->n_kept, "");
+    LLVMBuildCall2(e->B, e->barrier_ty, e->barrier, NULL, 0, "");
+    return true;
+}
+
+static LLVMValueRef kv_ptr(Emitter *e, int layer, bool values) {
+    return offset_ptr(e, e->kv, e->kv_layout->layer_off[layer] + (values ? e->kv_layout->layer_bytes[layer] / 2 : 0));
+}
+
+static bool emit_node(Emitter *e, const Node *n) {
+    Call c = {0};
+    const int64_t T = e->g->n_tok;
+    char kname[64];
+    LLVMValueRef out = offset_ptr(e, e->arena, n->offset);
+    switch (n->op) {
+    case OP_INPUT_IDS: case OP_WEIGHT: return true;
+    case OP_EMBED: {
+        keep(&c, out);
+        keep(&c, e->ids);
+        keep(&c, in_ptr(e, n, 1));
+        cint(&c, T), cint(&c, n->shape[1]), cint(&c, wdt_of(e, n, 1));
+        snprintf(kname, sizeof kname, "k_embed_T%lld", (long long)T);
+        return emit_call(e, "kt_embed", kname, &c);
+    }
+    case OP_FNORM_MATMUL: {
+        const Node *x = ir_node(e->g, n->in[0]);
+        bool has_norm = !ir_is_none(n->in[1]);
+        keep(&c, out);
+        for (int k = 0; k < 5; k++) keep(&c, in_ptr(e, n, k));
+        keep(&c, has_norm ? offset_ptr(e, e->arena, n->scratch_offset) : null_ptr(e));
+        cint(&c, T), cint(&c, x->shape[1]), cint(&c, n->shape[1]), cfp(&c, n->a.norm.eps);
+        cint(&c, has_norm), cint(&c, !ir_is_none(n->in[3])), cint(&c, !ir_is_none(n->in[4]));
+        cint(&c, wdt_of(e, n, 2));
+        snprintf(kname, sizeof kname, "k_%s_T%lld", n->name, (long long)T);
+        return emit_call(e, "kt_norm_matmul", kname, &c);
+    }
+    case OP_FQKV_ROPE: {
+        const int layer = n->a.qkv.layer;
+        keep(&c, out);
+        keep(&c, kv_ptr(e, layer, false));
+        keep(&c, kv_ptr(e, layer, true));
+        for (int k = 0; k < 4; k++) keep(&c, in_ptr(e, n, k));
+        keep(&c, e->pos0);
+        cint(&c, T), cint(&c, n->a.qkv.n_heads), cint(&c, n->a.qkv.n_kv), cint(&c, n->a.qkv.head_dim);
+        cint(&c, n->a.qkv.S), cfp(&c, n->a.qkv.eps), cint(&c, n->a.qkv.qk_norm), cfp(&c, n->a.qkv.clip);
+        snprintf(kname, sizeof kname, "k_qkv_rope_T%lld", (long long)T);
+        return emit_call(e, "kt_qkv_rope", kname, &c);
+    }
+    case OP_FATTENTION: {
+        const AttnAttr *at = &n->a.attn;
+        keep(&c, out);
+        keep(&c, in_ptr(e, n, 0));
+        keep(&c, kv_ptr(e, at->layer, false));
+        keep(&c, kv_ptr(e, at->layer, true));
+        keep(&c, e->pos0);
+        cint(&c, T), cint(&c, at->n_heads), cint(&c, at->n_kv), cint(&c, at->head_dim);
+        cint(&c, e->kv_layout->S), cint(&c, at->window);
+        snprintf(kname, sizeof kname, "k_attention_T%lld", (long long)T);
+        return emit_call(e, "kt_attention", kname, &c);
+    }
+    case OP_FROUTER: {
+        const Node *x = ir_node(e->g, n->in[0]);
+        int64_t E = n->a.ffn.n_exp;
+        keep(&c, out);
+        for (int k = 0; k < 3; k++) keep(&c, in_ptr(e, n, k));
+        keep(&c, offset_ptr(e, e->stats, (int64_t)sizeof(int64_t) * n->a.ffn.layer * (E + 1)));
+        cint(&c, T), cint(&c, x->shape[1]), cint(&c, E), cint(&c, n->a.ffn.top_k), cint(&c, n->a.ffn.capacity);
+        cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.renorm), cint(&c, wdt_of(e, n, 2));
+        snprintf(kname, sizeof kname, "k_router_T%lld", (long long)T);
+        return emit_call(e, "kt_router", kname, &c);
+    }
+    case OP_FEXPERTS: {
+        const Node *x = ir_node(e->g, n->in[0]);
+        const int64_t threads = n->a.ffn.threads, H = x->shape[1];
+        int64_t wmax = n->a.ffn.d_ff > n->a.ffn.d_shared ? n->a.ffn.d_ff : n->a.ffn.d_shared;
+        int64_t per_thread = T * H + T * ((wmax + threads - 1) / threads);
+        keep(&c, out);
+        for (int k = 0; k < 8; k++) keep(&c, in_ptr(e, n, k));
+        keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
+        cint(&c, T), cint(&c, H), cint(&c, n->a.ffn.d_ff), cint(&c, n->a.ffn.n_exp), cint(&c, n->a.ffn.top_k);
+        cint(&c, n->a.ffn.capacity), cint(&c, n->a.ffn.d_shared), cint(&c, n->a.ffn.shared_kind);
+        cfp(&c, n->a.ffn.eps), cint(&c, per_thread);
+        cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 5));
+        snprintf(kname, sizeof kname, "k_experts_T%lld", (long long)T);
+        return emit_call(e, "kt_experts", kname, &c);
+    }
+    case OP_FREDUCE: {
+        keep(&c, out);
+        keep(&c, in_ptr(e, n, 0));
+        keep(&c, in_ptr(e, n, 1));
+        cint(&c, T), cint(&c, n->shape[1]);
+        snprintf(kname, sizeof kname, "k_reduce_T%lld", (long long)T);
+        return emit_call(e, "kt_reduce", kname, &c);
+    }
+    default:
+        diag_error(e->d, "backend: internal: no kernel for op %s ('%s')", ir_op_name(n->op), n->name);
+        return false;
+    }
+}
+
+static LLVMValueRef load_field(Emitter *e, LLVMTypeRef st, LLVMValueRef args, unsigned idx, LLVMTypeRef ty,
+                               const char *name) {
+    LLVMValueRef p = LLVMBuildStructGEP2(e->B, st, args, idx, "");
+    return LLVMBuildLoad2(e->B, ty, p, name);
+}
+
+static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name) {
+    LLVMTypeRef params[3] = {e->ptr, e->i32, e->i32};
+    LLVMTypeRef fty = LLVMFunctionType(e->voidt, params, 3, 0);
+    LLVMValueRef fn = LLVMAddFunction(e->M, name, fty);
+    LLVMBasicBlockRef bb = e->bb = LLVMAppendBasicBlockInContext(e->C, fn, "entry");
+    LLVMPositionBuilderAtEnd(e->B, bb);
+    /* MoeStepArgs {char *arena; const char *weights; char *kv; const int32_t *ids; int64_t pos0; int64_t *stats;} */
+    LLVMTypeRef fields[6] = {e->ptr, e->ptr, e->ptr, e->ptr, e->i64, e->ptr};
+    LLVMTypeRef st = LLVMStructTypeInContext(e->C, fields, 6, 0);
+    LLVMValueRef args = LLVMGetParam(fn, 0);
+    e->arena = load_field(e, st, args, 0, e->ptr, "arena");
+    e->weights = load_field(e, st, args, 1, e->ptr, "weights");
+    e->kv = load_field(e, st, args, 2, e->ptr, "kv");
+    e->ids = load_field(e, st, args, 3, e->ptr, "ids");
+    e->pos0 = load_field(e, st, args, 4, e->i64, "pos0");
+    e->stats = load_field(e, st, args, 5, e->ptr, "stats");
+    e->ith = LLVMGetParam(fn, 1);
+    e->nth = LLVMGetParam(fn, 2);
+    LLVMSetValueName2(e->ith, "ith", 3);
+    LLVMSetValueName2(e->nth, "nth", 3);
+    e->g = g;
+    for (uint32_t i = 0; i < g->n; i++) {
+        LLVMPositionBuilderAtEnd(e->B, bb);
+        if (!emit_node(e, &g->nodes[i])) return NULL;
+    }
+    LLVMPositionBuilderAtEnd(e->B, bb);
+    LLVMBuildRetVoid(e->B);
+    return fn;
+}
+
+void program_kv_layout(const Graph *g, int64_t S, KvLayout *kv) {
+    memset(kv, 0, sizeof *kv);
+    kv->S = S;
+    for (uint32_t i = 0; i < g->n; i++) {
+        const Node *n = &g->nodes[i];
+        if (n->op != OP_FQKV_ROPE) continue;
+        int l = n->a.qkv.layer;
+        kv->layer_bytes[l] = 2 * S * n->a.qkv.n_kv * n->a.qkv.head_dim * (int64_t)sizeof(float);
+        kv->layer_off[l] = kv->total;
+        kv->total += kv->layer_bytes[l];
+    }
+}
+
+bool program_emit(Codegen *cg, const Graph *prefill, const Graph *decode, const KvLayout *kv, const MoeManifest *man,
+                  Diag *d) {
+    Emitter e = {.cg = cg, .C = cg_context(cg), .M = cg_module(cg), .B = cg_builder(cg), .kv_layout = kv, .d = d};
+    e.i8 = LLVMInt8TypeInContext(e.C);
+    e.i32 = LLVMInt32TypeInContext(e.C);
+    e.i64 = LLVMInt64TypeInContext(e.C);
+    e.ptr = LLVMPointerTypeInContext(e.C, 0);
+    e.voidt = LLVMVoidTypeInContext(e.C);
+    e.barrier_ty = LLVMFunctionType(e.voidt, NULL, 0, 0);
+    e.barrier = LLVMAddFunction(e.M, "moert_barrier", e.barrier_ty);
+    LLVMValueRef fp = emit_step(&e, prefill, "moe_step_prefill");
+    LLVMValueRef fd = fp ? emit_step(&e, decode, "moe_step_decode") : NULL;
+    if (!fd) return false;
+    /* the manifest: the bytes of a MoeManifest (identical layout on every LP64 little-endian target) */
+    LLVMValueRef mbytes = LLVMConstStringInContext(e.C, (const char *)man, sizeof *man, 1);
+    LLVMValueRef mg = LLVMAddGlobal(e.M, LLVMTypeOf(mbytes), "moe_manifest");
+    LLVMSetInitializer(mg, mbytes);
+    LLVMSetGlobalConstant(mg, 1);
+    LLVMSetAlignment(mg, 16);
+    LLVMSetLinkage(mg, LLVMInternalLinkage);
+    LLVMTypeRef pt[3] = {e.ptr, e.ptr, e.ptr};
+    LLVMTypeRef prog_ty = LLVMStructTypeInContext(e.C, pt, 3, 0);
+    LLVMValueRef vals[3] = {mg, fp, fd};
+    LLVMValueRef prog = LLVMAddGlobal(e.M, prog_ty, "moe_program");
+    LLVMSetInitializer(prog, LLVMConstNamedStruct(prog_ty, vals, 3));
+    LLVMSetGlobalConstant(prog, 1);
+    return true;
+}

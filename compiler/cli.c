@@ -1,0 +1,79 @@
+#include "cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <time.h>
+
+bool cli_parse_int(Diag *d, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        diag_error(d, "%s: expected an integer in [%" PRId64 ", %" PRId64 "]; got '%s'", flag, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_double(Diag *d, const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        diag_error(d, "%s: expected a number in [%g, %g]; got '%s'", flag, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+bool cli_parse_ids(Diag *d, const char *flag, const char *s, int32_t **ids, int64_t *n) {
+    int64_t cap = 16, cnt = 0;
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
+    const char *p = s;
+    if (!v) return false;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            diag_error(d, "%s: expected comma-separated token ids like 1,2,3; got '%s'", flag, s);
+            free(v);
+            return false;
+        }
+        if (cnt == cap) {
+            int32_t *w = realloc(v, sizeof(int32_t) * (size_t)(cap *= 2));
+            if (!w) {
+                free(v);
+                return false;
+            }
+            v = w;
+        }
+        v[cnt++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (cnt == 0) {
+        diag_error(d, "%s: expected at least one token id; got '%s'", flag, s);
+        free(v);
+        return false;
+    }
+    *ids = v;
+    *n = cnt;
+    return true;
+}
+
+const char *cli_value(Diag *d, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        diag_error(d, "%s: expected a value after it", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+double cli_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,19 @@
+/* cli: small helpers shared by the subcommands' flag parsing. Errors are one line on stderr. */
+#ifndef MOEC_CLI_H
+#define MOEC_CLI_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "diag.h"
+
+/* Parses "1,2,3" into a malloc'd array; false after diag_error naming the flag. */
+bool cli_parse_ids(Diag *d, const char *flag, const char *s, int32_t **ids, int64_t *n);
+/* Parses a whole integer/float in [lo, hi]; false after diag_error naming the flag. */
+bool cli_parse_int(Diag *d, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool cli_parse_double(Diag *d, const char *flag, const char *s, double lo, double hi, double *out);
+/* The value after argv[*i] for flag (advancing *i); NULL after diag_error when missing. */
+const char *cli_value(Diag *d, int argc, char **argv, int *i);
+/* Wall-clock seconds. */
+double cli_now(void);
+
+#endif

@@ -1,0 +1,96 @@
+/* moec compile: flags -> CompileOptions -> compile_model(). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/codegen.h"
+#include "cli.h"
+#include "commands.h"
+#include "driver.h"
+
+static const char compile_usage[] =
+    "usage: moec compile MODEL_DIR -o OUT [options]\n"
+    "Compiles a Hugging Face MoE checkpoint into one executable specialised for a batch size,\n"
+    "context length, prefill chunk, expert capacity and target CPU. OUT runs like 'moec run'\n"
+    "(OUT --tokens 1,2,3 -n 16 ...; see OUT --help).\n"
+    "\n"
+    "  -o OUT                  output path (required)\n"
+    "  --batch B               tokens per decode step (default 1; only 1 is supported for now)\n"
+    "  --context S             KV-cache positions (default min(max_position_embeddings, 4096))\n"
+    "  --prefill-chunk P       prompt tokens per prefill step (default min(128, S))\n"
+    "  --capacity-factor F     expert capacity C = ceil(F*T*k/E) per step, clamped to [1, T];\n"
+    "                          assignments beyond C are dropped (default 0: dropless, exact)\n"
+    "  --target TRIPLE         target triple (default: this machine), e.g. aarch64-linux-gnu\n"
+    "  --cpu NAME|native       target CPU (default native for the host, generic otherwise)\n"
+    "  --features +a,-b        extra target features\n"
+    "  --threads N             most threads a step will run (sizes per-thread buffers; default: cores)\n"
+    "  --weights embed|sidecar weights inside OUT (default) or beside it in OUT.moew\n"
+    "  --emit exe|obj|llvm|asm what to write (default exe; obj/llvm/asm write only the program)\n"
+    "  --dump-after PASS       print the IR after build, specialize, fuse, pack or plan, and stop\n"
+    "  -q, --quiet             no progress or timing lines\n";
+
+int cmd_compile(int argc, char **argv) {
+    Diag d = {0};
+    CompileOptions o = {.batch = 1};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        bool takes = strcmp(a, "-q") && strcmp(a, "--quiet") && strcmp(a, "-h") && strcmp(a, "--help") && a[0] == '-';
+        if (takes && !(v = cli_value(&d, argc, argv, &i))) return 2;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(compile_usage, stdout);
+            return 0;
+        } else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) {
+            o.quiet = true;
+        } else if (!strcmp(a, "-o")) {
+            o.out = v;
+        } else if (!strcmp(a, "--batch")) {
+            if (!cli_parse_int(&d, a, v, 1, 1, &o.batch)) return 2;
+        } else if (!strcmp(a, "--context")) {
+            if (!cli_parse_int(&d, a, v, 1, 1 << 22, &o.context)) return 2;
+        } else if (!strcmp(a, "--prefill-chunk")) {
+            if (!cli_parse_int(&d, a, v, 1, 1 << 16, &o.prefill_chunk)) return 2;
+        } else if (!strcmp(a, "--capacity-factor")) {
+            if (!cli_parse_double(&d, a, v, 0, 1e6, &o.capacity_factor)) return 2;
+        } else if (!strcmp(a, "--target")) {
+            o.triple = v;
+        } else if (!strcmp(a, "--cpu")) {
+            o.cpu = v;
+        } else if (!strcmp(a, "--features")) {
+            o.features = v;
+        } else if (!strcmp(a, "--threads")) {
+            if (!cli_parse_int(&d, a, v, 1, 1024, &o.threads)) return 2;
+        } else if (!strcmp(a, "--weights")) {
+            if (strcmp(v, "embed") && strcmp(v, "sidecar")) {
+                diag_error(&d, "--weights: expected embed or sidecar; got '%s'", v);
+                return 2;
+            }
+            o.sidecar = !strcmp(v, "sidecar");
+        } else if (!strcmp(a, "--emit")) {
+            if (!strcmp(v, "exe")) o.emit = EMIT_EXE;
+            else if (!strcmp(v, "obj")) o.emit = EMIT_OBJ;
+            else if (!strcmp(v, "llvm")) o.emit = EMIT_LLVM;
+            else if (!strcmp(v, "asm")) o.emit = EMIT_ASM;
+            else {
+                diag_error(&d, "--emit: expected exe, obj, llvm or asm; got '%s'", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--dump-after")) {
+            o.dump_after = v;
+        } else if (a[0] == '-') {
+            diag_error(&d, "%s: unknown option; see 'moec compile --help'", a);
+            return 2;
+        } else if (!o.model_dir) {
+            o.model_dir = a;
+        } else {
+            diag_error(&d, "%s: unexpected argument; expected one MODEL_DIR", a);
+            return 2;
+        }
+    }
+    if (!o.model_dir || (!o.out && !o.dump_after)) {
+        diag_error(&d, "compile: expected MODEL_DIR and -o OUT; see 'moec compile --help'");
+        return 2;
+    }
+    int rc = compile_model(&o, &d);
+    diag_summary(&d);
+    return rc;
+}

@@ -1,0 +1,99 @@
+/* moec inspect: what a user needs to decide whether a model fits and what it costs per token. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+#include "frontend.h"
+
+static const char inspect_usage[] =
+    "usage: moec inspect MODEL_DIR\n"
+    "Prints the family, layers, experts, top-k, parameters (total and active per token), bytes\n"
+    "of weights per dtype and KV-cache bytes per token of a Hugging Face MoE checkpoint.\n";
+
+typedef struct ParamCount {
+    int64_t total, active;
+} ParamCount;
+
+/* Counts every weight node once (a tied head shares the embedding); an expert stack counts
+ * top_k / n_exp of its parameters as active per token. */
+static ParamCount count_params(const Graph *g, const ModelConfig *c) {
+    ParamCount pc = {0, 0};
+    for (uint32_t i = 0; i < g->n; i++) {
+        const Node *n = &g->nodes[i];
+        if (n->op != OP_WEIGHT) continue;
+        bool dup = false;
+        for (uint32_t j = 0; j < i && !dup; j++)
+            dup = g->nodes[j].op == OP_WEIGHT && g->nodes[j].a.weight.parts[0] == n->a.weight.parts[0];
+        if (dup) continue;
+        int64_t e = 1;
+        for (int k = 0; k < n->rank; k++) e *= n->shape[k];
+        pc.total += e;
+        pc.active += n->rank == 3 ? e / c->num_experts * c->num_experts_per_tok : e;
+    }
+    return pc;
+}
+
+static void human(char *buf, size_t n, double bytes) {
+    const char *unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int u = 0;
+    while (bytes >= 1024 && u < 4) bytes /= 1024, u++;
+    snprintf(buf, n, "%.2f %s", bytes, unit[u]);
+}
+
+int cmd_inspect(int argc, char **argv) {
+    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+        fputs(inspect_usage, stdout);
+        return 0;
+    }
+    if (argc != 2 || argv[1][0] == '-') {
+        fputs(inspect_usage, stderr);
+        return 2;
+    }
+    Diag d = {0};
+    Arena *a = arena_new();
+    Model m;
+    int rc = 1;
+    if (!model_load(&m, a, &d, argv[1])) goto out;
+    const ModelConfig *c = &m.cfg;
+    int n_moe = 0;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) n_moe += c->layer_is_moe[l];
+    ParamCount pc = count_params(m.g, c);
+    char buf[32];
+    printf("model        %s\n", m.dir);
+    printf("family       %s (%s)\n", m.arch->model_type, m.arch->hf_class);
+    printf("layers       %" PRId64 " (%d MoE, %" PRId64 " dense)\n", c->num_hidden_layers, n_moe,
+           c->num_hidden_layers - n_moe);
+    printf("hidden       %" PRId64 ", vocab %" PRId64 ", heads %" PRId64 " (kv %" PRId64 ", head_dim %" PRId64 ")\n",
+           c->hidden_size, c->vocab_size, c->num_attention_heads, c->num_key_value_heads, c->head_dim);
+    printf("experts      %" PRId64 ", top-%" PRId64 " (%s), expert width %" PRId64, c->num_experts,
+           c->num_experts_per_tok, c->norm_topk_prob ? "renormalised" : "not renormalised",
+           c->expert_intermediate_size);
+    if (c->shared_expert_intermediate_size) printf(", shared expert %" PRId64, c->shared_expert_intermediate_size);
+    printf("\n");
+    printf("context      max %" PRId64 " positions%s\n", c->max_position_embeddings,
+           c->sliding_window ? ", sliding window" : "");
+    if (c->sliding_window) printf("window       %" PRId64 "\n", c->sliding_window);
+    printf("parameters   %" PRId64 " total (%.1f M), %" PRId64 " active per token (%.1f M)\n", pc.total,
+           (double)pc.total / 1e6, pc.active, (double)pc.active / 1e6);
+    printf("weights      ");
+    const DType dts[] = {DT_BF16, DT_F16, DT_F32};
+    bool first = true;
+    for (size_t i = 0; i < 3; i++) {
+        size_t b = st_bytes_of(&m.tt, dts[i]);
+        if (!b) continue;
+        human(buf, sizeof buf, (double)b);
+        printf("%s%s %s", first ? "" : ", ", dtype_name(dts[i]), buf);
+        first = false;
+    }
+    printf(" in %d file%s\n", m.tt.n_shards, m.tt.n_shards == 1 ? "" : "s");
+    int64_t kv = 2 * c->num_hidden_layers * c->num_key_value_heads * c->head_dim * 4;
+    human(buf, sizeof buf, (double)kv * (double)c->max_position_embeddings);
+    printf("kv cache     %" PRId64 " bytes per token (f32 keys and values), %s at max context\n", kv, buf);
+    rc = 0;
+out:
+    diag_summary(&d);
+    model_close(&m);
+    arena_destroy(a);
+    return rc;
+}

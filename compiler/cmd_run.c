@@ -1,0 +1,222 @@
+/* moec run: the generic path from the command line (prefill, then greedy decode with the KV cache).
+ * Output formats (shared with compiled executables):
+ *   --logits-out: raw little-endian f32, the T prompt rows [T, V], then N rows [N, V] where row s
+ *                 chose generated token s (row 0 from the prefill, row s > 0 from the decode step
+ *                 that fed generated token s-1);
+ *   --trace:      JSON, see runtime/trace.h. */
+#include <errno.h>
+#include <inttypes.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "frontend.h"
+#include "interp/interp.h"
+#include "outfile.h"
+#include "trace.h"
+
+static const char run_usage[] =
+    "usage: moec run MODEL_DIR --tokens 1,2,3 [-n N] [options]\n"
+    "Runs a Hugging Face MoE checkpoint on the generic path: prefill the prompt, then N greedy\n"
+    "decode steps with a KV cache. Prints the generated token ids.\n"
+    "\n"
+    "  --tokens IDS           prompt token ids, comma-separated (required)\n"
+    "  -n N                   tokens to generate (default 16)\n"
+    "  --threads T            OpenMP threads (default: all cores)\n"
+    "  --capacity-factor F    expert capacity C = ceil(F*T*k/E) per step (default 0: dropless)\n"
+    "  --logits-out FILE      write the logits as raw little-endian float32: [T, V] prompt rows,\n"
+    "                         then [N, V] rows, row s being the logits that chose generated token s\n"
+    "  --trace FILE           write prompt/generated ids and router choices per layer and position (JSON)\n"
+    "  --stats                print per-layer expert utilisation and dropped assignments\n"
+    "  --dump-ir              print the graph IR and exit\n";
+
+typedef struct RunOptions {
+    const char *model_dir;
+    int32_t *prompt;
+    int64_t n_prompt, n_gen;
+    int64_t threads;
+    double capacity_factor;
+    const char *logits_out, *trace_out;
+    bool stats, dump_ir;
+} RunOptions;
+
+static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
+    memset(o, 0, sizeof *o);
+    o->n_gen = 16;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(run_usage, stdout);
+            exit(0);
+        } else if (!strcmp(a, "--tokens")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_ids(d, a, v, &o->prompt, &o->n_prompt)) return 2;
+        } else if (!strcmp(a, "-n")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_int(d, a, v, 1, 1 << 24, &o->n_gen)) return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_int(d, a, v, 1, 4096, &o->threads)) return 2;
+        } else if (!strcmp(a, "--capacity-factor")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_double(d, a, v, 0, 1e6, &o->capacity_factor))
+                return 2;
+        } else if (!strcmp(a, "--logits-out")) {
+            if (!(o->logits_out = cli_value(d, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--trace")) {
+            if (!(o->trace_out = cli_value(d, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--stats")) {
+            o->stats = true;
+        } else if (!strcmp(a, "--dump-ir")) {
+            o->dump_ir = true;
+        } else if (a[0] == '-') {
+            diag_error(d, "%s: unknown option; see 'moec run --help'", a);
+            return 2;
+        } else if (!o->model_dir) {
+            o->model_dir = a;
+        } else {
+            diag_error(d, "%s: unexpected argument; expected one MODEL_DIR", a);
+            return 2;
+        }
+    }
+    if (!o->model_dir) {
+        diag_error(d, "run: expected MODEL_DIR; see 'moec run --help'");
+        return 2;
+    }
+    if (!o->prompt && !o->dump_ir) {
+        diag_error(d, "run: expected --tokens IDS; see 'moec run --help'");
+        return 2;
+    }
+    return 0;
+}
+
+static int64_t argmax(const float *v, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (v[i] > v[best]) best = i;
+    return best;
+}
+
+/* Appends every router node's routes of the last step to the trace. */
+static void trace_step(MoeTrace *tr, const Graph *g, const Interp *ip, int64_t T) {
+    for (uint32_t i = 0; i < g->n; i++)
+        if (g->nodes[i].op == OP_ROUTER)
+            moe_trace_add_routes(tr, g->nodes[i].a.router.layer, interp_value(ip, (ValueId){i}), T);
+}
+
+static void print_stats(const Model *m, const Interp *ip, int64_t steps_tokens) {
+    const ModelConfig *c = &m->cfg;
+    fprintf(stderr, "expert utilisation (tokens per expert over %" PRId64 " routed tokens):\n", steps_tokens);
+    for (int l = 0; l < (int)c->num_hidden_layers; l++) {
+        const int64_t *cnt = interp_expert_counts(ip, l);
+        if (!cnt) {
+            fprintf(stderr, "  L%02d dense\n", l);
+            continue;
+        }
+        fprintf(stderr, "  L%02d dropped %" PRId64 " |", l, interp_dropped(ip, l));
+        for (int64_t e = 0; e < c->num_experts; e++) fprintf(stderr, " %" PRId64, cnt[e]);
+        fputc('\n', stderr);
+    }
+    int64_t total = 0;
+    for (int l = 0; l < (int)c->num_hidden_layers; l++) total += interp_dropped(ip, l);
+    fprintf(stderr, "dropped assignments: %" PRId64 "\n", total);
+}
+
+int cmd_run(int argc, char **argv) {
+    Diag d = {0};
+    RunOptions o;
+    int rc = parse_run(argc, argv, &o, &d);
+    if (rc) return rc;
+    if (o.threads) omp_set_num_threads((int)o.threads);
+    Arena *a = arena_new();
+    Model m;
+    rc = 1;
+    Interp *ip = NULL;
+    MoeTrace *tr = NULL;
+    float *gen_logits = NULL;
+    MoeOutFile lo = {0};
+    if (!model_load(&m, a, &d, o.model_dir)) goto out;
+    const ModelConfig *c = &m.cfg;
+    if (o.dump_ir) {
+        ir_print(m.g, stdout);
+        rc = 0;
+        goto out;
+    }
+    for (int64_t i = 0; i < o.n_prompt; i++)
+        if (o.prompt[i] >= c->vocab_size) {
+            diag_error(&d, "--tokens: token id %d at position %" PRId64 ": must be < vocab_size (%" PRId64 ")",
+                       o.prompt[i], i, c->vocab_size);
+            goto out;
+        }
+    int64_t ctx = o.n_prompt + o.n_gen - 1; /* the last generated token is never fed */
+    if (o.n_prompt > c->max_position_embeddings || ctx > c->max_position_embeddings) {
+        diag_error(&d, "--tokens: a prompt of %" PRId64 " tokens plus %" PRId64
+                       " generated needs %" PRId64 " positions; expected at most max_position_embeddings (%" PRId64 ")",
+                   o.n_prompt, o.n_gen, ctx, c->max_position_embeddings);
+        goto out;
+    }
+    ip = interp_new(m.g, ctx, o.n_prompt, o.capacity_factor);
+    if (!ip) {
+        diag_error(&d, "run: cannot allocate the activations and KV cache for %" PRId64 " positions", ctx);
+        goto out;
+    }
+    if (o.trace_out && !(tr = moe_trace_new((int)c->num_hidden_layers, (int)c->num_experts_per_tok, c->layer_is_moe))) {
+        diag_error(&d, "run: out of memory");
+        goto out;
+    }
+    if (o.logits_out && !moe_out_open(&lo, o.logits_out)) {
+        diag_error(&d, "%s: cannot create: %s", o.logits_out, strerror(errno));
+        goto out;
+    }
+    const int64_t V = c->vocab_size;
+    gen_logits = malloc(sizeof(float) * (size_t)(V * o.n_gen));
+    int32_t *gen = malloc(sizeof(int32_t) * (size_t)o.n_gen);
+    if (!gen_logits || !gen) {
+        free(gen);
+        diag_error(&d, "run: out of memory");
+        goto out;
+    }
+    if (tr) moe_trace_add_prompt(tr, o.prompt, o.n_prompt);
+
+    interp_step(ip, o.prompt, o.n_prompt);
+    const float *logits = interp_value(ip, m.g->logits);
+    if (lo.f) moe_out_write(&lo, logits, sizeof(float) * (size_t)(o.n_prompt * V));
+    if (tr) trace_step(tr, m.g, ip, o.n_prompt);
+    memcpy(gen_logits, logits + (o.n_prompt - 1) * V, sizeof(float) * (size_t)V);
+    gen[0] = (int32_t)argmax(gen_logits, V);
+    for (int64_t s = 1; s < o.n_gen; s++) {
+        interp_step(ip, &gen[s - 1], 1);
+        if (tr) trace_step(tr, m.g, ip, 1);
+        memcpy(gen_logits + s * V, interp_value(ip, m.g->logits), sizeof(float) * (size_t)V);
+        gen[s] = (int32_t)argmax(gen_logits + s * V, V);
+    }
+    for (int64_t s = 0; s < o.n_gen; s++) {
+        printf("%s%d", s ? "," : "", gen[s]);
+        if (tr) moe_trace_add_generated(tr, gen[s]);
+    }
+    printf("\n");
+    fflush(stdout);
+    free(gen);
+    if (lo.f) {
+        moe_out_write(&lo, gen_logits, sizeof(float) * (size_t)(o.n_gen * V));
+        if (!moe_out_commit(&lo)) {
+            diag_error(&d, "%s: cannot write the logits", o.logits_out);
+            goto out;
+        }
+    }
+    if (tr && !moe_trace_write(tr, o.trace_out)) {
+        diag_error(&d, "%s: cannot write the trace", o.trace_out);
+        goto out;
+    }
+    if (o.stats) print_stats(&m, ip, interp_pos(ip));
+    rc = 0;
+out:
+    if (lo.f) moe_out_abort(&lo);
+    diag_summary(&d);
+    free(gen_logits);
+    moe_trace_free(tr);
+    interp_free(ip);
+    model_close(&m);
+    free(o.prompt);
+    arena_destroy(a);
+    return rc;
+}

@@ -1,0 +1,186 @@
+/* The compile pipeline:
+ *   model_load            config.json + safetensors -> graph (T symbolic)
+ *   pass_specialize x2    prefill (T = P) and decode (T = B), capacity bound
+ *   pass_fuse x2          fused kernel graphs, packed weight nodes
+ *   pass_pack             one weights layout for both
+ *   pass_plan x2          static arena offsets
+ *   weights               packed into OUT.moew (hash computed on the way)
+ *   program_emit          LLVM: specialised kernels + step functions + manifest
+ *   cg_optimize, cg_emit  O3 for the target, object / asm / IR
+ *   artifact_link/embed   executable = object + libmoert (+ weights appended) */
+#include "driver.h"
+
+#include <inttypes.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "artifact.h"
+#include "backend/program.h"
+#include "cli.h"
+#include "frontend.h"
+#include "passes/passes.h"
+
+static void dump(const CompileOptions *o, const char *pass, const char *what, const Graph *g) {
+    if (!o->dump_after || strcmp(o->dump_after, pass) != 0) return;
+    printf("# after %s (%s)\n", pass, what);
+    ir_print(g, stdout);
+}
+
+static bool known_pass(const char *p) {
+    return !strcmp(p, "build") || !strcmp(p, "specialize") || !strcmp(p, "fuse") || !strcmp(p, "pack") ||
+           !strcmp(p, "plan");
+}
+
+static void fill_manifest(MoeManifest *m, const Model *md, const CompileOptions *o, const Graph *fp, const Graph *fd,
+                          const KvLayout *kv, const PackTable *pt, Codegen *cg, int64_t S, int64_t P, int64_t threads) {
+    const ModelConfig *c = &md->cfg;
+    memset(m, 0, sizeof *m);
+    m->format_version = MOE_FORMAT_VERSION;
+    m->n_layers = (uint32_t)c->num_hidden_layers;
+    snprintf(m->family, sizeof m->family, "%s", md->arch->model_type);
+    snprintf(m->target, sizeof m->target, "%s", cg_triple(cg));
+    snprintf(m->cpu, sizeof m->cpu, "%s", cg_cpu(cg));
+    m->vocab_size = c->vocab_size;
+    m->n_exp = c->num_experts;
+    m->top_k = c->num_experts_per_tok;
+    m->batch = o->batch;
+    m->context = S;
+    m->prefill_chunk = P;
+    m->arena_bytes = fp->arena_bytes > fd->arena_bytes ? fp->arena_bytes : fd->arena_bytes;
+    m->kv_bytes = kv->total;
+    m->weights_bytes = pt->total;
+    m->logits_prefill = ir_node(fp, fp->logits)->offset;
+    m->logits_decode = ir_node(fd, fd->logits)->offset;
+    for (int l = 0; l < MOE_MAX_LAYERS; l++) m->routes_prefill[l] = m->routes_decode[l] = -1;
+    for (int pass = 0; pass < 2; pass++) {
+        const Graph *g = pass ? fd : fp;
+        for (uint32_t i = 0; i < g->n; i++) {
+            const Node *n = &g->nodes[i];
+            if (n->op != OP_FROUTER) continue;
+            (pass ? m->routes_decode : m->routes_prefill)[n->a.ffn.layer] = n->offset;
+            (pass ? &m->capacity_decode : &m->capacity_prefill)[0] = n->a.ffn.capacity;
+        }
+    }
+    m->bos_token_id = c->bos_token_id;
+    m->eos_token_id = c->eos_token_id;
+    m->weight_dtype = DT_F32;
+    for (int i = 0; i < pt->n; i++)
+        if (pt->e[i].dtype == DT_BF16) m->weight_dtype = DT_BF16;
+    m->max_threads = threads;
+}
+
+int compile_model(const CompileOptions *o, Diag *d) {
+    double t0 = cli_now();
+    if (o->dump_after && !known_pass(o->dump_after)) {
+        diag_error(d, "--dump-after: unknown pass '%s'; expected build, specialize, fuse, pack or plan", o->dump_after);
+        return 2;
+    }
+    Arena *a = arena_new();
+    Model md;
+    Codegen *cg = NULL;
+    int rc = 1;
+    char *wtmp = NULL, *otmp = NULL, *etmp = NULL;
+    if (!model_load(&md, a, d, o->model_dir)) goto out;
+    const ModelConfig *c = &md.cfg;
+    if (md.cfg.num_hidden_layers > MOE_MAX_LAYERS) {
+        diag_error(d, "%s: %" PRId64 " layers; moec supports at most %d", o->model_dir, c->num_hidden_layers,
+                   MOE_MAX_LAYERS);
+        goto out;
+    }
+    dump(o, "build", "graph", md.g);
+    /* shapes */
+    int64_t S = o->context ? o->context : (c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096);
+    if (S > c->max_position_embeddings) {
+        diag_error(d, "--context: %" PRId64 " positions; expected at most max_position_embeddings (%" PRId64 ")", S,
+                   c->max_position_embeddings);
+        goto out;
+    }
+    int64_t P = o->prefill_chunk ? o->prefill_chunk : (S < 128 ? S : 128);
+    if (P > S) {
+        diag_error(d, "--prefill-chunk: %" PRId64 " tokens; expected at most the context (%" PRId64 ")", P, S);
+        goto out;
+    }
+    int64_t threads = o->threads ? o->threads : omp_get_num_procs();
+    int64_t S_kv = S + P; /* room for the padding of a last, partial prefill chunk */
+    if (!(cg = cg_new(d, &(CgTarget){o->triple, o->cpu, o->features, 3}))) goto out;
+
+    Graph *sp = pass_specialize(a, md.g, P, o->capacity_factor);
+    Graph *sd = pass_specialize(a, md.g, o->batch, o->capacity_factor);
+    dump(o, "specialize", "prefill", sp);
+    dump(o, "specialize", "decode", sd);
+    if (!ir_verify(sp, d) || !ir_verify(sd, d)) goto out;
+    Graph *fp = pass_fuse(a, sp, threads, S_kv, d), *fd = fp ? pass_fuse(a, sd, threads, S_kv, d) : NULL;
+    if (!fd) goto out;
+    dump(o, "fuse", "prefill", fp);
+    dump(o, "fuse", "decode", fd);
+    if (!ir_verify(fp, d) || !ir_verify(fd, d)) goto out;
+    PackTable pt = {0};
+    pass_pack(a, &pt, fp);
+    pass_pack(a, &pt, fd);
+    dump(o, "pack", "prefill", fp);
+    dump(o, "pack", "decode", fd);
+    pass_plan(fp);
+    pass_plan(fd);
+    dump(o, "plan", "prefill", fp);
+    dump(o, "plan", "decode", fd);
+    if (o->dump_after) {
+        rc = 0;
+        goto out;
+    }
+    KvLayout kv;
+    program_kv_layout(fp, S_kv, &kv);
+
+    /* weights first: the manifest carries their hash */
+    uint64_t seed = artifact_hash_bytes(0xcbf29ce484222325ull, md.arch->model_type, strlen(md.arch->model_type));
+    uint64_t hash;
+    bool progress = !o->quiet && isatty(2);
+    if (o->emit == EMIT_EXE) {
+        wtmp = arena_printf(a, "%s%s.tmp.%d", o->out, o->sidecar ? ".moew" : ".weights", (int)getpid());
+        if (!artifact_write_weights(d, wtmp, &pt, seed, NULL, 0, &hash, progress)) goto out;
+    } else if (!artifact_hash_weights(&pt, seed, &hash, progress)) {
+        diag_error(d, "%s: cannot read the weights", o->model_dir);
+        goto out;
+    }
+    MoeManifest man;
+    fill_manifest(&man, &md, o, fp, fd, &kv, &pt, cg, S, P, threads);
+    man.model_hash = hash;
+    if (!program_emit(cg, fp, fd, &kv, &man, d) || !cg_optimize(cg)) goto out;
+
+    if (o->emit != EMIT_EXE) {
+        CgEmitKind k = o->emit == EMIT_OBJ ? CG_EMIT_OBJ : o->emit == EMIT_ASM ? CG_EMIT_ASM : CG_EMIT_LLVM;
+        if (!cg_emit(cg, k, o->out)) goto out;
+    } else {
+        otmp = arena_printf(a, "%s.o.tmp.%d", o->out, (int)getpid());
+        etmp = arena_printf(a, "%s.tmp.%d", o->out, (int)getpid());
+        if (!cg_emit(cg, CG_EMIT_OBJ, otmp) || !artifact_link(d, otmp, etmp)) goto out;
+        if (!o->sidecar && !artifact_embed(d, etmp, wtmp)) goto out;
+        if (o->sidecar) {
+            char *side = arena_printf(a, "%s.moew", o->out);
+            if (rename(wtmp, side) != 0) {
+                diag_error(d, "%s: cannot rename into place", side);
+                goto out;
+            }
+            wtmp = NULL;
+        }
+        if (rename(etmp, o->out) != 0) {
+            diag_error(d, "%s: cannot rename into place", o->out);
+            goto out;
+        }
+        etmp = NULL;
+    }
+    if (!o->quiet)
+        fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s in %.2f s -> %s\n", o->model_dir,
+                md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg), cli_now() - t0, o->out);
+    rc = 0;
+out:
+    if (wtmp) unlink(wtmp);
+    if (otmp) unlink(otmp);
+    if (etmp) unlink(etmp);
+    if (cg) cg_free(cg);
+    model_close(&md);
+    arena_destroy(a);
+    return rc;
+}

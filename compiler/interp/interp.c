@@ -1,0 +1,141 @@
+#include "interp.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels.h"
+
+struct Interp {
+    const Graph *g;
+    int64_t max_ctx, max_tok, pos;
+    double capacity_factor;
+    void **buf;          /* [g->n] per node output, NULL for weights */
+    float **kcache;      /* [g->n] per ATTENTION node: [max_ctx, nkv*hd] */
+    float **vcache;
+    void *moe_scratch;
+    int64_t *dropped;    /* [n_layers] */
+    int64_t **counts;    /* [n_layers] -> [n_exp] */
+};
+
+static const void *weight_data(const Node *w) { return w->a.weight.parts[0]->data; }
+
+Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, double capacity_factor) {
+    Interp *ip = calloc(1, sizeof *ip);
+    if (!ip) return NULL;
+    ip->g = g;
+    ip->max_ctx = max_ctx;
+    ip->max_tok = max_tok;
+    ip->capacity_factor = capacity_factor;
+    ip->buf = calloc(g->n, sizeof(void *));
+    ip->kcache = calloc(g->n, sizeof(float *));
+    ip->vcache = calloc(g->n, sizeof(float *));
+    ip->dropped = calloc((size_t)g->n_layers + 1, sizeof(int64_t));
+    ip->counts = calloc((size_t)g->n_layers + 1, sizeof(int64_t *));
+    bool ok = ip->buf && ip->kcache && ip->vcache && ip->dropped && ip->counts;
+    size_t scratch = 0;
+    for (uint32_t i = 0; ok && i < g->n; i++) {
+        const Node *n = &g->nodes[i];
+        if (n->op == OP_WEIGHT) continue;
+        size_t bytes = (size_t)ir_elems(n, max_tok) * dtype_size(n->dtype);
+        ok = (ip->buf[i] = malloc(bytes ? bytes : 1)) != NULL;
+        if (n->op == OP_ATTENTION) {
+            size_t kv = sizeof(float) * (size_t)max_ctx * (size_t)(n->a.attn.n_kv * n->a.attn.head_dim);
+            ok = ok && (ip->kcache[i] = malloc(kv)) && (ip->vcache[i] = malloc(kv));
+        }
+        if (n->op == OP_MOE_FFN) {
+            const Node *gate = ir_node(g, n->in[2]);
+            GkExperts ex = {.n_exp = n->a.moe.n_exp, .top_k = n->a.moe.top_k, .d_model = n->shape[1],
+                            .d_ff = gate->shape[1]};
+            size_t s = gk_moe_scratch_bytes(&ex, max_tok);
+            scratch = s > scratch ? s : scratch;
+            ok = ok && (ip->counts[n->a.moe.layer] = calloc((size_t)ex.n_exp, sizeof(int64_t)));
+        }
+    }
+    if (ok && scratch) ok = (ip->moe_scratch = malloc(scratch)) != NULL;
+    if (!ok) {
+        interp_free(ip);
+        return NULL;
+    }
+    return ip;
+}
+
+void interp_free(Interp *ip) {
+    if (!ip) return;
+    for (uint32_t i = 0; ip->buf && i < ip->g->n; i++) {
+        free(ip->buf[i]);
+        if (ip->kcache) free(ip->kcache[i]);
+        if (ip->vcache) free(ip->vcache[i]);
+    }
+    for (int l = 0; ip->counts && l <= ip->g->n_layers; l++) free(ip->counts[l]);
+    free(ip->counts);
+    free(ip->dropped);
+    free(ip->buf);
+    free(ip->kcache);
+    free(ip->vcache);
+    free(ip->moe_scratch);
+    free(ip);
+}
+
+int64_t interp_pos(const Interp *ip) { return ip->pos; }
+const void *interp_value(const Interp *ip, ValueId v) { return ip->buf[v.id]; }
+int64_t interp_dropped(const Interp *ip, int layer) { return ip->dropped[layer]; }
+const int64_t *interp_expert_counts(const Interp *ip, int layer) { return ip->counts[layer]; }
+
+void interp_step(Interp *ip, const int32_t *ids, int64_t T) {
+    const Graph *g = ip->g;
+    MOE_ASSERT(T >= 1 && T <= ip->max_tok && ip->pos + T <= ip->max_ctx);
+    for (uint32_t i = 0; i < g->n; i++) {
+        const Node *n = &g->nodes[i];
+        void *y = ip->buf[i];
+        const Node *in0 = n->n_in > 0 ? ir_node(g, n->in[0]) : NULL;
+        const Node *in1 = n->n_in > 1 ? ir_node(g, n->in[1]) : NULL;
+        const void *x0 = n->n_in > 0 ? ip->buf[n->in[0].id] : NULL;
+        const void *x1 = n->n_in > 1 ? ip->buf[n->in[1].id] : NULL;
+        const int64_t row = ir_row_elems(n);
+        switch (n->op) {
+        case OP_INPUT_IDS: memcpy(y, ids, sizeof(int32_t) * (size_t)T); break;
+        case OP_WEIGHT: break;
+        case OP_EMBED: gk_embed(y, x0, T, weight_data(in1), in1->dtype, row); break;
+        case OP_RMSNORM: gk_rmsnorm(y, x0, T, row, weight_data(in1), in1->dtype, in1->shape[0], n->a.norm.eps); break;
+        case OP_MATMUL: {
+            const Node *b = n->n_in > 2 ? ir_node(g, n->in[2]) : NULL;
+            gk_matmul(y, x0, T, in0->shape[1], weight_data(in1), in1->dtype, row, b ? weight_data(b) : NULL,
+                      b ? b->dtype : DT_F32);
+            break;
+        }
+        case OP_ADD: gk_add(y, x0, x1, T * row); break;
+        case OP_CLAMP: gk_clamp(y, x0, T * row, n->a.clamp.c); break;
+        case OP_SWIGLU: gk_swiglu(y, x0, x1, T * row); break;
+        case OP_SIGMOID_SCALE: gk_sigmoid_scale(y, x0, x1, T, row); break;
+        case OP_ROPE:
+            gk_rope(y, x0, T, n->a.rope.n_heads, n->a.rope.head_dim, n->a.rope.inv_freq, n->a.rope.mscale, ip->pos);
+            break;
+        case OP_ATTENTION: {
+            const AttnAttr *at = &n->a.attn;
+            gk_attention(y, x0, x1, ip->buf[n->in[2].id], T, ip->kcache[i], ip->vcache[i], at->n_heads, at->n_kv,
+                         at->head_dim, at->window, ip->pos);
+            break;
+        }
+        case OP_ROUTER:
+            gk_router(y, x0, T, n->a.router.n_exp, n->a.router.top_k, n->a.router.renorm);
+            break;
+        case OP_MOE_FFN: {
+            const Node *gate = ir_node(g, n->in[2]), *up = ir_node(g, n->in[3]), *down = ir_node(g, n->in[4]);
+            const void *pg[gate->a.weight.n_parts], *pu[gate->a.weight.n_parts], *pd[gate->a.weight.n_parts];
+            for (int e = 0; e < gate->a.weight.n_parts; e++) {
+                pg[e] = gate->a.weight.parts[e]->data;
+                pu[e] = up->a.weight.parts[e]->data;
+                pd[e] = down->a.weight.parts[e]->data;
+            }
+            GkExperts ex = {.n_exp = n->a.moe.n_exp, .top_k = n->a.moe.top_k, .d_model = row, .d_ff = gate->shape[1],
+                            .dtype = gate->dtype, .gate = pg, .up = pu, .down = pd};
+            int64_t cap = gk_capacity(ip->capacity_factor, T, ex.top_k, ex.n_exp);
+            gk_moe_ffn(y, x0, x1, T, &ex, cap, ip->moe_scratch, &ip->dropped[n->a.moe.layer],
+                       ip->counts[n->a.moe.layer]);
+            break;
+        }
+        default: MOE_UNREACHABLE(); /* fused ops run only compiled */
+        }
+    }
+    ip->pos += T;
+}

@@ -1,0 +1,219 @@
+/* The generic path's kernels: plain loops over runtime shapes, OpenMP over independent rows,
+ * `omp simd` reductions so the inner products vectorise. Honest, not specialised, not fused. */
+#include "kernels.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline float dot_f32(const float *a, const float *b, int64_t n) {
+    float s = 0.0f;
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* Widens n elements of a weight row to f32. */
+static inline void widen(float *dst, const void *src, DType dt, int64_t n) {
+    if (dt == DT_BF16) {
+        const uint16_t *s = src;
+#pragma omp simd
+        for (int64_t i = 0; i < n; i++) {
+            uint32_t u = (uint32_t)s[i] << 16;
+            memcpy(&dst[i], &u, 4);
+        }
+    } else if (dt == DT_F16) {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32(s[i]);
+    } else {
+        memcpy(dst, src, sizeof(float) * (size_t)n);
+    }
+}
+
+void gk_embed(float *y, const int32_t *ids, int64_t T, const void *table, DType dt, int64_t H) {
+    size_t es = dtype_size(dt);
+    for (int64_t t = 0; t < T; t++) widen(y + t * H, (const char *)table + (size_t)ids[t] * (size_t)H * es, dt, H);
+}
+
+void gk_rmsnorm(float *y, const float *x, int64_t T, int64_t N, const void *w, DType wdt, int64_t G, float eps) {
+    float *wf = malloc(sizeof(float) * (size_t)G);
+    widen(wf, w, wdt, G);
+    int64_t groups = N / G;
+#pragma omp parallel for if (T * N > 32768)
+    for (int64_t r = 0; r < T * groups; r++) {
+        const float *xr = x + r * G;
+        float *yr = y + r * G;
+        float ss = dot_f32(xr, xr, G);
+        float inv = 1.0f / sqrtf(ss / (float)G + eps);
+        for (int64_t i = 0; i < G; i++) yr[i] = wf[i] * (xr[i] * inv);
+    }
+    free(wf);
+}
+
+void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N, const void *bias,
+               DType bdt) {
+    size_t es = dtype_size(wdt);
+#pragma omp parallel
+    {
+        float *row = wdt == DT_F32 ? NULL : malloc(sizeof(float) * (size_t)K);
+#pragma omp for schedule(static)
+        for (int64_t n = 0; n < N; n++) {
+            const float *wr = (const float *)((const char *)w + (size_t)n * (size_t)K * es);
+            if (row) {
+                widen(row, wr, wdt, K);
+                wr = row;
+            }
+            float b = bias ? dtype_load_f32(bdt, bias, (size_t)n) : 0.0f;
+            for (int64_t t = 0; t < T; t++) y[t * N + n] = dot_f32(x + t * K, wr, K) + b;
+        }
+        free(row);
+    }
+}
+
+void gk_add(float *y, const float *a, const float *b, int64_t n) {
+#pragma omp parallel for simd if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
+void gk_clamp(float *y, const float *x, int64_t n, float c) {
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < -c ? -c : x[i] > c ? c : x[i];
+}
+
+static inline float silu(float a) { return a / (1.0f + expf(-a)); }
+
+void gk_swiglu(float *y, const float *g, const float *u, int64_t n) {
+#pragma omp parallel for if (n > 65536)
+    for (int64_t i = 0; i < n; i++) y[i] = silu(g[i]) * u[i];
+}
+
+void gk_sigmoid_scale(float *y, const float *g, const float *x, int64_t T, int64_t N) {
+    for (int64_t t = 0; t < T; t++) {
+        float s = 1.0f / (1.0f + expf(-g[t]));
+        for (int64_t i = 0; i < N; i++) y[t * N + i] = s * x[t * N + i];
+    }
+}
+
+void gk_rope(float *y, const float *x, int64_t T, int64_t heads, int64_t hd, const float *inv_freq, float mscale,
+             int64_t pos0) {
+    int64_t half = hd / 2;
+    for (int64_t t = 0; t < T; t++) {
+        float p = (float)(pos0 + t);
+        for (int64_t i = 0; i < half; i++) {
+            float ang = p * inv_freq[i]; /* float32, as HF */
+            float c = (float)cos((double)ang) * mscale, s = (float)sin((double)ang) * mscale;
+            for (int64_t h = 0; h < heads; h++) {
+                const float *xh = x + t * heads * hd + h * hd;
+                float *yh = y + t * heads * hd + h * hd;
+                float a = xh[i], b = xh[i + half];
+                yh[i] = a * c - b * s;
+                yh[i + half] = b * c + a * s;
+            }
+        }
+    }
+}
+
+void gk_attention(float *out, const float *q, const float *k, const float *v, int64_t T, float *kcache, float *vcache,
+                  int64_t nh, int64_t nkv, int64_t hd, int64_t window, int64_t pos0) {
+    const int64_t kvw = nkv * hd, group = nh / nkv;
+    memcpy(kcache + pos0 * kvw, k, sizeof(float) * (size_t)(T * kvw));
+    memcpy(vcache + pos0 * kvw, v, sizeof(float) * (size_t)(T * kvw));
+    const float scale = 1.0f / sqrtf((float)hd);
+#pragma omp parallel
+    {
+        float *p = malloc(sizeof(float) * (size_t)(pos0 + T));
+#pragma omp for collapse(2) schedule(static)
+        for (int64_t t = 0; t < T; t++) {
+            for (int64_t h = 0; h < nh; h++) {
+                const int64_t i = pos0 + t, kvh = h / group;
+                const int64_t j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+                const float *qh = q + t * nh * hd + h * hd;
+                float mx = -INFINITY;
+                for (int64_t j = j0; j <= i; j++) {
+                    p[j] = dot_f32(qh, kcache + j * kvw + kvh * hd, hd) * scale;
+                    if (p[j] > mx) mx = p[j];
+                }
+                float sum = 0.0f;
+                for (int64_t j = j0; j <= i; j++) sum += (p[j] = expf(p[j] - mx));
+                float *o = out + t * nh * hd + h * hd;
+                memset(o, 0, sizeof(float) * (size_t)hd);
+                for (int64_t j = j0; j <= i; j++) {
+                    const float pj = p[j] / sum, *vj = vcache + j * kvw + kvh * hd;
+#pragma omp simd
+                    for (int64_t d = 0; d < hd; d++) o[d] += pj * vj[d];
+                }
+            }
+        }
+        free(p);
+    }
+}
+
+void gk_router(MoeRoute *routes, const float *logits, int64_t T, int64_t E, int64_t k, bool renorm) {
+    float *p = malloc(sizeof(float) * (size_t)E);
+    for (int64_t t = 0; t < T; t++) {
+        const float *l = logits + t * E;
+        float mx = -INFINITY, sum = 0.0f;
+        for (int64_t e = 0; e < E; e++) mx = l[e] > mx ? l[e] : mx;
+        for (int64_t e = 0; e < E; e++) sum += (p[e] = expf(l[e] - mx));
+        for (int64_t e = 0; e < E; e++) p[e] /= sum;
+        MoeRoute *r = routes + t * k;
+        float picked = 0.0f;
+        for (int64_t j = 0; j < k; j++) { /* selection: highest remaining probability, lowest id on ties */
+            int64_t best = -1;
+            for (int64_t e = 0; e < E; e++) {
+                bool taken = false;
+                for (int64_t q = 0; q < j; q++) taken |= r[q].expert == e;
+                if (!taken && (best < 0 || p[e] > p[best])) best = e;
+            }
+            r[j].expert = (int32_t)best;
+            r[j].weight = p[best];
+            picked += p[best];
+        }
+        if (renorm)
+            for (int64_t j = 0; j < k; j++) r[j].weight /= picked;
+    }
+    free(p);
+}
+
+int64_t gk_capacity(double factor, int64_t T, int64_t k, int64_t E) {
+    if (factor <= 0) return T;
+    int64_t c = (int64_t)ceil(factor * (double)T * (double)k / (double)E);
+    return c < 1 ? 1 : c > T ? T : c;
+}
+
+size_t gk_moe_scratch_bytes(const GkExperts *ex, int64_t T) {
+    /* token list + weights, gathered x, gate, up, down outputs for at most T tokens of one expert */
+    return (size_t)T * (sizeof(int64_t) + sizeof(float)) +
+           sizeof(float) * (size_t)T * (size_t)(2 * ex->d_model + 2 * ex->d_ff) + 256;
+}
+
+void gk_moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, const GkExperts *ex, int64_t capacity,
+                void *scratch, int64_t *dropped, int64_t *counts) {
+    const int64_t H = ex->d_model, I = ex->d_ff, k = ex->top_k;
+    int64_t *tok = scratch;
+    float *wt = (float *)(tok + T);
+    float *xs = wt + T, *g = xs + T * H, *u = g + T * I, *d = u + T * I;
+    memset(y, 0, sizeof(float) * (size_t)(T * H));
+    for (int64_t e = 0; e < ex->n_exp; e++) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t j = 0; j < k; j++)
+                if (routes[t * k + j].expert == e) {
+                    if (n < capacity) {
+                        tok[n] = t;
+                        wt[n++] = routes[t * k + j].weight;
+                    } else if (dropped) {
+                        (*dropped)++;
+                    }
+                }
+        if (counts) counts[e] += n;
+        if (n == 0) continue;
+        for (int64_t i = 0; i < n; i++) memcpy(xs + i * H, x + tok[i] * H, sizeof(float) * (size_t)H);
+        gk_matmul(g, xs, n, H, ex->gate[e], ex->dtype, I, NULL, DT_F32);
+        gk_matmul(u, xs, n, H, ex->up[e], ex->dtype, I, NULL, DT_F32);
+        gk_swiglu(g, g, u, n * I);
+        gk_matmul(d, g, n, I, ex->down[e], ex->dtype, H, NULL, DT_F32);
+        for (int64_t i = 0; i < n; i++)
+            for (int64_t c = 0; c < H; c++) y[tok[i] * H + c] += wt[i] * d[i * H + c];
+    }
+}

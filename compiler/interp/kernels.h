@@ -1,0 +1,53 @@
+/* kernels: the generic path's shape-generic, unfused kernels (f32 compute; weights read in their
+ * stored dtype and widened as they are read). Each kernel parallelises itself with OpenMP over
+ * independent rows; none allocates except gk_moe_ffn's caller-provided scratch. Every kernel has a
+ * plain reference twin in tests/ref/ref_ops.c. Shapes are outermost first. */
+#ifndef MOEC_INTERP_KERNELS_H
+#define MOEC_INTERP_KERNELS_H
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "dtype.h"
+
+/* y[T, H] = table[ids[t], :] */
+void gk_embed(float *y, const int32_t *ids, int64_t T, const void *table, DType dt, int64_t H);
+/* y[T, N]: each group of G consecutive values of a row normalised by its RMS, times w[G]. */
+void gk_rmsnorm(float *y, const float *x, int64_t T, int64_t N, const void *w, DType wdt, int64_t G, float eps);
+/* y[T, N] = x[T, K] w[N, K]^T (+ bias[N]); bias may be NULL. */
+void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N, const void *bias,
+               DType bdt);
+void gk_add(float *y, const float *a, const float *b, int64_t n);
+void gk_clamp(float *y, const float *x, int64_t n, float c);
+void gk_swiglu(float *y, const float *g, const float *u, int64_t n);
+/* y[T, N] = sigmoid(g[T]) * x[T, N] */
+void gk_sigmoid_scale(float *y, const float *g, const float *x, int64_t T, int64_t N);
+/* Half-split RoPE of x[T, heads*hd] at positions pos0 + t. */
+void gk_rope(float *y, const float *x, int64_t T, int64_t heads, int64_t hd, const float *inv_freq, float mscale,
+             int64_t pos0);
+/* Appends k, v [T, nkv*hd] at positions pos0.. of the caches [S, nkv*hd], then
+ * out[T, nh*hd] = softmax(q k^T / sqrt(hd), causal + window) v, query head h on kv head h/(nh/nkv). */
+void gk_attention(float *out, const float *q, const float *k, const float *v, int64_t T, float *kcache, float *vcache,
+                  int64_t nh, int64_t nkv, int64_t hd, int64_t window, int64_t pos0);
+/* routes[T, k] from router logits[T, E]: softmax over all E, top k by probability (descending),
+ * renormalised when asked. */
+void gk_router(MoeRoute *routes, const float *logits, int64_t T, int64_t E, int64_t k, bool renorm);
+
+typedef struct GkExperts {
+    int64_t n_exp, top_k, d_model, d_ff;
+    DType dtype;
+    const void *const *gate;           /* [n_exp] -> [d_ff, d_model] */
+    const void *const *up;             /* [n_exp] -> [d_ff, d_model] */
+    const void *const *down;           /* [n_exp] -> [d_model, d_ff] */
+} GkExperts;
+
+/* Expert capacity of a step of T tokens: ceil(f*T*k/E) clamped to [1, T]; f <= 0 means dropless (T). */
+int64_t gk_capacity(double factor, int64_t T, int64_t k, int64_t E);
+/* Bytes of scratch gk_moe_ffn needs for T tokens. */
+size_t gk_moe_scratch_bytes(const GkExperts *ex, int64_t T);
+/* y[T, d_model] = sum over each token's routes of w * down_e(silu(gate_e x) * up_e x), each expert
+ * taking at most `capacity` tokens in token order; the assignments beyond it are dropped (counted
+ * into *dropped). counts[n_exp] (may be NULL) gets the tokens each expert processed. */
+void gk_moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, const GkExperts *ex, int64_t capacity,
+                void *scratch, int64_t *dropped, int64_t *counts);
+
+#endif

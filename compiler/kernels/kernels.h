@@ -1,0 +1,94 @@
+/* kernels: the compiled path's kernel templates (plain C11, compiled to LLVM bitcode at build time
+ * and specialised by `moec compile`: every int64/int32/float parameter except pos0, ith and nth is
+ * bound to a constant, so the emitted functions take only pointers, pos0 and (ith, nth)).
+ * They are also ordinary C, so tests compile them natively against tests/ref/ref_ops.c.
+ *
+ * Rules: no allocation, no libc except expf/sqrtf/memset/memcpy, no intrinsics (templates must
+ * retarget to AArch64), restrict pointers, loops LLVM can vectorise once shapes are constants.
+ * Every kernel splits its independent rows by (ith, nth) with kt_split; it never synchronises —
+ * the step program puts a barrier between dependent kernels.
+ * Weight dtypes (wdt): 0 = f32, 2 = bf16 (runtime/dtype.h values). Activations are f32.
+ * Shapes outermost first; T = tokens of the step. */
+#ifndef MOEC_KERNELS_H
+#define MOEC_KERNELS_H
+#include <stdint.h>
+
+/* Dispatch produced by kt_router for one MoE layer, laid out in one buffer:
+ *   MoeRoute routes[T * k]      (expert id, weight) per token, highest probability first
+ *   int32_t  count[E]           tokens kept per expert (<= C)
+ *   int32_t  tok[E * C]         their token indices, in token order
+ *   float    wt[E * C]          their routing weights
+ * kt_dispatch_bytes gives the size. */
+static inline int64_t kt_dispatch_bytes(int64_t T, int64_t k, int64_t E, int64_t C) {
+    return 8 * T * k + 4 * E + 8 * E * C;
+}
+
+/* y[T, N] = (resid[T, N] +) rmsnorm(x)[T, K] w[N, K]^T (+ bias[N]).
+ * has_norm: x is normalised first with norm_w[K] and eps (each thread normalises all T rows
+ * into its own scratch region scratch + ith * T * K). Output rows n split between threads. */
+void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
+                    const void *restrict w, const float *restrict bias, const float *restrict resid,
+                    float *restrict scratch, int64_t T, int64_t K, int64_t N, float eps, int32_t has_norm,
+                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t ith, int32_t nth);
+
+/* From qkv[T, (nh + 2 nkv) hd] (q heads, then k heads, then v heads): optional q/k RMSNorm
+ * (qk_norm 1: per head with qn[hd], kn[hd]; 2: over the whole q row with qn[nh hd] and the whole k
+ * row with kn[nkv hd]), optional clamp of q, k, v to [-clip, clip] (clip > 0), then half-split RoPE
+ * of q and k at position pos0 + t using rope[S][hd] = cos[hd/2] then sin[hd/2] per position
+ * (attention factor already multiplied in); writes q_out[T, nh hd] and appends k and v at
+ * positions pos0 + t of kc[S, nkv hd] and vc[S, nkv hd]. Units (t, head) split between threads. */
+void kt_qkv_rope(float *restrict q_out, float *restrict kc, float *restrict vc, const float *restrict qkv,
+                 const float *restrict qn, const float *restrict kn, const float *restrict rope, int64_t pos0,
+                 int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t S, float eps, int32_t qk_norm, float clip,
+                 int32_t ith, int32_t nth);
+
+/* out[T, nh hd] = softmax(q k^T / sqrt(hd)) v over cached keys j <= pos0 + t (and
+ * pos0 + t - j < window when window > 0); query head h reads kv head h / (nh / nkv).
+ * Units (t, h) split between threads. */
+void kt_attention(float *restrict out, const float *restrict q, const float *restrict kc,
+                  const float *restrict vc, int64_t pos0, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
+                  int64_t S, int64_t window, int32_t ith, int32_t nth);
+
+/* Router of one MoE layer: h = rmsnorm(x) with norm_w[H]; logits = h gate_w[E, H]^T; softmax over
+ * all E; top k (descending probability, lowest id on ties); weights renormalised when renorm;
+ * dispatch lists with capacity C per expert in token order (assignments beyond C dropped).
+ * stats[E + 1] += tokens kept per expert, then dropped assignments (stats may be NULL).
+ * Runs on thread 0 only (tiny); the others return at once. */
+void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
+               const void *restrict gate_w, int64_t *restrict stats, int64_t T, int64_t H, int64_t E,
+               int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int32_t ith, int32_t nth);
+
+/* The expert FFN of one layer, fused: h = rmsnorm(x) with norm_w (each thread normalises all T
+ * rows into scratch); for each expert e with tokens in the dispatch lists:
+ *   act[s, i] = silu(h[tok] . gate_e[i]) * (h[tok] . up_e[i])   for i in this thread's slice of I
+ *   part[tok, :] += wt[s] * down_e[:, slice] act[s, slice]
+ * gate_up[E][I][2][H] interleaves the gate and up row i so one pass reads both; down[E][H][I].
+ * Then the optional ungated/sigmoid-gated dense expert (shared_kind 0: none; 1: qwen2 shared expert
+ * gated by sigmoid(h . sg_w[H]), sg_w f32 like every vector; 2: a dense MLP layer, weight 1) of width SI with sh_gate_up
+ * [SI][2][H], sh_down[H][SI], over every token. E = 0 means no routed experts (dense layer).
+ * part = partials + ith * T * H is this thread's [T, H] partial sum (zeroed here); kt_reduce adds
+ * them up. scratch + ith * scratch_per_thread floats is this thread's work space, needing
+ * T * H + T * slice floats with slice = ceil(max(I, SI) / nth). */
+void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,
+                const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
+                const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
+                float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
+                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t ith,
+                int32_t nth);
+
+/* y[T, H] = resid[T, H] + sum over threads j < nth of partials[j][T, H]; rows split by thread. */
+void kt_reduce(float *restrict y, const float *restrict resid, const float *restrict partials, int64_t T,
+               int64_t H, int32_t ith, int32_t nth);
+
+/* y[T, H] = table[ids[t]] widened to f32; tokens split by thread. */
+void kt_embed(float *restrict y, const int32_t *restrict ids, const void *restrict table, int64_t T, int64_t H,
+              int32_t wdt, int32_t ith, int32_t nth);
+
+/* [lo, hi) of n items for thread ith of nth (contiguous, balanced). */
+static inline void kt_split(int64_t n, int32_t ith, int32_t nth, int64_t *lo, int64_t *hi) {
+    int64_t base = n / nth, rem = n % nth;
+    *lo = ith * base + (ith < rem ? ith : rem);
+    *hi = *lo + base + (ith < rem ? 1 : 0);
+}
+
+#endif

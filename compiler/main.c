@@ -1,0 +1,37 @@
+/* moec: the command-line driver. Dispatches on the subcommand; each lives in its own file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "commands.h"
+
+typedef struct Command {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+} Command;
+
+static const Command commands[] = {
+    {"run", cmd_run, "run a model on the generic path (prefill + greedy decode)"},
+    {"compile", cmd_compile, "compile a model into a specialised, self-contained executable"},
+    {"inspect", cmd_inspect, "show a model's family, sizes, parameters and memory needs"},
+    {"synth", cmd_synth, "write a synthetic checkpoint in the Hugging Face layout"},
+    {"demo", cmd_demo, "synthesise the tiny Mixtral and run it (the README's first command)"},
+};
+
+static void usage(FILE *f) {
+    fputs("usage: moec COMMAND [options]   (moec COMMAND --help for details)\n\ncommands:\n", f);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "moec: error: '%s': unknown command\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,391 @@
+/* fuse: rewrite a specialised graph into compiled kernels. The source graph is built by
+ * graphs/blocks.c, so every layer has the same skeleton; fuse walks it from its anchors:
+ *
+ *   EMBED                                        -> EMBED (packed table)
+ *   ATTENTION(ROPE(norm/clip(MATMUL(RMSNORM(x)))) x3)
+ *                                                -> FNORM_MATMUL(x, ln, Wq|Wk|Wv, bq|bk|bv)
+ *                                                   FQKV_ROPE (q/k norms, clip, RoPE, KV append)
+ *                                                   FATTENTION
+ *   ADD(x, MATMUL(attention, Wo))                -> FNORM_MATMUL(attn, -, Wo, bo, resid x)
+ *   ADD(x, MOE_FFN(RMSNORM(x), ROUTER(..)) [+ SIGMOID_SCALE(shared)])
+ *                                                -> FROUTER + FEXPERTS + FREDUCE
+ *   ADD(x, MATMUL(SWIGLU(MATMUL(RMSNORM(x)) x2)))  (dense layer)
+ *                                                -> FEXPERTS(E = 0, dense) + FREDUCE
+ *   logits = MATMUL(RMSNORM(x), head)            -> FNORM_MATMUL(x, norm, head)
+ *
+ * Every source node must be covered by exactly one pattern; anything else is our bug. */
+#include <string.h>
+
+#include "kernels/kernels.h"
+#include "passes.h"
+
+typedef struct Fuser {
+    const Graph *s;        /* source (specialised) */
+    Graph *f;              /* fused */
+    Arena *a;
+    Diag *d;
+    ValueId *map;          /* [s->n] source value -> fused value (residual stream values) */
+    bool *covered;         /* [s->n] */
+    int64_t threads, context;
+    bool ok;
+} Fuser;
+
+static const Node *src(Fuser *fu, ValueId v) { return ir_node(fu->s, v); }
+
+static bool expect(Fuser *fu, bool cond, ValueId at, const char *what) {
+    if (!cond && fu->ok) {
+        diag_error(fu->d, "fuse: internal: node %%%u (%s '%s'): %s", at.id, ir_op_name(src(fu, at)->op),
+                   src(fu, at)->name, what);
+        fu->ok = false;
+    }
+    return cond;
+}
+
+static void cover(Fuser *fu, ValueId v) { fu->covered[v.id] = true; }
+
+static ValueId mapped(Fuser *fu, ValueId v) {
+    expect(fu, !ir_is_none(fu->map[v.id]), v, "used before it was fused");
+    return fu->map[v.id];
+}
+
+static DType pack_dtype(const TensorInfo **parts, int n, int rank) {
+    if (rank == 1) return DT_F32;
+    for (int i = 0; i < n; i++)
+        if (parts[i]->dtype != parts[0]->dtype) return DT_F32;
+    return parts[0]->dtype == DT_BF16 ? DT_BF16 : DT_F32; /* f16 widens exactly to f32 */
+}
+
+/* A packed WEIGHT node from the tensors of source weight nodes ws[0..n). */
+static ValueId packed(Fuser *fu, PackKind kind, const ValueId *ws, int n, const char *name, int64_t rows, int64_t cols) {
+    int n_parts = 0;
+    for (int i = 0; i < n; i++) {
+        cover(fu, ws[i]);
+        n_parts += src(fu, ws[i])->a.weight.n_parts;
+    }
+    const TensorInfo **parts = arena_alloc(fu->a, sizeof *parts * (size_t)(n_parts + 1));
+    int at = 0;
+    for (int i = 0; i < n; i++) {
+        const Node *w = src(fu, ws[i]);
+        memcpy(parts + at, w->a.weight.parts, sizeof *parts * (size_t)w->a.weight.n_parts);
+        at += w->a.weight.n_parts;
+    }
+    ValueId v = ir_add(fu->f, OP_WEIGHT, name, 0, NULL);
+    Node *nd = ir_node(fu->f, v);
+    nd->a.weight.parts = parts;
+    nd->a.weight.n_parts = n_parts;
+    nd->a.weight.pack = kind;
+    nd->dtype = pack_dtype(parts, n_parts, rows == 1 || cols == 1 ? 1 : 2);
+    nd->rank = rows == 1 ? 1 : 2;
+    nd->shape[0] = rows == 1 ? cols : rows;
+    nd->shape[1] = cols;
+    if (rows == 1) nd->rank = 1;
+    return v;
+}
+
+static ValueId packed1(Fuser *fu, ValueId w, const char *name) {
+    const Node *n = src(fu, w);
+    return n->rank == 1 ? packed(fu, PACK_ROWS, &w, 1, name, 1, n->shape[0])
+                        : packed(fu, PACK_ROWS, &w, 1, name, n->shape[0], n->shape[1]);
+}
+
+static ValueId act(Fuser *fu, Op op, const char *name, int n_in, const ValueId *in, int64_t cols) {
+    ValueId v = ir_add(fu->f, op, name, n_in, in);
+    Node *n = ir_node(fu->f, v);
+    n->dtype = DT_F32;
+    n->rank = 2;
+    n->shape[0] = fu->s->n_tok;
+    n->shape[1] = cols;
+    return v;
+}
+
+static ValueId norm_matmul(Fuser *fu, const char *name, ValueId x, ValueId norm_w, ValueId w, ValueId bias,
+                           ValueId resid, int64_t n_out, float eps) {
+    ValueId v = act(fu, OP_FNORM_MATMUL, name, 5, (ValueId[]){x, norm_w, w, bias, resid}, n_out);
+    Node *n = ir_node(fu->f, v);
+    n->a.norm.eps = eps;
+    if (!ir_is_none(norm_w)) {
+        int64_t K = ir_node(fu->f, x)->shape[1];
+        n->scratch_bytes = (int64_t)sizeof(float) * fu->threads * fu->s->n_tok * K;
+    }
+    return v;
+}
+
+/* Peels q = ROPE([CLAMP]([RMSNORM](MATMUL(h, W[, b])))) -> the matmul node, its norm weight. */
+static ValueId peel_proj(Fuser *fu, ValueId v, ValueId *norm_w, bool rope) {
+    *norm_w = IR_NONE;
+    if (rope) {
+        expect(fu, src(fu, v)->op == OP_ROPE, v, "expected RoPE");
+        cover(fu, v);
+        v = src(fu, v)->in[0];
+    }
+    if (src(fu, v)->op == OP_CLAMP) {
+        cover(fu, v);
+        v = src(fu, v)->in[0];
+    }
+    if (src(fu, v)->op == OP_RMSNORM) {
+        cover(fu, v);
+        *norm_w = src(fu, v)->in[1];
+        v = src(fu, v)->in[0];
+    }
+    expect(fu, src(fu, v)->op == OP_MATMUL, v, "expected a projection");
+    cover(fu, v);
+    return v;
+}
+
+static void fuse_attention(Fuser *fu, ValueId at) {
+    const Node *a = src(fu, at);
+    const AttnAttr *aa = &a->a.attn;
+    char nm[64];
+    ValueId qn, kn, vn;
+    ValueId qm = peel_proj(fu, a->in[0], &qn, true), km = peel_proj(fu, a->in[1], &kn, true),
+            vm = peel_proj(fu, a->in[2], &vn, false);
+    const Node *q = src(fu, qm);
+    ValueId h = q->in[0];
+    expect(fu, src(fu, km)->in[0].id == h.id && src(fu, vm)->in[0].id == h.id, at, "q, k, v read different inputs");
+    expect(fu, src(fu, h)->op == OP_RMSNORM, h, "attention input is not normalised");
+    cover(fu, h);
+    cover(fu, at);
+    const Node *hn = src(fu, h);
+    ValueId x = mapped(fu, hn->in[0]);
+    int64_t nq = aa->n_heads * aa->head_dim, nkv = aa->n_kv * aa->head_dim;
+    snprintf(nm, sizeof nm, "L%02d.attn.ln", aa->layer);
+    ValueId ln = packed1(fu, hn->in[1], nm);
+    snprintf(nm, sizeof nm, "L%02d.attn.wqkv", aa->layer);
+    ValueId wqkv = packed(fu, PACK_ROWS, (ValueId[]){q->in[1], src(fu, km)->in[1], src(fu, vm)->in[1]}, 3, nm,
+                          nq + 2 * nkv, hn->shape[1]);
+    ValueId bqkv = IR_NONE;
+    if (q->n_in == 3) {
+        snprintf(nm, sizeof nm, "L%02d.attn.bqkv", aa->layer);
+        bqkv = packed(fu, PACK_ROWS, (ValueId[]){q->in[2], src(fu, km)->in[2], src(fu, vm)->in[2]}, 3, nm, 1,
+                      nq + 2 * nkv);
+    }
+    snprintf(nm, sizeof nm, "L%02d.attn.qkv", aa->layer);
+    ValueId qkv = norm_matmul(fu, nm, x, ln, wqkv, bqkv, IR_NONE, nq + 2 * nkv, hn->a.norm.eps);
+    /* q/k norms, clip, RoPE table */
+    ValueId pqn = IR_NONE, pkn = IR_NONE;
+    int32_t qk_norm = 0;
+    if (!ir_is_none(qn)) {
+        snprintf(nm, sizeof nm, "L%02d.attn.q_norm", aa->layer);
+        pqn = packed1(fu, qn, nm);
+        snprintf(nm, sizeof nm, "L%02d.attn.k_norm", aa->layer);
+        pkn = packed1(fu, kn, nm);
+        qk_norm = src(fu, qn)->shape[0] == aa->head_dim ? 1 : 2;
+    }
+    float clip = 0;
+    const Node *qr = src(fu, a->in[0]);
+    if (src(fu, qr->in[0])->op == OP_CLAMP) clip = src(fu, qr->in[0])->a.clamp.c;
+    snprintf(nm, sizeof nm, "L%02d.attn.rope_table", aa->layer);
+    ValueId rope = ir_add(fu->f, OP_WEIGHT, nm, 0, NULL);
+    Node *rn = ir_node(fu->f, rope);
+    rn->a.weight.pack = PACK_ROPE;
+    rn->a.weight.rope = qr->a.rope;
+    rn->a.weight.rope_positions = fu->context;
+    rn->dtype = DT_F32;
+    rn->rank = 2;
+    rn->shape[0] = fu->context;
+    rn->shape[1] = aa->head_dim;
+    snprintf(nm, sizeof nm, "L%02d.attn.q", aa->layer);
+    ValueId qo = act(fu, OP_FQKV_ROPE, nm, 4, (ValueId[]){qkv, pqn, pkn, rope}, nq);
+    Node *qrn = ir_node(fu->f, qo);
+    qrn->a.qkv.eps = hn->a.norm.eps; /* every norm of a model shares rms_norm_eps */
+    qrn->a.qkv.n_heads = aa->n_heads;
+    qrn->a.qkv.n_kv = aa->n_kv;
+    qrn->a.qkv.head_dim = aa->head_dim;
+    qrn->a.qkv.S = fu->context;
+    qrn->a.qkv.qk_norm = qk_norm;
+    qrn->a.qkv.clip = clip;
+    qrn->a.qkv.layer = aa->layer;
+    snprintf(nm, sizeof nm, "L%02d.attn.out", aa->layer);
+    ValueId ao = act(fu, OP_FATTENTION, nm, 1, &qo, nq);
+    ir_node(fu->f, ao)->a.attn = *aa;
+    fu->map[at.id] = ao;
+}
+
+/* The MLP / MoE half of a layer: ADD(x, ffn) -> FROUTER? + FEXPERTS + FREDUCE. */
+static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
+    const Node *yn = src(fu, y);
+    ValueId moe = IR_NONE, shared_down = IR_NONE, shared_gate = IR_NONE, dense_down = IR_NONE;
+    cover(fu, add);
+    if (yn->op == OP_ADD) { /* MOE_FFN + SIGMOID_SCALE(shared gate logit, shared expert) */
+        cover(fu, y);
+        moe = yn->in[0];
+        const Node *ss = src(fu, yn->in[1]);
+        expect(fu, ss->op == OP_SIGMOID_SCALE, yn->in[1], "expected the gated shared expert");
+        cover(fu, yn->in[1]);
+        shared_gate = ss->in[0];
+        shared_down = ss->in[1];
+    } else if (yn->op == OP_MOE_FFN) {
+        moe = y;
+    } else {
+        dense_down = y;
+    }
+    ValueId mlp_down = !ir_is_none(shared_down) ? shared_down : dense_down;
+    ValueId h = IR_NONE, sgu[2] = {IR_NONE, IR_NONE}, sd = IR_NONE, sgw = IR_NONE;
+    int64_t SI = 0;
+    if (!ir_is_none(mlp_down)) { /* MATMUL(SWIGLU(MATMUL(h, g), MATMUL(h, u)), d) */
+        const Node *dn = src(fu, mlp_down);
+        expect(fu, dn->op == OP_MATMUL, mlp_down, "expected the MLP down projection");
+        cover(fu, mlp_down);
+        const Node *sw = src(fu, dn->in[0]);
+        expect(fu, sw->op == OP_SWIGLU, dn->in[0], "expected SiLU-gating");
+        cover(fu, dn->in[0]);
+        const Node *gm = src(fu, sw->in[0]), *um = src(fu, sw->in[1]);
+        cover(fu, sw->in[0]);
+        cover(fu, sw->in[1]);
+        h = gm->in[0];
+        sgu[0] = gm->in[1];
+        sgu[1] = um->in[1];
+        sd = dn->in[1];
+        SI = gm->shape[1];
+    }
+    if (!ir_is_none(shared_gate)) {
+        const Node *gl = src(fu, shared_gate);
+        cover(fu, shared_gate);
+        sgw = gl->in[1];
+    }
+    const Node *mn = ir_is_none(moe) ? NULL : src(fu, moe);
+    if (mn) {
+        cover(fu, moe);
+        h = mn->in[0];
+    }
+    expect(fu, !ir_is_none(h) && src(fu, h)->op == OP_RMSNORM, add, "FFN input is not normalised");
+    if (!fu->ok) return;
+    cover(fu, h);
+    const Node *hn = src(fu, h);
+    ValueId x = mapped(fu, xs);
+    int64_t T = fu->s->n_tok, H = hn->shape[1];
+    int layer = mn ? mn->a.moe.layer : 0;
+    char nm[64];
+    if (!mn) sscanf(hn->name, "L%d", &layer);
+    snprintf(nm, sizeof nm, "L%02d.ffn.ln", layer);
+    ValueId ln = packed1(fu, hn->in[1], nm);
+    ValueId dispatch = IR_NONE, gate_up = IR_NONE, down = IR_NONE;
+    int64_t E = 0, k = 0, C = 0, I = 0;
+    int32_t renorm = 0;
+    if (mn) {
+        const Node *rt = src(fu, mn->in[1]);
+        const Node *lg = src(fu, rt->in[0]);
+        cover(fu, mn->in[1]);
+        cover(fu, rt->in[0]);
+        E = mn->a.moe.n_exp;
+        k = mn->a.moe.top_k;
+        C = mn->a.moe.capacity;
+        I = src(fu, mn->in[2])->shape[1];
+        renorm = rt->a.router.renorm;
+        snprintf(nm, sizeof nm, "L%02d.moe.gate_w", layer);
+        ValueId gw = packed1(fu, lg->in[1], nm);
+        snprintf(nm, sizeof nm, "L%02d.moe.dispatch", layer);
+        dispatch = ir_add(fu->f, OP_FROUTER, nm, 3, (ValueId[]){x, ln, gw});
+        Node *dn = ir_node(fu->f, dispatch);
+        dn->dtype = DT_I32;
+        dn->rank = 1;
+        dn->shape[0] = kt_dispatch_bytes(T, k, E, C) / 4;
+        dn->a.ffn.eps = hn->a.norm.eps;
+        dn->a.ffn.n_exp = E;
+        dn->a.ffn.top_k = k;
+        dn->a.ffn.capacity = C;
+        dn->a.ffn.renorm = renorm;
+        dn->a.ffn.layer = layer;
+        snprintf(nm, sizeof nm, "L%02d.moe.gate_up", layer);
+        gate_up = packed(fu, PACK_GATE_UP, (ValueId[]){mn->in[2], mn->in[3]}, 2, nm, E * I * 2, H);
+        snprintf(nm, sizeof nm, "L%02d.moe.down", layer);
+        down = packed(fu, PACK_ROWS, &mn->in[4], 1, nm, E * H, I);
+    }
+    ValueId sh_gu = IR_NONE, sh_d = IR_NONE, sh_g = IR_NONE;
+    if (SI) {
+        snprintf(nm, sizeof nm, "L%02d.%s.gate_up", layer, mn ? "shared" : "mlp");
+        sh_gu = packed(fu, PACK_GATE_UP, sgu, 2, nm, SI * 2, H);
+        snprintf(nm, sizeof nm, "L%02d.%s.down", layer, mn ? "shared" : "mlp");
+        sh_d = packed1(fu, sd, nm);
+        if (!ir_is_none(sgw)) {
+            snprintf(nm, sizeof nm, "L%02d.shared.gate_w", layer);
+            sh_g = packed(fu, PACK_ROWS, &sgw, 1, nm, 1, H);
+        }
+    }
+    snprintf(nm, sizeof nm, "L%02d.ffn.partials", layer);
+    ValueId part = ir_add(fu->f, OP_FEXPERTS, nm, 8, (ValueId[]){x, ln, dispatch, gate_up, down, sh_gu, sh_d, sh_g});
+    Node *pn = ir_node(fu->f, part);
+    pn->dtype = DT_F32;
+    pn->rank = 3;
+    pn->shape[0] = fu->threads;
+    pn->shape[1] = T;
+    pn->shape[2] = H;
+    pn->a.ffn.eps = hn->a.norm.eps;
+    pn->a.ffn.n_exp = E;
+    pn->a.ffn.top_k = k;
+    pn->a.ffn.capacity = C;
+    pn->a.ffn.d_ff = I;
+    pn->a.ffn.d_shared = SI;
+    pn->a.ffn.shared_kind = SI == 0 ? 0 : mn ? 1 : 2;
+    pn->a.ffn.threads = fu->threads;
+    pn->a.ffn.layer = layer;
+    int64_t wmax = I > SI ? I : SI, slice = (wmax + fu->threads - 1) / fu->threads;
+    pn->scratch_bytes = (int64_t)sizeof(float) * fu->threads * (T * H + T * slice);
+    snprintf(nm, sizeof nm, "L%02d.ffn.out", layer);
+    fu->map[add.id] = act(fu, OP_FREDUCE, nm, 2, (ValueId[]){x, part}, H);
+}
+
+/* ADD(x, MATMUL(attention, Wo[, bo])): the output projection with the residual as epilogue. */
+static void fuse_out_proj(Fuser *fu, ValueId add, ValueId xs, ValueId o) {
+    const Node *on = src(fu, o);
+    cover(fu, add);
+    cover(fu, o);
+    const Node *at = src(fu, on->in[0]);
+    char nm[64];
+    snprintf(nm, sizeof nm, "L%02d.attn.wo", at->a.attn.layer);
+    ValueId wo = packed1(fu, on->in[1], nm);
+    ValueId bo = IR_NONE;
+    if (on->n_in == 3) {
+        snprintf(nm, sizeof nm, "L%02d.attn.bo", at->a.attn.layer);
+        bo = packed1(fu, on->in[2], nm);
+    }
+    snprintf(nm, sizeof nm, "L%02d.attn.residual", at->a.attn.layer);
+    fu->map[add.id] = norm_matmul(fu, nm, mapped(fu, on->in[0]), IR_NONE, wo, bo, mapped(fu, xs), on->shape[1], 0);
+}
+
+Graph *pass_fuse(Arena *a, const Graph *s, int64_t threads, int64_t context, Diag *d) {
+    Fuser fu = {.s = s, .a = a, .d = d, .threads = threads, .context = context, .ok = true};
+    fu.f = ir_graph_new(a);
+    fu.f->family = s->family;
+    fu.f->n_layers = s->n_layers;
+    fu.f->n_tok = s->n_tok;
+    fu.map = arena_alloc(a, sizeof(ValueId) * s->n);
+    fu.covered = arena_alloc(a, sizeof(bool) * s->n);
+    for (uint32_t i = 0; i < s->n; i++) fu.map[i] = IR_NONE;
+    for (uint32_t i = 0; i < s->n && fu.ok; i++) {
+        const Node *n = &s->nodes[i];
+        ValueId v = {i};
+        if (n->op == OP_INPUT_IDS) {
+            cover(&fu, v);
+            ValueId ids = ir_add(fu.f, OP_INPUT_IDS, "ids", 0, NULL);
+            ir_infer(fu.f, ids);
+            ir_node(fu.f, ids)->shape[0] = s->n_tok;
+            fu.map[i] = fu.f->ids = ids;
+        } else if (n->op == OP_EMBED) {
+            cover(&fu, v);
+            ValueId table = packed1(&fu, n->in[1], "embed_tokens");
+            fu.map[i] = act(&fu, OP_EMBED, "embed", 2, (ValueId[]){mapped(&fu, n->in[0]), table}, n->shape[1]);
+        } else if (n->op == OP_ATTENTION) {
+            fuse_attention(&fu, v);
+        } else if (n->op == OP_ADD && !ir_is_none(fu.map[n->in[0].id])) { /* a residual add */
+            const Node *y = src(&fu, n->in[1]);
+            if (y->op == OP_MATMUL && src(&fu, y->in[0])->op == OP_ATTENTION)
+                fuse_out_proj(&fu, v, n->in[0], n->in[1]);
+            else
+                fuse_ffn(&fu, v, n->in[0], n->in[1]);
+        } else if (i == s->logits.id) {
+            const Node *hn = src(&fu, n->in[0]);
+            expect(&fu, hn->op == OP_RMSNORM, n->in[0], "logits input is not normalised");
+            cover(&fu, v);
+            cover(&fu, n->in[0]);
+            ValueId fw = packed1(&fu, hn->in[1], "final_norm");
+            ValueId head = packed1(&fu, n->in[1], "lm_head");
+            fu.map[i] = fu.f->logits =
+                norm_matmul(&fu, "logits", mapped(&fu, hn->in[0]), fw, head, IR_NONE, IR_NONE, n->shape[1], hn->a.norm.eps);
+        }
+    }
+    for (uint32_t i = 0; i < s->n && fu.ok; i++)
+        expect(&fu, fu.covered[i] || s->nodes[i].op == OP_WEIGHT, (ValueId){i}, "not covered by any fused kernel");
+    if (!fu.ok) return NULL;
+    return fu.f;
+}

@@ -1,0 +1,126 @@
+/* pack: lay the weights out as the kernels read them, in the dtype they read.
+ *   PACK_ROWS     the parts' rows back to back (one tensor; q|k|v; E experts), in the packed dtype
+ *   PACK_GATE_UP  E gate + E up tensors [I, H] -> [E][I][2][H]: row i of gate, then row i of up,
+ *                 so the expert kernel reads both in one pass
+ *   PACK_ROPE     [S][hd]: cos(p*inv_freq[i]) * mscale for i < hd/2, then the sines (float32 angle,
+ *                 as HF and the generic path compute it)
+ * Dtypes: bf16 matrices stay bf16; f16 and f32 become f32 (exact); vectors become f32. Entries are
+ * 64-byte aligned and shared between the prefill and decode graphs when identical. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "passes.h"
+
+static bool same_entry(const PackEntry *e, PackKind kind, const Node *w) {
+    if (e->kind != kind || e->n_parts != w->a.weight.n_parts || e->dtype != w->dtype) return false;
+    if (kind == PACK_ROPE)
+        return e->rope.inv_freq == w->a.weight.rope.inv_freq && e->rope_positions == w->a.weight.rope_positions &&
+               e->cols == w->shape[1];
+    return memcmp(e->parts, w->a.weight.parts, sizeof(void *) * (size_t)e->n_parts) == 0;
+}
+
+void pass_pack(Arena *a, PackTable *pt, Graph *g) {
+    for (uint32_t i = 0; i < g->n; i++) {
+        Node *w = &g->nodes[i];
+        if (w->op != OP_WEIGHT || w->a.weight.pack == PACK_NONE) continue;
+        PackKind kind = w->a.weight.pack;
+        int found = -1;
+        for (int j = 0; j < pt->n && found < 0; j++)
+            if (same_entry(&pt->e[j], kind, w)) found = j;
+        if (found < 0) {
+            if (pt->n == pt->cap) {
+                int cap = pt->cap ? pt->cap * 2 : 256;
+                PackEntry *e = arena_alloc(a, sizeof(PackEntry) * (size_t)cap);
+                if (pt->n) memcpy(e, pt->e, sizeof(PackEntry) * (size_t)pt->n);
+                pt->e = e;
+                pt->cap = cap;
+            }
+            PackEntry *e = &pt->e[pt->n];
+            e->kind = kind;
+            e->parts = w->a.weight.parts;
+            e->n_parts = w->a.weight.n_parts;
+            e->dtype = w->dtype;
+            e->rows = w->rank == 1 ? 1 : w->shape[0];
+            e->cols = w->rank == 1 ? w->shape[0] : w->shape[1];
+            e->rope = w->a.weight.rope;
+            e->rope_positions = w->a.weight.rope_positions;
+            e->bytes = e->rows * e->cols * (int64_t)dtype_size(e->dtype);
+            e->offset = (pt->total + 63) & ~(int64_t)63;
+            pt->total = e->offset + e->bytes;
+            found = pt->n++;
+        }
+        w->a.weight.offset = pt->e[found].offset;
+    }
+}
+
+/* Converts n elements of a tensor to the packed dtype. */
+static void convert(void *dst, DType to, const void *srcp, DType from, int64_t n) {
+    if (to == from) {
+        memcpy(dst, srcp, (size_t)n * dtype_size(to));
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        float f = dtype_load_f32(from, srcp, (size_t)i);
+        if (to == DT_F32) ((float *)dst)[i] = f;
+        else ((uint16_t *)dst)[i] = f32_to_bf16(f);
+    }
+}
+
+static void fill(const PackEntry *e, char *buf) {
+    const size_t es = dtype_size(e->dtype);
+    if (e->kind == PACK_ROPE) {
+        const int64_t hd = e->cols, half = hd / 2;
+        float *t = (float *)buf;
+        for (int64_t p = 0; p < e->rope_positions; p++)
+            for (int64_t i = 0; i < half; i++) {
+                float ang = (float)p * e->rope.inv_freq[i];
+                t[p * hd + i] = (float)cos((double)ang) * e->rope.mscale;
+                t[p * hd + half + i] = (float)sin((double)ang) * e->rope.mscale;
+            }
+    } else if (e->kind == PACK_GATE_UP) {
+        const int n_exp = e->n_parts / 2;
+        const int64_t I = e->parts[0]->shape[0], H = e->parts[0]->shape[1];
+        for (int ex = 0; ex < n_exp; ex++)
+            for (int64_t i = 0; i < I; i++)
+                for (int which = 0; which < 2; which++) {
+                    const TensorInfo *t = e->parts[which * n_exp + ex];
+                    const char *row = (const char *)t->data + (size_t)(i * H) * dtype_size(t->dtype);
+                    convert(buf + (size_t)(((ex * I + i) * 2 + which) * H) * es, e->dtype, row, t->dtype, H);
+                }
+    } else {
+        size_t at = 0;
+        for (int p = 0; p < e->n_parts; p++) {
+            const TensorInfo *t = e->parts[p];
+            int64_t n = (int64_t)(t->nbytes / dtype_size(t->dtype));
+            convert(buf + at, e->dtype, t->data, t->dtype, n);
+            at += (size_t)n * es;
+        }
+    }
+}
+
+bool pack_write(const PackTable *pt, bool (*write)(void *user, const void *p, size_t n),
+                void (*progress)(void *user, int64_t done, int64_t total), void *user) {
+    static const char zeros[64];
+    int64_t at = 0;
+    char *buf = NULL;
+    size_t cap = 0;
+    for (int i = 0; i < pt->n; i++) { /* entries were appended in offset order */
+        const PackEntry *e = &pt->e[i];
+        if (e->offset > at && !write(user, zeros, (size_t)(e->offset - at))) goto fail;
+        if ((size_t)e->bytes > cap) {
+            free(buf);
+            cap = (size_t)e->bytes;
+            if (!(buf = malloc(cap))) return false;
+        }
+        fill(e, buf);
+        if (!write(user, buf, (size_t)e->bytes)) goto fail;
+        at = e->offset + e->bytes;
+        if (progress) progress(user, at, pt->total);
+    }
+    free(buf);
+    return true;
+fail:
+    free(buf);
+    return false;
+}

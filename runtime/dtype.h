@@ -1,0 +1,116 @@
+/* dtype: element types shared by the compiler and the runtime, and their conversions.
+ * Header-only (static inline): the runtime and the compiler both include it. */
+#ifndef MOE_DTYPE_H
+#define MOE_DTYPE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef enum DType {
+    DT_F32 = 0,
+    DT_F16 = 1,
+    DT_BF16 = 2,
+    DT_I32 = 3,    /* token ids */
+    DT_ROUTE = 4,  /* one routing choice: {int32 expert; float weight}, 8 bytes */
+} DType;
+
+typedef struct MoeRoute {
+    int32_t expert;
+    float weight;
+} MoeRoute;
+
+static inline size_t dtype_size(DType t) {
+    switch (t) {
+    case DT_F32: return 4;
+    case DT_F16: return 2;
+    case DT_BF16: return 2;
+    case DT_I32: return 4;
+    case DT_ROUTE: return sizeof(MoeRoute);
+    }
+    return 0;
+}
+
+static inline const char *dtype_name(DType t) {
+    switch (t) {
+    case DT_F32: return "f32";
+    case DT_F16: return "f16";
+    case DT_BF16: return "bf16";
+    case DT_I32: return "i32";
+    case DT_ROUTE: return "route";
+    }
+    return "?";
+}
+
+static inline float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Round to nearest even; NaN stays NaN. */
+static inline uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static inline float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t u;
+    if (exp == 0) {
+        if (man == 0) {
+            u = sign;
+        } else { /* subnormal: normalise */
+            int e = -1;
+            do { e++; man <<= 1; } while (!(man & 0x400u));
+            u = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else {
+        u = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Round to nearest even, with overflow to inf and gradual underflow. */
+static inline uint16_t f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000u;
+    uint32_t a = u & 0x7fffffffu;
+    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00u);
+    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00u); /* rounds to >= 65520 -> inf */
+    if (a < 0x38800000u) {                                   /* below the smallest normal */
+        if (a < 0x33000000u) return (uint16_t)sign;
+        uint32_t man = (a & 0x7fffffu) | 0x800000u;
+        int shift = 126 - (int)(a >> 23) + 14 - 1 + 1;        /* 113 - exp + 13 */
+        shift = 113 - (int)(a >> 23) + 13;
+        uint32_t half = 1u << (shift - 1);
+        uint32_t r = man >> shift;
+        uint32_t rem = man & ((1u << shift) - 1);
+        if (rem > half || (rem == half && (r & 1u))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t r = a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u;
+    return (uint16_t)(sign | (r >> 13));
+}
+
+/* Element i of a tensor of dtype t, widened to float (F32, F16, BF16 only). */
+static inline float dtype_load_f32(DType t, const void *base, size_t i) {
+    switch (t) {
+    case DT_F32: return ((const float *)base)[i];
+    case DT_F16: return f16_to_f32(((const uint16_t *)base)[i]);
+    case DT_BF16: return bf16_to_f32(((const uint16_t *)base)[i]);
+    default: return 0.0f;
+    }
+}
+
+#endif

@@ -1,0 +1,95 @@
+/* format: the contract between `moec compile` and libmoert.
+ *
+ * A compiled model is an object file that defines one symbol, `moe_program` (a MoeProgram): the
+ * manifest of the model and two straight-line step functions, prefill (T = prefill_chunk tokens)
+ * and decode (T = batch tokens). A step function is called by every OpenMP thread of the runtime
+ * with (args, ith, nth); it calls the specialised kernels in order, each splitting its rows by
+ * (ith, nth), with moert_barrier() between dependent kernels. Every shape and offset inside is a
+ * compile-time constant: the step only adds the constant offsets to the base pointers in args.
+ *
+ * Weights file (.moew, or the same bytes appended to the executable):
+ *   MoeWeightsHeader (little-endian, 4096 bytes reserved)
+ *   sections, each at a 4096-aligned offset from the start of the header:
+ *     MOE_SECTION_WEIGHTS   packed weights; the kernels read them at manifest-constant offsets
+ *     MOE_SECTION_TOKENIZER optional serialised tokenizer (runtime/tokenizer.h)
+ * When appended to an executable, the file ends with a MoeTrailer giving the header's offset.
+ * The runtime refuses a weights file whose magic, format_version, model_hash or sizes differ from
+ * the manifest the program was compiled with. */
+#ifndef MOE_FORMAT_H
+#define MOE_FORMAT_H
+#include <stdint.h>
+
+#define MOE_FORMAT_VERSION 1u
+#define MOE_WEIGHTS_MAGIC "MOEWGT01"  /* 8 bytes, no NUL */
+#define MOE_TRAILER_MAGIC "MOEEMBED"  /* 8 bytes, no NUL */
+enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_ALIGN = 4096 };
+
+typedef enum MoeSectionKind { MOE_SECTION_NONE = 0, MOE_SECTION_WEIGHTS = 1, MOE_SECTION_TOKENIZER = 2 } MoeSectionKind;
+
+typedef struct MoeSection {
+    uint32_t kind;           /* MoeSectionKind */
+    uint32_t reserved;
+    uint64_t offset;         /* from the start of the header, MOE_ALIGN-aligned */
+    uint64_t size;           /* bytes */
+} MoeSection;
+
+typedef struct MoeWeightsHeader {
+    char magic[8];           /* MOE_WEIGHTS_MAGIC */
+    uint32_t format_version; /* MOE_FORMAT_VERSION */
+    uint32_t n_sections;
+    uint64_t model_hash;     /* must equal MoeManifest.model_hash */
+    uint64_t total_size;     /* header + sections, bytes */
+    MoeSection sections[MOE_MAX_SECTIONS];
+} MoeWeightsHeader;
+
+typedef struct MoeTrailer {
+    char magic[8];           /* MOE_TRAILER_MAGIC */
+    uint64_t header_offset;  /* file offset of the MoeWeightsHeader */
+} MoeTrailer;
+
+/* What one step function reads and writes. */
+typedef struct MoeStepArgs {
+    char *arena;             /* activations, manifest.arena_bytes; laid out by the plan pass */
+    const char *weights;     /* the MOE_SECTION_WEIGHTS bytes */
+    char *kv;                /* KV cache, manifest.kv_bytes */
+    const int32_t *ids;      /* [T] token ids of the step (padded by the runtime to T) */
+    int64_t pos0;            /* sequence position of ids[0] */
+    int64_t *stats;          /* [n_layers][n_exp + 1]: tokens per expert, then dropped assignments */
+} MoeStepArgs;
+
+typedef void (*MoeStepFn)(const MoeStepArgs *args, int32_t ith, int32_t nth);
+
+typedef struct MoeManifest {
+    uint32_t format_version;
+    uint32_t n_layers;
+    uint64_t model_hash;     /* hash of the config and of the packed weights */
+    char family[32];         /* "mixtral", ... */
+    char target[64];         /* triple */
+    char cpu[64];
+    int64_t vocab_size, n_exp, top_k, batch;
+    int64_t context;         /* S: positions the KV cache holds */
+    int64_t prefill_chunk;   /* P: tokens per prefill step */
+    int64_t capacity_prefill, capacity_decode; /* C per step kind */
+    int64_t arena_bytes, kv_bytes, weights_bytes;
+    int64_t logits_prefill, logits_decode;     /* arena offsets of the [T, V] f32 logits */
+    int64_t routes_prefill[MOE_MAX_LAYERS];    /* arena offsets of MoeRoute [T, top_k]; -1: dense layer */
+    int64_t routes_decode[MOE_MAX_LAYERS];
+    int64_t bos_token_id, eos_token_id;        /* -1 when none */
+    int32_t weight_dtype;    /* DType of the big matrices after packing */
+    int32_t reserved;
+    int64_t max_threads;     /* per-thread partials and scratch are sized for this many threads */
+} MoeManifest;
+
+typedef struct MoeProgram {
+    const MoeManifest *manifest;
+    MoeStepFn prefill;
+    MoeStepFn decode;
+} MoeProgram;
+
+/* Defined by the compiled object. */
+extern const MoeProgram moe_program;
+
+/* Provided by libmoert for the step functions: an OpenMP barrier across the step's threads. */
+void moert_barrier(void);
+
+#endif

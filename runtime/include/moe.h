@@ -1,0 +1,86 @@
+/* moe.h: the public API of libmoert, the runtime that runs a model compiled by `moec compile`.
+ *
+ *   MoeModel *m;
+ *   char err[256];
+ *   if (moe_model_load(&m, &moe_program, NULL, 0, err, sizeof err) != MOE_OK) { puts(err); return 1; }
+ *   const float *logits;                                    // [vocab_size]
+ *   if (moe_prefill(m, prompt, n_prompt, NULL, NULL, &logits) != MOE_OK) puts(moe_model_error(m));
+ *   for (...) { int32_t id = pick(logits); moe_decode(m, id, &logits); }
+ *   moe_model_free(m);
+ *
+ * Everything is allocated in moe_model_load (weights mmap'd read-only, arena, KV cache, stats);
+ * no other call allocates. A pointer the runtime hands out is borrowed: it stays valid until the
+ * next call on the same handle. No call exits or aborts on bad input: each returns a MoeStatus,
+ * and the one-line message of the last failure comes from moe_model_error(m). A handle is used by
+ * one thread at a time (each step runs on the handle's own OpenMP threads). */
+#ifndef MOE_H
+#define MOE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define MOE_API __attribute__((visibility("default")))
+#else
+#define MOE_API
+#endif
+
+typedef struct MoeModel MoeModel;          /* opaque: one loaded model and one sequence */
+typedef struct MoeProgram MoeProgram;      /* runtime/format.h: what `moec compile` emitted */
+typedef struct MoeManifest MoeManifest;    /* runtime/format.h */
+typedef struct MoeRoute MoeRoute;          /* runtime/dtype.h: {int32 expert; float weight} */
+
+typedef enum MoeStatus {
+    MOE_OK = 0,
+    MOE_ERR_ARG = 1,      /* a bad argument: NULL, n < 1, token id outside [0, vocab_size) */
+    MOE_ERR_IO = 2,       /* a file cannot be opened, read or mapped */
+    MOE_ERR_FORMAT = 3,   /* not a (valid) weights file or program: magic, version, truncation, layout */
+    MOE_ERR_MISMATCH = 4, /* valid weights, but of another model or compile: hash or sizes differ */
+    MOE_ERR_NOMEM = 5,    /* the arena, KV cache or stats cannot be allocated */
+    MOE_ERR_CONTEXT = 6,  /* the sequence would outgrow the compiled context (manifest.context) */
+} MoeStatus;
+
+/* Called by moe_prefill after each step with the logits of prompt tokens first_row ..
+ * first_row + n_rows - 1 (0-based within that moe_prefill call), rows [n_rows, vocab_size] f32,
+ * in order; the rows and the step's moe_model_routes are borrowed until the callback returns. */
+typedef void (*MoeRowsFn)(void *user, const float *rows, int64_t first_row, int64_t n_rows);
+
+/* Loads prog with its weights: weights_path is a .moew file, or NULL for the weights embedded in
+ * the running executable (/proc/self/exe). Checks the weights against prog's manifest, maps them
+ * read-only and allocates everything; n_threads <= 0: OpenMP's default. On failure *out = NULL
+ * and err (errlen bytes, may be NULL) holds a one-line message naming the file and the problem. */
+MOE_API MoeStatus moe_model_load(MoeModel **out, const MoeProgram *prog, const char *weights_path, int n_threads,
+                                 char *err, size_t errlen);
+/* Unmaps and frees everything of m (NULL is fine). */
+MOE_API void moe_model_free(MoeModel *m);
+/* The message of the last failed call on m ("" when none). */
+MOE_API const char *moe_model_error(const MoeModel *m);
+/* The manifest m was compiled with (lives as long as the program). */
+MOE_API const MoeManifest *moe_model_manifest(const MoeModel *m);
+/* Starts a new sequence: position 0 and the expert statistics cleared. */
+MOE_API void moe_model_reset(MoeModel *m);
+/* Tokens of the current sequence in the KV cache. */
+MOE_API int64_t moe_model_pos(const MoeModel *m);
+
+/* Feeds the n prompt tokens ids[n] at positions pos .. pos+n-1 in prefill_chunk steps (the last
+ * one padded with token 0; padded rows are ignored), calling on_rows (may be NULL) after each step.
+ * *logits (may be NULL) gets the last token's logits [vocab_size]. MOE_ERR_CONTEXT when
+ * pos + n > context, MOE_ERR_ARG for a bad id; on error nothing has run. */
+MOE_API MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_rows, void *user,
+                              const float **logits);
+/* Feeds one token at position pos; *logits (may be NULL) gets its logits [vocab_size]. */
+MOE_API MoeStatus moe_decode(MoeModel *m, int32_t id, const float **logits);
+/* The routes [*n_rows, top_k] of layer's router in the last step (valid rows only); NULL (and
+ * *n_rows = 0) for a dense layer, a bad layer or before any step. */
+MOE_API const MoeRoute *moe_model_routes(const MoeModel *m, int layer, int64_t *n_rows);
+/* Expert statistics of the sequence, [n_layers][n_exp + 1] int64: tokens each expert processed,
+ * then assignments dropped by expert capacity; real tokens only (padding is not counted). */
+MOE_API const int64_t *moe_model_stats(const MoeModel *m);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,452 @@
+/* model: load a compiled program's weights and run its steps (the public API of include/moe.h).
+ *
+ * Load: the weights (a .moew file, or the bytes appended to the executable and found through the
+ * MoeTrailer at its end) are checked against the program's manifest, then mmap'd read-only; the
+ * arena, KV cache, stats and step ids are allocated, zeroed and 64-byte aligned. Nothing else in
+ * this file allocates.
+ *
+ * Steps: the prompt runs in prefill steps of exactly P = prefill_chunk tokens (the last padded
+ * with token 0). A padded step also writes the KV slots of its padded rows, beyond the sequence;
+ * later steps overwrite them. So that no step writes past the KV cache, a chunk at pos0 runs
+ * through the prefill program only when pos0 + P <= context; the few tokens left near the end of
+ * the context run one by one through the decode program (same math, smaller step).
+ *
+ * Stats: the kernels add to args.stats, [n_layers][n_exp + 1], the tokens each expert processed
+ * (kept within capacity) and the assignments dropped. Padded rows are routed like real ones, so
+ * after a padded step the runtime takes their share back out: capacity is assigned in token
+ * order and padded rows come last, so with r real and p padded assignments to an expert of
+ * capacity C the padding added min(r+p, C) - min(r, C) processed and the rest of its p dropped. */
+#include "model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dtype.h"
+#include "exec.h"
+
+enum { STEP_NONE, STEP_PREFILL, STEP_DECODE };
+enum { ERR_BYTES = 512, BIG_BYTES = 4 << 20, HUGE_PAGE = 2 << 20 };
+
+struct MoeModel {
+    const MoeProgram *prog;
+    const MoeManifest *man;
+    int n_threads;
+    void *map;               /* the mmap'd weights file region, map_len bytes */
+    size_t map_len;
+    const char *weights;     /* MOE_SECTION_WEIGHTS, manifest.weights_bytes, inside map */
+    const char *tokenizer;   /* MOE_SECTION_TOKENIZER or NULL, tokenizer_bytes */
+    uint64_t tokenizer_bytes;
+    char *arena;             /* [arena_bytes] activations, laid out by the plan pass */
+    char *kv;                /* [kv_bytes] KV cache */
+    int64_t *stats;          /* [n_layers][n_exp + 1] */
+    int64_t *counts;         /* [2][n_exp] scratch: real and padded assignments per expert */
+    int32_t *ids;            /* [max(prefill_chunk, batch)] the step's token ids */
+    int64_t pos;             /* tokens in the KV cache */
+    int step_kind;           /* STEP_*: which arena offsets hold the last step's outputs */
+    int64_t step_rows;       /* valid rows of the last step */
+    char err[ERR_BYTES];
+};
+
+static MoeStatus fail(MoeModel *m, MoeStatus st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(m->err, sizeof m->err, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+/* 64-byte aligned and zeroed; big buffers 2 MiB aligned and advised to use huge pages. */
+static void *alloc_zeroed(size_t n) {
+    size_t align = n >= BIG_BYTES ? HUGE_PAGE : 64, len = n ? n : 1;
+    void *p = NULL;
+    if (posix_memalign(&p, align, len)) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (n >= BIG_BYTES) madvise(p, len / HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE);
+#endif
+    memset(p, 0, len);
+    return p;
+}
+
+/* ---- the program ------------------------------------------------------------------------- */
+
+/* An arena region [off, off + bytes) must lie in the arena and be 4-byte aligned. */
+static bool arena_region_ok(int64_t off, int64_t bytes, int64_t arena) {
+    return off >= 0 && off % 4 == 0 && off <= arena && bytes <= arena - off;
+}
+
+/* The manifest's own consistency: a malformed program is refused, never run. */
+static MoeStatus check_program(MoeModel *m, const MoeProgram *prog) {
+    const MoeManifest *mf = prog->manifest;
+    if (!mf || !prog->prefill || !prog->decode)
+        return fail(m, MOE_ERR_FORMAT, "program: no manifest or step functions (not emitted by moec compile?)");
+    if (mf->format_version != MOE_FORMAT_VERSION)
+        return fail(m, MOE_ERR_FORMAT, "program: format version %u; expected %u (compiled by another moec version)",
+                    mf->format_version, MOE_FORMAT_VERSION);
+    if (mf->n_layers < 1 || mf->n_layers > MOE_MAX_LAYERS)
+        return fail(m, MOE_ERR_FORMAT, "program: n_layers %u; expected 1 to %d", mf->n_layers, MOE_MAX_LAYERS);
+    if (mf->vocab_size < 1 || mf->vocab_size > INT32_MAX || mf->context < 1 || mf->prefill_chunk < 1 ||
+        mf->prefill_chunk > (1 << 24) || mf->n_exp < 0 || mf->n_exp > (1 << 20) || mf->top_k < 0 ||
+        mf->top_k > mf->n_exp)
+        return fail(m, MOE_ERR_FORMAT,
+                    "program: bad shapes: vocab_size %" PRId64 ", context %" PRId64 ", prefill_chunk %" PRId64
+                    ", n_exp %" PRId64 ", top_k %" PRId64,
+                    mf->vocab_size, mf->context, mf->prefill_chunk, mf->n_exp, mf->top_k);
+    if (mf->batch != 1)
+        return fail(m, MOE_ERR_FORMAT, "program: compiled for batch %" PRId64 "; this runtime runs batch 1", mf->batch);
+    if (mf->arena_bytes < 0 || mf->kv_bytes < 0 || mf->weights_bytes < 0)
+        return fail(m, MOE_ERR_FORMAT, "program: negative arena, KV or weights size");
+    const int64_t P = mf->prefill_chunk, V = mf->vocab_size, k = mf->top_k;
+    if (!arena_region_ok(mf->logits_prefill, P * V * 4, mf->arena_bytes) ||
+        !arena_region_ok(mf->logits_decode, mf->batch * V * 4, mf->arena_bytes))
+        return fail(m, MOE_ERR_FORMAT,
+                    "program: logits offsets %" PRId64 ", %" PRId64 " outside the arena (%" PRId64 " bytes)",
+                    mf->logits_prefill, mf->logits_decode, mf->arena_bytes);
+    for (uint32_t l = 0; l < mf->n_layers; l++) {
+        int64_t rp = mf->routes_prefill[l], rd = mf->routes_decode[l];
+        if ((rp < 0) != (rd < 0) || (rp >= 0 && (k < 1 || !arena_region_ok(rp, P * k * 8, mf->arena_bytes) ||
+                                                 !arena_region_ok(rd, mf->batch * k * 8, mf->arena_bytes))))
+            return fail(m, MOE_ERR_FORMAT,
+                        "program: layer %u: routes offsets %" PRId64 ", %" PRId64 " invalid for an arena of %" PRId64
+                        " bytes",
+                        l, rp, rd, mf->arena_bytes);
+    }
+    return MOE_OK;
+}
+
+/* ---- the weights ------------------------------------------------------------------------- */
+
+static const char *section_name(uint32_t kind) {
+    return kind == MOE_SECTION_WEIGHTS ? "weights" : kind == MOE_SECTION_TOKENIZER ? "tokenizer" : "unknown";
+}
+
+/* Reads exactly n bytes at off; false on a short read. */
+static bool read_at(int fd, void *buf, size_t n, uint64_t off) {
+    char *p = buf;
+    while (n) {
+        ssize_t r = pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return false;
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return true;
+}
+
+/* Checks the header at hdr_off (avail bytes of the file from there belong to the weights), maps
+ * it and finds the sections. name is the file as shown in messages. */
+static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr_off, uint64_t avail) {
+    const MoeManifest *mf = m->man;
+    MoeWeightsHeader h;
+    if (avail < MOE_HEADER_BYTES)
+        return fail(m, MOE_ERR_FORMAT, "%s: truncated: %" PRIu64 " bytes; expected at least a %d-byte weights header",
+                    name, avail, MOE_HEADER_BYTES);
+    if (!read_at(fd, &h, sizeof h, hdr_off))
+        return fail(m, MOE_ERR_IO, "%s: cannot read the weights header: %s", name, strerror(errno ? errno : EIO));
+    if (memcmp(h.magic, MOE_WEIGHTS_MAGIC, 8)) {
+        char got[9];
+        for (int i = 0; i < 8; i++) got[i] = h.magic[i] >= 32 && h.magic[i] < 127 ? h.magic[i] : '?';
+        got[8] = 0;
+        return fail(m, MOE_ERR_FORMAT, "%s: not a moec weights file: magic '%s'; expected '%s'", name, got,
+                    MOE_WEIGHTS_MAGIC);
+    }
+    if (h.format_version != MOE_FORMAT_VERSION)
+        return fail(m, MOE_ERR_FORMAT, "%s: format version %u; expected %u (written by another moec version)", name,
+                    h.format_version, MOE_FORMAT_VERSION);
+    if (h.model_hash != mf->model_hash)
+        return fail(m, MOE_ERR_MISMATCH,
+                    "%s: model hash 0x%016" PRIx64 " does not match the program's 0x%016" PRIx64
+                    " (weights of another model or compile)",
+                    name, h.model_hash, mf->model_hash);
+    if (h.total_size < MOE_HEADER_BYTES || h.n_sections > MOE_MAX_SECTIONS)
+        return fail(m, MOE_ERR_FORMAT, "%s: corrupt header: total size %" PRIu64 ", %u sections (at most %d)", name,
+                    h.total_size, h.n_sections, MOE_MAX_SECTIONS);
+    if (h.total_size > avail)
+        return fail(m, MOE_ERR_FORMAT,
+                    "%s: truncated: the header gives %" PRIu64 " bytes of weights; the file holds %" PRIu64, name,
+                    h.total_size, avail);
+    const MoeSection *wsec = NULL, *tsec = NULL;
+    for (uint32_t i = 0; i < h.n_sections; i++) {
+        const MoeSection *s = &h.sections[i];
+        if (s->offset % MOE_ALIGN || s->offset < MOE_HEADER_BYTES || s->offset > h.total_size ||
+            s->size > h.total_size - s->offset)
+            return fail(m, MOE_ERR_FORMAT,
+                        "%s: %s section [%" PRIu64 ", +%" PRIu64 ") outside the %" PRIu64
+                        " bytes of weights or not %d-aligned",
+                        name, section_name(s->kind), s->offset, s->size, h.total_size, MOE_ALIGN);
+        const MoeSection **slot;
+        if (s->kind == MOE_SECTION_WEIGHTS) slot = &wsec;
+        else if (s->kind == MOE_SECTION_TOKENIZER) slot = &tsec;
+        else continue; /* unknown kinds: written by a newer moec, not needed here */
+        if (*slot) return fail(m, MOE_ERR_FORMAT, "%s: two %s sections", name, section_name(s->kind));
+        *slot = s;
+    }
+    if (!wsec) return fail(m, MOE_ERR_FORMAT, "%s: no weights section", name);
+    if (wsec->size != (uint64_t)mf->weights_bytes)
+        return fail(m, MOE_ERR_MISMATCH,
+                    "%s: weights section of %" PRIu64 " bytes; the program expects %" PRId64
+                    " (weights of another compile)",
+                    name, wsec->size, mf->weights_bytes);
+
+    /* mmap wants a page-aligned file offset; the header is MOE_ALIGN-aligned, pages may be larger */
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t base = hdr_off / (uint64_t)page * (uint64_t)page, delta = hdr_off - base;
+    m->map_len = (size_t)(delta + h.total_size);
+    m->map = mmap(NULL, m->map_len, PROT_READ, MAP_PRIVATE, fd, (off_t)base);
+    if (m->map == MAP_FAILED) {
+        m->map = NULL;
+        return fail(m, MOE_ERR_IO, "%s: cannot map %" PRIu64 " bytes: %s", name, h.total_size, strerror(errno));
+    }
+    const char *hdr = (const char *)m->map + delta;
+    m->weights = hdr + wsec->offset;
+    if (tsec) {
+        m->tokenizer = hdr + tsec->offset;
+        m->tokenizer_bytes = tsec->size;
+    }
+    /* start reading the weights in; huge pages where the file system offers them */
+    uintptr_t a = ((uintptr_t)m->weights) / (uintptr_t)page * (uintptr_t)page;
+    size_t len = (size_t)((uintptr_t)m->weights + wsec->size - a);
+    if (len) {
+#ifdef MADV_HUGEPAGE
+        madvise((void *)a, len, MADV_HUGEPAGE);
+#endif
+        madvise((void *)a, len, MADV_WILLNEED);
+    }
+    return MOE_OK;
+}
+
+/* Opens path (name in messages) and maps its weights: the whole file, or when embedded the part
+ * located by the MoeTrailer at its end. */
+static MoeStatus open_weights(MoeModel *m, const char *path, const char *name, bool embedded) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return fail(m, MOE_ERR_IO, "%s: cannot open: %s", name, strerror(errno));
+    struct stat st;
+    MoeStatus rc = MOE_OK;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        rc = fail(m, MOE_ERR_IO, "%s: not a regular file", name);
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size, hdr_off = 0, avail = size;
+    if (embedded) {
+        MoeTrailer t;
+        if (size < sizeof t || !read_at(fd, &t, sizeof t, size - sizeof t) || memcmp(t.magic, MOE_TRAILER_MAGIC, 8)) {
+            rc = fail(m, MOE_ERR_FORMAT,
+                      "%s: no weights embedded in this executable (no %s trailer); give a .moew weights file", name,
+                      MOE_TRAILER_MAGIC);
+            goto out;
+        }
+        if (t.header_offset % MOE_ALIGN || t.header_offset > size - sizeof t) {
+            rc = fail(m, MOE_ERR_FORMAT,
+                      "%s: embedded weights header at offset %" PRIu64 "; expected a multiple of %d below %" PRIu64,
+                      name, t.header_offset, MOE_ALIGN, size - sizeof t);
+            goto out;
+        }
+        hdr_off = t.header_offset;
+        avail = size - sizeof t - hdr_off;
+    }
+    rc = map_weights(m, fd, name, hdr_off, avail);
+out:
+    close(fd);
+    return rc;
+}
+
+/* ---- load / free ------------------------------------------------------------------------- */
+
+static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, const char *name, bool embedded,
+                      int n_threads, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    if (!out || !prog || !path) {
+        if (err && errlen) snprintf(err, errlen, "moe_model_load: NULL argument");
+        if (out) *out = NULL;
+        return MOE_ERR_ARG;
+    }
+    *out = NULL;
+    MoeModel *m = calloc(1, sizeof *m);
+    if (!m) {
+        if (err && errlen) snprintf(err, errlen, "moe_model_load: out of memory");
+        return MOE_ERR_NOMEM;
+    }
+    m->prog = prog;
+    m->man = prog->manifest;
+    m->n_threads = n_threads > 0 ? n_threads : moert_default_threads();
+    MoeStatus rc = check_program(m, prog);
+    /* per-thread partials and scratch were sized by the compiler for at most max_threads */
+    if (rc == MOE_OK && m->man->max_threads > 0 && m->n_threads > m->man->max_threads)
+        m->n_threads = (int)m->man->max_threads;
+    if (rc == MOE_OK) rc = open_weights(m, path, name, embedded);
+    if (rc == MOE_OK) {
+        const MoeManifest *mf = m->man;
+        int64_t n_ids = mf->prefill_chunk > mf->batch ? mf->prefill_chunk : mf->batch;
+        m->arena = alloc_zeroed((size_t)mf->arena_bytes);
+        m->kv = alloc_zeroed((size_t)mf->kv_bytes);
+        m->stats = alloc_zeroed(sizeof(int64_t) * (size_t)mf->n_layers * (size_t)(mf->n_exp + 1));
+        m->counts = alloc_zeroed(sizeof(int64_t) * 2 * (size_t)(mf->n_exp + 1));
+        m->ids = alloc_zeroed(sizeof(int32_t) * (size_t)n_ids);
+        if (!m->arena || !m->kv || !m->stats || !m->counts || !m->ids)
+            rc = fail(m, MOE_ERR_NOMEM,
+                      "%s: cannot allocate the arena (%" PRId64 " bytes) and KV cache (%" PRId64 " bytes)", name,
+                      mf->arena_bytes, mf->kv_bytes);
+    }
+    if (rc != MOE_OK) {
+        if (err && errlen) snprintf(err, errlen, "%s", m->err);
+        moe_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return MOE_OK;
+}
+
+MoeStatus moe_model_load(MoeModel **out, const MoeProgram *prog, const char *weights_path, int n_threads, char *err,
+                         size_t errlen) {
+    if (weights_path) return load(out, prog, weights_path, weights_path, false, n_threads, err, errlen);
+    return moert_model_load_embedded(out, prog, "/proc/self/exe", n_threads, err, errlen);
+}
+
+MoeStatus moert_model_load_embedded(MoeModel **out, const MoeProgram *prog, const char *exe_path, int n_threads,
+                                    char *err, size_t errlen) {
+    char name[4096];
+    ssize_t n = exe_path && !strcmp(exe_path, "/proc/self/exe") ? readlink(exe_path, name, sizeof name - 1) : -1;
+    if (n > 0) name[n] = 0; /* show the executable's real path */
+    else snprintf(name, sizeof name, "%s", exe_path ? exe_path : "(null)");
+    return load(out, prog, exe_path, name, true, n_threads, err, errlen);
+}
+
+void moe_model_free(MoeModel *m) {
+    if (!m) return;
+    if (m->map) munmap(m->map, m->map_len);
+    free(m->arena);
+    free(m->kv);
+    free(m->stats);
+    free(m->counts);
+    free(m->ids);
+    free(m);
+}
+
+const char *moe_model_error(const MoeModel *m) { return m ? m->err : "no model (NULL handle)"; }
+const MoeManifest *moe_model_manifest(const MoeModel *m) { return m ? m->man : NULL; }
+int64_t moe_model_pos(const MoeModel *m) { return m ? m->pos : 0; }
+const int64_t *moe_model_stats(const MoeModel *m) { return m ? m->stats : NULL; }
+int moert_model_threads(const MoeModel *m) { return m->n_threads; }
+
+const void *moert_model_tokenizer(const MoeModel *m, uint64_t *bytes) {
+    *bytes = m->tokenizer_bytes;
+    return m->tokenizer;
+}
+
+void moe_model_reset(MoeModel *m) {
+    if (!m) return;
+    m->pos = 0;
+    m->step_kind = STEP_NONE;
+    m->step_rows = 0;
+    memset(m->stats, 0, sizeof(int64_t) * (size_t)m->man->n_layers * (size_t)(m->man->n_exp + 1));
+}
+
+/* ---- steps ------------------------------------------------------------------------------- */
+
+/* Takes the padded rows [n_valid, P) of the last prefill step back out of the stats (see top). */
+static void uncount_padding(MoeModel *m, int64_t n_valid) {
+    const MoeManifest *mf = m->man;
+    const int64_t P = mf->prefill_chunk, E = mf->n_exp, k = mf->top_k;
+    const int64_t C = mf->capacity_prefill > 0 ? mf->capacity_prefill : P;
+    int64_t *real = m->counts, *pad = m->counts + E;
+    for (uint32_t l = 0; l < mf->n_layers; l++) {
+        if (mf->routes_prefill[l] < 0) continue;
+        const MoeRoute *r = (const MoeRoute *)(m->arena + mf->routes_prefill[l]); /* [P, k] */
+        memset(m->counts, 0, sizeof(int64_t) * 2 * (size_t)E);
+        for (int64_t tok = 0; tok < P; tok++)
+            for (int64_t j = 0; j < k; j++) {
+                int32_t e = r[tok * k + j].expert;
+                if (e >= 0 && e < E) (tok < n_valid ? real : pad)[e]++;
+            }
+        int64_t *st = m->stats + (int64_t)l * (E + 1); /* [n_exp + 1] */
+        for (int64_t e = 0; e < E; e++) {
+            int64_t all = real[e] + pad[e];
+            int64_t kept_all = all < C ? all : C, kept_real = real[e] < C ? real[e] : C;
+            st[e] -= kept_all - kept_real;
+            st[E] -= (all - kept_all) - (real[e] - kept_real);
+        }
+    }
+}
+
+/* Runs one step on m->ids at m->pos, of which n_valid rows are real tokens. */
+static void run_step(MoeModel *m, int kind, int64_t n_valid) {
+    MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->pos, m->stats};
+    moert_exec(kind == STEP_PREFILL ? m->prog->prefill : m->prog->decode, &a, m->n_threads);
+    if (kind == STEP_PREFILL && n_valid < m->man->prefill_chunk) uncount_padding(m, n_valid);
+    m->pos += n_valid;
+    m->step_kind = kind;
+    m->step_rows = n_valid;
+}
+
+static const float *step_logits(const MoeModel *m) {
+    return (const float *)(m->arena + (m->step_kind == STEP_PREFILL ? m->man->logits_prefill : m->man->logits_decode));
+}
+
+static MoeStatus check_id(MoeModel *m, const char *what, int32_t id, int64_t i) {
+    if (id >= 0 && id < m->man->vocab_size) return MOE_OK;
+    return fail(m, MOE_ERR_ARG, "%s: token id %d at position %" PRId64 ": must be in [0, %" PRId64 ")", what, id, i,
+                m->man->vocab_size);
+}
+
+MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_rows, void *user, const float **logits) {
+    if (!m) return MOE_ERR_ARG;
+    const MoeManifest *mf = m->man;
+    if (!ids || n < 1)
+        return fail(m, MOE_ERR_ARG, "prefill: expected at least one token id; got %" PRId64, ids ? n : 0);
+    for (int64_t i = 0; i < n; i++)
+        if (check_id(m, "prefill", ids[i], i)) return MOE_ERR_ARG;
+    if (n > mf->context - m->pos)
+        return fail(m, MOE_ERR_CONTEXT,
+                    "prefill: %" PRId64 " tokens at position %" PRId64 " need %" PRId64
+                    " positions; the program was compiled for a context of %" PRId64,
+                    n, m->pos, m->pos + n, mf->context);
+    const int64_t P = mf->prefill_chunk;
+    for (int64_t done = 0; done < n;) {
+        int64_t rows;
+        if (m->pos + P <= mf->context) {
+            rows = n - done < P ? n - done : P;
+            memcpy(m->ids, ids + done, sizeof(int32_t) * (size_t)rows);
+            memset(m->ids + rows, 0, sizeof(int32_t) * (size_t)(P - rows));
+            run_step(m, STEP_PREFILL, rows);
+        } else { /* a padded chunk would write KV slots past the context */
+            rows = 1;
+            m->ids[0] = ids[done];
+            run_step(m, STEP_DECODE, 1);
+        }
+        if (on_rows) on_rows(user, step_logits(m), done, rows);
+        done += rows;
+    }
+    if (logits) *logits = step_logits(m) + (m->step_rows - 1) * mf->vocab_size;
+    return MOE_OK;
+}
+
+MoeStatus moe_decode(MoeModel *m, int32_t id, const float **logits) {
+    if (!m) return MOE_ERR_ARG;
+    if (check_id(m, "decode", id, m->pos)) return MOE_ERR_ARG;
+    if (m->pos >= m->man->context)
+        return fail(m, MOE_ERR_CONTEXT,
+                    "decode: position %" PRId64 " is past the compiled context of %" PRId64 " tokens", m->pos,
+                    m->man->context);
+    m->ids[0] = id;
+    run_step(m, STEP_DECODE, 1);
+    if (logits) *logits = step_logits(m);
+    return MOE_OK;
+}
+
+const MoeRoute *moe_model_routes(const MoeModel *m, int layer, int64_t *n_rows) {
+    if (n_rows) *n_rows = 0;
+    if (!m || !n_rows || m->step_kind == STEP_NONE || layer < 0 || (uint32_t)layer >= m->man->n_layers) return NULL;
+    int64_t off = m->step_kind == STEP_PREFILL ? m->man->routes_prefill[layer] : m->man->routes_decode[layer];
+    if (off < 0) return NULL;
+    *n_rows = m->step_rows;
+    return (const MoeRoute *)(m->arena + off);
+}

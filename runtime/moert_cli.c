@@ -1,0 +1,340 @@
+/* moert_cli: prefill the prompt, then generate N tokens, printing their ids comma-separated on one
+ * line, exactly like `moec run`. Output formats (shared with compiler/cmd_run.c):
+ *   --logits-out: raw little-endian f32, the T prompt rows [T, V], then N rows [N, V] where row s
+ *                 chose generated token s (row 0 is the last prompt row again, row s > 0 comes from
+ *                 the decode step that fed generated token s-1);
+ *   --trace:      JSON, see runtime/trace.h;
+ *   --stats:      per-layer tokens per expert and dropped assignments on stderr.
+ * Sampling (--temp, --top-k, --top-p, --seed) is runtime/sampler.h; the default, temperature 0,
+ * is greedy like `moec run`. */
+#include "moert_cli.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "moe.h"
+#include "outfile.h"
+#include "sampler.h"
+#include "trace.h"
+
+typedef struct CliOptions {
+    const char *name;                /* argv[0]'s last component, for messages */
+    int32_t *prompt;                 /* [n_prompt], malloc'd */
+    int64_t n_prompt, n_gen, threads, top_k, seed;
+    double temp, top_p;
+    const char *logits_out, *trace_out, *weights;
+    bool stats, help;
+    /* TODO(tokenizer): `--prompt TEXT` goes here: encode it with the tokenizer of the weights'
+     * MOE_SECTION_TOKENIZER (moert_model_tokenizer, runtime/tokenizer.h) into `prompt`, and print
+     * the generated text after the ids. Not implemented yet; --tokens is the only input. */
+} CliOptions;
+
+static const char usage[] =
+    "usage: %s --tokens 1,2,3 [-n N] [options]\n"
+    "Runs the compiled %.32s model: prefill the prompt, then generate N tokens with the KV cache.\n"
+    "Prints the generated token ids.\n"
+    "\n"
+    "  --tokens IDS           prompt token ids, comma-separated (required)\n"
+    "  -n N                   tokens to generate (default 16)\n"
+    "  --threads T            OpenMP threads (default: all cores)\n"
+    "  --temp X               sampling temperature (default 0: greedy)\n"
+    "  --top-k K              sample among the K most likely tokens only (default 0: all)\n"
+    "  --top-p P              sample among the most likely tokens whose probability sums to P (default 1)\n"
+    "  --seed S               seed of the sampler (default 0)\n"
+    "  --weights FILE.moew    weights file (default: the weights embedded in this executable)\n"
+    "  --logits-out FILE      write the logits as raw little-endian float32: [T, V] prompt rows,\n"
+    "                         then [N, V] rows, row s being the logits that chose generated token s\n"
+    "  --trace FILE           write prompt/generated ids and router choices per layer and position (JSON)\n"
+    "  --stats                print per-layer expert utilisation and dropped assignments\n"
+    "Compiled for a context of %" PRId64 " tokens, prefill chunks of %" PRId64 ", target %.64s (%.64s).\n";
+
+static void error(const CliOptions *o, const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "%s: error: ", o->name);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+}
+
+/* ---- flags ------------------------------------------------------------------------------- */
+
+static bool parse_int(const CliOptions *o, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        error(o, "%s: expected an integer in [%" PRId64 ", %" PRId64 "]; got '%s'", flag, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static bool parse_double(const CliOptions *o, const char *flag, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !(v >= lo && v <= hi)) {
+        error(o, "%s: expected a number in [%g, %g]; got '%s'", flag, lo, hi, s);
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+/* "1,2,3" into a malloc'd array. */
+static bool parse_ids(CliOptions *o, const char *flag, const char *s) {
+    int64_t cap = 16, n = 0;
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!v) {
+        error(o, "%s: out of memory", flag);
+        return false;
+    }
+    for (const char *p = s; *p;) {
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            error(o, "%s: expected comma-separated token ids like 1,2,3; got '%s'", flag, s);
+            free(v);
+            return false;
+        }
+        if (n == cap) {
+            int32_t *w = realloc(v, sizeof(int32_t) * (size_t)(cap *= 2));
+            if (!w) {
+                error(o, "%s: out of memory", flag);
+                free(v);
+                return false;
+            }
+            v = w;
+        }
+        v[n++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (n == 0) {
+        error(o, "%s: expected at least one token id; got '%s'", flag, s);
+        free(v);
+        return false;
+    }
+    free(o->prompt);
+    o->prompt = v;
+    o->n_prompt = n;
+    return true;
+}
+
+/* The value after argv[*i]; NULL (after an error) when missing. */
+static const char *value(const CliOptions *o, int argc, char **argv, int *i) {
+    if (*i + 1 >= argc) {
+        error(o, "%s: expected a value after it", argv[*i]);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+/* 0, or the exit status 2 after an error. */
+static int parse(int argc, char **argv, CliOptions *o) {
+    o->n_gen = 16;
+    o->top_p = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            o->help = true;
+            return 0;
+        } else if (!strcmp(a, "--tokens")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_ids(o, a, v)) return 2;
+        } else if (!strcmp(a, "-n")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_int(o, a, v, 1, 1 << 24, &o->n_gen)) return 2;
+        } else if (!strcmp(a, "--threads")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_int(o, a, v, 1, 4096, &o->threads)) return 2;
+        } else if (!strcmp(a, "--seed")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_int(o, a, v, 0, INT64_MAX, &o->seed)) return 2;
+        } else if (!strcmp(a, "--temp")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_double(o, a, v, 0, 1e6, &o->temp)) return 2;
+        } else if (!strcmp(a, "--top-k")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_int(o, a, v, 0, INT32_MAX, &o->top_k)) return 2;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_double(o, a, v, 0, 1, &o->top_p)) return 2;
+        } else if (!strcmp(a, "--weights")) {
+            if (!(o->weights = value(o, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--logits-out")) {
+            if (!(o->logits_out = value(o, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--trace")) {
+            if (!(o->trace_out = value(o, argc, argv, &i))) return 2;
+        } else if (!strcmp(a, "--stats")) {
+            o->stats = true;
+        } else if (a[0] == '-') {
+            error(o, "%s: unknown option; see '%s --help'", a, o->name);
+            return 2;
+        } else {
+            error(o, "%s: unexpected argument; see '%s --help'", a, o->name);
+            return 2;
+        }
+    }
+    if (!o->prompt) {
+        error(o, "expected --tokens IDS; see '%s --help'", o->name);
+        return 2;
+    }
+    return 0;
+}
+
+/* ---- generation -------------------------------------------------------------------------- */
+
+/* Where each step's outputs go: logits rows to --logits-out, routes to --trace. */
+typedef struct Sink {
+    const MoeModel *m;
+    MoeOutFile *lo;          /* NULL without --logits-out */
+    MoeTrace *tr;            /* NULL without --trace */
+    int64_t V;
+} Sink;
+
+static void sink_routes(const Sink *k) {
+    const MoeManifest *mf = moe_model_manifest(k->m);
+    for (uint32_t l = 0; l < mf->n_layers; l++) {
+        int64_t rows;
+        const MoeRoute *r = moe_model_routes(k->m, (int)l, &rows);
+        if (r) moe_trace_add_routes(k->tr, (int)l, r, rows);
+    }
+}
+
+static void on_prompt_rows(void *user, const float *rows, int64_t first_row, int64_t n_rows) {
+    const Sink *k = user;
+    (void)first_row;
+    if (k->lo) moe_out_write(k->lo, rows, sizeof(float) * (size_t)(n_rows * k->V));
+    if (k->tr) sink_routes(k);
+}
+
+static void print_stats(const MoeModel *m) {
+    const MoeManifest *mf = moe_model_manifest(m);
+    const int64_t *st = moe_model_stats(m), E = mf->n_exp; /* [n_layers][n_exp + 1] */
+    int64_t total = 0;
+    fprintf(stderr, "expert utilisation (tokens per expert over %" PRId64 " routed tokens):\n", moe_model_pos(m));
+    for (uint32_t l = 0; l < mf->n_layers; l++) {
+        const int64_t *row = st + (int64_t)l * (E + 1);
+        if (mf->routes_prefill[l] < 0) {
+            fprintf(stderr, "  L%02u dense\n", l);
+            continue;
+        }
+        fprintf(stderr, "  L%02u dropped %" PRId64 " |", l, row[E]);
+        for (int64_t e = 0; e < E; e++) fprintf(stderr, " %" PRId64, row[e]);
+        fputc('\n', stderr);
+        total += row[E];
+    }
+    fprintf(stderr, "dropped assignments: %" PRId64 "\n", total);
+}
+
+/* Checks the prompt against the manifest before anything is loaded; false after an error. */
+static bool check_prompt(const CliOptions *o, const MoeManifest *mf) {
+    for (int64_t i = 0; i < o->n_prompt; i++)
+        if (o->prompt[i] >= mf->vocab_size) {
+            error(o, "--tokens: token id %d at position %" PRId64 ": must be < vocab_size (%" PRId64 ")", o->prompt[i],
+                  i, mf->vocab_size);
+            return false;
+        }
+    int64_t ctx = o->n_prompt + o->n_gen - 1; /* the last generated token is never fed */
+    if (o->n_prompt > mf->context || ctx > mf->context) {
+        error(o, "--tokens: a prompt of %" PRId64 " tokens plus %" PRId64 " generated needs %" PRId64
+                 " positions; expected at most the compiled context (%" PRId64 ")",
+              o->n_prompt, o->n_gen, ctx, mf->context);
+        return false;
+    }
+    return true;
+}
+
+static int generate(const CliOptions *o, const MoeProgram *prog) {
+    const MoeManifest *mf = prog->manifest;
+    const int64_t V = mf->vocab_size;
+    char err[512];
+    int rc = 1;
+    MoeModel *m = NULL;
+    MoeTrace *tr = NULL;
+    MoeOutFile lo = {0};
+    int32_t *gen = NULL;
+    void *scratch = NULL;
+    const float *logits;
+    bool is_moe[MOE_MAX_LAYERS];
+    MoeSampler smp;
+    Sink sink = {NULL, NULL, NULL, V};
+
+    if (moe_model_load(&m, prog, o->weights, (int)o->threads, err, sizeof err) != MOE_OK) {
+        error(o, "%s", err);
+        goto out;
+    }
+    for (uint32_t l = 0; l < mf->n_layers; l++) is_moe[l] = mf->routes_prefill[l] >= 0;
+    if (o->trace_out && !(tr = moe_trace_new((int)mf->n_layers, (int)mf->top_k, is_moe))) {
+        error(o, "out of memory");
+        goto out;
+    }
+    if (o->logits_out && !moe_out_open(&lo, o->logits_out)) {
+        error(o, "%s: cannot create: %s", o->logits_out, strerror(errno));
+        goto out;
+    }
+    gen = malloc(sizeof(int32_t) * (size_t)o->n_gen);
+    scratch = malloc(moe_sampler_scratch_bytes(V));
+    if (!gen || !scratch) {
+        error(o, "out of memory");
+        goto out;
+    }
+    moe_sampler_init(&smp, V, o->temp, o->top_k, o->top_p, (uint64_t)o->seed, scratch);
+    sink = (Sink){m, lo.f ? &lo : NULL, tr, V};
+    if (tr) moe_trace_add_prompt(tr, o->prompt, o->n_prompt);
+
+    if (moe_prefill(m, o->prompt, o->n_prompt, on_prompt_rows, &sink, &logits) != MOE_OK) {
+        error(o, "%s", moe_model_error(m));
+        goto out;
+    }
+    for (int64_t s = 0; s < o->n_gen; s++) {
+        if (s > 0) {
+            if (moe_decode(m, gen[s - 1], &logits) != MOE_OK) {
+                error(o, "%s", moe_model_error(m));
+                goto out;
+            }
+            if (tr) sink_routes(&sink);
+        }
+        if (sink.lo) moe_out_write(sink.lo, logits, sizeof(float) * (size_t)V);
+        gen[s] = moe_sampler_sample(&smp, logits);
+    }
+    for (int64_t s = 0; s < o->n_gen; s++) {
+        printf("%s%d", s ? "," : "", gen[s]);
+        if (tr) moe_trace_add_generated(tr, gen[s]);
+    }
+    printf("\n");
+    fflush(stdout);
+    if (lo.f && !moe_out_commit(&lo)) {
+        error(o, "%s: cannot write the logits", o->logits_out);
+        goto out;
+    }
+    if (tr && !moe_trace_write(tr, o->trace_out)) {
+        error(o, "%s: cannot write the trace", o->trace_out);
+        goto out;
+    }
+    if (o->stats) print_stats(m);
+    rc = 0;
+out:
+    if (lo.f) moe_out_abort(&lo);
+    free(scratch);
+    free(gen);
+    moe_trace_free(tr);
+    moe_model_free(m);
+    return rc;
+}
+
+int moert_cli(int argc, char **argv, const MoeProgram *prog) {
+    CliOptions o = {0};
+    const char *slash = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
+    o.name = slash ? slash + 1 : argc > 0 && argv[0] ? argv[0] : "moe";
+    int rc = parse(argc, argv, &o);
+    const MoeManifest *mf = prog->manifest;
+    if (rc == 0 && o.help) {
+        printf(usage, o.name, mf->family, mf->context, mf->prefill_chunk, mf->target, mf->cpu);
+    } else if (rc == 0) {
+        rc = check_prompt(&o, mf) ? generate(&o, prog) : 1;
+    }
+    free(o.prompt);
+    return rc;
+}

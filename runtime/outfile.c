@@ -1,0 +1,53 @@
+#include "outfile.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+bool moe_out_open(MoeOutFile *o, const char *path) {
+    memset(o, 0, sizeof *o);
+    size_t n = strlen(path) + 32;
+    o->path = strdup(path);
+    o->tmp = malloc(n);
+    if (!o->path || !o->tmp) {
+        free(o->path);
+        free(o->tmp);
+        return false;
+    }
+    snprintf(o->tmp, n, "%s.tmp.%d", path, (int)getpid());
+    o->f = fopen(o->tmp, "wb");
+    if (!o->f) {
+        free(o->path);
+        free(o->tmp);
+        o->path = o->tmp = NULL;
+        return false;
+    }
+    return true;
+}
+
+void moe_out_write(MoeOutFile *o, const void *p, size_t n) {
+    if (!o->failed && n && fwrite(p, 1, n, o->f) != n) o->failed = true;
+}
+
+static void release(MoeOutFile *o) {
+    free(o->path);
+    free(o->tmp);
+    o->path = o->tmp = NULL;
+    o->f = NULL;
+}
+
+bool moe_out_commit(MoeOutFile *o) {
+    bool ok = !o->failed && fflush(o->f) == 0;
+    ok = (fclose(o->f) == 0) && ok;
+    if (ok) ok = rename(o->tmp, o->path) == 0;
+    if (!ok) unlink(o->tmp);
+    release(o);
+    return ok;
+}
+
+void moe_out_abort(MoeOutFile *o) {
+    if (!o->f) return;
+    fclose(o->f);
+    unlink(o->tmp);
+    release(o);
+}

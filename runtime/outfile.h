@@ -1,0 +1,23 @@
+/* outfile: every output file is written under a temporary name in the same folder and renamed
+ * into place only when complete, so a failure never leaves half a file nor clobbers an old one. */
+#ifndef MOE_OUTFILE_H
+#define MOE_OUTFILE_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+typedef struct MoeOutFile {
+    FILE *f;
+    char *path, *tmp;
+    bool failed;
+} MoeOutFile;
+
+/* Opens "<path>.tmp.<pid>" for writing; false (errno set) when it cannot. */
+bool moe_out_open(MoeOutFile *o, const char *path);
+void moe_out_write(MoeOutFile *o, const void *p, size_t n);
+/* Flushes, closes and renames into place; false (and the temporary removed) on any error. */
+bool moe_out_commit(MoeOutFile *o);
+/* Closes and removes the temporary. */
+void moe_out_abort(MoeOutFile *o);
+
+#endif

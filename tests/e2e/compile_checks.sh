@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# compile_checks.sh MOEC WORK CHECK: end-to-end checks of `moec compile` on tiny synthetic models.
+#   selfcontained  OUT copied alone into an empty folder runs with an empty environment, gives the
+#                  same ids as `moec run`, and ldd lists only libc, libm, the OpenMP runtime, pthreads
+#   sidecar        --weights sidecar writes OUT + OUT.moew; a .moew of another model is refused
+#   capacity       with --capacity-factor 0.5 assignments are dropped; compiled == generic (ids,
+#                  routes, logits), and --stats counts the same drops in both
+#   aarch64        --target aarch64-linux-gnu --emit obj writes an AArch64 ELF object
+#   atomic         a failed compile leaves no partial output and does not clobber an existing OUT
+#   llvm           --emit llvm: kernels have no shape parameters
+#   errors         unknown triple / CPU: one clear error line, exit 1
+set -u
+moec=$1 work=$2 check=$3
+rm -rf "$work" && mkdir -p "$work"
+fail() { echo "FAIL: $*"; exit 1; }
+synth() { "$moec" synth "$work/$1" --arch "$2" --preset tiny --seed "${3:-7}" >/dev/null 2>&1 || fail "synth $1"; }
+prompt=5,17,99,3,250,31,8,64,12,200,7,1
+case $check in
+selfcontained)
+  synth m mixtral
+  "$moec" compile "$work/m" -o "$work/out.exe" --threads 2 -q || fail "compile"
+  mkdir "$work/alone" && cp "$work/out.exe" "$work/alone/" && rm -rf "$work/m.cache"
+  want=$("$moec" run "$work/m" --tokens $prompt -n 12 --threads 2) || fail "moec run"
+  got=$(cd "$work/alone" && env -i ./out.exe --tokens $prompt -n 12 --threads 2) || fail "alone run"
+  echo "generic:  $want"; echo "compiled: $got"
+  [ "$want" = "$got" ] || fail "compiled ids differ from the generic path"
+  libs=$(ldd "$work/alone/out.exe" | awk '{print $1}' | sed 's/\.so.*//' | sort -u | tr '\n' ' ')
+  echo "ldd: $libs"
+  for l in $libs; do
+    case $l in linux-vdso|/lib64/ld-linux-x86-64|/lib/ld-linux-aarch64|libc|libm|libgomp|libpthread) ;;
+      *) fail "unexpected shared library $l";; esac
+  done ;;
+sidecar)
+  synth m mixtral; synth m2 mixtral 8
+  "$moec" compile "$work/m" -o "$work/side.exe" --weights sidecar -q || fail "compile"
+  "$moec" compile "$work/m2" -o "$work/other.exe" --weights sidecar -q || fail "compile other"
+  [ -f "$work/side.exe.moew" ] || fail "no sidecar"
+  "$work/side.exe" --weights "$work/side.exe.moew" --tokens 1,2,3 -n 4 >/dev/null || fail "sidecar run"
+  "$work/side.exe" --weights "$work/other.exe.moew" --tokens 1,2,3 -n 4 2>"$work/err" && fail "mismatched weights accepted"
+  cat "$work/err"; grep -q "hash" "$work/err" || fail "the error does not name the hash" ;;
+capacity)
+  synth m qwen3_moe 11
+  "$moec" compile "$work/m" -o "$work/cap.exe" --capacity-factor 0.5 --prefill-chunk 12 --threads 2 -q || fail "compile"
+  "$moec" run "$work/m" --tokens $prompt -n 6 --capacity-factor 0.5 --stats --trace "$work/g.json" \
+      --logits-out "$work/g.f32" >"$work/g.out" 2>"$work/g.err" || fail "generic"
+  "$work/cap.exe" --tokens $prompt -n 6 --stats --trace "$work/c.json" --logits-out "$work/c.f32" \
+      >"$work/c.out" 2>"$work/c.err" || fail "compiled"
+  cat "$work/g.out" "$work/c.out"; grep dropped "$work/g.err" "$work/c.err"
+  cmp -s "$work/g.out" "$work/c.out" || fail "ids differ"
+  gd=$(grep -o 'dropped assignments: [0-9]*' "$work/g.err"); cd_=$(grep -o 'dropped assignments: [0-9]*' "$work/c.err")
+  [ "$gd" = "$cd_" ] || fail "drop counts differ: '$gd' vs '$cd_'"
+  [ "$gd" != "dropped assignments: 0" ] || fail "the case drops nothing"
+  python_free_cmp() { # routes in the traces must be identical
+    grep -A100000 router_topk "$1" | sed -n '/router_topk/,/router_weights/p' | head -n -1; }
+  [ "$(python_free_cmp "$work/g.json")" = "$(python_free_cmp "$work/c.json")" ] || fail "router choices differ" ;;
+aarch64)
+  synth m olmoe
+  "$moec" compile "$work/m" -o "$work/a64.o" --target aarch64-linux-gnu --emit obj -q || fail "compile"
+  magic=$(od -An -tx1 -N4 "$work/a64.o" | tr -d ' '); mach=$(od -An -tu2 -j18 -N2 "$work/a64.o" | tr -d ' ')
+  echo "ELF magic $magic, e_machine $mach"
+  [ "$magic" = 7f454c46 ] && [ "$mach" = 183 ] || fail "not an AArch64 ELF object" ;;
+atomic)
+  synth m mixtral
+  echo keep >"$work/out.exe"
+  cp -r "$work/m" "$work/bad" && truncate -s 1000 "$work/bad/model.safetensors"
+  "$moec" compile "$work/bad" -o "$work/out.exe" -q 2>"$work/err" && fail "bad model compiled"
+  cat "$work/err"
+  [ "$(cat "$work/out.exe")" = keep ] || fail "OUT was clobbered"
+  left=$(ls "$work" | grep -c tmp || true); [ "$left" = 0 ] || fail "temporary files left: $(ls "$work")" ;;
+llvm)
+  synth m mixtral
+  "$moec" compile "$work/m" -o "$work/m.ll" --emit llvm -q || fail "compile"
+  grep -c '^define' "$work/m.ll"
+  # every defined kernel takes only pointers (and pos0, ith, nth): no i64 shape parameter besides pos0
+  bad=$(grep '^define' "$work/m.ll" | grep '@k_' | grep -E 'i64 [^,)]*%[a-zA-Z_]+' | grep -v pos0 || true)
+  [ -z "$bad" ] || fail "kernels with shape parameters: $bad"
+  grep -q 'define.*@kt_' "$work/m.ll" && fail "a template survived" || true ;;
+errors)
+  synth m mixtral
+  "$moec" compile "$work/m" -o "$work/x" --target sparc-sun-solaris9 -q 2>"$work/e1"; rc=$?
+  cat "$work/e1"; [ $rc = 1 ] && [ "$(wc -l <"$work/e1")" -le 2 ] || fail "unknown triple: status $rc"
+  grep -qi "aarch64\|x86" "$work/e1" || fail "the error does not list the available targets"
+  "$moec" compile "$work/m" -o "$work/x" --cpu notacpu9000 -q 2>"$work/e2"; rc=$?
+  cat "$work/e2"; [ $rc = 1 ] && grep -q notacpu9000 "$work/e2" || fail "unknown cpu: status $rc" ;;
+*) fail "unknown check $check" ;;
+esac
+echo PASS

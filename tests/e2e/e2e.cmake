@@ -1,0 +1,14 @@
+# End-to-end tests of `moec compile` (label e2e): every golden through the compiled executable,
+# and the checks of tests/e2e/compile_checks.sh.
+foreach(name ${MOEC_GOLDEN_NAMES})
+  add_test(NAME golden_compiled_${name}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/compiled_golden.sh $<TARGET_FILE:moec> $<TARGET_FILE:golden_check>
+                   ${MOEC_SHARED_DIR}/goldens/${name} ${CMAKE_CURRENT_BINARY_DIR}/tmp/compiled_${name})
+  set_tests_properties(golden_compiled_${name} PROPERTIES LABELS "golden;e2e" SKIP_RETURN_CODE 77 TIMEOUT 600)
+endforeach()
+foreach(check selfcontained sidecar capacity aarch64 atomic llvm errors)
+  add_test(NAME compile_${check}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/compile_checks.sh $<TARGET_FILE:moec>
+                   ${CMAKE_CURRENT_BINARY_DIR}/tmp/compile_${check} ${check})
+  set_tests_properties(compile_${check} PROPERTIES LABELS e2e TIMEOUT 600)
+endforeach()

@@ -1,0 +1,324 @@
+/* The compiled path's kernel templates (the .c files of compiler/kernels), compiled natively into this test,
+ * against compositions of their reference twins (tests/ref/ref_ops.c). Every kernel runs with
+ * nth = 1, 2 and 3, calling it once per ith in turn (simulating the threads) and then kt_reduce
+ * where it has partials. NMSE <= 1e-6 for f32 and bf16 weights (the reference reads the same bf16
+ * values, widened exactly); expert ids, dispatch lists and dropped counts exact. */
+#include <stdlib.h>
+
+#include "../../compiler/kernels/attention.c"
+#include "../../compiler/kernels/embed.c"
+#include "../../compiler/kernels/moe.c"
+#include "../../compiler/kernels/norm_matmul.c"
+#include "ref/ref_ops.h"
+#include "test.h"
+
+#define NMSE_TOL 1e-6
+
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2 - 1);
+}
+static float *randv(int64_t n, float scale, float offset) {
+    float *v = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) v[i] = offset + frand() * scale;
+    return v;
+}
+/* Weights [n] in dtype dt (returned) and their exact f32 values (in *wf). */
+static void *randw(int64_t n, DType dt, float scale, float **wf) {
+    float *f = randv(n, scale, 0);
+    void *w = malloc(dtype_size(dt) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == DT_BF16) ((uint16_t *)w)[i] = f32_to_bf16(f[i]);
+        else ((float *)w)[i] = f[i];
+        f[i] = dtype_load_f32(dt, w, (size_t)i);
+    }
+    *wf = f;
+    return w;
+}
+static float *zeros(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
+
+static void nmse_ok(const float *got, const float *want, int64_t n, const char *what, int nth) {
+    double e = test_nmse(got, want, (size_t)n);
+    if (!(e <= NMSE_TOL)) fprintf(stderr, "%s (nth %d): nmse %.3g\n", what, nth, e);
+    EXPECT_TRUE(e <= NMSE_TOL);
+}
+
+/* ---- kt_norm_matmul ---- */
+
+static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_norm, int has_bias, int has_resid) {
+    float eps = 1e-5f, *wf;
+    float *x = randv(T * K, 2, 0), *nw = randv(K, 0.3f, 1), *bias = randv(N, 1, 0), *resid = randv(T * N, 1, 0);
+    void *w = randw(N * K, dt, 0.5f, &wf);
+    float *h = zeros(T * K), *r = zeros(T * N);
+    if (has_norm) ref_rmsnorm(h, x, T, K, nw, K, eps);
+    else memcpy(h, x, sizeof(float) * (size_t)(T * K));
+    ref_matmul(r, h, T, K, w, dt, N, has_bias ? bias : NULL);
+    if (has_resid)
+        for (int64_t i = 0; i < T * N; i++) r[i] += resid[i];
+    for (int nth = 1; nth <= 3; nth++) {
+        float *y = zeros(T * N), *scratch = zeros(nth * T * K);
+        for (int ith = 0; ith < nth; ith++)
+            kt_norm_matmul(y, x, nw, w, bias, resid, scratch, T, K, N, eps, has_norm, has_bias, has_resid, dt, ith,
+                           nth);
+        nmse_ok(y, r, T * N, "norm_matmul", nth);
+        free(y), free(scratch);
+    }
+    free(x), free(nw), free(bias), free(resid), free(w), free(wf), free(h), free(r);
+}
+
+/* ---- kt_qkv_rope ---- */
+
+/* rope[S][hd] = cos(p inv_freq[i]) then sin(...), the angle rounded to f32 as ref_rope does. */
+static float *rope_table(int64_t S, int64_t hd, const float *inv_freq) {
+    float *rope = zeros(S * hd);
+    for (int64_t p = 0; p < S; p++)
+        for (int64_t i = 0; i < hd / 2; i++) {
+            double ang = (double)(float)((float)p * inv_freq[i]);
+            rope[p * hd + i] = (float)cos(ang);
+            rope[p * hd + hd / 2 + i] = (float)sin(ang);
+        }
+    return rope;
+}
+
+static void clamp_all(float *v, int64_t n, float c) {
+    if (c > 0)
+        for (int64_t i = 0; i < n; i++) v[i] = v[i] < -c ? -c : v[i] > c ? c : v[i];
+}
+
+static void t_qkv_rope(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t pos0, int32_t qk_norm, float clip) {
+    int64_t S = pos0 + T + 2, qw = nh * hd, kvw = nkv * hd, width = qw + 2 * kvw;
+    float eps = 1e-6f, inv_freq[128];
+    for (int64_t i = 0; i < hd / 2; i++) inv_freq[i] = 1.0f / powf(10000.0f, (float)(2 * i) / (float)hd);
+    float *rope = rope_table(S, hd, inv_freq);
+    float *qkv = randv(T * width, 2, 0);
+    int64_t qn_n = qk_norm == 2 ? qw : hd, kn_n = qk_norm == 2 ? kvw : hd;
+    float *qn = randv(qn_n, 0.3f, 1), *kn = randv(kn_n, 0.3f, 1);
+    /* reference: split, norm, clip, rope */
+    float *q = zeros(T * qw), *k = zeros(T * kvw), *v = zeros(T * kvw);
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(q + t * qw, qkv + t * width, sizeof(float) * (size_t)qw);
+        memcpy(k + t * kvw, qkv + t * width + qw, sizeof(float) * (size_t)kvw);
+        memcpy(v + t * kvw, qkv + t * width + qw + kvw, sizeof(float) * (size_t)kvw);
+    }
+    if (qk_norm) {
+        float *qq = zeros(T * qw), *kk = zeros(T * kvw);
+        ref_rmsnorm(qq, q, T, qw, qn, qn_n, eps);
+        ref_rmsnorm(kk, k, T, kvw, kn, kn_n, eps);
+        free(q), free(k);
+        q = qq, k = kk;
+    }
+    clamp_all(q, T * qw, clip), clamp_all(k, T * kvw, clip), clamp_all(v, T * kvw, clip);
+    float *rq = zeros(T * qw), *rk = zeros(T * kvw);
+    ref_rope(rq, q, T, nh, hd, inv_freq, 1.0f, pos0);
+    ref_rope(rk, k, T, nkv, hd, inv_freq, 1.0f, pos0);
+    for (int nth = 1; nth <= 3; nth++) {
+        float *qo = zeros(T * qw), *kc = zeros(S * kvw), *vc = zeros(S * kvw);
+        for (int64_t i = 0; i < S * kvw; i++) kc[i] = vc[i] = 7.0f; /* untouched outside pos0..pos0+T */
+        for (int ith = 0; ith < nth; ith++)
+            kt_qkv_rope(qo, kc, vc, qkv, qn, kn, rope, pos0, T, nh, nkv, hd, S, eps, qk_norm, clip, ith, nth);
+        nmse_ok(qo, rq, T * qw, "qkv_rope q", nth);
+        nmse_ok(kc + pos0 * kvw, rk, T * kvw, "qkv_rope k", nth);
+        nmse_ok(vc + pos0 * kvw, v, T * kvw, "qkv_rope v", nth);
+        int untouched = 1;
+        for (int64_t i = 0; i < S * kvw; i++)
+            if ((i < pos0 * kvw || i >= (pos0 + T) * kvw) && (kc[i] != 7.0f || vc[i] != 7.0f)) untouched = 0;
+        EXPECT_TRUE(untouched);
+        free(qo), free(kc), free(vc);
+    }
+    free(rope), free(qkv), free(qn), free(kn), free(q), free(k), free(v), free(rq), free(rk);
+}
+
+/* ---- kt_attention ---- */
+
+static void t_attention(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t pos0, int64_t window) {
+    int64_t S = pos0 + T + 3, kvw = nkv * hd;
+    float *q = randv(T * nh * hd, 1.5f, 0), *kc = randv(S * kvw, 1.5f, 0), *vc = randv(S * kvw, 1, 0);
+    float *r = zeros(T * nh * hd);
+    ref_attention(r, q, kc, vc, T, nh, nkv, hd, window, pos0);
+    for (int nth = 1; nth <= 3; nth++) {
+        float *y = zeros(T * nh * hd);
+        for (int ith = 0; ith < nth; ith++) kt_attention(y, q, kc, vc, pos0, T, nh, nkv, hd, S, window, ith, nth);
+        nmse_ok(y, r, T * nh * hd, "attention", nth);
+        free(y);
+    }
+    free(q), free(kc), free(vc), free(r);
+}
+
+/* ---- kt_router + kt_experts + kt_reduce ---- */
+
+typedef struct MoeCase {
+    int64_t T, H, I, E, k, C, SI;
+    int32_t shared_kind, renorm;
+    DType dt;
+    const char *name;
+    int ties; /* gate_w rows E/2 and E-1 copy row 0: exact probability ties (lowest id first) */
+} MoeCase;
+
+/* y[T, H] += gate[t] * mlp(h) with the SiLU-gated MLP g[SI, H], u[SI, H], d[H, SI] (f32 values). */
+static void ref_dense_mlp(float *y, const float *h, const float *gate, int64_t T, int64_t H, int64_t SI,
+                          const void *g, const void *u, const void *d, DType dt) {
+    float *gv = zeros(T * SI), *uv = zeros(T * SI), *o = zeros(T * H);
+    ref_matmul(gv, h, T, H, g, dt, SI, NULL);
+    ref_matmul(uv, h, T, H, u, dt, SI, NULL);
+    for (int64_t i = 0; i < T * SI; i++) gv[i] = (float)((double)gv[i] / (1 + exp(-(double)gv[i])) * uv[i]);
+    ref_matmul(o, gv, T, SI, d, dt, H, NULL);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t c = 0; c < H; c++) y[t * H + c] += gate[t] * o[t * H + c];
+    free(gv), free(uv), free(o);
+}
+
+/* gate_up[n][2][H] interleaved from g[n][H] and u[n][H] in dtype dt. */
+static void *interleave(const void *g, const void *u, int64_t n, int64_t H, DType dt) {
+    size_t es = dtype_size(dt), row = (size_t)H * es;
+    char *gu = malloc(2 * row * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) {
+        memcpy(gu + (size_t)(2 * i) * row, (const char *)g + (size_t)i * row, row);
+        memcpy(gu + (size_t)(2 * i + 1) * row, (const char *)u + (size_t)i * row, row);
+    }
+    return gu;
+}
+
+static void t_moe(MoeCase mc) {
+    int64_t T = mc.T, H = mc.H, I = mc.I, E = mc.E, k = mc.k, C = mc.C, SI = mc.SI;
+    DType dt = mc.dt;
+    float eps = 1e-5f, *gwf, *gf, *uf, *df, *sgf, *suf, *sdf, *sgwf;
+    float *x = randv(T * H, 2, 0), *nw = randv(H, 0.3f, 1), *resid = randv(T * H, 1, 0);
+    void *gate_w = randw(E * H, dt, 3.0f / sqrtf((float)(H > 0 ? H : 1)), &gwf); /* logits O(1), no f32 underflow */
+    if (mc.ties) {
+        size_t row = dtype_size(dt) * (size_t)H;
+        memcpy((char *)gate_w + (size_t)(E / 2) * row, gate_w, row);
+        memcpy((char *)gate_w + (size_t)(E - 1) * row, gate_w, row);
+    }
+    void *g = randw(E * I * H, dt, 0.3f, &gf), *u = randw(E * I * H, dt, 0.3f, &uf);
+    void *d = randw(E * H * I, dt, 0.3f, &df);
+    void *sg = randw(SI * H, dt, 0.3f, &sgf), *su = randw(SI * H, dt, 0.3f, &suf), *sd = randw(H * SI, dt, 0.3f, &sdf);
+    void *sg_w = randw(H, DT_F32, 0.5f, &sgwf); /* f32 like every vector (kernels.h) */
+    void *gate_up = interleave(g, u, E * I, H, dt), *sh_gate_up = interleave(sg, su, SI, H, dt);
+
+    /* reference: rmsnorm, router matmul, ref_router, ref_moe_ffn, shared/dense MLP, residual */
+    float *h = zeros(T * H), *r = zeros(T * H), *logits = zeros(T * E), *sgate = zeros(T);
+    MoeRoute *routes = malloc(sizeof(MoeRoute) * (size_t)(T * k > 0 ? T * k : 1));
+    int64_t dropped = 0, kept[64] = {0};
+    ref_rmsnorm(h, x, T, H, nw, H, eps);
+    if (E > 0) {
+        ref_matmul(logits, h, T, H, gate_w, dt, E, NULL);
+        ref_router(routes, logits, T, E, k, mc.renorm);
+        ref_moe_ffn(r, h, routes, T, E, k, H, I, gf, uf, df, C, &dropped);
+        for (int64_t i = 0; i < T * k; i++) kept[routes[i].expert]++;
+        for (int64_t e = 0; e < E; e++) kept[e] = kept[e] < C ? kept[e] : C;
+    }
+    if (mc.shared_kind) {
+        for (int64_t t = 0; t < T; t++) sgate[t] = 1.0f;
+        if (mc.shared_kind == 1) {
+            ref_matmul(sgate, h, T, H, sg_w, DT_F32, 1, NULL);
+            for (int64_t t = 0; t < T; t++) sgate[t] = (float)(1 / (1 + exp(-(double)sgate[t])));
+        }
+        ref_dense_mlp(r, h, sgate, T, H, SI, sg, su, sd, dt);
+    }
+    for (int64_t i = 0; i < T * H; i++) r[i] += resid[i];
+
+    for (int nth = 1; nth <= 3; nth++) {
+        int64_t wide = I > SI ? I : SI, spt = T * H + T * ((wide + nth - 1) / nth);
+        char *dispatch = E > 0 ? malloc((size_t)kt_dispatch_bytes(T, k, E, C)) : NULL;
+        int64_t stats[65] = {0};
+        float *y = zeros(T * H), *partials = zeros(nth * T * H), *scratch = zeros(nth * spt);
+        if (E > 0) {
+            for (int ith = 0; ith < nth; ith++)
+                kt_router(dispatch, x, nw, gate_w, stats, T, H, E, k, C, eps, mc.renorm, dt, ith, nth);
+            const MoeRoute *kr = (const MoeRoute *)dispatch;
+            const int32_t *count = (const int32_t *)(dispatch + 8 * T * k), *tok = count + E;
+            int ids_ok = 1, wts_ok = 1, lists_ok = 1;
+            for (int64_t i = 0; i < T * k; i++) {
+                ids_ok &= kr[i].expert == routes[i].expert;
+                wts_ok &= fabsf(kr[i].weight - routes[i].weight) <= 1e-5f;
+            }
+            int64_t used[64] = {0};
+            for (int64_t i = 0; i < T * k; i++) {
+                int64_t e = routes[i].expert;
+                if (used[e] < C) lists_ok &= tok[e * C + used[e]] == (int32_t)(i / k);
+                used[e]++;
+            }
+            EXPECT_TRUE(ids_ok);
+            EXPECT_TRUE(wts_ok);
+            EXPECT_TRUE(lists_ok);
+            for (int64_t e = 0; e < E; e++) {
+                EXPECT_EQ(count[e], kept[e]);
+                EXPECT_EQ(stats[e], kept[e]);
+            }
+            EXPECT_EQ(stats[E], dropped);
+        }
+        for (int ith = 0; ith < nth; ith++)
+            kt_experts(partials, x, nw, dispatch, gate_up, d, sh_gate_up, sd, sgwf, scratch, T, H, I, E, k, C, SI,
+                       mc.shared_kind, eps, spt, dt, ith, nth);
+        for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, T, H, ith, nth);
+        nmse_ok(y, r, T * H, mc.name, nth);
+        free(dispatch), free(y), free(partials), free(scratch);
+    }
+    if (C < T * k && E > 0 && T * k > E * C) EXPECT_TRUE(dropped > 0);
+    free(x), free(nw), free(resid), free(gate_w), free(gwf), free(g), free(gf), free(u), free(uf), free(d), free(df);
+    free(sg), free(sgf), free(su), free(suf), free(sd), free(sdf), free(sg_w), free(sgwf), free(gate_up);
+    free(sh_gate_up), free(h), free(r), free(logits), free(sgate), free(routes);
+}
+
+/* ---- kt_embed ---- */
+
+static void t_embed(DType dt, int64_t T, int64_t H) {
+    float *tf;
+    void *table = randw(50 * H, dt, 1, &tf);
+    int32_t ids[8] = {3, 0, 49, 3, 17, 8, 44, 1};
+    float *r = zeros(T * H);
+    ref_embed(r, ids, T, table, dt, H);
+    for (int nth = 1; nth <= 3; nth++) {
+        float *y = zeros(T * H);
+        for (int ith = 0; ith < nth; ith++) kt_embed(y, ids, table, T, H, dt, ith, nth);
+        EXPECT_TRUE(memcmp(y, r, sizeof(float) * (size_t)(T * H)) == 0);
+        free(y);
+    }
+    free(table), free(tf), free(r);
+}
+
+int main(void) {
+    /*            T    K    N   dt       norm bias resid */
+    t_norm_matmul(1, 64, 96, DT_BF16, 1, 0, 1);   /* decode */
+    t_norm_matmul(5, 37, 23, DT_F32, 1, 1, 1);    /* ragged */
+    t_norm_matmul(9, 128, 40, DT_BF16, 0, 1, 0);  /* prefill, no norm */
+    t_norm_matmul(8, 48, 13, DT_F32, 1, 0, 0);    /* full token blocks, ragged rows */
+    t_norm_matmul(3, 16, 2, DT_BF16, 0, 0, 1);    /* fewer rows than threads */
+    t_norm_matmul(11, 40000, 6, DT_BF16, 1, 1, 1);/* K so long that a token chunk is 4 tokens */
+
+    /*         T  nh nkv hd  pos0 qk_norm clip */
+    t_qkv_rope(1, 4, 2, 16, 9, 0, 0);             /* decode, GQA */
+    t_qkv_rope(5, 4, 1, 8, 3, 1, 0);              /* prefill at pos0 > 0, per-head norm (qwen3) */
+    t_qkv_rope(4, 3, 3, 6, 0, 2, 0.8f);           /* ragged, whole-row norm + clip (olmoe) */
+    t_qkv_rope(1, 2, 2, 32, 40, 2, 0.5f);         /* decode, olmoe */
+    t_qkv_rope(3, 4, 2, 10, 6, 0, 1.0f);          /* clip without norm */
+
+    /*          T  nh nkv hd pos0 window */
+    t_attention(1, 4, 2, 16, 9, 0);               /* decode */
+    t_attention(5, 4, 1, 8, 70, 0);               /* prefill at pos0 > 0, MQA, several key blocks */
+    t_attention(7, 3, 3, 6, 0, 0);                /* ragged, first prompt */
+    t_attention(6, 4, 2, 16, 60, 37);             /* window across key blocks */
+    t_attention(1, 2, 1, 32, 100, 5);             /* decode, small window */
+
+    /*              T   H   I   E  k  C  SI kind renorm dt                        ties */
+    t_moe((MoeCase){1, 64, 48, 8, 2, 1, 0, 0, 1, DT_BF16, "moe decode (mixtral)", 0});
+    t_moe((MoeCase){5, 37, 23, 6, 2, 5, 0, 0, 0, DT_F32, "moe ragged", 0});
+    t_moe((MoeCase){9, 32, 16, 4, 1, 9, 0, 0, 0, DT_BF16, "moe top_k 1", 0});
+    t_moe((MoeCase){16, 32, 24, 4, 2, 5, 0, 0, 1, DT_F32, "moe capacity drops", 0});
+    t_moe((MoeCase){6, 40, 12, 6, 4, 6, 20, 1, 0, DT_BF16, "moe qwen2 shared", 0});
+    t_moe((MoeCase){1, 40, 12, 6, 4, 1, 20, 1, 0, DT_F32, "moe qwen2 shared decode", 0});
+    t_moe((MoeCase){3, 36, 0, 0, 0, 0, 50, 2, 0, DT_F32, "dense layer", 0});
+    t_moe((MoeCase){1, 48, 0, 0, 0, 0, 33, 2, 0, DT_BF16, "dense layer decode", 0});
+    t_moe((MoeCase){9, 33, 0, 0, 0, 0, 37, 2, 0, DT_BF16, "dense layer prefill, ragged", 0});
+    t_moe((MoeCase){12, 20, 21, 2, 2, 12, 0, 0, 1, DT_F32, "moe every expert full", 0});
+    t_moe((MoeCase){11, 36000, 5, 3, 2, 11, 0, 0, 1, DT_BF16, "moe long rows: token chunks of 4", 0});
+    t_moe((MoeCase){13, 8, 40000, 2, 1, 13, 0, 0, 0, DT_BF16, "moe long slices: down chunks", 0});
+    t_moe((MoeCase){2, 24, 2, 16, 8, 2, 0, 0, 1, DT_BF16, "moe qwen3-like, I < nth", 0});
+    t_moe((MoeCase){4, 16, 8, 6, 3, 4, 0, 0, 1, DT_F32, "moe router ties", 1});
+
+    t_embed(DT_BF16, 5, 24);
+    t_embed(DT_F32, 8, 37);
+    t_embed(DT_BF16, 1, 16);
+    return test_done();
+}

@@ -1,0 +1,165 @@
+/* The generic path's kernels (compiler/interp/kernels.c) against their reference twins
+ * (tests/ref/ref_ops.c), each at several shapes: one ragged, one with top_k = 1, bf16/f16/f32
+ * weights. NMSE <= 1e-10 where both compute in f32 from identical inputs (1e-6 is the STYLE bound). */
+#include <stdlib.h>
+
+#include "interp/kernels.h"
+#include "ref/ref_ops.h"
+#include "test.h"
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+    return (float)((double)(rng >> 11) / 9007199254740992.0 * 2 - 1);
+}
+static float *randv(int64_t n, float scale) {
+    float *v = malloc(sizeof(float) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) v[i] = frand() * scale;
+    return v;
+}
+/* Weights in dtype dt (returned) and their exact f32 values (in *wf). */
+static void *randw(int64_t n, DType dt, float scale, float **wf) {
+    float *f = randv(n, scale);
+    void *w = malloc(dtype_size(dt) * (size_t)n);
+    for (int64_t i = 0; i < n; i++) {
+        if (dt == DT_BF16) ((uint16_t *)w)[i] = f32_to_bf16(f[i]);
+        else if (dt == DT_F16) ((uint16_t *)w)[i] = f32_to_f16(f[i]);
+        else ((float *)w)[i] = f[i];
+        f[i] = dtype_load_f32(dt, w, (size_t)i);
+    }
+    *wf = f;
+    return w;
+}
+
+#define NMSE_OK(got, want, n, what)                                                                  \
+    do {                                                                                             \
+        double e_ = test_nmse(got, want, (size_t)(n));                                               \
+        if (e_ > 1e-10) fprintf(stderr, "%s: nmse %.3g\n", what, e_);                                \
+        EXPECT_TRUE(e_ <= 1e-10);                                                                    \
+    } while (0)
+
+static void t_matmul(int64_t T, int64_t K, int64_t N, DType dt, bool bias) {
+    float *x = randv(T * K, 1), *wf, *b = bias ? randv(N, 1) : NULL;
+    void *w = randw(N * K, dt, 0.5f, &wf);
+    float *y = malloc(sizeof(float) * (size_t)(T * N)), *r = malloc(sizeof(float) * (size_t)(T * N));
+    gk_matmul(y, x, T, K, w, dt, N, b, DT_F32);
+    ref_matmul(r, x, T, K, w, dt, N, b);
+    NMSE_OK(y, r, T * N, "matmul");
+    free(x), free(wf), free(b), free(w), free(y), free(r);
+}
+
+static void t_rmsnorm(int64_t T, int64_t N, int64_t G) {
+    float *x = randv(T * N, 3), *w = randv(G, 1);
+    float *y = malloc(sizeof(float) * (size_t)(T * N)), *r = malloc(sizeof(float) * (size_t)(T * N));
+    gk_rmsnorm(y, x, T, N, w, DT_F32, G, 1e-5f);
+    ref_rmsnorm(r, x, T, N, w, G, 1e-5f);
+    NMSE_OK(y, r, T * N, "rmsnorm");
+    free(x), free(w), free(y), free(r);
+}
+
+static void t_embed(void) {
+    float *tf;
+    void *table = randw(50 * 24, DT_BF16, 1, &tf);
+    int32_t ids[5] = {3, 0, 49, 3, 17};
+    float y[5 * 24], r[5 * 24];
+    gk_embed(y, ids, 5, table, DT_BF16, 24);
+    ref_embed(r, ids, 5, table, DT_BF16, 24);
+    for (int i = 0; i < 5 * 24; i++) EXPECT_TRUE(y[i] == r[i]);
+    free(tf), free(table);
+}
+
+static void t_rope(int64_t T, int64_t heads, int64_t hd, int64_t pos0, float mscale) {
+    float *x = randv(T * heads * hd, 2), inv[64];
+    for (int64_t i = 0; i < hd / 2; i++) inv[i] = 1.0f / powf(10000.0f, (float)(2 * i) / (float)hd);
+    float *y = malloc(sizeof(float) * (size_t)(T * heads * hd)), *r = malloc(sizeof(float) * (size_t)(T * heads * hd));
+    gk_rope(y, x, T, heads, hd, inv, mscale, pos0);
+    ref_rope(r, x, T, heads, hd, inv, mscale, pos0);
+    NMSE_OK(y, r, T * heads * hd, "rope");
+    free(x), free(y), free(r);
+}
+
+/* Prefill of T0 tokens then one decode step, against the reference over all positions. */
+static void t_attention(int64_t T0, int64_t nh, int64_t nkv, int64_t hd, int64_t window) {
+    int64_t S = T0 + 1, kvw = nkv * hd;
+    float *q = randv(S * nh * hd, 1), *k = randv(S * kvw, 1), *v = randv(S * kvw, 1);
+    float *kc = malloc(sizeof(float) * (size_t)(S * kvw)), *vc = malloc(sizeof(float) * (size_t)(S * kvw));
+    float *y = malloc(sizeof(float) * (size_t)(S * nh * hd)), *r = malloc(sizeof(float) * (size_t)(S * nh * hd));
+    gk_attention(y, q, k, v, T0, kc, vc, nh, nkv, hd, window, 0);
+    gk_attention(y + T0 * nh * hd, q + T0 * nh * hd, k + T0 * kvw, v + T0 * kvw, 1, kc, vc, nh, nkv, hd, window, T0);
+    ref_attention(r, q, k, v, S, nh, nkv, hd, window, 0);
+    NMSE_OK(y, r, S * nh * hd, "attention");
+    free(q), free(k), free(v), free(kc), free(vc), free(y), free(r);
+}
+
+static void t_router(int64_t T, int64_t E, int64_t k, bool renorm) {
+    float *l = randv(T * E, 3);
+    MoeRoute *a = malloc(sizeof(MoeRoute) * (size_t)(T * k)), *b = malloc(sizeof(MoeRoute) * (size_t)(T * k));
+    gk_router(a, l, T, E, k, renorm);
+    ref_router(b, l, T, E, k, renorm);
+    for (int64_t i = 0; i < T * k; i++) {
+        EXPECT_EQ(a[i].expert, b[i].expert);
+        EXPECT_NEAR(a[i].weight, b[i].weight, 1e-6);
+    }
+    float sum = 0;
+    for (int64_t j = 0; j < k; j++) sum += a[j].weight;
+    if (renorm) EXPECT_NEAR(sum, 1.0, 1e-6);
+    free(l), free(a), free(b);
+}
+
+static void t_moe(int64_t T, int64_t E, int64_t k, int64_t H, int64_t I, DType dt, double factor) {
+    float *x = randv(T * H, 1), *l = randv(T * E, 2), *gf, *uf, *df;
+    void *g = randw(E * I * H, dt, 0.3f, &gf), *u = randw(E * I * H, dt, 0.3f, &uf), *d = randw(E * H * I, dt, 0.3f, &df);
+    MoeRoute *routes = malloc(sizeof(MoeRoute) * (size_t)(T * k));
+    ref_router(routes, l, T, E, k, true);
+    const void *pg[64], *pu[64], *pd[64];
+    size_t es = dtype_size(dt);
+    for (int64_t e = 0; e < E; e++) {
+        pg[e] = (char *)g + (size_t)(e * I * H) * es;
+        pu[e] = (char *)u + (size_t)(e * I * H) * es;
+        pd[e] = (char *)d + (size_t)(e * H * I) * es;
+    }
+    GkExperts ex = {E, k, H, I, dt, pg, pu, pd};
+    int64_t cap = gk_capacity(factor, T, k, E);
+    void *scratch = malloc(gk_moe_scratch_bytes(&ex, T));
+    float *y = malloc(sizeof(float) * (size_t)(T * H)), *r = malloc(sizeof(float) * (size_t)(T * H));
+    int64_t dropped = 0, dropped_ref = 0, counts[64] = {0};
+    gk_moe_ffn(y, x, routes, T, &ex, cap, scratch, &dropped, counts);
+    ref_moe_ffn(r, x, routes, T, E, k, H, I, gf, uf, df, cap, &dropped_ref);
+    NMSE_OK(y, r, T * H, "moe_ffn");
+    EXPECT_EQ(dropped, dropped_ref);
+    int64_t processed = 0;
+    for (int64_t e = 0; e < E; e++) processed += counts[e];
+    EXPECT_EQ(processed + dropped, T * k);
+    if (factor > 0 && factor < 1 && T >= 8) EXPECT_TRUE(dropped > 0); /* the case really drops */
+    free(x), free(l), free(gf), free(uf), free(df), free(g), free(u), free(d), free(routes), free(scratch), free(y),
+        free(r);
+}
+
+int main(void) {
+    t_embed();
+    t_matmul(1, 64, 96, DT_BF16, false);
+    t_matmul(3, 67, 13, DT_F32, true);   /* ragged */
+    t_matmul(17, 128, 40, DT_F16, false);
+    t_rmsnorm(1, 64, 64);
+    t_rmsnorm(5, 96, 16);                /* per-head groups */
+    t_rmsnorm(3, 37, 37);                /* ragged */
+    t_rope(1, 4, 16, 0, 1.0f);
+    t_rope(7, 2, 64, 123, 1.2f);
+    t_rope(3, 3, 6, 5, 1.0f);
+    t_attention(7, 4, 2, 16, 0);
+    t_attention(12, 4, 1, 8, 5);         /* MQA + window */
+    t_attention(1, 3, 3, 6, 0);          /* ragged */
+    t_router(5, 4, 2, true);
+    t_router(9, 8, 1, false);            /* top_k = 1 */
+    t_router(3, 60, 4, false);
+    t_moe(5, 4, 2, 16, 24, DT_BF16, 0);
+    t_moe(1, 8, 1, 32, 12, DT_F32, 0);   /* top_k = 1, decode */
+    t_moe(23, 6, 2, 19, 7, DT_F16, 0);   /* ragged */
+    t_moe(16, 4, 2, 16, 8, DT_BF16, 0.5);/* capacity drops */
+    EXPECT_EQ(gk_capacity(0, 10, 2, 4), 10);
+    EXPECT_EQ(gk_capacity(1.0, 10, 2, 4), 5);
+    EXPECT_EQ(gk_capacity(1.25, 7, 2, 8), 3);   /* ceil(2.1875) */
+    EXPECT_EQ(gk_capacity(100, 10, 2, 4), 10);  /* clamped to T */
+    EXPECT_EQ(gk_capacity(0.01, 10, 2, 4), 1);  /* clamped to 1 */
+    return test_done();
+}

@@ -1,0 +1,674 @@
+/* libmoert (runtime/) on a fake compiled program: hand-written step functions with a tiny
+ * manifest stand in for what `moec compile` emits, and a small .moew writer stands in for its
+ * weights. Checks weights loading (sidecar and embedded) and each refusal, chunked prefill with
+ * padding, decode, the context limit, routes and stats, the sampler, and the shipped CLI
+ * (runtime/moert_cli.c) run in-process. */
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "dtype.h"
+#include "format.h"
+#include "model.h"
+#include "moe.h"
+#include "moert_cli.h"
+#include "sampler.h"
+#include "test.h"
+
+/* ---- the fake program ---------------------------------------------------------------------
+ * V = 11 tokens, 3 layers (layer 1 dense), E = 4 experts, top-2, context S = 18, prefill chunks of
+ * P = 4 with capacity 2 (so prefill steps drop), decode capacity 1.
+ * A step writes ids into the KV cache (one int32 per position), then for each of its rows
+ * computes logits from all ids up to that position (so chunking and padding must not disturb
+ * the sequence) plus the weights, and routes from (id, position, layer); thread 0 then adds the
+ * step's stats like a compiled MoE kernel: kept tokens per expert in token order, then drops. */
+enum { V = 11, NL = 3, E = 4, K = 2, S = 18, P = 4, CAP_P = 2, CAP_D = 1 };
+enum { OFF_LP = 0, OFF_LD = 192, OFF_RP0 = 256, OFF_RP2 = 320, OFF_RD0 = 384, OFF_RD2 = 400, ARENA = 448 };
+static const uint64_t HASH = 0x1234abcd5678ef01ull;
+
+static MoeManifest fake_manifest(void) {
+    MoeManifest mf = {0};
+    mf.format_version = MOE_FORMAT_VERSION;
+    mf.n_layers = NL;
+    mf.model_hash = HASH;
+    snprintf(mf.family, sizeof mf.family, "fake");
+    snprintf(mf.target, sizeof mf.target, "x86_64-unknown-linux-gnu");
+    snprintf(mf.cpu, sizeof mf.cpu, "generic");
+    mf.vocab_size = V, mf.n_exp = E, mf.top_k = K, mf.batch = 1, mf.context = S, mf.prefill_chunk = P;
+    mf.capacity_prefill = CAP_P, mf.capacity_decode = CAP_D;
+    mf.arena_bytes = ARENA, mf.kv_bytes = S * 4, mf.weights_bytes = V * 4;
+    mf.logits_prefill = OFF_LP, mf.logits_decode = OFF_LD;
+    for (int l = 0; l < MOE_MAX_LAYERS; l++) mf.routes_prefill[l] = mf.routes_decode[l] = -1;
+    mf.routes_prefill[0] = OFF_RP0, mf.routes_prefill[2] = OFF_RP2;
+    mf.routes_decode[0] = OFF_RD0, mf.routes_decode[2] = OFF_RD2;
+    mf.bos_token_id = -1, mf.eos_token_id = -1;
+    return mf;
+}
+
+static float weight(int v) { return 0.25f * (float)v; }
+
+/* Logits [V] at position p of a sequence whose ids[0..p] are given. */
+static void want_row(const int32_t *ids, int64_t p, const float *w, float *out) {
+    int64_t h = 0;
+    for (int64_t i = 0; i <= p; i++) h = (h + (ids[i] + 1) * (i + 1)) % 1009;
+    for (int v = 0; v < V; v++) out[v] = (float)((h * 7 + v * 13) % 23) + w[v];
+}
+
+static MoeRoute want_route(int32_t id, int64_t p, int l, int j) {
+    int32_t e0 = (id + 3 * l) % E, e = j == 0 ? e0 : (e0 + 1 + (int32_t)(p % (E - 1))) % E;
+    return (MoeRoute){e, 0.75f - 0.5f * (float)j + 0.01f * (float)l};
+}
+
+/* Tokens kept per expert (capacity C, token order) and dropped of T rows of routes. */
+static void count_routes(const MoeRoute *r, int64_t T, int64_t C, int64_t *st) {
+    for (int e = 0; e < E; e++) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int j = 0; j < K; j++)
+                if (r[t * K + j].expert == e) {
+                    if (n < C) n++;
+                    else st[E]++;
+                }
+        st[e] += n;
+    }
+}
+
+static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t T, int64_t off_logits,
+                      const int64_t *off_routes, int64_t C) {
+    int32_t *kv = (int32_t *)a->kv; /* [S] */
+    for (int64_t t = ith; t < T; t += nth) kv[a->pos0 + t] = a->ids[t];
+    moert_barrier();
+    float *logits = (float *)(a->arena + off_logits); /* [T, V] */
+    for (int64_t t = ith; t < T; t += nth) {
+        want_row(kv, a->pos0 + t, (const float *)a->weights, logits + t * V);
+        for (int l = 0; l < NL; l++)
+            if (off_routes[l] >= 0)
+                for (int j = 0; j < K; j++)
+                    ((MoeRoute *)(a->arena + off_routes[l]))[t * K + j] = want_route(a->ids[t], a->pos0 + t, l, j);
+    }
+    moert_barrier();
+    if (ith == 0)
+        for (int l = 0; l < NL; l++)
+            if (off_routes[l] >= 0)
+                count_routes((const MoeRoute *)(a->arena + off_routes[l]), T, C, a->stats + l * (E + 1));
+}
+
+static const int64_t routes_p[NL] = {OFF_RP0, -1, OFF_RP2}, routes_d[NL] = {OFF_RD0, -1, OFF_RD2};
+static void fake_prefill(const MoeStepArgs *a, int32_t ith, int32_t nth) {
+    fake_step(a, ith, nth, P, OFF_LP, routes_p, CAP_P);
+}
+static void fake_decode(const MoeStepArgs *a, int32_t ith, int32_t nth) {
+    fake_step(a, ith, nth, 1, OFF_LD, routes_d, CAP_D);
+}
+
+static MoeManifest manifest;
+static MoeProgram program = {&manifest, fake_prefill, fake_decode};
+
+/* ---- .moew files ------------------------------------------------------------------------- */
+
+typedef struct MoewSpec {
+    const char *magic;
+    uint32_t version;
+    uint64_t hash;
+    uint64_t weights_bytes;  /* section size written */
+    int64_t cut;             /* > 0: keep only this many bytes of the file */
+    uint64_t extra_total;    /* added to total_size */
+} MoewSpec;
+
+static MoewSpec good_spec(void) { return (MoewSpec){MOE_WEIGHTS_MAGIC, MOE_FORMAT_VERSION, HASH, V * 4, 0, 0}; }
+
+/* The weights file's bytes (header, weights at 4096, tokenizer "hello" at 8192); *len set. */
+static char *moew_bytes(MoewSpec sp, size_t *len) {
+    size_t total = 2 * MOE_ALIGN + 5;
+    char *b = calloc(1, total);
+    MoeWeightsHeader h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, sp.magic, 8);
+    h.format_version = sp.version;
+    h.n_sections = 2;
+    h.model_hash = sp.hash;
+    h.total_size = total + sp.extra_total;
+    h.sections[0] = (MoeSection){MOE_SECTION_WEIGHTS, 0, MOE_ALIGN, sp.weights_bytes};
+    h.sections[1] = (MoeSection){MOE_SECTION_TOKENIZER, 0, 2 * MOE_ALIGN, 5};
+    memcpy(b, &h, sizeof h);
+    for (int v = 0; v < V; v++) {
+        float w = weight(v);
+        memcpy(b + MOE_ALIGN + 4 * v, &w, 4);
+    }
+    memcpy(b + 2 * MOE_ALIGN, "hello", 5);
+    *len = sp.cut > 0 ? (size_t)sp.cut : total;
+    return b;
+}
+
+static void write_file(const char *path, const void *p, size_t n, const char *mode) {
+    FILE *f = fopen(path, mode);
+    EXPECT_TRUE(f && fwrite(p, 1, n, f) == n);
+    if (f) fclose(f);
+}
+
+static const char *tmp;
+static char good_path[4200];
+
+static const char *path_in_tmp(const char *name) {
+    static char buf[8][4200];
+    static int i;
+    char *p = buf[i++ % 8];
+    snprintf(p, 4200, "%s/%s", tmp, name);
+    return p;
+}
+
+static const char *write_moew(const char *name, MoewSpec sp) {
+    size_t n;
+    char *b = moew_bytes(sp, &n);
+    const char *path = path_in_tmp(name);
+    write_file(path, b, n, "wb");
+    free(b);
+    return path;
+}
+
+/* ---- load -------------------------------------------------------------------------------- */
+
+/* Loading path must fail with st and a message containing each of the words. */
+static void expect_load_error(const char *path, MoeStatus st, const char *w1, const char *w2) {
+    MoeModel *m = (MoeModel *)1;
+    char err[512] = "untouched";
+    MoeStatus got = moe_model_load(&m, &program, path, 1, err, sizeof err);
+    EXPECT_EQ(got, st);
+    EXPECT_TRUE(m == NULL);
+    EXPECT_STR_CONTAINS(err, w1);
+    if (w2) EXPECT_STR_CONTAINS(err, w2);
+    if (got != st) fprintf(stderr, "  message: %s\n", err);
+}
+
+static void t_load_errors(void) {
+    MoewSpec sp;
+    expect_load_error(path_in_tmp("missing.moew"), MOE_ERR_IO, "missing.moew: cannot open", "No such file");
+
+    sp = good_spec(), sp.magic = "GGUF\0\0\0\0";
+    expect_load_error(write_moew("magic.moew", sp), MOE_ERR_FORMAT, "magic.moew: not a moec weights file", "MOEWGT01");
+
+    sp = good_spec(), sp.version = 7;
+    expect_load_error(write_moew("version.moew", sp), MOE_ERR_FORMAT, "version.moew: format version 7; expected 1",
+                      NULL);
+
+    sp = good_spec(), sp.hash = 0xabcdull;
+    expect_load_error(write_moew("hash.moew", sp), MOE_ERR_MISMATCH,
+                      "hash.moew: model hash 0x000000000000abcd does not match the program's 0x1234abcd5678ef01",
+                      "another model");
+
+    sp = good_spec(), sp.cut = 6000;
+    expect_load_error(write_moew("cut.moew", sp), MOE_ERR_FORMAT, "cut.moew: truncated", "8197");
+
+    sp = good_spec(), sp.cut = 100;
+    expect_load_error(write_moew("short.moew", sp), MOE_ERR_FORMAT, "short.moew: truncated: 100 bytes", NULL);
+
+    sp = good_spec(), sp.cut = 0;
+    write_file(path_in_tmp("empty.moew"), "", 0, "wb");
+    expect_load_error(path_in_tmp("empty.moew"), MOE_ERR_FORMAT, "empty.moew: truncated: 0 bytes", NULL);
+
+    sp = good_spec(), sp.weights_bytes = 40;
+    expect_load_error(write_moew("size.moew", sp), MOE_ERR_MISMATCH, "size.moew: weights section of 40 bytes",
+                      "expects 44");
+
+    sp = good_spec(), sp.weights_bytes = 5000; /* runs past the end of the weights */
+    expect_load_error(write_moew("bounds.moew", sp), MOE_ERR_FORMAT, "bounds.moew: weights section", "outside");
+
+    expect_load_error(tmp, MOE_ERR_IO, "not a regular file", NULL); /* a directory */
+
+    /* a malformed program is refused before any file is read */
+    MoeManifest saved = manifest;
+    manifest.format_version = 9;
+    expect_load_error(good_path, MOE_ERR_FORMAT, "program: format version 9", NULL);
+    manifest = saved;
+    manifest.logits_prefill = ARENA - 8;
+    expect_load_error(good_path, MOE_ERR_FORMAT, "program: logits offsets", NULL);
+    manifest = saved;
+    manifest.batch = 4;
+    expect_load_error(good_path, MOE_ERR_FORMAT, "batch 4", NULL);
+    manifest = saved;
+
+    /* NULL arguments */
+    char err[128];
+    EXPECT_EQ(moe_model_load(NULL, &program, good_path, 1, err, sizeof err), MOE_ERR_ARG);
+    MoeModel *m;
+    EXPECT_EQ(moe_model_load(&m, NULL, good_path, 1, NULL, 0), MOE_ERR_ARG);
+}
+
+static void t_load_ok(void) {
+    MoeModel *m = NULL;
+    char err[512];
+    EXPECT_EQ(moe_model_load(&m, &program, good_path, 2, err, sizeof err), MOE_OK);
+    if (!m) return;
+    EXPECT_TRUE(!strcmp(moe_model_error(m), ""));
+    EXPECT_TRUE(moe_model_manifest(m) == &manifest);
+    EXPECT_EQ(moe_model_pos(m), 0);
+    EXPECT_EQ(moert_model_threads(m), 2);
+    uint64_t tb;
+    const char *tok = moert_model_tokenizer(m, &tb);
+    EXPECT_EQ(tb, 5);
+    EXPECT_TRUE(tok && !memcmp(tok, "hello", 5));
+    int64_t rows = 7;
+    EXPECT_TRUE(moe_model_routes(m, 0, &rows) == NULL); /* no step yet */
+    EXPECT_EQ(rows, 0);
+    const int64_t *st = moe_model_stats(m);
+    int64_t sum = 0;
+    for (int i = 0; i < NL * (E + 1); i++) sum += st[i];
+    EXPECT_EQ(sum, 0);
+    moe_model_free(m);
+    moe_model_free(NULL);
+}
+
+/* Weights appended to a copy of an "executable", then a MoeTrailer. */
+static void t_embedded(void) {
+    char exe[4200], plain[4200];
+    snprintf(exe, sizeof exe, "%s", path_in_tmp("fake_exe"));
+    snprintf(plain, sizeof plain, "%s", path_in_tmp("plain_exe"));
+    char *code = calloc(1, 2 * MOE_ALIGN);
+    for (int i = 0; i < 5000; i++) code[i] = (char)(i * 31);
+    write_file(plain, code, 5000, "wb");
+    write_file(exe, code, 2 * MOE_ALIGN, "wb"); /* 5000 bytes of "code", padded to 8192 */
+    size_t n;
+    char *b = moew_bytes(good_spec(), &n);
+    write_file(exe, b, n, "ab");
+    MoeTrailer t;
+    memcpy(t.magic, MOE_TRAILER_MAGIC, 8);
+    t.header_offset = 2 * MOE_ALIGN;
+    write_file(exe, &t, sizeof t, "ab");
+
+    MoeModel *m = NULL;
+    char err[512];
+    EXPECT_EQ(moert_model_load_embedded(&m, &program, exe, 1, err, sizeof err), MOE_OK);
+    if (m) {
+        const float *logits;
+        int32_t ids[2] = {3, 5};
+        EXPECT_EQ(moe_prefill(m, ids, 2, NULL, NULL, &logits), MOE_OK);
+        float w[V], want[V];
+        for (int v = 0; v < V; v++) w[v] = weight(v);
+        want_row(ids, 1, w, want);
+        for (int v = 0; v < V; v++) EXPECT_NEAR(logits[v], want[v], 0);
+        moe_model_free(m);
+    }
+
+    /* no trailer; the running test binary has none either */
+    m = (MoeModel *)1;
+    EXPECT_EQ(moert_model_load_embedded(&m, &program, plain, 1, err, sizeof err), MOE_ERR_FORMAT);
+    EXPECT_TRUE(m == NULL);
+    EXPECT_STR_CONTAINS(err, "plain_exe: no weights embedded in this executable");
+    EXPECT_EQ(moe_model_load(&m, &program, NULL, 1, err, sizeof err), MOE_ERR_FORMAT);
+    EXPECT_STR_CONTAINS(err, "test_runtime");
+    EXPECT_STR_CONTAINS(err, ": no weights embedded in this executable (no MOEEMBED trailer)");
+
+    /* a trailer whose header offset is not aligned */
+    t.header_offset = 5000;
+    write_file(plain, &t, sizeof t, "ab");
+    EXPECT_EQ(moert_model_load_embedded(&m, &program, plain, 1, err, sizeof err), MOE_ERR_FORMAT);
+    EXPECT_STR_CONTAINS(err, "header at offset 5000");
+    free(b);
+    free(code);
+}
+
+/* ---- steps ------------------------------------------------------------------------------- */
+
+typedef struct Collect {
+    MoeModel *m;
+    const int32_t *seq;      /* the whole sequence so far */
+    int64_t pos0;            /* position of the prefill's first token */
+    float *rows;             /* [n, V] */
+    int64_t next_row, calls, bad_routes;
+    int64_t stats[NL][E + 1]; /* expected, from the real rows of each step */
+} Collect;
+
+static void on_rows(void *user, const float *rows, int64_t first, int64_t n) {
+    Collect *c = user;
+    EXPECT_EQ(first, c->next_row);
+    memcpy(c->rows + first * V, rows, sizeof(float) * (size_t)(n * V));
+    c->next_row = first + n;
+    c->calls++;
+    for (int l = 0; l < NL; l++) {
+        int64_t nr;
+        const MoeRoute *r = moe_model_routes(c->m, l, &nr);
+        if (l == 1) {
+            EXPECT_TRUE(r == NULL);
+            continue;
+        }
+        EXPECT_EQ(nr, n);
+        if (!r || nr != n) return;
+        for (int64_t t = 0; t < n; t++)
+            for (int j = 0; j < K; j++) {
+                int64_t p = c->pos0 + first + t;
+                MoeRoute w = want_route(c->seq[p], p, l, j);
+                if (r[t * K + j].expert != w.expert || r[t * K + j].weight != w.weight) c->bad_routes++;
+            }
+        count_routes(r, n, c->pos0 + first + P <= S ? CAP_P : CAP_D, c->stats[l]);
+    }
+}
+
+static void expect_rows(const int32_t *seq, int64_t pos0, int64_t n, const float *rows) {
+    float w[V], want[V];
+    for (int v = 0; v < V; v++) w[v] = weight(v);
+    int bad = 0;
+    for (int64_t t = 0; t < n; t++) {
+        want_row(seq, pos0 + t, w, want);
+        if (memcmp(want, rows + t * V, sizeof want)) bad++;
+    }
+    EXPECT_EQ(bad, 0);
+}
+
+static void expect_stats(MoeModel *m, int64_t want[NL][E + 1]) {
+    const int64_t *st = moe_model_stats(m);
+    for (int l = 0; l < NL; l++)
+        for (int e = 0; e <= E; e++) EXPECT_EQ(st[l * (E + 1) + e], want[l][e]);
+}
+
+static void seq_fill(int32_t *seq, int64_t n, int salt) {
+    for (int64_t i = 0; i < n; i++) seq[i] = (int32_t)((i * 5 + salt * 3 + 1) % V);
+}
+
+/* Prefill of n tokens from position 0, compared row by row with the reference. */
+static void t_prefill_len(MoeModel *m, int64_t n, int salt) {
+    int32_t seq[S];
+    float rows[S * V];
+    seq_fill(seq, n, salt);
+    Collect c = {m, seq, 0, rows, 0, 0, 0, {{0}}};
+    moe_model_reset(m);
+    const float *last = NULL;
+    EXPECT_EQ(moe_prefill(m, seq, n, on_rows, &c, &last), MOE_OK);
+    EXPECT_EQ(moe_model_pos(m), n);
+    EXPECT_EQ(c.next_row, n);
+    /* chunks while pos + P <= S, then single decode steps for the tail */
+    int64_t pos = 0, calls = 0;
+    while (pos < n) pos += (pos + P <= S) ? (n - pos < P ? n - pos : P) : 1, calls++;
+    EXPECT_EQ(c.calls, calls);
+    EXPECT_EQ(c.bad_routes, 0);
+    expect_rows(seq, 0, n, rows);
+    EXPECT_TRUE(last == NULL || !memcmp(last, rows + (n - 1) * V, sizeof(float) * V));
+    expect_stats(m, c.stats);
+}
+
+static void t_steps(int threads) {
+    MoeModel *m = NULL;
+    char err[512];
+    EXPECT_EQ(moe_model_load(&m, &program, good_path, threads, err, sizeof err), MOE_OK);
+    if (!m) return;
+    int64_t lens[] = {1, P - 1, P, P + 1, 2 * P + 3, S - 1, S}; /* S - 1, S: tails through decode */
+    for (int i = 0; i < (int)(sizeof lens / sizeof lens[0]); i++) t_prefill_len(m, lens[i], i);
+
+    /* prefill, decode, prefill again (not chunk-aligned), decode to the end of the context */
+    int32_t seq[S];
+    float rows[S * V];
+    seq_fill(seq, S, 9);
+    moe_model_reset(m);
+    EXPECT_EQ(moe_model_pos(m), 0);
+    Collect c = {m, seq, 0, rows, 0, 0, 0, {{0}}};
+    EXPECT_EQ(moe_prefill(m, seq, 5, on_rows, &c, NULL), MOE_OK);
+    const float *logits = NULL;
+    for (int64_t p = 5; p < 7; p++) {
+        EXPECT_EQ(moe_decode(m, seq[p], &logits), MOE_OK);
+        EXPECT_EQ(moe_model_pos(m), p + 1);
+        if (logits) expect_rows(seq, p, 1, logits);
+        for (int l = 0; l < NL; l += 2) {
+            int64_t nr;
+            const MoeRoute *r = moe_model_routes(m, l, &nr);
+            EXPECT_EQ(nr, 1);
+            if (r) EXPECT_EQ(r[1].expert, want_route(seq[p], p, l, 1).expert);
+            if (r) count_routes(r, 1, CAP_D, c.stats[l]);
+        }
+    }
+    c.pos0 = 7, c.next_row = 0;
+    EXPECT_EQ(moe_prefill(m, seq + 7, 6, on_rows, &c, &logits), MOE_OK);
+    EXPECT_EQ(moe_model_pos(m), 13);
+    expect_rows(seq, 7, 6, rows);
+    expect_rows(seq, 12, 1, logits);
+    for (int64_t p = 13; p < S; p++) {
+        EXPECT_EQ(moe_decode(m, seq[p], &logits), MOE_OK);
+        for (int l = 0; l < NL; l += 2) {
+            int64_t nr;
+            const MoeRoute *r = moe_model_routes(m, l, &nr);
+            if (r) count_routes(r, 1, CAP_D, c.stats[l]);
+        }
+    }
+    expect_rows(seq, S - 1, 1, logits);
+    expect_stats(m, c.stats);
+
+    /* the context is full: everything further is refused and changes nothing */
+    EXPECT_EQ(moe_decode(m, 1, &logits), MOE_ERR_CONTEXT);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "decode: position 18 is past the compiled context of 18");
+    EXPECT_EQ(moe_prefill(m, seq, 1, NULL, NULL, NULL), MOE_ERR_CONTEXT);
+    EXPECT_EQ(moe_model_pos(m), S);
+    moe_model_reset(m);
+    int32_t big[S + 1] = {0};
+    EXPECT_EQ(moe_prefill(m, big, S + 1, NULL, NULL, NULL), MOE_ERR_CONTEXT);
+    EXPECT_STR_CONTAINS(moe_model_error(m),
+                        "19 tokens at position 0 need 19 positions; the program was compiled for a context of 18");
+    EXPECT_EQ(moe_model_pos(m), 0);
+
+    /* bad ids and arguments */
+    int32_t bad[3] = {1, V, 2};
+    EXPECT_EQ(moe_prefill(m, bad, 3, NULL, NULL, NULL), MOE_ERR_ARG);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "prefill: token id 11 at position 1: must be in [0, 11)");
+    bad[1] = -3;
+    EXPECT_EQ(moe_prefill(m, bad, 3, NULL, NULL, NULL), MOE_ERR_ARG);
+    EXPECT_EQ(moe_decode(m, V + 5, NULL), MOE_ERR_ARG);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "decode: token id 16");
+    EXPECT_EQ(moe_prefill(m, bad, 0, NULL, NULL, NULL), MOE_ERR_ARG);
+    EXPECT_EQ(moe_prefill(m, NULL, 2, NULL, NULL, NULL), MOE_ERR_ARG);
+    EXPECT_EQ(moe_model_pos(m), 0);
+    int64_t nr;
+    EXPECT_TRUE(moe_model_routes(m, 1, &nr) == NULL && nr == 0);
+    EXPECT_TRUE(moe_model_routes(m, NL, &nr) == NULL && nr == 0);
+    EXPECT_TRUE(moe_model_routes(m, -1, &nr) == NULL && nr == 0);
+    EXPECT_EQ(moe_prefill(NULL, bad, 1, NULL, NULL, NULL), MOE_ERR_ARG);
+    EXPECT_EQ(moe_decode(NULL, 1, NULL), MOE_ERR_ARG);
+    moe_model_free(m);
+}
+
+/* ---- sampler ----------------------------------------------------------------------------- */
+
+static void t_sampler(void) {
+    enum { NV = 50 };
+    float logits[NV];
+    for (int i = 0; i < NV; i++) logits[i] = (float)((i * 37) % NV) * 0.1f;
+    int32_t am = moe_sampler_argmax(logits, NV);
+    EXPECT_NEAR(logits[am], 4.9f, 0);
+    void *scratch = malloc(moe_sampler_scratch_bytes(NV));
+    MoeSampler s;
+    /* greedy forms */
+    moe_sampler_init(&s, NV, 0, 0, 1, 1, scratch);
+    EXPECT_EQ(moe_sampler_sample(&s, logits), am);
+    moe_sampler_init(&s, NV, 1.5, 1, 1, 1, scratch);
+    for (int i = 0; i < 20; i++) EXPECT_EQ(moe_sampler_sample(&s, logits), am);
+    moe_sampler_init(&s, NV, 1.5, 0, 1e-6, 1, scratch);
+    for (int i = 0; i < 20; i++) EXPECT_EQ(moe_sampler_sample(&s, logits), am);
+    moe_sampler_init(&s, NV, 1.5, 10, 1e-6, 1, scratch);
+    for (int i = 0; i < 20; i++) EXPECT_EQ(moe_sampler_sample(&s, logits), am);
+    float ties[4] = {1, 3, 3, 2}; /* ties go to the lower id */
+    EXPECT_EQ(moe_sampler_argmax(ties, 4), 1);
+    moe_sampler_init(&s, 4, 1, 0, 0, 1, scratch);
+    EXPECT_EQ(moe_sampler_sample(&s, ties), 1);
+
+    /* same seed, same sequence; another seed, another one */
+    int32_t a[64], b[64], c[64];
+    moe_sampler_init(&s, NV, 2, 0, 1, 42, scratch);
+    for (int i = 0; i < 64; i++) a[i] = moe_sampler_sample(&s, logits);
+    moe_sampler_init(&s, NV, 2, 0, 1, 42, scratch);
+    for (int i = 0; i < 64; i++) b[i] = moe_sampler_sample(&s, logits);
+    moe_sampler_init(&s, NV, 2, 0, 1, 43, scratch);
+    for (int i = 0; i < 64; i++) c[i] = moe_sampler_sample(&s, logits);
+    EXPECT_TRUE(!memcmp(a, b, sizeof a));
+    EXPECT_TRUE(memcmp(a, c, sizeof a) != 0);
+    /* the PRNG is fixed: splitmix64's first output for seed 0 is 0xe220a8397b1dcdaf */
+    moe_sampler_init(&s, NV, 1, 0, 1, 0, scratch);
+    EXPECT_NEAR(moe_sampler_uniform(&s), (double)(0xe220a8397b1dcdafull >> 11) * 0x1.0p-53, 0);
+
+    /* frequencies: N draws from {0.5, 1.5, 1.0} at temperature 0.5, plain, top-k 2, top-p 0.8.
+     * Each count is Binomial(N, p): 6 standard deviations is a loose bound (two-sided tail
+     * probability 2e-9), and with a fixed seed the outcome never changes anyway. */
+    enum { N = 40000 };
+    float three[3] = {0.5f, 1.5f, 1.0f};
+    double e[3], z = 0;
+    for (int i = 0; i < 3; i++) z += (e[i] = exp(three[i] / 0.5));
+    double want_all[3] = {e[0] / z, e[1] / z, e[2] / z};
+    double want_k2[3] = {0, e[1] / (e[1] + e[2]), e[2] / (e[1] + e[2])};
+    double want_p[3] = {0, 1, 0}; /* p(1) = 0.66 < 0.8 needs token 2 as well: */
+    if (want_all[1] < 0.8) want_p[1] = want_k2[1], want_p[2] = want_k2[2];
+    struct {
+        int64_t k;
+        double p;
+        const double *want;
+    } cases[3] = {{0, 1, want_all}, {2, 1, want_k2}, {0, 0.8, want_p}};
+    for (int ci = 0; ci < 3; ci++) {
+        int64_t cnt[3] = {0};
+        moe_sampler_init(&s, 3, 0.5, cases[ci].k, cases[ci].p, 1234 + (uint64_t)ci, scratch);
+        for (int i = 0; i < N; i++) cnt[moe_sampler_sample(&s, three)]++;
+        for (int i = 0; i < 3; i++) {
+            double p = cases[ci].want[i], sd = sqrt(p * (1 - p) / N);
+            EXPECT_NEAR((double)cnt[i] / N, p, 6 * sd + 1e-12);
+        }
+    }
+    free(scratch);
+}
+
+/* ---- the shipped CLI --------------------------------------------------------------------- */
+
+/* Runs moert_cli on "fake" + args (NULL-terminated) with stdout/stderr to files; returns rc. */
+static int cli(char **out, char **err, ...) {
+    char *argv[32] = {"fake"};
+    int argc = 1;
+    va_list ap;
+    va_start(ap, err);
+    for (char *a; argc < 31 && (a = va_arg(ap, char *));) argv[argc++] = a;
+    va_end(ap);
+    const char *po = path_in_tmp("cli.out"), *pe = path_in_tmp("cli.err");
+    fflush(stdout);
+    fflush(stderr);
+    int so = dup(1), se = dup(2);
+    int fo = open(po, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(pe, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fo, 1);
+    dup2(fe, 2);
+    int rc = moert_cli(argc, argv, &program);
+    fflush(stdout);
+    fflush(stderr);
+    dup2(so, 1);
+    dup2(se, 2);
+    close(so), close(se), close(fo), close(fe);
+    *out = test_read_file(po, NULL);
+    *err = test_read_file(pe, NULL);
+    return rc;
+}
+
+static void t_cli(void) {
+    char *out, *err, lpath[4200], tpath[4200];
+    snprintf(lpath, sizeof lpath, "%s", path_in_tmp("logits.bin"));
+    snprintf(tpath, sizeof tpath, "%s", path_in_tmp("trace.json"));
+    char wflag[] = "--weights";
+
+    /* greedy generation, mirroring `moec run` */
+    int32_t seq[S];
+    int64_t np = 6, ng = 5;
+    seq_fill(seq, np, 4);
+    char tokens[128] = "", *t = tokens;
+    for (int64_t i = 0; i < np; i++) t += sprintf(t, "%s%d", i ? "," : "", seq[i]);
+    float w[V], rows[S * V];
+    for (int v = 0; v < V; v++) w[v] = weight(v);
+    char want_out[128] = "", *wo = want_out;
+    for (int64_t p = np - 1; p < np + ng - 1; p++) {
+        want_row(seq, p, w, rows + p * V);
+        seq[p + 1] = moe_sampler_argmax(rows + p * V, V);
+        wo += sprintf(wo, "%s%d", p > np - 1 ? "," : "", seq[p + 1]);
+    }
+    sprintf(wo, "\n");
+    for (int64_t p = 0; p < np; p++) want_row(seq, p, w, rows + p * V);
+    int rc = cli(&out, &err, "--tokens", tokens, "-n", "5", wflag, good_path, "--threads", "3", "--logits-out", lpath,
+                 "--trace", tpath, "--stats", (char *)NULL);
+    EXPECT_EQ(rc, 0);
+    EXPECT_STR_CONTAINS(out, want_out);
+    EXPECT_TRUE(!strcmp(out, want_out));
+    if (rc) fprintf(stderr, "  stderr: %s", err);
+    EXPECT_STR_CONTAINS(err, "expert utilisation (tokens per expert over 10 routed tokens):");
+    EXPECT_STR_CONTAINS(err, "  L01 dense\n");
+    EXPECT_STR_CONTAINS(err, "dropped assignments: ");
+    size_t n;
+    char *lg = test_read_file(lpath, &n);
+    EXPECT_EQ(n, sizeof(float) * (size_t)((np + ng) * V));
+    if (lg && n == sizeof(float) * (size_t)((np + ng) * V)) {
+        EXPECT_TRUE(!memcmp(lg, rows, sizeof(float) * (size_t)(np * V)));                       /* prompt rows */
+        EXPECT_TRUE(
+            !memcmp(lg + sizeof(float) * np * V, rows + (np - 1) * V, sizeof(float) * (size_t)(ng * V))); /* gen rows */
+    }
+    free(lg);
+    char *tr = test_read_file(tpath, NULL);
+    EXPECT_TRUE(tr != NULL);
+    if (tr) {
+        char want_ids[128];
+        snprintf(want_ids, sizeof want_ids, "\"prompt_ids\": [%d, %d, %d, %d, %d, %d]", seq[0], seq[1], seq[2], seq[3],
+                 seq[4], seq[5]);
+        EXPECT_STR_CONTAINS(tr, want_ids);
+        EXPECT_STR_CONTAINS(tr, "\"router_topk\": [\n    [[");
+        EXPECT_STR_CONTAINS(tr, "],\n    [null, null, null, null, null, null, null, null, null, null],\n    [[");
+    }
+    free(tr), free(out), free(err);
+
+    /* sampling: the same seed gives the same ids */
+    char *out2, *err2;
+    EXPECT_EQ(cli(&out, &err, "--tokens", "1,2", "-n", "8", "--temp", "3", "--seed", "7", "--top-p", "0.9", wflag,
+                  good_path, (char *)NULL), 0);
+    EXPECT_EQ(cli(&out2, &err2, "--tokens", "1,2", "-n", "8", "--temp", "3", "--seed", "7", "--top-p", "0.9", wflag,
+                  good_path, (char *)NULL), 0);
+    EXPECT_TRUE(out && out2 && !strcmp(out, out2));
+    free(out), free(err), free(out2), free(err2);
+
+    /* usage errors exit 2, runtime errors 1, each one line */
+    struct { int rc; const char *a1, *a2, *a3, *a4, *msg;
+    } bad[] = {
+        {2, "--bogus", NULL, NULL, NULL, "fake: error: --bogus: unknown option; see 'fake --help'\n"},
+        {2, "--tokens", "1,2", "-n", "0", "fake: error: -n: expected an integer in [1, 16777216]; got '0'\n"},
+        {2, "--tokens", "1,x", NULL, NULL,
+         "fake: error: --tokens: expected comma-separated token ids like 1,2,3; got '1,x'\n"},
+        {2, "-n", "3", NULL, NULL, "fake: error: expected --tokens IDS; see 'fake --help'\n"},
+        {2, "--tokens", "1", "--top-p", "1.5", "fake: error: --top-p: expected a number in [0, 1]; got '1.5'\n"},
+        {2, "--tokens", NULL, NULL, NULL, "fake: error: --tokens: expected a value after it\n"},
+        {1, "--tokens", "1,11", NULL, NULL,
+         "fake: error: --tokens: token id 11 at position 1: must be < vocab_size (11)\n"},
+        {1, "--tokens", "1", "-n", "19",
+         "fake: error: --tokens: a prompt of 1 tokens plus 19 generated needs 19 positions; expected at most the "
+         "compiled context (18)\n"},
+        {1, "--tokens", "1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9", NULL, NULL,
+         "fake: error: --tokens: a prompt of 19 tokens plus 16 generated needs 34 positions; expected at most the "
+         "compiled context (18)\n"},
+        {1, "--tokens", "1", "--weights", "/nonexistent/w.moew",
+         "fake: error: /nonexistent/w.moew: cannot open: No such file or directory\n"},
+    };
+    for (int i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+        rc = cli(&out, &err, bad[i].a1, bad[i].a2, bad[i].a3, bad[i].a4, (char *)NULL);
+        EXPECT_EQ(rc, bad[i].rc);
+        EXPECT_TRUE(err && !strcmp(err, bad[i].msg));
+        if (err && strcmp(err, bad[i].msg)) fprintf(stderr, "  got: %s  want: %s", err, bad[i].msg);
+        free(out), free(err);
+    }
+    /* the full context: a prompt of 18 and one generated token */
+    EXPECT_EQ(
+        cli(&out, &err, "--tokens", "1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8", "-n", "1", wflag, good_path, (char *)NULL),
+        0);
+    free(out), free(err);
+    EXPECT_EQ(cli(&out, &err, "--help", (char *)NULL), 0);
+    EXPECT_STR_CONTAINS(out, "usage: fake --tokens 1,2,3 [-n N] [options]");
+    EXPECT_STR_CONTAINS(out, "Compiled for a context of 18 tokens, prefill chunks of 4");
+    free(out), free(err);
+}
+
+int main(void) {
+    manifest = fake_manifest();
+    tmp = test_tmpdir("runtime");
+    if (!tmp) test_skip("cannot create a temporary folder");
+    snprintf(good_path, sizeof good_path, "%s", write_moew("good.moew", good_spec()));
+    t_load_errors();
+    t_load_ok();
+    t_embedded();
+    t_steps(1);
+    t_steps(3);
+    t_sampler();
+    t_cli();
+    return test_done();
+}
