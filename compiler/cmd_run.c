@@ -31,6 +31,7 @@ static const char run_usage[] =
     "                         then [N, V] rows, row s being the logits that chose generated token s\n"
     "  --trace FILE           write prompt/generated ids and router choices per layer and position (JSON)\n"
     "  --stats                print per-layer expert utilisation and dropped assignments\n"
+    "  --verbose              print load, prefill and decode times and tokens/s at the end\n"
     "  --dump-ir              print the graph IR and exit\n";
 
 typedef struct RunOptions {
@@ -40,7 +41,7 @@ typedef struct RunOptions {
     int64_t threads;
     double capacity_factor;
     const char *logits_out, *trace_out;
-    bool stats, dump_ir;
+    bool stats, dump_ir, verbose;
 } RunOptions;
 
 static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
@@ -66,6 +67,8 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
             if (!(o->trace_out = cli_value(d, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--stats")) {
             o->stats = true;
+        } else if (!strcmp(a, "--verbose")) {
+            o->verbose = true;
         } else if (!strcmp(a, "--dump-ir")) {
             o->dump_ir = true;
         } else if (a[0] == '-') {
@@ -134,6 +137,7 @@ int cmd_run(int argc, char **argv) {
     MoeTrace *tr = NULL;
     float *gen_logits = NULL;
     MoeOutFile lo = {0};
+    double t0 = moe_now_s(), t_load, t_prefill, t_end;
     if (!model_load(&m, a, &d, o.model_dir)) goto out;
     const ModelConfig *c = &m.cfg;
     if (o.dump_ir) {
@@ -177,18 +181,21 @@ int cmd_run(int argc, char **argv) {
     }
     if (tr) moe_trace_add_prompt(tr, o.prompt, o.n_prompt);
 
+    t_load = moe_now_s();
     interp_step(ip, o.prompt, o.n_prompt);
     const float *logits = interp_value(ip, m.g->logits);
     if (lo.f) moe_out_write(&lo, logits, sizeof(float) * (size_t)(o.n_prompt * V));
     if (tr) trace_step(tr, m.g, ip, o.n_prompt);
     memcpy(gen_logits, logits + (o.n_prompt - 1) * V, sizeof(float) * (size_t)V);
     gen[0] = (int32_t)argmax(gen_logits, V);
+    t_prefill = moe_now_s();
     for (int64_t s = 1; s < o.n_gen; s++) {
         interp_step(ip, &gen[s - 1], 1);
         if (tr) trace_step(tr, m.g, ip, 1);
         memcpy(gen_logits + s * V, interp_value(ip, m.g->logits), sizeof(float) * (size_t)V);
         gen[s] = (int32_t)argmax(gen_logits + s * V, V);
     }
+    t_end = moe_now_s();
     for (int64_t s = 0; s < o.n_gen; s++) {
         printf("%s%d", s ? "," : "", gen[s]);
         if (tr) moe_trace_add_generated(tr, gen[s]);
@@ -208,6 +215,7 @@ int cmd_run(int argc, char **argv) {
         goto out;
     }
     if (o.stats) print_stats(&m, ip, interp_pos(ip));
+    if (o.verbose) moe_print_timing(stderr, t_load - t0, o.n_prompt, t_prefill - t_load, o.n_gen - 1, t_end - t_prefill);
     rc = 0;
 out:
     if (lo.f) moe_out_abort(&lo);

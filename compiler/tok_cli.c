@@ -89,8 +89,10 @@ static void print_json_string(const char *s, size_t n) {
         case '\r': fputs("\\r", stdout); break;
         case '\t': fputs("\\t", stdout); break;
         default:
-            if (c < 0x20 || c == 0x7F) printf("\\u%04x", c);
-            else putchar(c);
+            if (c < 0x20 || c == 0x7F)
+                printf("\\u%04x", c);
+            else
+                putchar(c);
         }
     }
     fputs("\"\n", stdout);
@@ -168,7 +170,8 @@ int cmd_tokenize(int argc, char **argv) {
             size_t n;
             if (!cJSON_IsString(text)) {
                 diag_error(&d, "stdin: line %zu: expected a JSON object with a \"text\" string", line_no);
-            } else if (moe_tok_encode(t, text->valuestring, strlen(text->valuestring), flags[0], &ids, &n) != MOE_TOK_OK) {
+            } else if (moe_tok_encode(t, text->valuestring, strlen(text->valuestring), flags[0], &ids, &n) !=
+                       MOE_TOK_OK) {
                 diag_error(&d, "stdin: line %zu: out of memory", line_no);
             } else {
                 print_ids(ids, n);
@@ -213,9 +216,11 @@ int cmd_detokenize(int argc, char **argv) {
         size_t n = 0;
         int32_t *ids = xmalloc(((size_t)cJSON_GetArraySize(j) + 1) * sizeof *ids);
         cJSON_ArrayForEach(it, j) {
-            if (!cJSON_IsNumber(it) || it->valuedouble != (double)it->valueint || it->valueint < 0 || it->valueint >= vocab) {
+            if (!cJSON_IsNumber(it) || it->valuedouble != (double)it->valueint || it->valueint < 0 ||
+                it->valueint >= vocab) {
                 char *s = cJSON_PrintUnformatted(it);
-                diag_error(&d, "stdin: line %zu: token id %s: expected an integer in [0, %" PRId32 ")", line_no, s ? s : "?", vocab);
+                diag_error(&d, "stdin: line %zu: token id %s: expected an integer in [0, %" PRId32 ")", line_no,
+                           s ? s : "?", vocab);
                 free(s);
                 break;
             }
@@ -290,19 +295,25 @@ int cmd_tokbench(int argc, char **argv) {
     size_t n = 0, total = 0;
     int rc = 0;
     /* one warm-up run, then the timed ones */
-    if (moe_tok_encode(t, text, len, false, &ids, &n) != MOE_TOK_OK) rc = 1;
-    else free(ids);
+    if (moe_tok_encode(t, text, len, false, &ids, &n) != MOE_TOK_OK)
+        rc = 1;
+    else
+        free(ids);
     double start = cli_now();
     for (int64_t r = 0; r < repeat && !rc; r++) {
-        if (moe_tok_encode(t, text, len, false, &ids, &n) != MOE_TOK_OK) rc = 1;
-        else total += n, free(ids);
+        if (moe_tok_encode(t, text, len, false, &ids, &n) != MOE_TOK_OK)
+            rc = 1;
+        else
+            total += n, free(ids);
     }
     double secs = cli_now() - start;
     if (rc) {
         diag_error(&d, "%s: out of memory while encoding", file ? file : "the sample paragraph");
     } else {
-        printf("tokbench: %s: loaded in %.2f s; %zu bytes -> %zu tokens, x%" PRId64 " in %.3f s: %.2f M tokens/s, %.1f MB/s (1 thread)\n",
-               path, t_load, len, n, repeat, secs, (double)total / secs / 1e6, (double)len * (double)repeat / secs / 1e6);
+        printf("tokbench: %s: loaded in %.2f s; %zu bytes -> %zu tokens, x%" PRId64
+               " in %.3f s: %.2f M tokens/s, %.1f MB/s (1 thread)\n",
+               path, t_load, len, n, repeat, secs, (double)total / secs / 1e6,
+               (double)len * (double)repeat / secs / 1e6);
     }
     free(text);
     moe_tok_free(t);

@@ -246,7 +246,8 @@ static const char *string_pattern(Loader *L, const cJSON *n, const char *what) {
     if (cJSON_IsString(s) && s->valuestring[0]) return s->valuestring;
     if (cJSON_GetObjectItemCaseSensitive(p, "Regex"))
         diag_error(L->d, "%s: %s with a Regex pattern: not supported; supported: String patterns", L->file, what);
-    else diag_error(L->d, "%s: %s: 'pattern' must be {\"String\": non-empty string}", L->file, what);
+    else
+        diag_error(L->d, "%s: %s: 'pattern' must be {\"String\": non-empty string}", L->file, what);
     return NULL;
 }
 
@@ -287,7 +288,8 @@ static void parse_normalizer(Loader *L, const cJSON *n) {
             return;
         }
     } else {
-        diag_error(L->d, "%s: normalizer '%s': not supported; supported: NFC, Prepend, Replace (String pattern), Sequence",
+        diag_error(L->d,
+                   "%s: normalizer '%s': not supported; supported: NFC, Prepend, Replace (String pattern), Sequence",
                    L->file, type);
         return;
     }
@@ -302,10 +304,15 @@ static void parse_pretok_one(Loader *L, const cJSON *n, int index, int count) {
         const cJSON *re = cJSON_GetObjectItemCaseSensitive(p, "Regex");
         const char *behavior = get_str(L, n, "behavior", "pre_tokenizer 'Split'");
         if (!cJSON_IsString(re)) {
-            diag_error(L->d, "%s: pre_tokenizer 'Split' with a String pattern: not supported; supported: the Qwen2 and Llama-3 regexes", L->file);
+            diag_error(L->d,
+                       "%s: pre_tokenizer 'Split' with a String pattern: not supported; supported: the Qwen2 and "
+                       "Llama-3 regexes",
+                       L->file);
         } else if (strcmp(re->valuestring, QWEN2_SPLIT) && strcmp(re->valuestring, LLAMA3_SPLIT)) {
-            diag_error(L->d, "%s: pre_tokenizer 'Split': regex '%.120s': not supported; supported: the Qwen2 and Llama-3 regexes",
-                       L->file, re->valuestring);
+            diag_error(
+                L->d,
+                "%s: pre_tokenizer 'Split': regex '%.120s': not supported; supported: the Qwen2 and Llama-3 regexes",
+                L->file, re->valuestring);
         } else if (!behavior || strcmp(behavior, "Isolated")) {
             diag_error(L->d, "%s: pre_tokenizer 'Split': behavior '%s': not supported; supported: Isolated", L->file,
                        behavior ? behavior : "(missing)");
@@ -319,14 +326,20 @@ static void parse_pretok_one(Loader *L, const cJSON *n, int index, int count) {
         }
     } else if (!strcmp(type, "ByteLevel")) {
         if (get_bool(L, n, "use_regex", true, "pre_tokenizer 'ByteLevel'"))
-            diag_error(L->d, "%s: pre_tokenizer 'ByteLevel' with use_regex=true (the GPT-2 split): not supported; supported: use_regex=false after a Split", L->file);
+            diag_error(L->d,
+                       "%s: pre_tokenizer 'ByteLevel' with use_regex=true (the GPT-2 split): not supported; supported: "
+                       "use_regex=false after a Split",
+                       L->file);
         else if (get_bool(L, n, "add_prefix_space", true, "pre_tokenizer 'ByteLevel'"))
             diag_error(L->d, "%s: pre_tokenizer 'ByteLevel' with add_prefix_space=true: not supported", L->file);
         else if (index != count - 1 || L->byte_level)
             diag_error(L->d, "%s: pre_tokenizer 'ByteLevel': only supported last in the Sequence", L->file);
-        else L->byte_level = 1;
+        else
+            L->byte_level = 1;
     } else {
-        diag_error(L->d, "%s: pre_tokenizer '%s': not supported; supported: Split (the Qwen2/Llama-3 regex), ByteLevel (use_regex=false), Sequence of those",
+        diag_error(L->d,
+                   "%s: pre_tokenizer '%s': not supported; supported: Split (the Qwen2/Llama-3 regex), ByteLevel "
+                   "(use_regex=false), Sequence of those",
                    L->file, type);
     }
 }
@@ -353,19 +366,23 @@ static void template_ids(Loader *L, const cJSON *specials, const char *name, boo
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(specials, name);
     const cJSON *ids = cJSON_GetObjectItemCaseSensitive(e, "ids"), *it;
     if (!cJSON_IsArray(ids)) {
-        diag_error(L->d, "%s: post_processor 'TemplateProcessing': special token '%s' missing from special_tokens", L->file, name);
+        diag_error(L->d, "%s: post_processor 'TemplateProcessing': special token '%s' missing from special_tokens",
+                   L->file, name);
         return;
     }
     cJSON_ArrayForEach(it, ids) {
         uint32_t *n = before ? &L->n_prefix : &L->n_suffix;
         int32_t *list = before ? L->prefix : L->suffix;
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= L->n_vocab || it->valuedouble != (double)it->valueint) {
-            diag_error(L->d, "%s: post_processor 'TemplateProcessing': special token '%s': bad id; expected an id in [0, %d)",
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= L->n_vocab ||
+            it->valuedouble != (double)it->valueint) {
+            diag_error(L->d,
+                       "%s: post_processor 'TemplateProcessing': special token '%s': bad id; expected an id in [0, %d)",
                        L->file, name, L->n_vocab);
             return;
         }
         if (*n == 16) {
-            diag_error(L->d, "%s: post_processor 'TemplateProcessing': more than 16 special ids; not supported", L->file);
+            diag_error(L->d, "%s: post_processor 'TemplateProcessing': more than 16 special ids; not supported",
+                       L->file);
             return;
         }
         list[(*n)++] = it->valueint;
@@ -394,7 +411,9 @@ static void parse_template(Loader *L, const cJSON *n) {
         } else if (sq && id && !strcmp(id, "A") && !seen_a) {
             seen_a = true;
         } else {
-            diag_error(L->d, "%s: post_processor 'TemplateProcessing': single template piece not supported; expected SpecialToken or one Sequence 'A'",
+            diag_error(L->d,
+                       "%s: post_processor 'TemplateProcessing': single template piece not supported; expected "
+                       "SpecialToken or one Sequence 'A'",
                        L->file);
             return;
         }
@@ -417,13 +436,17 @@ static void parse_postproc(Loader *L, const cJSON *n) {
         }
         cJSON_ArrayForEach(it, items) parse_postproc(L, it);
     } else {
-        diag_error(L->d, "%s: post_processor '%s': not supported; supported: TemplateProcessing, ByteLevel, Sequence", L->file, type);
+        diag_error(L->d, "%s: post_processor '%s': not supported; supported: TemplateProcessing, ByteLevel, Sequence",
+                   L->file, type);
     }
 }
 
 static void parse_decoder(Loader *L, const cJSON *n) {
     if (!n || cJSON_IsNull(n)) {
-        diag_error(L->d, "%s: decoder: null: not supported; supported: ByteLevel, Sequence [Replace, ByteFallback, Fuse, Strip]", L->file);
+        diag_error(
+            L->d,
+            "%s: decoder: null: not supported; supported: ByteLevel, Sequence [Replace, ByteFallback, Fuse, Strip]",
+            L->file);
         return;
     }
     const char *type = type_of(L, n, "decoder");
@@ -465,24 +488,31 @@ static void parse_decoder(Loader *L, const cJSON *n) {
             const char *content = get_str(L, it, "content", "decoder 'Strip'");
             const cJSON *start = cJSON_GetObjectItemCaseSensitive(it, "start");
             const cJSON *stop = cJSON_GetObjectItemCaseSensitive(it, "stop");
-            if (!content || !cJSON_IsNumber(start) || start->valueint < 0 || start->valueint > 1000 || !cJSON_IsNumber(stop)) {
-                diag_error(L->d, "%s: decoder 'Strip': expected 'content' (one character), 'start' and 'stop'", L->file);
+            if (!content || !cJSON_IsNumber(start) || start->valueint < 0 || start->valueint > 1000 ||
+                !cJSON_IsNumber(stop)) {
+                diag_error(L->d, "%s: decoder 'Strip': expected 'content' (one character), 'start' and 'stop'",
+                           L->file);
                 return;
             }
             if (stop->valueint != 0) {
-                diag_error(L->d, "%s: decoder 'Strip' with stop=%d: not supported; supported: stop=0", L->file, stop->valueint);
+                diag_error(L->d, "%s: decoder 'Strip' with stop=%d: not supported; supported: stop=0", L->file,
+                           stop->valueint);
                 return;
             }
             L->strip_content = content;
             L->strip_start = (uint32_t)start->valueint;
             phase = 3;
         } else if (!strcmp(t, "Replace") || !strcmp(t, "ByteFallback") || !strcmp(t, "Fuse") || !strcmp(t, "Strip")) {
-            diag_error(L->d, "%s: decoder '%s' at this place in the Sequence: not supported; supported order: Replace*, ByteFallback, Fuse, Strip",
+            diag_error(L->d,
+                       "%s: decoder '%s' at this place in the Sequence: not supported; supported order: Replace*, "
+                       "ByteFallback, Fuse, Strip",
                        L->file, t);
             return;
         } else {
-            diag_error(L->d, "%s: decoder '%s': not supported; supported: ByteLevel, Sequence [Replace, ByteFallback, Fuse, Strip]",
-                       L->file, t);
+            diag_error(
+                L->d,
+                "%s: decoder '%s': not supported; supported: ByteLevel, Sequence [Replace, ByteFallback, Fuse, Strip]",
+                L->file, t);
             return;
         }
     }
@@ -503,8 +533,12 @@ static bool parse_model(Loader *L, const cJSON *model, const cJSON *added) {
         diag_error(L->d, "%s: model 'BPE': dropout: not supported; expected null", L->file);
     const char *pfx = get_str(L, model, "continuing_subword_prefix", "model 'BPE'");
     const char *sfx = get_str(L, model, "end_of_word_suffix", "model 'BPE'");
-    if (pfx && *pfx) diag_error(L->d, "%s: model 'BPE': continuing_subword_prefix '%s': not supported; expected null or \"\"", L->file, pfx);
-    if (sfx && *sfx) diag_error(L->d, "%s: model 'BPE': end_of_word_suffix '%s': not supported; expected null or \"\"", L->file, sfx);
+    if (pfx && *pfx)
+        diag_error(L->d, "%s: model 'BPE': continuing_subword_prefix '%s': not supported; expected null or \"\"",
+                   L->file, pfx);
+    if (sfx && *sfx)
+        diag_error(L->d, "%s: model 'BPE': end_of_word_suffix '%s': not supported; expected null or \"\"", L->file,
+                   sfx);
     if (get_bool(L, model, "byte_fallback", false, "model 'BPE'")) L->model_flags |= MOE_TOK_MODEL_BYTE_FALLBACK;
     if (get_bool(L, model, "fuse_unk", false, "model 'BPE'")) L->model_flags |= MOE_TOK_MODEL_FUSE_UNK;
     if (get_bool(L, model, "ignore_merges", false, "model 'BPE'")) L->model_flags |= MOE_TOK_MODEL_IGNORE_MERGES;
@@ -518,7 +552,8 @@ static bool parse_model(Loader *L, const cJSON *model, const cJSON *added) {
     int64_t max_id = -1;
     size_t count = 0;
     cJSON_ArrayForEach(it, vocab) {
-        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 28) || it->valuedouble != (double)it->valueint) {
+        if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 28) ||
+            it->valuedouble != (double)it->valueint) {
             diag_error(L->d, "%s: model.vocab: token '%s': id must be an integer in [0, 2^28)", L->file, it->string);
             return false;
         }
@@ -527,7 +562,8 @@ static bool parse_model(Loader *L, const cJSON *model, const cJSON *added) {
     }
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
-        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 28) || id->valuedouble != (double)id->valueint) {
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 28) ||
+            id->valuedouble != (double)id->valueint) {
             diag_error(L->d, "%s: added_tokens: 'id' must be an integer in [0, 2^28)", L->file);
             return false;
         }
@@ -544,7 +580,8 @@ static bool parse_model(Loader *L, const cJSON *model, const cJSON *added) {
         Tok *t = &L->toks[it->valueint];
         size_t n = strlen(it->string);
         if (t->s) {
-            diag_error(L->d, "%s: model.vocab: id %d used by both '%s' and '%s'", L->file, it->valueint, t->s, it->string);
+            diag_error(L->d, "%s: model.vocab: id %d used by both '%s' and '%s'", L->file, it->valueint, t->s,
+                       it->string);
             return false;
         }
         if (!utf8_ok(it->string, n)) {
@@ -586,13 +623,14 @@ static bool parse_added(Loader *L, const cJSON *added) {
         static const char *const flags[] = {"normalized", "lstrip", "rstrip", "single_word"};
         for (int k = 0; k < 4; k++)
             if (get_bool(L, it, flags[k], false, "added_tokens")) {
-                diag_error(L->d, "%s: added token '%s' (id %d): %s=true: not supported; supported: %s=false", L->file, content, id,
-                           flags[k], flags[k]);
+                diag_error(L->d, "%s: added token '%s' (id %d): %s=true: not supported; supported: %s=false", L->file,
+                           content, id, flags[k], flags[k]);
                 return false;
             }
         Tok *t = &L->toks[id];
         if (t->s && (t->n != n || memcmp(t->s, content, n))) {
-            diag_error(L->d, "%s: added token '%s' (id %d): id %d is '%s' in model.vocab", L->file, content, id, id, t->s);
+            diag_error(L->d, "%s: added token '%s' (id %d): id %d is '%s' in model.vocab", L->file, content, id, id,
+                       t->s);
             return false;
         }
         int32_t vid = map_get(&L->vocab, content, n);
@@ -625,13 +663,15 @@ static bool put_merges(Loader *L, Buf *b, const cJSON *merges) {
         if (cJSON_IsString(it)) {
             const char *sp = strchr(it->valuestring, ' ');
             if (!sp || strchr(sp + 1, ' ')) {
-                diag_error(L->d, "%s: model.merges[%zu] '%s': expected two tokens separated by one space", L->file, idx, it->valuestring);
+                diag_error(L->d, "%s: model.merges[%zu] '%s': expected two tokens separated by one space", L->file, idx,
+                           it->valuestring);
                 ok = false;
                 break;
             }
             parts[0] = it->valuestring, lens[0] = (size_t)(sp - it->valuestring);
             parts[1] = sp + 1, lens[1] = strlen(sp + 1);
-        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 && cJSON_IsString(it->child) && cJSON_IsString(it->child->next)) {
+        } else if (cJSON_IsArray(it) && cJSON_GetArraySize(it) == 2 && cJSON_IsString(it->child) &&
+                   cJSON_IsString(it->child->next)) {
             parts[0] = it->child->valuestring, lens[0] = strlen(parts[0]);
             parts[1] = it->child->next->valuestring, lens[1] = strlen(parts[1]);
         } else {
@@ -643,7 +683,8 @@ static bool put_merges(Loader *L, Buf *b, const cJSON *merges) {
         for (int k = 0; k < 2 && ok; k++) {
             ids[k] = map_get(&L->vocab, parts[k], lens[k]);
             if (ids[k] < 0) {
-                diag_error(L->d, "%s: model.merges[%zu]: token '%.*s' is not in the vocab", L->file, idx, (int)lens[k], parts[k]);
+                diag_error(L->d, "%s: model.merges[%zu]: token '%.*s' is not in the vocab", L->file, idx, (int)lens[k],
+                           parts[k]);
                 ok = false;
             }
         }
@@ -653,7 +694,8 @@ static bool put_merges(Loader *L, Buf *b, const cJSON *merges) {
         memcpy(cat + lens[0], parts[1], lens[1]);
         ids[2] = map_get(&L->vocab, cat, lens[0] + lens[1]);
         if (ids[2] < 0) {
-            diag_error(L->d, "%s: model.merges[%zu]: the merged token '%.*s' is not in the vocab", L->file, idx, (int)(lens[0] + lens[1]), cat);
+            diag_error(L->d, "%s: model.merges[%zu]: the merged token '%.*s' is not in the vocab", L->file, idx,
+                       (int)(lens[0] + lens[1]), cat);
             ok = false;
             break;
         }
@@ -693,7 +735,8 @@ static int32_t first_added(Loader *L, const char *const *names) {
 
 static void find_bos_eos(Loader *L, Arena *a, const char *json_path) {
     static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<bos>", NULL};
-    static const char *const eos_names[] = {"</s>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>", "<eos>", NULL};
+    static const char *const eos_names[] = {"</s>",  "<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>",
+                                            "<eos>", NULL};
     bool have_bos = false, have_eos = false;
     const char *slash = strrchr(json_path, '/');
     char *cfg_path = slash ? arena_printf(a, "%.*s/tokenizer_config.json", (int)(slash - json_path), json_path)
@@ -782,8 +825,10 @@ bool tokjson_load(Arena *a, Diag *d, const char *path, void **blob, size_t *blob
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, keys[k]);
         if (v && !cJSON_IsNull(v)) diag_error(d, "%s: %s: not supported; expected null", file, keys[k]);
     }
-    if (!cJSON_IsObject(model)) diag_error(d, "%s: model: missing; expected an object", file);
-    else if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added)) diag_error(d, "%s: added_tokens: expected an array", file);
+    if (!cJSON_IsObject(model))
+        diag_error(d, "%s: model: missing; expected an object", file);
+    else if (added && !cJSON_IsNull(added) && !cJSON_IsArray(added))
+        diag_error(d, "%s: added_tokens: expected an array", file);
     Buf b = {0};
     bool ok = !diag_failed(d) && parse_model(&L, model, added) && parse_added(&L, added);
     if (ok) {
@@ -945,8 +990,10 @@ static void synth_train(Synth *s) {
         if (!synth_merge(s, l, r, &res)) break;
         size_t w = 0;
         for (size_t i = 0; i < m; i++) {
-            if (i + 1 < m && sym[i] == l && sym[i + 1] == r) sym[w++] = res, i++;
-            else sym[w++] = sym[i];
+            if (i + 1 < m && sym[i] == l && sym[i + 1] == r)
+                sym[w++] = res, i++;
+            else
+                sym[w++] = sym[i];
         }
         m = w;
     }
@@ -959,9 +1006,12 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
     }
     fputc('"', f);
 }
@@ -970,23 +1020,30 @@ static void synth_write(Synth *s, FILE *f) {
     static const char *const specials[3] = {"<unk>", "<s>", "</s>"};
     fputs("{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [\n", f);
     for (int i = 0; i < 3; i++)
-        fprintf(f, "    {\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
-                   "\"normalized\": false, \"special\": true}%s\n", i, specials[i], i < 2 ? "," : "");
+        fprintf(f,
+                "    {\"id\": %d, \"content\": \"%s\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, "
+                "\"normalized\": false, \"special\": true}%s\n",
+                i, specials[i], i < 2 ? "," : "");
     fputs("  ],\n"
-          "  \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"\xE2\x96\x81\"}, "
+          "  \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": "
+          "\"\xE2\x96\x81\"}, "
           "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\xE2\x96\x81\"}]},\n"
           "  \"pre_tokenizer\": null,\n"
           "  \"post_processor\": {\"type\": \"TemplateProcessing\", "
-          "\"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}], "
-          "\"pair\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, "
+          "\"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", "
+          "\"type_id\": 0}}], "
+          "\"pair\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}}, {\"Sequence\": {\"id\": \"A\", "
+          "\"type_id\": 0}}, "
           "{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 1}}, {\"Sequence\": {\"id\": \"B\", \"type_id\": 1}}], "
           "\"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [1], \"tokens\": [\"<s>\"]}}},\n"
-          "  \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"\xE2\x96\x81\"}, "
+          "  \"decoder\": {\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": "
+          "\"\xE2\x96\x81\"}, "
           "\"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}, "
           "{\"type\": \"Strip\", \"content\": \" \", \"start\": 1, \"stop\": 0}]},\n"
           "  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n    \"unk_token\": \"<unk>\",\n"
           "    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n    \"fuse_unk\": true,\n"
-          "    \"byte_fallback\": true,\n    \"vocab\": {\n", f);
+          "    \"byte_fallback\": true,\n    \"vocab\": {\n",
+          f);
     for (int32_t i = 0; i < s->n; i++) {
         fputs("      ", f);
         json_str(f, s->tok[i]);
@@ -1004,8 +1061,8 @@ static void synth_write(Synth *s, FILE *f) {
 
 bool tokjson_write_synthetic(Diag *d, const char *path, int vocab_size) {
     if (vocab_size < TOKJSON_SYNTH_MIN_VOCAB || vocab_size > (1 << 22)) {
-        diag_error(d, "%s: synthetic tokenizer: vocab_size must be in [%d, %d]; got %d", path, TOKJSON_SYNTH_MIN_VOCAB, 1 << 22,
-                   vocab_size);
+        diag_error(d, "%s: synthetic tokenizer: vocab_size must be in [%d, %d]; got %d", path, TOKJSON_SYNTH_MIN_VOCAB,
+                   1 << 22, vocab_size);
         return false;
     }
     Synth s = {.a = arena_new(), .cap = vocab_size};

@@ -28,7 +28,7 @@ typedef struct CliOptions {
     int64_t n_prompt, n_gen, threads, top_k, seed;
     double temp, top_p;
     const char *logits_out, *trace_out, *weights;
-    bool stats, help;
+    bool stats, help, verbose;
     /* TODO(tokenizer): `--prompt TEXT` goes here: encode it with the tokenizer of the weights'
      * MOE_SECTION_TOKENIZER (moert_model_tokenizer, runtime/tokenizer.h) into `prompt`, and print
      * the generated text after the ids. Not implemented yet; --tokens is the only input. */
@@ -51,6 +51,7 @@ static const char usage[] =
     "                         then [N, V] rows, row s being the logits that chose generated token s\n"
     "  --trace FILE           write prompt/generated ids and router choices per layer and position (JSON)\n"
     "  --stats                print per-layer expert utilisation and dropped assignments\n"
+    "  --verbose              print load, prefill and decode times and tokens/s at the end\n"
     "Compiled for a context of %" PRId64 " tokens, prefill chunks of %" PRId64 ", target %.64s (%.64s).\n";
 
 static void error(const CliOptions *o, const char *fmt, ...) {
@@ -168,6 +169,8 @@ static int parse(int argc, char **argv, CliOptions *o) {
             if (!(o->trace_out = value(o, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--stats")) {
             o->stats = true;
+        } else if (!strcmp(a, "--verbose")) {
+            o->verbose = true;
         } else if (a[0] == '-') {
             error(o, "%s: unknown option; see '%s --help'", a, o->name);
             return 2;
@@ -261,6 +264,7 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
     MoeSampler smp;
     Sink sink = {NULL, NULL, NULL, V};
 
+    double t0 = moe_now_s(), t_load, t_prefill, t_end;
     if (moe_model_load(&m, prog, o->weights, (int)o->threads, err, sizeof err) != MOE_OK) {
         error(o, "%s", err);
         goto out;
@@ -284,10 +288,12 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
     sink = (Sink){m, lo.f ? &lo : NULL, tr, V};
     if (tr) moe_trace_add_prompt(tr, o->prompt, o->n_prompt);
 
+    t_load = moe_now_s();
     if (moe_prefill(m, o->prompt, o->n_prompt, on_prompt_rows, &sink, &logits) != MOE_OK) {
         error(o, "%s", moe_model_error(m));
         goto out;
     }
+    t_prefill = moe_now_s();
     for (int64_t s = 0; s < o->n_gen; s++) {
         if (s > 0) {
             if (moe_decode(m, gen[s - 1], &logits) != MOE_OK) {
@@ -299,6 +305,7 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
         if (sink.lo) moe_out_write(sink.lo, logits, sizeof(float) * (size_t)V);
         gen[s] = moe_sampler_sample(&smp, logits);
     }
+    t_end = moe_now_s();
     for (int64_t s = 0; s < o->n_gen; s++) {
         printf("%s%d", s ? "," : "", gen[s]);
         if (tr) moe_trace_add_generated(tr, gen[s]);
@@ -314,6 +321,8 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
         goto out;
     }
     if (o->stats) print_stats(m);
+    if (o->verbose)
+        moe_print_timing(stderr, t_load - t0, o->n_prompt, t_prefill - t_load, o->n_gen - 1, t_end - t_prefill);
     rc = 0;
 out:
     if (lo.f) moe_out_abort(&lo);

@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 bool moe_out_open(MoeOutFile *o, const char *path) {
@@ -50,4 +51,16 @@ void moe_out_abort(MoeOutFile *o) {
     fclose(o->f);
     unlink(o->tmp);
     release(o);
+}
+
+double moe_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+void moe_print_timing(FILE *f, double load_s, int64_t n_prefill, double prefill_s, int64_t n_decode, double decode_s) {
+    fprintf(f, "timing: load %.4f s | prefill %lld tok in %.4f s = %.1f tok/s | decode %lld tok in %.4f s = %.1f tok/s\n",
+            load_s, (long long)n_prefill, prefill_s, prefill_s > 0 ? (double)n_prefill / prefill_s : 0.0,
+            (long long)n_decode, decode_s, decode_s > 0 && n_decode > 0 ? (double)n_decode / decode_s : 0.0);
 }

@@ -4,6 +4,7 @@
 #define MOE_OUTFILE_H
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct MoeOutFile {
@@ -21,3 +22,9 @@ bool moe_out_commit(MoeOutFile *o);
 void moe_out_abort(MoeOutFile *o);
 
 #endif
+
+/* Monotonic wall-clock seconds. */
+double moe_now_s(void);
+/* The --verbose timing line shared by `moec run` and compiled executables (parsed by moec bench):
+ * "timing: load L s | prefill N tok in P s = X tok/s | decode M tok in D s = Y tok/s" */
+void moe_print_timing(FILE *f, double load_s, int64_t n_prefill, double prefill_s, int64_t n_decode, double decode_s);

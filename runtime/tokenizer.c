@@ -105,8 +105,8 @@ static inline uint32_t cp_at(const uint8_t *p, size_t i, size_t *len) {
     if (b < 0x80) return *len = 1, b;
     if (b < 0xE0) return *len = 2, (uint32_t)(b & 0x1F) << 6 | (p[i + 1] & 0x3F);
     if (b < 0xF0) return *len = 3, (uint32_t)(b & 0x0F) << 12 | (uint32_t)(p[i + 1] & 0x3F) << 6 | (p[i + 2] & 0x3F);
-    return *len = 4, (uint32_t)(b & 0x07) << 18 | (uint32_t)(p[i + 1] & 0x3F) << 12 |
-                         (uint32_t)(p[i + 2] & 0x3F) << 6 | (p[i + 3] & 0x3F);
+    return *len = 4, (uint32_t)(b & 0x07) << 18 | (uint32_t)(p[i + 1] & 0x3F) << 12 | (uint32_t)(p[i + 2] & 0x3F) << 6 |
+                         (p[i + 3] & 0x3F);
 }
 
 static size_t utf8_put(uint8_t *out, uint32_t cp) {
@@ -306,7 +306,8 @@ static void read_header(Reader *r, MoeTokenizer *t) {
     uint32_t version = rd_u32(r, "version");
     if (r->ok && version != MOE_TOK_VERSION) rd_fail(r, "version %u; expected %d", version, MOE_TOK_VERSION);
     uint32_t nv = rd_u32(r, "n_vocab");
-    if (r->ok && (nv == 0 || nv > (r->n - r->off) / 5 || nv > (1u << 28))) rd_fail(r, "n_vocab %u impossible for a blob of %zu bytes", nv, r->n);
+    if (r->ok && (nv == 0 || nv > (r->n - r->off) / 5 || nv > (1u << 28)))
+        rd_fail(r, "n_vocab %u impossible for a blob of %zu bytes", nv, r->n);
     t->n_vocab = (int32_t)nv;
     t->model_flags = rd_u32(r, "model flags");
     if (r->ok && t->model_flags > 7) rd_fail(r, "unknown model flags 0x%x", t->model_flags);
@@ -341,7 +342,8 @@ static void read_header(Reader *r, MoeTokenizer *t) {
     for (int k = 0; k < 2; k++) {
         *counts[k] = rd_u32(r, "post-processor count");
         if (r->ok && *counts[k] > 16) rd_fail(r, "%u post-processor ids; at most 16", *counts[k]);
-        for (uint32_t i = 0; i < *counts[k] && r->ok; i++) lists[k][i] = rd_id(r, t->n_vocab, false, "post-processor id");
+        for (uint32_t i = 0; i < *counts[k] && r->ok; i++)
+            lists[k][i] = rd_id(r, t->n_vocab, false, "post-processor id");
     }
 
     t->dec_kind = rd_u32(r, "decoder kind");
@@ -429,7 +431,8 @@ static bool read_merges(Reader *r, MoeTokenizer *t) {
         for (int k = 0; k < 3; k++) ids[k] = rd_id(r, t->n_vocab, false, "merge id");
         if (!r->ok) break;
         for (int k = 0; k < 3; k++)
-            if (!(t->tok_flags[ids[k]] & MOE_TOK_F_MODEL)) rd_fail(r, "merge %u: id %d not in the model vocab", rank, ids[k]);
+            if (!(t->tok_flags[ids[k]] & MOE_TOK_F_MODEL))
+                rd_fail(r, "merge %u: id %d not in the model vocab", rank, ids[k]);
         uint32_t ln = t->tok_len[ids[0]], rn = t->tok_len[ids[1]];
         if (r->ok && (t->tok_len[ids[2]] != ln + rn || memcmp(tok_str(t, ids[2]), tok_str(t, ids[0]), ln) != 0 ||
                       memcmp(tok_str(t, ids[2]) + ln, tok_str(t, ids[1]), rn) != 0))
@@ -520,7 +523,10 @@ static int byte_token_value(const char *s, size_t n) {
     int v = 0, digits = 0;
     for (int i = 3; i < 5; i++) {
         char c = s[i];
-        int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+        int d = c >= '0' && c <= '9'   ? c - '0'
+                : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                       : -1;
         if (d < 0) {
             if (i == 3 && c == '+') continue;
             return -1;
@@ -544,7 +550,8 @@ static void find_word_start(MoeTokenizer *t) {
     for (uint32_t k = 0; k < t->n_norm; k++)
         if (t->norm[k].kind == MOE_TOK_NORM_PREPEND) ws = t->norm[k].a;
     size_t adv;
-    if (!ws.n || utf8_step((const uint8_t *)ws.p, ws.n, &adv) < 0 || adv != ws.n || vocab_find(t, ws.p, ws.n) < 0) return;
+    if (!ws.n || utf8_step((const uint8_t *)ws.p, ws.n, &adv) < 0 || adv != ws.n || vocab_find(t, ws.p, ws.n) < 0)
+        return;
     for (int32_t id = 0; id < t->n_vocab; id++) {
         if (!(t->tok_flags[id] & MOE_TOK_F_MODEL)) continue;
         const char *s = tok_str(t, id);
@@ -601,8 +608,10 @@ static bool build_decode(Reader *r, MoeTokenizer *t) {
                 cur_n = dst->n;
             }
             int v = t->dec_byte_fallback ? byte_token_value(cur, cur_n) : -1;
-            if (v >= 0) t->d_byte[id] = (int16_t)v;
-            else ok = ok && bytes_put(&pool, cur, cur_n);
+            if (v >= 0)
+                t->d_byte[id] = (int16_t)v;
+            else
+                ok = ok && bytes_put(&pool, cur, cur_n);
         }
         if (pool.n > UINT32_MAX) ok = false;
         t->d_len[id] = (uint32_t)(pool.n - t->d_off[id]);
@@ -622,8 +631,11 @@ MoeTokenizer *moe_tok_load(const void *blob, size_t len, char *err, size_t errle
         fail_oom(&r);
         return NULL;
     }
-    if (!blob) {
-        rd_fail(&r, "NULL blob");
+    if (!blob || len >= UINT32_MAX) {
+        if (blob)
+            rd_fail(&r, "%zu bytes: larger than 4 GiB", len);
+        else
+            rd_fail(&r, "NULL blob");
         free(t);
         return NULL;
     }
@@ -697,9 +709,9 @@ typedef struct Enc {
     const MoeTokenizer *t;
     int32_t *ids;
     size_t n_ids, cap_ids;
-    Bytes norm[2];    /* normalizer ping-pong buffers */
-    Bytes piece;      /* ignore_merges: the mapped piece */
-    uint32_t *cps;    /* NFC scratch */
+    Bytes norm[2]; /* normalizer ping-pong buffers */
+    Bytes piece;   /* ignore_merges: the mapped piece */
+    uint32_t *cps; /* NFC scratch */
     size_t cap_cps;
     Sym *syms;
     size_t cap_syms, n_syms;
@@ -730,9 +742,7 @@ static uint32_t nfc_compose(uint32_t a, uint32_t b) {
     return moe_uc_compose(a, b);
 }
 
-static inline unsigned ccc_of(uint32_t cp) {
-    return (moe_uc_props(cp) & MOE_UC_NONSTARTER) ? moe_uc_ccc(cp) : 0;
-}
+static inline unsigned ccc_of(uint32_t cp) { return (moe_uc_props(cp) & MOE_UC_NONSTARTER) ? moe_uc_ccc(cp) : 0; }
 
 /* True when s is already in NFC by the quick check (no NFC_QC No/Maybe, ordered marks). */
 static bool nfc_quick_yes(const uint8_t *s, size_t n) {
@@ -756,7 +766,8 @@ static bool nfc_quick_yes(const uint8_t *s, size_t n) {
 
 /* NFC of valid UTF-8 s into out: decompose, order marks canonically, compose. */
 static bool nfc_full(Enc *e, const uint8_t *s, size_t n, Bytes *out) {
-    if (n > SIZE_MAX / 4 / sizeof(uint32_t) || !grow((void **)&e->cps, &e->cap_cps, n * 4 + 1, sizeof(uint32_t))) return false;
+    if (n > SIZE_MAX / 4 / sizeof(uint32_t) || !grow((void **)&e->cps, &e->cap_cps, n * 4 + 1, sizeof(uint32_t)))
+        return false;
     uint32_t *c = e->cps;
     size_t m = 0, i = 0, len;
     while (i < n) {
@@ -924,8 +935,10 @@ static size_t split_match(const uint8_t *s, size_t n, size_t i, uint32_t max_dig
     }
     /* 4: ' '?[^\s\p{L}\p{N}]+[\r\n]* */
     size_t j = 0;
-    if (is_other(p0)) j = run_of_other(s, n, i);
-    else if (c0 == ' ' && i + 1 < n && is_other(props_at(s, i + 1, &l1, &c1))) j = run_of_other(s, n, i + 1);
+    if (is_other(p0))
+        j = run_of_other(s, n, i);
+    else if (c0 == ' ' && i + 1 < n && is_other(props_at(s, i + 1, &l1, &c1)))
+        j = run_of_other(s, n, i + 1);
     if (j) {
         while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
         return j;
@@ -1211,9 +1224,9 @@ int moe_tok_encode(const MoeTokenizer *t, const char *text, size_t len, bool add
 typedef struct DecCore {
     const MoeTokenizer *t;
     bool skip_special, oom;
-    Bytes out;       /* final bytes not yet handed out */
-    Bytes pend;      /* held back bytes */
-    size_t run;      /* pieces: byte tokens in pend */
+    Bytes out;  /* final bytes not yet handed out */
+    Bytes pend; /* held back bytes */
+    size_t run; /* pieces: byte tokens in pend */
     uint32_t strip_left;
 } DecCore;
 
@@ -1249,8 +1262,10 @@ static void dec_drain(DecCore *c, bool final) {
         }
         int32_t r = utf8_step(p + i, n - i, &adv);
         if (r == UTF8_SHORT && !final) break;
-        if (r >= 0) dec_emit(c, (const char *)p + i, adv);
-        else dec_emit(c, REPLACEMENT, 3);
+        if (r >= 0)
+            dec_emit(c, (const char *)p + i, adv);
+        else
+            dec_emit(c, REPLACEMENT, 3);
         i += adv;
     }
     if (i > 0) memmove(c->pend.p, p + i, n - i);
@@ -1288,8 +1303,10 @@ static void dec_feed(DecCore *c, int32_t id) {
 }
 
 static void dec_finish(DecCore *c) {
-    if (c->t->dec_kind == MOE_TOK_DEC_BYTE_LEVEL) dec_drain(c, true);
-    else dec_end_run(c);
+    if (c->t->dec_kind == MOE_TOK_DEC_BYTE_LEVEL)
+        dec_drain(c, true);
+    else
+        dec_end_run(c);
     c->strip_left = c->t->strip_start;
 }
 

@@ -68,14 +68,13 @@ MoeTokenizer *moe_tok_load(const void *blob, size_t len, char *err, size_t errle
 /* Frees t and everything it owns; t may be NULL. */
 void moe_tok_free(MoeTokenizer *t);
 
-/* Encodes len bytes of text (NULs allowed); *ids is malloc'd (caller frees; non-NULL even when
- * *n_ids is 0). add_special adds the post-processor's ids. Returns MOE_TOK_OK or an error code. */
-int moe_tok_encode(const MoeTokenizer *t, const char *text, size_t len, bool add_special, int32_t **ids,
-                   size_t *n_ids);
+/* Encodes len bytes of text (NULs allowed; len < 512 MiB, else MOE_TOK_EINVAL); *ids is malloc'd
+ * (caller frees; non-NULL even when *n_ids is 0). add_special adds the post-processor's ids.
+ * Returns MOE_TOK_OK or an error code. */
+int moe_tok_encode(const MoeTokenizer *t, const char *text, size_t len, bool add_special, int32_t **ids, size_t *n_ids);
 /* Decodes n ids into *out (malloc'd, NUL-terminated, valid UTF-8; *out_len excludes the NUL).
  * Ids outside the vocabulary are skipped, as HF does; skip_special drops special added tokens. */
-int moe_tok_decode(const MoeTokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **out,
-                   size_t *out_len);
+int moe_tok_decode(const MoeTokenizer *t, const int32_t *ids, size_t n, bool skip_special, char **out, size_t *out_len);
 
 /* Number of ids (model vocab + added tokens). */
 int32_t moe_tok_vocab_size(const MoeTokenizer *t);
