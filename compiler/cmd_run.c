@@ -10,21 +10,28 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "commands.h"
 #include "frontend.h"
 #include "interp/interp.h"
 #include "outfile.h"
+#include "sampler.h"
+#include "textio.h"
+#include "tokjson.h"
 #include "trace.h"
 
 static const char run_usage[] =
-    "usage: moec run MODEL_DIR --tokens 1,2,3 [-n N] [options]\n"
-    "Runs a Hugging Face MoE checkpoint on the generic path: prefill the prompt, then N greedy\n"
-    "decode steps with a KV cache. Prints the generated token ids.\n"
+    "usage: moec run MODEL_DIR (--tokens 1,2,3 | --prompt TEXT | --prompt-file F | < F) [-n N] [options]\n"
+    "Runs a Hugging Face MoE checkpoint on the generic path: prefill the prompt, then N decode\n"
+    "steps with a KV cache (greedy unless --temp). With --tokens prints the generated ids; with a\n"
+    "text prompt (the folder's tokenizer.json) streams the text and stops at end-of-sequence.\n"
     "\n"
-    "  --tokens IDS           prompt token ids, comma-separated (required)\n"
+    "  --tokens IDS           prompt token ids, comma-separated\n"
+    "  --prompt TEXT          prompt text; --prompt-file F reads it from F ('-': stdin)\n"
     "  -n N                   tokens to generate (default 16)\n"
+    "  --temp X, --top-k K, --top-p P, --seed S   sampling (default greedy; as compiled executables)\n"
     "  --threads T            OpenMP threads (default: all cores)\n"
     "  --capacity-factor F    expert capacity C = ceil(F*T*k/E) per step (default 0: dropless)\n"
     "  --logits-out FILE      write the logits as raw little-endian float32: [T, V] prompt rows,\n"
@@ -42,11 +49,15 @@ typedef struct RunOptions {
     double capacity_factor;
     const char *logits_out, *trace_out;
     bool stats, dump_ir, verbose;
+    char *text;              /* text prompt (malloc'd), or NULL */
+    double temp, top_p;
+    int64_t top_k, seed;
 } RunOptions;
 
 static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
     memset(o, 0, sizeof *o);
     o->n_gen = 16;
+    o->top_p = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -54,6 +65,25 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
             exit(0);
         } else if (!strcmp(a, "--tokens")) {
             if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_ids(d, a, v, &o->prompt, &o->n_prompt)) return 2;
+        } else if (!strcmp(a, "--prompt")) {
+            if (!(v = cli_value(d, argc, argv, &i))) return 2;
+            free(o->text);
+            o->text = strdup(v);
+        } else if (!strcmp(a, "--prompt-file")) {
+            if (!(v = cli_value(d, argc, argv, &i))) return 2;
+            free(o->text);
+            if (!(o->text = moe_read_text(v, NULL))) {
+                diag_error(d, "%s: cannot read: %s", v, strerror(errno));
+                return 1;
+            }
+        } else if (!strcmp(a, "--temp")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_double(d, a, v, 0, 1e6, &o->temp)) return 2;
+        } else if (!strcmp(a, "--top-p")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_double(d, a, v, 0, 1, &o->top_p)) return 2;
+        } else if (!strcmp(a, "--top-k")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_int(d, a, v, 0, INT32_MAX, &o->top_k)) return 2;
+        } else if (!strcmp(a, "--seed")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_int(d, a, v, 0, INT64_MAX, &o->seed)) return 2;
         } else if (!strcmp(a, "-n")) {
             if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_int(d, a, v, 1, 1 << 24, &o->n_gen)) return 2;
         } else if (!strcmp(a, "--threads")) {
@@ -85,18 +115,45 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
         diag_error(d, "run: expected MODEL_DIR; see 'moec run --help'");
         return 2;
     }
-    if (!o->prompt && !o->dump_ir) {
-        diag_error(d, "run: expected --tokens IDS; see 'moec run --help'");
+    if (!o->prompt && !o->text && !o->dump_ir) {
+        if (isatty(0)) {
+            diag_error(d, "run: expected --tokens IDS, --prompt TEXT, --prompt-file F or text on stdin; see 'moec run --help'");
+            return 2;
+        }
+        if (!(o->text = moe_read_text("-", NULL))) {
+            diag_error(d, "stdin: cannot read: %s", strerror(errno));
+            return 1;
+        }
+    }
+    if (o->prompt && o->text) {
+        diag_error(d, "run: --tokens and a text prompt; expected one of them");
         return 2;
     }
     return 0;
 }
 
-static int64_t argmax(const float *v, int64_t n) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; i++)
-        if (v[i] > v[best]) best = i;
-    return best;
+/* Text mode: the folder's tokenizer, and the prompt encoded with it; false after diag_error. */
+static bool encode_prompt(Diag *d, Arena *a, RunOptions *o, MoeTokenizer **tok) {
+    char *path = arena_printf(a, "%s/tokenizer.json", o->model_dir);
+    void *blob;
+    size_t len, n;
+    char err[256];
+    if (access(path, R_OK) != 0) {
+        diag_error(d, "--prompt: %s has no tokenizer.json; expected one for a text prompt (or use --tokens IDS)",
+                   o->model_dir);
+        return false;
+    }
+    if (!tokjson_load(a, d, path, &blob, &len)) return false;
+    if (!(*tok = moe_tok_load(blob, len, err, sizeof err))) {
+        diag_error(d, "%s: %s", path, err);
+        return false;
+    }
+    if (moe_tok_encode(*tok, o->text, strlen(o->text), true, &o->prompt, &n) != MOE_TOK_OK || n == 0) {
+        diag_error(d, "--prompt: the text encodes to no tokens; expected at least one");
+        return false;
+    }
+    o->n_prompt = (int64_t)n;
+    return true;
 }
 
 /* Appends every router node's routes of the last step to the trace. */
@@ -136,9 +193,14 @@ int cmd_run(int argc, char **argv) {
     Interp *ip = NULL;
     MoeTrace *tr = NULL;
     float *gen_logits = NULL;
+    int32_t *gen = NULL;
     MoeOutFile lo = {0};
+    MoeTokenizer *tok = NULL;
+    MoeTextOut txt = {0};
+    void *smp_scratch = NULL;
     double t0 = moe_now_s(), t_load, t_prefill, t_end;
     if (!model_load(&m, a, &d, o.model_dir)) goto out;
+    if (o.text && !encode_prompt(&d, a, &o, &tok)) goto out;
     const ModelConfig *c = &m.cfg;
     if (o.dump_ir) {
         ir_print(m.g, stdout);
@@ -173,12 +235,15 @@ int cmd_run(int argc, char **argv) {
     }
     const int64_t V = c->vocab_size;
     gen_logits = malloc(sizeof(float) * (size_t)(V * o.n_gen));
-    int32_t *gen = malloc(sizeof(int32_t) * (size_t)o.n_gen);
-    if (!gen_logits || !gen) {
-        free(gen);
+    gen = malloc(sizeof(int32_t) * (size_t)o.n_gen);
+    smp_scratch = malloc(moe_sampler_scratch_bytes(V));
+    if (!gen_logits || !gen || !smp_scratch || (tok && !moe_text_begin(&txt, tok, stdout))) {
         diag_error(&d, "run: out of memory");
         goto out;
     }
+    MoeSampler smp;
+    moe_sampler_init(&smp, V, o.temp, o.top_k, o.top_p, (uint64_t)o.seed, smp_scratch);
+    const int32_t eos = tok && moe_tok_eos(tok) >= 0 ? moe_tok_eos(tok) : (int32_t)c->eos_token_id;
     if (tr) moe_trace_add_prompt(tr, o.prompt, o.n_prompt);
 
     t_load = moe_now_s();
@@ -186,23 +251,33 @@ int cmd_run(int argc, char **argv) {
     const float *logits = interp_value(ip, m.g->logits);
     if (lo.f) moe_out_write(&lo, logits, sizeof(float) * (size_t)(o.n_prompt * V));
     if (tr) trace_step(tr, m.g, ip, o.n_prompt);
-    memcpy(gen_logits, logits + (o.n_prompt - 1) * V, sizeof(float) * (size_t)V);
-    gen[0] = (int32_t)argmax(gen_logits, V);
     t_prefill = moe_now_s();
-    for (int64_t s = 1; s < o.n_gen; s++) {
-        interp_step(ip, &gen[s - 1], 1);
-        if (tr) trace_step(tr, m.g, ip, 1);
-        memcpy(gen_logits + s * V, interp_value(ip, m.g->logits), sizeof(float) * (size_t)V);
-        gen[s] = (int32_t)argmax(gen_logits + s * V, V);
+    int64_t n_gen = 0;
+    for (int64_t s = 0; s < o.n_gen; s++) {
+        if (s > 0) {
+            interp_step(ip, &gen[s - 1], 1);
+            if (tr) trace_step(tr, m.g, ip, 1);
+            logits = interp_value(ip, m.g->logits);
+        } else {
+            logits += (o.n_prompt - 1) * V; /* the prefill's last row */
+        }
+        memcpy(gen_logits + s * V, logits, sizeof(float) * (size_t)V);
+        gen[s] = moe_sampler_sample(&smp, gen_logits + s * V);
+        n_gen = s + 1;
+        if (tok) { /* text mode: stream it, stop at the end of the sequence */
+            if (gen[s] == eos) break;
+            moe_text_token(&txt, gen[s]);
+        }
     }
     t_end = moe_now_s();
-    for (int64_t s = 0; s < o.n_gen; s++) {
-        printf("%s%d", s ? "," : "", gen[s]);
+    if (tok) moe_text_end(&txt);
+    for (int64_t s = 0; s < n_gen; s++) {
+        if (!tok) printf("%s%d", s ? "," : "", gen[s]);
         if (tr) moe_trace_add_generated(tr, gen[s]);
     }
-    printf("\n");
+    if (!tok) printf("\n");
     fflush(stdout);
-    free(gen);
+    o.n_gen = n_gen;
     if (lo.f) {
         moe_out_write(&lo, gen_logits, sizeof(float) * (size_t)(o.n_gen * V));
         if (!moe_out_commit(&lo)) {
@@ -221,10 +296,15 @@ out:
     if (lo.f) moe_out_abort(&lo);
     diag_summary(&d);
     free(gen_logits);
+    free(gen);
+    free(smp_scratch);
+    if (txt.st) moe_tok_stream_free(txt.st);
+    moe_tok_free(tok);
     moe_trace_free(tr);
     interp_free(ip);
     model_close(&m);
     free(o.prompt);
+    free(o.text);
     arena_destroy(a);
     return rc;
 }

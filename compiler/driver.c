@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "frontend.h"
 #include "passes/passes.h"
+#include "tokjson.h"
 
 static void dump(const CompileOptions *o, const char *pass, const char *what, const Graph *g) {
     if (!o->dump_after || strcmp(o->dump_after, pass) != 0) return;
@@ -70,6 +71,19 @@ static void fill_manifest(MoeManifest *m, const Model *md, const CompileOptions 
     for (int i = 0; i < pt->n; i++)
         if (pt->e[i].dtype == DT_BF16) m->weight_dtype = DT_BF16;
     m->max_threads = threads;
+}
+
+/* The model folder's tokenizer.json, serialised for the runtime, when there is one it supports;
+ * otherwise the executable works with --tokens only (a note says why). */
+static void load_tokenizer(Arena *a, const CompileOptions *o, void **blob, size_t *len) {
+    char *path = arena_printf(a, "%s/tokenizer.json", o->model_dir);
+    if (access(path, R_OK) != 0) return;
+    Diag td = {.quiet = true};
+    if (!tokjson_load(a, &td, path, blob, len)) {
+        *blob = NULL;
+        *len = 0;
+        fprintf(stderr, "moec: note: tokenizer not embedded (the executable takes --tokens only): %s\n", td.first);
+    }
 }
 
 int compile_model(const CompileOptions *o, Diag *d) {
@@ -138,8 +152,11 @@ int compile_model(const CompileOptions *o, Diag *d) {
     uint64_t hash;
     bool progress = !o->quiet && isatty(2);
     if (o->emit == EMIT_EXE) {
+        void *tok = NULL;
+        size_t tok_len = 0;
+        load_tokenizer(a, o, &tok, &tok_len);
         wtmp = arena_printf(a, "%s%s.tmp.%d", o->out, o->sidecar ? ".moew" : ".weights", (int)getpid());
-        if (!artifact_write_weights(d, wtmp, &pt, seed, NULL, 0, &hash, progress)) goto out;
+        if (!artifact_write_weights(d, wtmp, &pt, seed, tok, tok_len, &hash, progress)) goto out;
     } else if (!artifact_hash_weights(&pt, seed, &hash, progress)) {
         diag_error(d, "%s: cannot read the weights", o->model_dir);
         goto out;

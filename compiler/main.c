@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "commands.h"
+#include "tok_cli.h"
 
 typedef struct Command {
     const char *name;
@@ -13,8 +14,12 @@ typedef struct Command {
 static const Command commands[] = {
     {"run", cmd_run, "run a model on the generic path (prefill + greedy decode)"},
     {"compile", cmd_compile, "compile a model into a specialised, self-contained executable"},
+    {"bench", cmd_bench, "measure compiled vs generic speed against this machine's limits"},
     {"inspect", cmd_inspect, "show a model's family, sizes, parameters and memory needs"},
     {"synth", cmd_synth, "write a synthetic checkpoint in the Hugging Face layout"},
+    {"tokenize", cmd_tokenize, "encode text with a tokenizer.json (stdin -> ids)"},
+    {"detokenize", cmd_detokenize, "decode ids with a tokenizer.json (JSON arrays -> JSON strings)"},
+    {"tokbench", cmd_tokbench, "measure the tokenizer's encoding speed"},
     {"demo", cmd_demo, "synthesise the tiny Mixtral and run it (the README's first command)"},
 };
 

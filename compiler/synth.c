@@ -15,6 +15,7 @@
  * parallel and the bytes do not depend on the thread count, the chunk size or the sharding. */
 #define _GNU_SOURCE /* nftw */
 #include "synth.h"
+#include "tokjson.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -698,9 +699,10 @@ bool synth_write_model(Diag *d, const SynthOptions *o) {
 
     if (!write_config(d, arena_printf(a, "%s/config.json", tmp), &s, o)) goto done;
 
-    /* ---- TOKENIZER: tokenizer.json goes here once tokjson_write_synthetic exists (another module):
-     *   if (!tokjson_write_synthetic(d, arena_printf(a, "%s/tokenizer.json", tmp), s.p.vocab_size)) goto done;
-     * ---- */
+    /* a tokenizer.json that fits the synthetic vocabulary, so the model goes text to text */
+    if (s.p.vocab_size >= TOKJSON_SYNTH_MIN_VOCAB &&
+        !tokjson_write_synthetic(d, arena_printf(a, "%s/tokenizer.json", tmp), (int)s.p.vocab_size))
+        goto done;
 
     buf = xmalloc(2 * (size_t)CHUNK_ELEMS * sizeof(float));
     assign_shards(&tl, o->shards, esize);

@@ -16,10 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "model.h"
 #include "moe.h"
 #include "outfile.h"
 #include "sampler.h"
+#include "textio.h"
+#include "tokenizer.h"
 #include "trace.h"
 
 typedef struct CliOptions {
@@ -29,17 +33,21 @@ typedef struct CliOptions {
     double temp, top_p;
     const char *logits_out, *trace_out, *weights;
     bool stats, help, verbose;
-    /* TODO(tokenizer): `--prompt TEXT` goes here: encode it with the tokenizer of the weights'
-     * MOE_SECTION_TOKENIZER (moert_model_tokenizer, runtime/tokenizer.h) into `prompt`, and print
-     * the generated text after the ids. Not implemented yet; --tokens is the only input. */
+    /* text mode: the prompt is text (--prompt, --prompt-file or stdin), encoded with the tokenizer
+     * the compiler embedded (MOE_SECTION_TOKENIZER); the output is streamed text, up to EOS */
+    char *text;                      /* malloc'd */
+    bool text_mode;
 } CliOptions;
 
 static const char usage[] =
-    "usage: %s --tokens 1,2,3 [-n N] [options]\n"
+    "usage: %s (--tokens 1,2,3 | --prompt TEXT | --prompt-file F | < F) [-n N] [options]\n"
     "Runs the compiled %.32s model: prefill the prompt, then generate N tokens with the KV cache.\n"
-    "Prints the generated token ids.\n"
+    "With --tokens prints the generated token ids; with a text prompt streams the generated text\n"
+    "and stops at the end-of-sequence token.\n"
     "\n"
-    "  --tokens IDS           prompt token ids, comma-separated (required)\n"
+    "  --tokens IDS           prompt token ids, comma-separated\n"
+    "  --prompt TEXT          prompt text (tokenized with the model's tokenizer, BOS added as it asks)\n"
+    "  --prompt-file F        prompt text from a file ('-': stdin); without any prompt flag: stdin\n"
     "  -n N                   tokens to generate (default 16)\n"
     "  --threads T            OpenMP threads (default: all cores)\n"
     "  --temp X               sampling temperature (default 0: greedy)\n"
@@ -149,6 +157,19 @@ static int parse(int argc, char **argv, CliOptions *o) {
             return 0;
         } else if (!strcmp(a, "--tokens")) {
             if (!(v = value(o, argc, argv, &i)) || !parse_ids(o, a, v)) return 2;
+        } else if (!strcmp(a, "--prompt")) {
+            if (!(v = value(o, argc, argv, &i))) return 2;
+            free(o->text);
+            if (!(o->text = strdup(v))) return 2;
+            o->text_mode = true;
+        } else if (!strcmp(a, "--prompt-file")) {
+            if (!(v = value(o, argc, argv, &i))) return 2;
+            free(o->text);
+            if (!(o->text = moe_read_text(v, NULL))) {
+                error(o, "%s: cannot read: %s", v, strerror(errno));
+                return 1;
+            }
+            o->text_mode = true;
         } else if (!strcmp(a, "-n")) {
             if (!(v = value(o, argc, argv, &i)) || !parse_int(o, a, v, 1, 1 << 24, &o->n_gen)) return 2;
         } else if (!strcmp(a, "--threads")) {
@@ -179,8 +200,19 @@ static int parse(int argc, char **argv, CliOptions *o) {
             return 2;
         }
     }
-    if (!o->prompt) {
-        error(o, "expected --tokens IDS; see '%s --help'", o->name);
+    if (!o->prompt && !o->text_mode) {
+        if (isatty(0)) {
+            error(o, "expected --tokens IDS, --prompt TEXT, --prompt-file F or text on stdin; see '%s --help'", o->name);
+            return 2;
+        }
+        if (!(o->text = moe_read_text("-", NULL))) {
+            error(o, "stdin: cannot read: %s", strerror(errno));
+            return 1;
+        }
+        o->text_mode = true;
+    }
+    if (o->prompt && o->text_mode) {
+        error(o, "--tokens and a text prompt: expected one of them");
         return 2;
     }
     return 0;
@@ -249,7 +281,30 @@ static bool check_prompt(const CliOptions *o, const MoeManifest *mf) {
     return true;
 }
 
-static int generate(const CliOptions *o, const MoeProgram *prog) {
+/* Text mode: encodes o->text with the embedded tokenizer into o->prompt; false after an error. */
+static bool encode_prompt(CliOptions *o, const MoeModel *m, MoeTokenizer **tok) {
+    uint64_t bytes;
+    const void *blob = moert_model_tokenizer(m, &bytes);
+    char err[256];
+    if (!blob) {
+        error(o, "--prompt: this executable carries no tokenizer (its model folder had no tokenizer.json when it "
+                 "was compiled); use --tokens IDS");
+        return false;
+    }
+    if (!(*tok = moe_tok_load(blob, (size_t)bytes, err, sizeof err))) {
+        error(o, "embedded tokenizer: %s", err);
+        return false;
+    }
+    size_t n;
+    if (moe_tok_encode(*tok, o->text, strlen(o->text), true, &o->prompt, &n) != MOE_TOK_OK || n == 0) {
+        error(o, "--prompt: the text encodes to no tokens; expected at least one");
+        return false;
+    }
+    o->n_prompt = (int64_t)n;
+    return true;
+}
+
+static int generate(CliOptions *o, const MoeProgram *prog) {
     const MoeManifest *mf = prog->manifest;
     const int64_t V = mf->vocab_size;
     char err[512];
@@ -257,7 +312,10 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
     MoeModel *m = NULL;
     MoeTrace *tr = NULL;
     MoeOutFile lo = {0};
+    MoeTokenizer *tok = NULL;
+    MoeTextOut txt = {0};
     int32_t *gen = NULL;
+    int64_t n_gen = 0;
     void *scratch = NULL;
     const float *logits;
     bool is_moe[MOE_MAX_LAYERS];
@@ -269,6 +327,8 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
         error(o, "%s", err);
         goto out;
     }
+    if (o->text_mode && (!encode_prompt(o, m, &tok) || !check_prompt(o, mf))) goto out;
+    const int32_t eos = tok && moe_tok_eos(tok) >= 0 ? moe_tok_eos(tok) : (int32_t)mf->eos_token_id;
     for (uint32_t l = 0; l < mf->n_layers; l++) is_moe[l] = mf->routes_prefill[l] >= 0;
     if (o->trace_out && !(tr = moe_trace_new((int)mf->n_layers, (int)mf->top_k, is_moe))) {
         error(o, "out of memory");
@@ -280,7 +340,7 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
     }
     gen = malloc(sizeof(int32_t) * (size_t)o->n_gen);
     scratch = malloc(moe_sampler_scratch_bytes(V));
-    if (!gen || !scratch) {
+    if (!gen || !scratch || (tok && !moe_text_begin(&txt, tok, stdout))) {
         error(o, "out of memory");
         goto out;
     }
@@ -304,13 +364,19 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
         }
         if (sink.lo) moe_out_write(sink.lo, logits, sizeof(float) * (size_t)V);
         gen[s] = moe_sampler_sample(&smp, logits);
+        n_gen = s + 1;
+        if (tok) { /* text mode: stream it, stop at the end of the sequence */
+            if (gen[s] == eos) break;
+            moe_text_token(&txt, gen[s]);
+        }
     }
     t_end = moe_now_s();
-    for (int64_t s = 0; s < o->n_gen; s++) {
-        printf("%s%d", s ? "," : "", gen[s]);
+    if (tok) moe_text_end(&txt);
+    for (int64_t s = 0; s < n_gen; s++) {
+        if (!tok) printf("%s%d", s ? "," : "", gen[s]);
         if (tr) moe_trace_add_generated(tr, gen[s]);
     }
-    printf("\n");
+    if (!tok) printf("\n");
     fflush(stdout);
     if (lo.f && !moe_out_commit(&lo)) {
         error(o, "%s: cannot write the logits", o->logits_out);
@@ -321,11 +387,12 @@ static int generate(const CliOptions *o, const MoeProgram *prog) {
         goto out;
     }
     if (o->stats) print_stats(m);
-    if (o->verbose)
-        moe_print_timing(stderr, t_load - t0, o->n_prompt, t_prefill - t_load, o->n_gen - 1, t_end - t_prefill);
+    if (o->verbose) moe_print_timing(stderr, t_load - t0, o->n_prompt, t_prefill - t_load, n_gen - 1, t_end - t_prefill);
     rc = 0;
 out:
     if (lo.f) moe_out_abort(&lo);
+    if (txt.st) moe_tok_stream_free(txt.st);
+    moe_tok_free(tok);
     free(scratch);
     free(gen);
     moe_trace_free(tr);
@@ -342,8 +409,9 @@ int moert_cli(int argc, char **argv, const MoeProgram *prog) {
     if (rc == 0 && o.help) {
         printf(usage, o.name, mf->family, mf->context, mf->prefill_chunk, mf->target, mf->cpu);
     } else if (rc == 0) {
-        rc = check_prompt(&o, mf) ? generate(&o, prog) : 1;
+        rc = o.text_mode || check_prompt(&o, mf) ? generate(&o, prog) : 1;
     }
     free(o.prompt);
+    free(o.text);
     return rc;
 }

@@ -1001,17 +1001,13 @@ static inline void sym_add(Enc *e, int32_t id) {
     e->n_syms++;
 }
 
-typedef struct UnkState {
-    bool pending;
-} UnkState;
-
 /* Adds one character of the BPE input (chr, clen bytes; id -1 when not in the vocab), with
  * HF's byte fallback and unk rules. Quirk kept: byte-fallback tokens do not flush a pending
  * (fused) unk; only a known character or the end of the piece does. */
-static void add_char(Enc *e, UnkState *u, const uint8_t *chr, size_t clen, int32_t id) {
+static void add_char(Enc *e, bool *unk_pending, const uint8_t *chr, size_t clen, int32_t id) {
     const MoeTokenizer *t = e->t;
     if (id >= 0) {
-        if (u->pending) sym_add(e, t->unk_id), u->pending = false;
+        if (*unk_pending) sym_add(e, t->unk_id), *unk_pending = false;
         sym_add(e, id);
         return;
     }
@@ -1024,8 +1020,8 @@ static void add_char(Enc *e, UnkState *u, const uint8_t *chr, size_t clen, int32
         }
     }
     if (t->unk_id < 0) return; /* no unk token: the character is dropped */
-    if (u->pending && !(t->model_flags & MOE_TOK_MODEL_FUSE_UNK)) sym_add(e, t->unk_id);
-    u->pending = true;
+    if (*unk_pending && !(t->model_flags & MOE_TOK_MODEL_FUSE_UNK)) sym_add(e, t->unk_id);
+    *unk_pending = true;
 }
 
 /* Runs BPE on one piece and appends its ids. */
@@ -1057,9 +1053,9 @@ static void bpe_piece(Enc *e, const uint8_t *s, size_t n) {
         return;
     }
     e->n_syms = 0;
-    UnkState u = {false};
+    bool unk = false;
     if (t->byte_level) {
-        for (size_t i = 0; i < n; i++) add_char(e, &u, t->bl_utf8[s[i]], t->bl_ulen[s[i]], t->bl_id[s[i]]);
+        for (size_t i = 0; i < n; i++) add_char(e, &unk, t->bl_utf8[s[i]], t->bl_ulen[s[i]], t->bl_id[s[i]]);
     } else {
         size_t i = 0, len;
         while (i < n) {
@@ -1071,11 +1067,11 @@ static void bpe_piece(Enc *e, const uint8_t *s, size_t n) {
                 cp_at(s, i, &len);
                 id = vocab_find(t, s + i, len);
             }
-            add_char(e, &u, s + i, len, id);
+            add_char(e, &unk, s + i, len, id);
             i += len;
         }
     }
-    if (u.pending) sym_add(e, t->unk_id);
+    if (unk) sym_add(e, t->unk_id);
     size_t ns = e->n_syms;
     if (ns == 0) return;
     Sym *sy = e->syms;

@@ -26,6 +26,8 @@ selfcontained)
   [ "$want" = "$got" ] || fail "compiled ids differ from the generic path"
   libs=$(ldd "$work/alone/out.exe" | awk '{print $1}' | sed 's/\.so.*//' | sort -u | tr '\n' ' ')
   echo "ldd: $libs"
+  # a sanitizer build (./build.sh asan-test) links the sanitizer runtimes too; nothing else is allowed
+  case " $libs " in *" libasan "*) libs=$(echo "$libs" | tr ' ' '\n' | grep -Ev '^(libasan|libubsan|libstdc\+\+|libgcc_s|libdl|librt)$' | tr '\n' ' ');; esac
   for l in $libs; do
     case $l in linux-vdso|/lib64/ld-linux-x86-64|/lib/ld-linux-aarch64|libc|libm|libgomp|libpthread) ;;
       *) fail "unexpected shared library $l";; esac
@@ -82,6 +84,35 @@ errors)
   grep -qi "aarch64\|x86" "$work/e1" || fail "the error does not list the available targets"
   "$moec" compile "$work/m" -o "$work/x" --cpu notacpu9000 -q 2>"$work/e2"; rc=$?
   cat "$work/e2"; [ $rc = 1 ] && grep -q notacpu9000 "$work/e2" || fail "unknown cpu: status $rc" ;;
+text)
+  synth m mixtral
+  "$moec" compile "$work/m" -o "$work/t.exe" -q || fail "compile"
+  g=$("$moec" run "$work/m" --prompt "The quick brown fox" -n 24) || fail "generic text run"
+  c=$("$work/t.exe" --prompt "The quick brown fox" -n 24) || fail "compiled text run"
+  s=$(printf 'The quick brown fox' | "$work/t.exe" -n 24) || fail "compiled stdin run"
+  printf 'The quick brown fox' >"$work/p.txt"
+  f=$("$work/t.exe" --prompt-file "$work/p.txt" -n 24) || fail "compiled prompt-file run"
+  [ -n "$g" ] && [ "$g" = "$c" ] && [ "$c" = "$s" ] && [ "$c" = "$f" ] || fail "texts differ: '$g' / '$c' / '$s' / '$f'"
+  # the prompt's ids through --tokens give the same first generated token's text
+  ids=$("$moec" tokenize "$work/m" --add-special <"$work/p.txt" | tr -d '[]')
+  "$moec" run "$work/m" --tokens "$ids" -n 24 >/dev/null || fail "ids run"
+  echo "text: $c"
+  # a model folder without tokenizer.json still runs with --tokens, and --prompt says what is missing
+  cp -r "$work/m" "$work/nt" && rm "$work/nt/tokenizer.json"
+  "$moec" run "$work/nt" --tokens 1,2,3 -n 2 >/dev/null || fail "--tokens without tokenizer.json"
+  "$moec" run "$work/nt" --prompt hi -n 2 2>"$work/e" && fail "--prompt without tokenizer.json ran"
+  grep -q "tokenizer.json" "$work/e" || fail "the error does not name tokenizer.json: $(cat "$work/e")"
+  "$moec" compile "$work/nt" -o "$work/nt.exe" -q || fail "compile without tokenizer"
+  "$work/nt.exe" --prompt hi -n 2 2>"$work/e2" && fail "exe without tokenizer ran --prompt"
+  grep -q "tokenizer" "$work/e2" || fail "exe error does not name the tokenizer" ;;
+bench)
+  synth m mixtral
+  "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64,128 --repeat 1 --quick \
+      --json "$work/b.json" --plot "$work/b.svg" >"$work/b.txt" 2>"$work/b.err" || { cat "$work/b.err"; fail "bench"; }
+  cat "$work/b.txt"
+  for f in "decode tok/s @16" "decode tok/s @128" "prefill tok/s @16" "read bandwidth" "time to first token"; do
+    grep -q "$f" "$work/b.txt" || fail "no '$f' in the table"; done
+  grep -q '"figures"' "$work/b.json" && grep -q '<polyline' "$work/b.svg" || fail "json or svg missing" ;;
 *) fail "unknown check $check" ;;
 esac
 echo PASS

@@ -626,7 +626,9 @@ static void t_cli(void) {
         {2, "--tokens", "1,2", "-n", "0", "fake: error: -n: expected an integer in [1, 16777216]; got '0'\n"},
         {2, "--tokens", "1,x", NULL, NULL,
          "fake: error: --tokens: expected comma-separated token ids like 1,2,3; got '1,x'\n"},
-        {2, "-n", "3", NULL, NULL, "fake: error: expected --tokens IDS; see 'fake --help'\n"},
+        {2, "--tokens", "1", "--prompt", "x", "fake: error: --tokens and a text prompt: expected one of them\n"},
+        {1, "--prompt-file", "/nonexistent/p.txt", NULL, NULL,
+         "fake: error: /nonexistent/p.txt: cannot read: No such file or directory\n"},
         {2, "--tokens", "1", "--top-p", "1.5", "fake: error: --top-p: expected a number in [0, 1]; got '1.5'\n"},
         {2, "--tokens", NULL, NULL, NULL, "fake: error: --tokens: expected a value after it\n"},
         {1, "--tokens", "1,11", NULL, NULL,
@@ -653,7 +655,7 @@ static void t_cli(void) {
         0);
     free(out), free(err);
     EXPECT_EQ(cli(&out, &err, "--help", (char *)NULL), 0);
-    EXPECT_STR_CONTAINS(out, "usage: fake --tokens 1,2,3 [-n N] [options]");
+    EXPECT_STR_CONTAINS(out, "usage: fake (--tokens 1,2,3 | --prompt TEXT | --prompt-file F | < F) [-n N] [options]");
     EXPECT_STR_CONTAINS(out, "Compiled for a context of 18 tokens, prefill chunks of 4");
     free(out), free(err);
 }

@@ -412,20 +412,66 @@ typedef struct ExtraCase {
 } ExtraCase;
 
 static const ExtraCase extra_cases[] = {
-    {"qwen3", "\xE1\xB8\x8B\xCC\xA3\xF0\x91\xB5\x82", "\xE1\xB8\x8D\xCC\x87\xF0\x91\xB5\x82", {145924, 136, 229, 128240, 113, 224}, 6},
-    {"qwen3", "d\xF0\x91\xB5\x82\xCC\xA3\xCC\x87", "d\xF0\x91\xB5\x82\xCC\xA3\xCC\x87", {67, 128240, 113, 224, 136, 96, 136, 229}, 8},
+    {"qwen3",
+     "\xE1\xB8\x8B\xCC\xA3\xF0\x91\xB5\x82",
+     "\xE1\xB8\x8D\xCC\x87\xF0\x91\xB5\x82",
+     {145924, 136, 229, 128240, 113, 224},
+     6},
+    {"qwen3",
+     "d\xF0\x91\xB5\x82\xCC\xA3\xCC\x87",
+     "d\xF0\x91\xB5\x82\xCC\xA3\xCC\x87",
+     {67, 128240, 113, 224, 136, 96, 136, 229},
+     8},
     {"qwen3", "x\xF0\x93\x99\xA4<unk>C", "x\xF0\x93\x99\xA4<unk>C", {87, 124373, 247, 97, 128243, 25630}, 6},
-    {"qwen3", "\xF0\x90\xB5\x80\xF0\x90\xB5\x81 garay \xF0\x90\xB5\x89", "\xF0\x90\xB5\x80\xF0\x90\xB5\x81 garay \xF0\x90\xB5\x89", {123934, 113, 222, 123934, 113, 223, 7364, 352, 220, 123934, 113, 231}, 12},
-    {"qwen3", "x's's 'S 'LL 're 'Ve \xC5\xBF '\xC5\xBF", "x's's 'S 'LL 're 'Ve \xC5\xBF '\xC5\xBF", {87, 594, 594, 364, 50, 364, 4086, 364, 265, 364, 42612, 25917, 123, 364, 144815}, 15},
-    {"qwen3", "a\xC2\xA0""b \xC2\x85""c\xE2\x80\xA8""d \xEF\xBB\xBF""e\xE2\x80\x8B""f", "a\xC2\xA0""b \xC2\x85""c\xE2\x80\xA8""d \xEF\xBB\xBF""e\xE2\x80\x8B""f", {64, 4102, 65, 220, 126, 227, 66, 378, 101, 67, 75780, 68, 15692, 69}, 14},
-    {"qwen3", "1234567 \xC2\xBD\xE2\x85\xAB\xD9\xA1\xD9\xA2", "1234567 \xC2\xBD\xE2\x85\xAB\xD9\xA1\xD9\xA2", {16, 17, 18, 19, 20, 21, 22, 220, 26062, 70467, 104, 149, 94, 149, 95}, 15},
+    {"qwen3",
+     "\xF0\x90\xB5\x80\xF0\x90\xB5\x81 garay \xF0\x90\xB5\x89",
+     "\xF0\x90\xB5\x80\xF0\x90\xB5\x81 garay \xF0\x90\xB5\x89",
+     {123934, 113, 222, 123934, 113, 223, 7364, 352, 220, 123934, 113, 231},
+     12},
+    {"qwen3",
+     "x's's 'S 'LL 're 'Ve \xC5\xBF '\xC5\xBF",
+     "x's's 'S 'LL 're 'Ve \xC5\xBF '\xC5\xBF",
+     {87, 594, 594, 364, 50, 364, 4086, 364, 265, 364, 42612, 25917, 123, 364, 144815},
+     15},
+    {"qwen3",
+     "a\xC2\xA0"
+     "b \xC2\x85"
+     "c\xE2\x80\xA8"
+     "d \xEF\xBB\xBF"
+     "e\xE2\x80\x8B"
+     "f",
+     "a\xC2\xA0"
+     "b \xC2\x85"
+     "c\xE2\x80\xA8"
+     "d \xEF\xBB\xBF"
+     "e\xE2\x80\x8B"
+     "f",
+     {64, 4102, 65, 220, 126, 227, 66, 378, 101, 67, 75780, 68, 15692, 69},
+     14},
+    {"qwen3",
+     "1234567 \xC2\xBD\xE2\x85\xAB\xD9\xA1\xD9\xA2",
+     "1234567 \xC2\xBD\xE2\x85\xAB\xD9\xA1\xD9\xA2",
+     {16, 17, 18, 19, 20, 21, 22, 220, 26062, 70467, 104, 149, 94, 149, 95},
+     15},
     {"qwen3", "  \n  x\r\n\r\n y  ", "  \n  x\r\n\r\n y  ", {2303, 220, 856, 871, 379, 256}, 6},
-    {"qwen3", "<think>\xE0\xA4\x95\xE0\xA4\xBC\xE0\xA5\x98</think>", "<think>\xE0\xA4\x95\xE0\xA4\xBC\xE0\xA4\x95\xE0\xA4\xBC</think>", {151667, 64704, 5502, 120, 64704, 5502, 120, 151668}, 8},
-    {"qwen3", "\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8 \xE2\x84\xAB\xE2\x84\xA6\xCD\xBE", "\xEA\xB0\x81 \xC3\x85\xCE\xA9;", {126317, 79252, 144572, 26}, 4},
+    {"qwen3",
+     "<think>\xE0\xA4\x95\xE0\xA4\xBC\xE0\xA5\x98</think>",
+     "<think>\xE0\xA4\x95\xE0\xA4\xBC\xE0\xA4\x95\xE0\xA4\xBC</think>",
+     {151667, 64704, 5502, 120, 64704, 5502, 120, 151668},
+     8},
+    {"qwen3",
+     "\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8 \xE2\x84\xAB\xE2\x84\xA6\xCD\xBE",
+     "\xEA\xB0\x81 \xC3\x85\xCE\xA9;",
+     {126317, 79252, 144572, 26},
+     4},
     {"llama2", "\t tab <s>x</s> <unk>", "\t tab <s> x</s>  <unk>", {28705, 12, 7683, 28705, 1, 1318, 2, 259, 0}, 9},
     {"llama2", "\xE2\x96\x81literal \xE2\x96\x81\xE2\x96\x81 x", " literal    x", {28705, 20819, 2287, 1318}, 4},
     {"llama2", "</s> c", "</s>  c", {2, 28705, 277}, 3},
-    {"llama2", "\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7 \xF0\x9F\x98\x80\xF0\x9F\x91\xA8", "\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7 \xF0\x9F\x98\x80\xF0\x9F\x91\xA8", {28705, 29499, 29300, 31118, 28705, 30575, 243, 162, 148, 171}, 10},
+    {"llama2",
+     "\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7 \xF0\x9F\x98\x80\xF0\x9F\x91\xA8",
+     "\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7 \xF0\x9F\x98\x80\xF0\x9F\x91\xA8",
+     {28705, 29499, 29300, 31118, 28705, 30575, 243, 162, 148, 171},
+     10},
 };
 
 static void run_extra(MoeTokenizer *t, const char *tok) {

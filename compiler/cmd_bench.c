@@ -1,0 +1,452 @@
+/* moec bench: compiled vs generic on one model, in one run, against the machine's own limits.
+ *
+ * Both paths run as child processes (`moec run ... --verbose` and the compiled executable with the
+ * same flags), alternating, R times each; their timing lines (runtime/outfile.h) give load, prefill
+ * and decode times, wait4 gives peak resident memory. The machine is probed first: read bandwidth
+ * over a buffer far larger than the last-level cache, and the f32 FMA peak, both with the threads
+ * asked for. From the model's shapes: bytes read per decode token (attention, router, k of E
+ * experts per layer, the LM head, one embedding row, plus the KV cache at that context) over the
+ * bandwidth, and FLOPs per prefill token over the FMA peak, give the limits each figure is a
+ * fraction of. */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "commands.h"
+#include "driver.h"
+#include "frontend.h"
+#include "synth.h"
+
+static const char bench_usage[] =
+    "usage: moec bench [MODEL_DIR] [options]\n"
+    "Compiles the model for this machine, then measures the compiled and the generic path in one run,\n"
+    "alternating: prefill tokens/s (prompts of P and 4P), decode tokens/s (G new tokens after a\n"
+    "P-token prompt, and at each longer context), time to first token, load and compile time, peak\n"
+    "memory. Each figure is the median of R runs (min and max shown), and is put against the limit\n"
+    "this machine's measured read bandwidth and f32 FMA peak set for this model.\n"
+    "Default model: the bench preset (synthesised into the cache folder if absent).\n"
+    "\n"
+    "  --threads N       threads for both paths and the probes (default: all cores)\n"
+    "  --prompt P        prompt tokens (default 128)\n"
+    "  --gen G           generated tokens per decode measurement (default 64)\n"
+    "  --contexts A,B    further contexts for decode (default 1024,2048; clamped to the model)\n"
+    "  --repeat R        runs per figure (default 3)\n"
+    "  --json FILE       all figures as JSON\n"
+    "  --plot FILE.svg   decode tokens/s against context length, both paths\n"
+    "  --quick           small probes (for smoke tests)\n";
+
+typedef struct Sample {
+    double load_s, prefill_s, decode_s, prefill_tps, decode_tps;
+    long maxrss_kb;
+} Sample;
+
+typedef struct Stat {
+    double med, min, max;
+} Stat;
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static Stat stat_of(const double *v, int n) {
+    double s[64];
+    memcpy(s, v, sizeof(double) * (size_t)n);
+    qsort(s, (size_t)n, sizeof(double), cmp_d);
+    return (Stat){n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]), s[0], s[n - 1]};
+}
+
+/* Runs argv (a child), reads its --verbose timing line from stderr. */
+static bool run_child(char **argv, Sample *out) {
+    char errf[] = "/tmp/moec-bench-XXXXXX";
+    int fd = mkstemp(errf);
+    if (fd < 0) return false;
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fd, 2);
+        int nul = open("/dev/null", 1);
+        if (nul >= 0) dup2(nul, 1);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    struct rusage ru;
+    bool ok = pid > 0 && wait4(pid, &st, 0, &ru) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+    FILE *f = fdopen(fd, "r");
+    char line[1024];
+    bool found = false;
+    if (f) {
+        rewind(f);
+        while (fgets(line, sizeof line, f)) {
+            long long np, nd;
+            if (sscanf(line, "timing: load %lf s | prefill %lld tok in %lf s = %lf tok/s | decode %lld tok in %lf s = %lf",
+                       &out->load_s, &np, &out->prefill_s, &out->prefill_tps, &nd, &out->decode_s, &out->decode_tps) == 7)
+                found = true;
+            else if (!ok)
+                fputs(line, stderr);
+        }
+        fclose(f);
+    }
+    unlink(errf);
+    out->maxrss_kb = ru.ru_maxrss;
+    return ok && found;
+}
+
+/* ---- machine probes ---- */
+
+static double probe_bandwidth(int threads, size_t bytes) {
+    size_t n = bytes / sizeof(double);
+    double *buf = malloc(bytes);
+    if (!buf) return 0;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t i = 0; i < n; i++) buf[i] = (double)(i & 7);
+    double best = 0, sink = 0;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = cli_now(), s = 0;
+#pragma omp parallel for num_threads(threads) schedule(static) reduction(+ : s)
+        for (size_t i = 0; i < n; i++) s += buf[i];
+        double dt = cli_now() - t0;
+        sink += s;
+        if ((double)bytes / dt > best) best = (double)bytes / dt;
+    }
+    free(buf);
+    return sink == -1 ? 0 : best;
+}
+
+typedef float v16f __attribute__((vector_size(64)));
+
+static double probe_fma_peak(int threads, long iters) {
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = cli_now();
+        float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        {
+            v16f a[12], b = {0}, c = {0};
+            for (int i = 0; i < 16; i++) b[i] = 1.0f + 1e-7f * (float)i, c[i] = 1e-9f;
+            for (int j = 0; j < 12; j++) a[j] = c * (float)j;
+            for (long it = 0; it < iters; it++)
+                for (int j = 0; j < 12; j++) a[j] = a[j] * b + c; /* 12 independent FMA chains */
+            for (int j = 0; j < 12; j++) sink += a[j][0];
+        }
+        double dt = cli_now() - t0;
+        double flops = 2.0 * 16 * 12 * (double)iters * threads;
+        if (flops / dt > best) best = flops / dt;
+        if (sink == -1) best = 0;
+    }
+    return best;
+}
+
+/* ---- model limits ---- */
+
+typedef struct Limits {
+    double weight_bytes_per_tok; /* decode: weights read per token */
+    double kv_bytes_per_pos;     /* decode: KV bytes read per cached position */
+    double flops_per_tok;        /* prefill: matmul FLOPs per token (attention excluded) */
+} Limits;
+
+static Limits model_limits(const Model *m) {
+    const ModelConfig *c = &m->cfg;
+    double wb = 2; /* bf16 unless the big matrices are f32/f16 (then packed as f32) */
+    const TensorInfo *t = st_find(&m->tt, "model.embed_tokens.weight");
+    if (t && t->dtype != DT_BF16) wb = 4;
+    double H = (double)c->hidden_size, hd = (double)c->head_dim, nh = (double)c->num_attention_heads,
+           nkv = (double)c->num_key_value_heads, I = (double)c->expert_intermediate_size;
+    double active = 0;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        double ffn = c->layer_is_moe[l]
+                         ? (double)c->num_experts * H + (double)c->num_experts_per_tok * 3 * H * I +
+                               (c->shared_expert_intermediate_size ? 3 * H * (double)c->shared_expert_intermediate_size + H : 0)
+                         : 3 * H * (double)c->dense_intermediate_size;
+        active += H * (nh + 2 * nkv) * hd + nh * hd * H + ffn;
+    }
+    double head = (double)c->vocab_size * H;
+    Limits lim;
+    lim.weight_bytes_per_tok = (active + head) * wb + H * wb /* one embedding row */;
+    lim.kv_bytes_per_pos = 2.0 * (double)c->num_hidden_layers * nkv * hd * 4;
+    lim.flops_per_tok = 2.0 * (active + head);
+    return lim;
+}
+
+/* ---- the measurement plan ---- */
+
+enum { PATH_COMPILED, PATH_GENERIC };
+static const char *path_name[2] = {"compiled", "generic"};
+
+typedef struct Measure {
+    const char *what;      /* "prefill", "decode" */
+    int64_t prompt, gen;   /* prompt tokens, generated tokens */
+    Sample s[2][64];       /* [path][repeat] */
+    int n[2];
+} Measure;
+
+typedef struct Bench {
+    const char *moec, *model, *exe;
+    char threads[16];
+    int repeat;
+    Measure m[8];
+    int n_m;
+} Bench;
+
+static char *ids_arg(int64_t n, int64_t vocab) {
+    char *s = xmalloc((size_t)n * 7 + 1), *p = s;
+    for (int64_t i = 0; i < n; i++) p += sprintf(p, "%s%" PRId64, i ? "," : "", 1 + (i * 7919) % (vocab - 1));
+    return s;
+}
+
+static bool measure(Bench *b, Measure *m, int path, int64_t vocab) {
+    char *ids = ids_arg(m->prompt, vocab), n[32];
+    snprintf(n, sizeof n, "%" PRId64, m->gen);
+    char *gen_argv[] = {(char *)b->moec, "run", (char *)b->model, "--tokens", ids, "-n", n, "--threads", b->threads,
+                        "--verbose", NULL};
+    char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", NULL};
+    Sample s;
+    bool ok = run_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &s);
+    free(ids);
+    if (ok) m->s[path][m->n[path]++] = s;
+    else fprintf(stderr, "moec: error: bench: the %s path failed on a %" PRId64 "-token prompt\n", path_name[path], m->prompt);
+    return ok;
+}
+
+static Stat pick(const Measure *m, int path, int field) {
+    double v[64];
+    for (int i = 0; i < m->n[path]; i++) {
+        const Sample *s = &m->s[path][i];
+        v[i] = field == 0 ? s->prefill_tps : field == 1 ? s->decode_tps : field == 2 ? s->prefill_s
+             : field == 3 ? s->load_s : (double)s->maxrss_kb / 1024.0;
+    }
+    return m->n[path] ? stat_of(v, m->n[path]) : (Stat){0, 0, 0};
+}
+
+static void write_svg(const char *path, const Bench *b, const int64_t *ctx, int n_ctx, const int *decode_idx) {
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        fprintf(stderr, "moec: error: %s: cannot create: %s\n", path, strerror(errno));
+        return;
+    }
+    double ymax = 1;
+    for (int i = 0; i < n_ctx; i++)
+        for (int p = 0; p < 2; p++) {
+            Stat s = pick(&b->m[decode_idx[i]], p, 1);
+            if (s.max > ymax) ymax = s.max;
+        }
+    ymax *= 1.15;
+    const double W = 640, Hh = 400, L = 60, R = 20, T = 30, B = 50;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' font-family='sans-serif' font-size='12'>\n", W, Hh);
+    fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n<text x='%g' y='18' text-anchor='middle'>decode tokens/s against context (%s)</text>\n",
+            W / 2, b->model);
+    fprintf(f, "<line x1='%g' y1='%g' x2='%g' y2='%g' stroke='black'/><line x1='%g' y1='%g' x2='%g' y2='%g' stroke='black'/>\n",
+            L, Hh - B, W - R, Hh - B, L, T, L, Hh - B);
+    for (int k = 0; k <= 4; k++) {
+        double y = Hh - B - (Hh - T - B) * k / 4.0;
+        fprintf(f, "<text x='%g' y='%g' text-anchor='end'>%.0f</text>\n", L - 6, y + 4, ymax * k / 4);
+    }
+    const char *col[2] = {"#c0392b", "#2c3e50"};
+    for (int p = 0; p < 2; p++) {
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", col[p]);
+        for (int i = 0; i < n_ctx; i++) {
+            double x = L + (W - L - R) * (n_ctx > 1 ? (double)i / (n_ctx - 1) : 0.5);
+            double y = Hh - B - (Hh - T - B) * pick(&b->m[decode_idx[i]], p, 1).med / ymax;
+            fprintf(f, "%.1f,%.1f ", x, y);
+        }
+        fprintf(f, "'/>\n<text x='%g' y='%g' fill='%s'>%s</text>\n", W - R - 90, T + 16 + 16.0 * p, col[p], path_name[p]);
+    }
+    for (int i = 0; i < n_ctx; i++) {
+        double x = L + (W - L - R) * (n_ctx > 1 ? (double)i / (n_ctx - 1) : 0.5);
+        fprintf(f, "<text x='%.1f' y='%g' text-anchor='middle'>%" PRId64 "</text>\n", x, Hh - B + 18, ctx[i]);
+    }
+    fprintf(f, "<text x='%g' y='%g' text-anchor='middle'>context (tokens)</text>\n</svg>\n", W / 2, Hh - 12);
+    fclose(f);
+}
+
+int cmd_bench(int argc, char **argv) {
+    Diag d = {0};
+    int64_t threads = omp_get_num_procs(), prompt = 128, gen = 64, repeat = 3;
+    int64_t ctx[8] = {1024, 2048};
+    int n_ctx_req = 2;
+    const char *model = NULL, *json = NULL, *plot = NULL;
+    bool quick = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(bench_usage, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--quick")) {
+            quick = true;
+            continue;
+        }
+        if (a[0] == '-' && !(v = cli_value(&d, argc, argv, &i))) return 2;
+        if (!strcmp(a, "--threads")) {
+            if (!cli_parse_int(&d, a, v, 1, 1024, &threads)) return 2;
+        } else if (!strcmp(a, "--prompt")) {
+            if (!cli_parse_int(&d, a, v, 1, 1 << 20, &prompt)) return 2;
+        } else if (!strcmp(a, "--gen")) {
+            if (!cli_parse_int(&d, a, v, 2, 1 << 20, &gen)) return 2;
+        } else if (!strcmp(a, "--repeat")) {
+            if (!cli_parse_int(&d, a, v, 1, 64, &repeat)) return 2;
+        } else if (!strcmp(a, "--contexts")) {
+            int32_t *ids;
+            int64_t n;
+            if (!cli_parse_ids(&d, a, v, &ids, &n)) return 2;
+            n_ctx_req = (int)(n < 6 ? n : 6);
+            for (int k = 0; k < n_ctx_req; k++) ctx[k] = ids[k];
+            free(ids);
+        } else if (!strcmp(a, "--json")) {
+            json = v;
+        } else if (!strcmp(a, "--plot")) {
+            plot = v;
+        } else if (a[0] == '-') {
+            diag_error(&d, "%s: unknown option; see 'moec bench --help'", a);
+            return 2;
+        } else if (!model) {
+            model = a;
+        } else {
+            diag_error(&d, "%s: unexpected argument; expected one MODEL_DIR", a);
+            return 2;
+        }
+    }
+    char self[4096], cache[4096], exe[4300];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0) return 70;
+    self[len] = 0;
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg) snprintf(cache, sizeof cache, "%s/moec", xdg);
+    else snprintf(cache, sizeof cache, "%s/.cache/moec", home && *home ? home : "/tmp");
+    char mdir[4200];
+    if (!model) {
+        snprintf(mdir, sizeof mdir, "%s/mixtral-bench", cache);
+        struct stat st;
+        if (stat(mdir, &st) != 0) {
+            char cmd[4400];
+            snprintf(cmd, sizeof cmd, "mkdir -p '%s'", cache);
+            if (system(cmd) != 0) return 1;
+            fprintf(stderr, "moec: bench: synthesising the bench preset into %s\n", mdir);
+            SynthOptions so;
+            synth_options_init(&so, mdir, SYNTH_MIXTRAL, SYNTH_BENCH);
+            so.seed = 1;
+            so.verbose = true;
+            if (!synth_write_model(&d, &so)) return 1;
+        }
+        model = mdir;
+    }
+    Arena *a = arena_new();
+    Model md;
+    if (!model_load(&md, a, &d, model)) {
+        diag_summary(&d);
+        model_close(&md);
+        arena_destroy(a);
+        return 1;
+    }
+    const ModelConfig *c = &md.cfg;
+    Limits lim = model_limits(&md);
+    /* contexts that fit the model: prompt + gen positions */
+    int64_t maxctx = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
+    if (prompt + gen > maxctx) prompt = maxctx / 2, gen = maxctx / 4 > 2 ? maxctx / 4 : 2;
+    int64_t dctx[8];
+    int n_ctx = 0;
+    dctx[n_ctx++] = prompt;
+    for (int k = 0; k < n_ctx_req; k++)
+        if (ctx[k] > prompt && ctx[k] + gen <= maxctx) dctx[n_ctx++] = ctx[k];
+    int64_t long_prompt = 4 * prompt + gen <= maxctx ? 4 * prompt : prompt;
+
+    /* compile */
+    snprintf(exe, sizeof exe, "%s/bench-%d.exe", cache, (int)getpid());
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", cache);
+    if (system(cmd) != 0) return 1;
+    char thr[16];
+    snprintf(thr, sizeof thr, "%" PRId64, threads);
+    CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .threads = threads, .quiet = true};
+    double t0 = cli_now();
+    int rc = compile_model(&co, &d);
+    double compile_s = cli_now() - t0;
+    if (rc) {
+        diag_summary(&d);
+        return rc;
+    }
+    fprintf(stderr, "moec: bench: compiled in %.2f s; probing the machine\n", compile_s);
+    double bw = probe_bandwidth((int)threads, quick ? (64u << 20) : (1u << 30));
+    double peak = probe_fma_peak((int)threads, quick ? 2000000 : 50000000);
+
+    Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat};
+    snprintf(b.threads, sizeof b.threads, "%s", thr);
+    b.m[b.n_m++] = (Measure){.what = "prefill", .prompt = prompt, .gen = 1};
+    if (long_prompt != prompt) b.m[b.n_m++] = (Measure){.what = "prefill", .prompt = long_prompt, .gen = 1};
+    int decode_idx[8];
+    for (int k = 0; k < n_ctx; k++) {
+        decode_idx[k] = b.n_m;
+        b.m[b.n_m++] = (Measure){.what = "decode", .prompt = dctx[k], .gen = gen};
+    }
+    bool ok = true;
+    for (int r = 0; r < repeat && ok; r++)
+        for (int k = 0; k < b.n_m && ok; k++)
+            for (int p = 0; p < 2 && ok; p++) { /* alternate the paths */
+                fprintf(stderr, "\rmoec: bench: run %d/%" PRId64 ", %s %" PRId64 " tokens, %s      ", r + 1, repeat,
+                        b.m[k].what, b.m[k].prompt, path_name[(p + r) % 2]);
+                ok = measure(&b, &b.m[k], (p + r) % 2, c->vocab_size);
+            }
+    fputc('\n', stderr);
+    unlink(exe);
+    if (!ok) return 1;
+
+    /* report */
+    printf("moec bench: %s (%s, %.0f M parameters active per token), %s threads\n", model, md.arch->model_type,
+           lim.flops_per_tok / 2e6, thr);
+    printf("machine: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s (%s threads)\n", bw / 1e9, peak / 1e9, thr);
+    printf("compile: %.2f s\n\n", compile_s);
+    printf("%-26s %12s %12s %8s %10s %10s\n", "figure (median [min, max])", "compiled", "generic", "ratio",
+           "limit", "comp/limit");
+    FILE *js = json ? fopen(json, "w") : NULL;
+    if (json && !js) fprintf(stderr, "moec: error: %s: cannot create: %s\n", json, strerror(errno));
+    if (js)
+        fprintf(js, "{\n  \"model\": \"%s\", \"family\": \"%s\", \"threads\": %s,\n  \"bandwidth_gbs\": %.3f, "
+                    "\"fma_peak_gflops\": %.3f, \"compile_s\": %.3f,\n  \"figures\": [\n",
+                model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s);
+    bool first = true;
+    for (int k = 0; k < b.n_m; k++) {
+        const Measure *m = &b.m[k];
+        bool dec = !strcmp(m->what, "decode");
+        Stat sc = pick(m, PATH_COMPILED, dec ? 1 : 0), sg = pick(m, PATH_GENERIC, dec ? 1 : 0);
+        double limit = dec ? bw / (lim.weight_bytes_per_tok + lim.kv_bytes_per_pos * (double)(m->prompt + m->gen / 2))
+                           : peak / lim.flops_per_tok;
+        char name[64];
+        snprintf(name, sizeof name, "%s tok/s @%" PRId64, m->what, m->prompt);
+        printf("%-26s %5.1f [%.0f,%.0f] %5.1f [%.0f,%.0f] %7.2fx %9.1f %9.0f%%\n", name, sc.med, sc.min, sc.max, sg.med,
+               sg.min, sg.max, sg.med > 0 ? sc.med / sg.med : 0, limit, 100 * sc.med / limit);
+        if (js)
+            fprintf(js, "%s    {\"figure\": \"%s\", \"context\": %" PRId64 ", \"compiled\": [%.3f, %.3f, %.3f], "
+                        "\"generic\": [%.3f, %.3f, %.3f], \"limit\": %.3f}",
+                    first ? "" : ",\n", m->what, m->prompt, sc.med, sc.min, sc.max, sg.med, sg.min, sg.max, limit);
+        first = false;
+    }
+    Stat tc = pick(&b.m[0], PATH_COMPILED, 2), tg = pick(&b.m[0], PATH_GENERIC, 2);
+    Stat lc = pick(&b.m[0], PATH_COMPILED, 3), lg = pick(&b.m[0], PATH_GENERIC, 3);
+    Stat mc = pick(&b.m[b.n_m - 1], PATH_COMPILED, 4), mg = pick(&b.m[b.n_m - 1], PATH_GENERIC, 4);
+    printf("%-26s %11.3f %12.3f\n", "time to first token (s)", tc.med, tg.med);
+    printf("%-26s %11.3f %12.3f\n", "load (s)", lc.med, lg.med);
+    printf("%-26s %11.0f %12.0f\n", "peak resident memory (MB)", mc.med, mg.med);
+    printf("\nlimits: decode = bandwidth / (%.1f MB of weights + %.1f KB of KV cache per position) per token;\n"
+           "        prefill = FMA peak / %.2f GFLOP per token (matmuls only)\n",
+           lim.weight_bytes_per_tok / 1e6, lim.kv_bytes_per_pos / 1e3, lim.flops_per_tok / 1e9);
+    if (js) {
+        fprintf(js, "\n  ],\n  \"ttft_s\": {\"compiled\": %.4f, \"generic\": %.4f},\n  \"load_s\": {\"compiled\": %.4f, "
+                    "\"generic\": %.4f},\n  \"peak_rss_mb\": {\"compiled\": %.1f, \"generic\": %.1f},\n"
+                    "  \"decode_bytes_per_token\": %.0f, \"prefill_flops_per_token\": %.0f\n}\n",
+                tc.med, tg.med, lc.med, lg.med, mc.med, mg.med, lim.weight_bytes_per_tok, lim.flops_per_tok);
+        fclose(js);
+    }
+    if (plot) write_svg(plot, &b, dctx, n_ctx, decode_idx);
+    model_close(&md);
+    arena_destroy(a);
+    return 0;
+}

@@ -1,0 +1,55 @@
+#include "textio.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+char *moe_read_text(const char *path, size_t *len) {
+    FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
+    if (!f) return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *b = realloc(buf, cap *= 2);
+            if (!b) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = b;
+        }
+        size_t got = fread(buf + n, 1, cap - n - 1, f);
+        n += got;
+        if (got == 0) break;
+    }
+    if (f != stdin) fclose(f);
+    if (!buf) return NULL;
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+bool moe_text_begin(MoeTextOut *o, const MoeTokenizer *t, FILE *f) {
+    o->f = f;
+    o->st = moe_tok_stream_new(t, true);
+    return o->st != NULL;
+}
+
+void moe_text_token(MoeTextOut *o, int32_t id) {
+    const char *p;
+    size_t n;
+    if (moe_tok_stream_feed(o->st, id, &p, &n) == MOE_TOK_OK && n) {
+        fwrite(p, 1, n, o->f);
+        fflush(o->f);
+    }
+}
+
+void moe_text_end(MoeTextOut *o) {
+    const char *p;
+    size_t n;
+    if (o->st && moe_tok_stream_flush(o->st, &p, &n) == MOE_TOK_OK && n) fwrite(p, 1, n, o->f);
+    fputc('\n', o->f);
+    fflush(o->f);
+    moe_tok_stream_free(o->st);
+    o->st = NULL;
+}
