@@ -51,23 +51,46 @@ void gk_rmsnorm(float *y, const float *x, int64_t T, int64_t N, const void *w, D
     free(wf);
 }
 
+/* Rows of w in blocks of 4, widened once into a thread-local buffer; each token's x row is then
+ * read once per block for 4 dot products. Shape-generic: K, N and T are runtime values. */
 void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N, const void *bias,
                DType bdt) {
     size_t es = dtype_size(wdt);
+    int64_t n_blocks = (N + 3) / 4;
 #pragma omp parallel
     {
-        float *row = wdt == DT_F32 ? NULL : malloc(sizeof(float) * (size_t)K);
+        float *rows = malloc(sizeof(float) * (size_t)(4 * K));
 #pragma omp for schedule(static)
-        for (int64_t n = 0; n < N; n++) {
-            const float *wr = (const float *)((const char *)w + (size_t)n * (size_t)K * es);
-            if (row) {
-                widen(row, wr, wdt, K);
-                wr = row;
+        for (int64_t blk = 0; blk < n_blocks; blk++) {
+            int64_t n0 = blk * 4, nr = N - n0 < 4 ? N - n0 : 4;
+            const float *wr[4] = {NULL, NULL, NULL, NULL};
+            for (int64_t r = 0; r < nr; r++) {
+                const void *src = (const char *)w + (size_t)(n0 + r) * (size_t)K * es;
+                if (wdt == DT_F32) {
+                    wr[r] = src;
+                } else {
+                    widen(rows + r * K, src, wdt, K);
+                    wr[r] = rows + r * K;
+                }
             }
-            float b = bias ? dtype_load_f32(bdt, bias, (size_t)n) : 0.0f;
-            for (int64_t t = 0; t < T; t++) y[t * N + n] = dot_f32(x + t * K, wr, K) + b;
+            for (int64_t r = nr; r < 4; r++) wr[r] = wr[0];
+            float b[4] = {0, 0, 0, 0};
+            for (int64_t r = 0; bias && r < nr; r++) b[r] = dtype_load_f32(bdt, bias, (size_t)(n0 + r));
+            for (int64_t t = 0; t < T; t++) {
+                const float *xt = x + t * K;
+                float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+#pragma omp simd reduction(+ : s0, s1, s2, s3)
+                for (int64_t k = 0; k < K; k++) {
+                    s0 += xt[k] * wr[0][k];
+                    s1 += xt[k] * wr[1][k];
+                    s2 += xt[k] * wr[2][k];
+                    s3 += xt[k] * wr[3][k];
+                }
+                float s[4] = {s0, s1, s2, s3};
+                for (int64_t r = 0; r < nr; r++) y[t * N + n0 + r] = s[r] + b[r];
+            }
         }
-        free(row);
+        free(rows);
     }
 }
 
