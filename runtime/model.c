@@ -42,6 +42,7 @@ struct MoeModel {
     int n_threads;
     void *map;               /* the mmap'd weights file region, map_len bytes */
     size_t map_len;
+    void *wcopy;
     const char *weights;     /* MOE_SECTION_WEIGHTS, manifest.weights_bytes, inside map */
     const char *tokenizer;   /* MOE_SECTION_TOKENIZER or NULL, tokenizer_bytes */
     uint64_t tokenizer_bytes;
@@ -215,11 +216,23 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
     /* start reading the weights in; huge pages where the file system offers them */
     uintptr_t a = ((uintptr_t)m->weights) / (uintptr_t)page * (uintptr_t)page;
     size_t len = (size_t)((uintptr_t)m->weights + wsec->size - a);
+    const char *mode = getenv("MOE_WMODE");
     if (len) {
 #ifdef MADV_HUGEPAGE
         madvise((void *)a, len, MADV_HUGEPAGE);
 #endif
         madvise((void *)a, len, MADV_WILLNEED);
+        if (mode && !strcmp(mode, "populate")) madvise((void *)a, len, 22 /* MADV_POPULATE_READ */);
+        if (mode && !strcmp(mode, "copy")) {
+            size_t n = (size_t)wsec->size, cap = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
+            void *p = NULL;
+            if (!posix_memalign(&p, HUGE_PAGE, cap)) {
+                madvise(p, cap, MADV_HUGEPAGE);
+                read_at(fd, p, n, hdr_off + wsec->offset);
+                m->wcopy = p;
+                m->weights = p;
+            }
+        }
     }
     return MOE_OK;
 }
@@ -323,6 +336,7 @@ MoeStatus moert_model_load_embedded(MoeModel **out, const MoeProgram *prog, cons
 void moe_model_free(MoeModel *m) {
     if (!m) return;
     if (m->map) munmap(m->map, m->map_len);
+    free(m->wcopy);
     free(m->arena);
     free(m->kv);
     free(m->stats);

@@ -113,6 +113,16 @@ bench)
   for f in "decode tok/s @16" "decode tok/s @128" "prefill tok/s @16" "read bandwidth" "time to first token"; do
     grep -q "$f" "$work/b.txt" || fail "no '$f' in the table"; done
   grep -q '"figures"' "$work/b.json" && grep -q '<polyline' "$work/b.svg" || fail "json or svg missing" ;;
+bench_identical)
+  # the bench preset (1.6 GB bf16): 32 greedy decode steps after a 64-token prompt, both paths
+  "$moec" synth "$work/mb" --arch mixtral --preset bench --seed 1 >/dev/null 2>&1 || fail "synth bench"
+  "$moec" compile "$work/mb" -o "$work/mb.exe" --threads 2 -q || fail "compile"
+  p=$(seq -s, 101 164)
+  g=$("$moec" run "$work/mb" --tokens $p -n 33 --threads 2 --verbose) || fail "generic"
+  c=$("$work/mb.exe" --tokens $p -n 33 --threads 2 --verbose) || fail "compiled"
+  rm -rf "$work/mb" "$work/mb.exe"
+  echo "generic:  $g"; echo "compiled: $c"
+  [ "$g" = "$c" ] || fail "compiled and generic tokens differ" ;;
 *) fail "unknown check $check" ;;
 esac
 echo PASS
