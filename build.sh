@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # build.sh: install what is missing (Debian 12, as root or with sudo), build, and run.
-#   ./build.sh demo         build, then synthesise the tiny Mixtral and run it (no downloads)
+#   ./build.sh demo         build, then `moec demo`: synthesise (once), compile and run the tiny
+#                           Mixtral on a text prompt, both paths, and compare them (no downloads)
 #   ./build.sh test         build with -Werror and run the whole ctest suite
 #   ./build.sh asan-test    the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
 #   ./build.sh build        just build (build/moec)

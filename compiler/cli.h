@@ -2,6 +2,7 @@
 #ifndef MOEC_CLI_H
 #define MOEC_CLI_H
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "diag.h"
@@ -15,5 +16,10 @@ bool cli_parse_double(Diag *d, const char *flag, const char *s, double lo, doubl
 const char *cli_value(Diag *d, int argc, char **argv, int *i);
 /* Wall-clock seconds. */
 double cli_now(void);
+/* mkdir -p: creates path and its missing parents (mode 0755); false (errno set) when it cannot, or
+ * (ENOTDIR) when path exists and is not a folder. */
+bool cli_mkdir_p(const char *path);
+/* moec's cache folder: $XDG_CACHE_HOME/moec, else $HOME/.cache/moec (/tmp/.cache/moec without HOME). */
+void cli_cache_dir(char *buf, size_t n);
 
 #endif

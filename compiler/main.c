@@ -20,7 +20,7 @@ static const Command commands[] = {
     {"tokenize", cmd_tokenize, "encode text with a tokenizer.json (stdin -> ids)"},
     {"detokenize", cmd_detokenize, "decode ids with a tokenizer.json (JSON arrays -> JSON strings)"},
     {"tokbench", cmd_tokbench, "measure the tokenizer's encoding speed"},
-    {"demo", cmd_demo, "synthesise the tiny Mixtral and run it (the README's first command)"},
+    {"demo", cmd_demo, "synthesise, compile and run the tiny Mixtral on a text prompt, both paths"},
 };
 
 static void usage(FILE *f) {

@@ -64,3 +64,13 @@ void moe_print_timing(FILE *f, double load_s, int64_t n_prefill, double prefill_
             load_s, (long long)n_prefill, prefill_s, prefill_s > 0 ? (double)n_prefill / prefill_s : 0.0,
             (long long)n_decode, decode_s, decode_s > 0 && n_decode > 0 ? (double)n_decode / decode_s : 0.0);
 }
+
+bool moe_parse_timing(const char *line, MoeTiming *t) {
+    long long np, nd;
+    if (sscanf(line, "timing: load %lf s | prefill %lld tok in %lf s = %lf tok/s | decode %lld tok in %lf s = %lf",
+               &t->load_s, &np, &t->prefill_s, &t->prefill_tps, &nd, &t->decode_s, &t->decode_tps) != 7)
+        return false;
+    t->n_prefill = np;
+    t->n_decode = nd;
+    return true;
+}

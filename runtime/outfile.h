@@ -21,10 +21,19 @@ bool moe_out_commit(MoeOutFile *o);
 /* Closes and removes the temporary. */
 void moe_out_abort(MoeOutFile *o);
 
-#endif
-
 /* Monotonic wall-clock seconds. */
 double moe_now_s(void);
-/* The --verbose timing line shared by `moec run` and compiled executables (parsed by moec bench):
+/* The --verbose timing line shared by `moec run` and compiled executables (parsed by moec bench
+ * and moec demo):
  * "timing: load L s | prefill N tok in P s = X tok/s | decode M tok in D s = Y tok/s" */
 void moe_print_timing(FILE *f, double load_s, int64_t n_prefill, double prefill_s, int64_t n_decode, double decode_s);
+
+/* One timing line, read back (by moec demo; the tok/s figures are exact to 0.1, the times to 0.1 ms). */
+typedef struct MoeTiming {
+    double load_s, prefill_s, prefill_tps, decode_s, decode_tps;
+    int64_t n_prefill, n_decode;
+} MoeTiming;
+/* Parses a line moe_print_timing wrote (trailing text ignored); false when it is not one. */
+bool moe_parse_timing(const char *line, MoeTiming *t);
+
+#endif

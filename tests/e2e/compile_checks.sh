@@ -9,6 +9,10 @@
 #   atomic         a failed compile leaves no partial output and does not clobber an existing OUT
 #   llvm           --emit llvm: kernels have no shape parameters
 #   errors         unknown triple / CPU: one clear error line, exit 1
+#   text           --prompt / --prompt-file / stdin give the same text on both paths
+#   bench          moec bench --quick prints its table, JSON and SVG
+#   demo           moec demo (synth + compile + both paths on a text prompt): both texts, identical
+#                  tokens, a speed table; run again it reuses the model; a bad --dir is one error line
 set -u
 moec=$1 work=$2 check=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -113,6 +117,33 @@ bench)
   for f in "decode tok/s @16" "decode tok/s @128" "prefill tok/s @16" "read bandwidth" "time to first token"; do
     grep -q "$f" "$work/b.txt" || fail "no '$f' in the table"; done
   grep -q '"figures"' "$work/b.json" && grep -q '<polyline' "$work/b.svg" || fail "json or svg missing" ;;
+demo)
+  "$moec" demo --dir "$work/cache" --threads 2 >"$work/d1.txt" 2>"$work/d1.err" || { cat "$work/d1.err"; fail "demo"; }
+  cat "$work/d1.txt"
+  [ -s "$work/d1.err" ] && { cat "$work/d1.err"; fail "demo wrote to stderr"; }
+  [ -f "$work/cache/mixtral-tiny/tokenizer.json" ] && [ -x "$work/cache/mixtral-tiny.exe" ] || fail "no model or executable"
+  grep -q '^model: .*(synthesised now)' "$work/d1.txt" || fail "the first run did not synthesise"
+  g=$(sed -n 's/^generic:  "\(.*\)"   (moec run)$/\1/p' "$work/d1.txt")
+  c=$(sed -n 's/^compiled: "\(.*\)"   (mixtral-tiny.exe)$/\1/p' "$work/d1.txt")
+  [ -n "$g" ] && [ "$g" = "$c" ] || fail "texts missing or different: '$g' / '$c'"
+  # the generic text is what `moec run` prints for that prompt (escaped as the demo escapes it)
+  p=$(sed -n 's/^prompt:   "\(.*\)" (.*$/\1/p' "$work/d1.txt")
+  want=$("$moec" run "$work/cache/mixtral-tiny" --prompt "$p" -n 24 --threads 2 | sed 's/\\/\\\\/g; s/"/\\"/g')
+  [ "$g" = "$want" ] || fail "demo text '$g' is not moec run's '$want'"
+  grep -q '^tokens:   identical: the same [0-9]* generated tokens on both paths' "$work/d1.txt" || fail "no identical-tokens line"
+  grep -Eq '^speed: .*prefill \([0-9]+ tok\) +decode \([0-9]+ tok\)' "$work/d1.txt" || fail "no speed header"
+  for path in generic compiled; do
+    grep -Eq "^ +$path +[0-9]+\.[0-9] +[0-9]+\.[0-9]\$" "$work/d1.txt" || fail "no $path speed line"; done
+  grep -Eq '^ +compiled / generic +[0-9]+\.[0-9]+x +[0-9]+\.[0-9]+x$' "$work/d1.txt" || fail "no ratio line"
+  "$moec" demo --dir "$work/cache" --threads 2 >"$work/d2.txt" 2>&1 || fail "second demo"
+  grep -q '^model: .*(cached)' "$work/d2.txt" || fail "the second run did not reuse the model"
+  [ "$(grep -E '^(generic|compiled|tokens):' "$work/d1.txt")" = "$(grep -E '^(generic|compiled|tokens):' "$work/d2.txt")" ] \
+    || fail "the second run generated something else"
+  ls "$work/cache" | grep -q '^demo-' && fail "temporary files left: $(ls "$work/cache")"
+  : >"$work/file"
+  "$moec" demo --dir "$work/file/sub" >/dev/null 2>"$work/e"; rc=$?
+  cat "$work/e"; [ $rc = 1 ] && [ "$(wc -l <"$work/e")" = 1 ] && grep -q "^moec: error: $work/file/sub: " "$work/e" \
+    || fail "bad --dir: status $rc" ;;
 bench_identical)
   # the bench preset (1.6 GB bf16): 32 greedy decode steps after a 64-token prompt, both paths
   "$moec" synth "$work/mb" --arch mixtral --preset bench --seed 1 >/dev/null 2>&1 || fail "synth bench"

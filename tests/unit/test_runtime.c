@@ -1,8 +1,8 @@
 /* libmoert (runtime/) on a fake compiled program: hand-written step functions with a tiny
  * manifest stand in for what `moec compile` emits, and a small .moew writer stands in for its
  * weights. Checks weights loading (sidecar and embedded) and each refusal, chunked prefill with
- * padding, decode, the context limit, routes and stats, the sampler, and the shipped CLI
- * (runtime/moert_cli.c) run in-process. */
+ * padding, decode, the context limit, routes and stats, the sampler, the shipped CLI
+ * (runtime/moert_cli.c) run in-process, and the --verbose timing line read back. */
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -14,6 +14,7 @@
 #include "model.h"
 #include "moe.h"
 #include "moert_cli.h"
+#include "outfile.h"
 #include "sampler.h"
 #include "test.h"
 
@@ -660,6 +661,24 @@ static void t_cli(void) {
     free(out), free(err);
 }
 
+/* moe_print_timing's line read back by moe_parse_timing (what moec demo does with it) */
+static void t_timing(void) {
+    char buf[512] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    moe_print_timing(f, 0.25, 42, 0.002, 17, 0.0005);
+    fclose(f);
+    MoeTiming t;
+    EXPECT_TRUE(moe_parse_timing(buf, &t));
+    EXPECT_NEAR(t.load_s, 0.25, 1e-9);
+    EXPECT_EQ(t.n_prefill, 42);
+    EXPECT_NEAR(t.prefill_s, 0.002, 1e-9);
+    EXPECT_NEAR(t.prefill_tps, 21000.0, 1e-9);
+    EXPECT_EQ(t.n_decode, 17);
+    EXPECT_NEAR(t.decode_tps, 34000.0, 1e-9);
+    EXPECT_TRUE(!moe_parse_timing("timing: load 1 s | prefill", &t));
+    EXPECT_TRUE(!moe_parse_timing("moec: note: something else\n", &t));
+}
+
 int main(void) {
     manifest = fake_manifest();
     tmp = test_tmpdir("runtime");
@@ -672,5 +691,6 @@ int main(void) {
     t_steps(3);
     t_sampler();
     t_cli();
+    t_timing();
     return test_done();
 }
