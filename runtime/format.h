@@ -1,11 +1,14 @@
 /* format: the contract between `moec compile` and libmoert.
  *
  * A compiled model is an object file that defines one symbol, `moe_program` (a MoeProgram): the
- * manifest of the model and two straight-line step functions, prefill (T = prefill_chunk tokens)
- * and decode (T = batch tokens). A step function is called by every OpenMP thread of the runtime
- * with (args, ith, nth); it calls the specialised kernels in order, each splitting its rows by
- * (ith, nth), with moert_barrier() between dependent kernels. Every shape and offset inside is a
- * compile-time constant: the step only adds the constant offsets to the base pointers in args.
+ * manifest of the model and three straight-line step functions: prefill (T = prefill_chunk
+ * tokens), decode (T = batch tokens) and prefill_last, the same as prefill except that it computes
+ * the logits of one row only, args.last_row, into row 0 of the prefill logits (for a caller that
+ * wants only the last prompt token's logits). A step function is called by every OpenMP thread of
+ * the runtime with (args, ith, nth); it calls the specialised kernels in order, each splitting its
+ * rows by (ith, nth), with moert_barrier() between dependent kernels. Every shape and offset inside
+ * is a compile-time constant: the step only adds the constant offsets to the base pointers in args
+ * (and, in prefill_last, last_row rows to the logits input).
  *
  * Weights file (.moew, or the same bytes appended to the executable):
  *   MoeWeightsHeader (little-endian, 4096 bytes reserved)
@@ -19,7 +22,7 @@
 #define MOE_FORMAT_H
 #include <stdint.h>
 
-#define MOE_FORMAT_VERSION 1u
+#define MOE_FORMAT_VERSION 2u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row */
 #define MOE_WEIGHTS_MAGIC "MOEWGT01"  /* 8 bytes, no NUL */
 #define MOE_TRAILER_MAGIC "MOEEMBED"  /* 8 bytes, no NUL */
 enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_ALIGN = 4096 };
@@ -55,6 +58,7 @@ typedef struct MoeStepArgs {
     const int32_t *ids;      /* [T] token ids of the step (padded by the runtime to T) */
     int64_t pos0;            /* sequence position of ids[0] */
     int64_t *stats;          /* [n_layers][n_exp + 1]: tokens per expert, then dropped assignments */
+    int64_t last_row;        /* prefill_last only: the row (< T) whose logits it computes, into row 0 */
 } MoeStepArgs;
 
 typedef void (*MoeStepFn)(const MoeStepArgs *args, int32_t ith, int32_t nth);
@@ -71,7 +75,7 @@ typedef struct MoeManifest {
     int64_t prefill_chunk;   /* P: tokens per prefill step */
     int64_t capacity_prefill, capacity_decode; /* C per step kind */
     int64_t arena_bytes, kv_bytes, weights_bytes;
-    int64_t logits_prefill, logits_decode;     /* arena offsets of the [T, V] f32 logits */
+    int64_t logits_prefill, logits_decode;     /* arena offsets of the [T, V] f32 logits (prefill_last: [1, V]) */
     int64_t routes_prefill[MOE_MAX_LAYERS];    /* arena offsets of MoeRoute [T, top_k]; -1: dense layer */
     int64_t routes_decode[MOE_MAX_LAYERS];
     int64_t bos_token_id, eos_token_id;        /* -1 when none */
@@ -82,8 +86,9 @@ typedef struct MoeManifest {
 
 typedef struct MoeProgram {
     const MoeManifest *manifest;
-    MoeStepFn prefill;
-    MoeStepFn decode;
+    MoeStepFn prefill;       /* T = prefill_chunk: logits of every row */
+    MoeStepFn decode;        /* T = batch */
+    MoeStepFn prefill_last;  /* prefill with the logits of row args.last_row only, at logits_prefill */
 } MoeProgram;
 
 /* Defined by the compiled object. */

@@ -11,6 +11,11 @@
  * through the prefill program only when pos0 + P <= context; the few tokens left near the end of
  * the context run one by one through the decode program (same math, smaller step).
  *
+ * Logits: a prefill step computes the lm_head for every row only when the caller wants every
+ * prompt row's logits (moe_prefill with an on_rows callback); otherwise it runs the program's
+ * prefill_last, which computes them for the step's last real row only, into row 0 of the logits
+ * buffer (the lm_head of the other rows is about 10% of a prefill step on the bench preset).
+ *
  * Stats: the kernels add to args.stats, [n_layers][n_exp + 1], the tokens each expert processed
  * (kept within capacity) and the assignments dropped. Padded rows are routed like real ones, so
  * after a padded step the runtime takes their share back out: capacity is assigned in token
@@ -54,6 +59,7 @@ struct MoeModel {
     int64_t pos;             /* tokens in the KV cache */
     int step_kind;           /* STEP_*: which arena offsets hold the last step's outputs */
     int64_t step_rows;       /* valid rows of the last step */
+    const float *step_last;  /* [V] the logits of the last step's last valid row, in the arena */
     char err[ERR_BYTES];
 };
 
@@ -92,6 +98,8 @@ static MoeStatus check_program(MoeModel *m, const MoeProgram *prog) {
     if (mf->format_version != MOE_FORMAT_VERSION)
         return fail(m, MOE_ERR_FORMAT, "program: format version %u; expected %u (compiled by another moec version)",
                     mf->format_version, MOE_FORMAT_VERSION);
+    if (!prog->prefill_last) /* read only once the version says the field exists */
+        return fail(m, MOE_ERR_FORMAT, "program: no prefill_last step function (not emitted by moec compile?)");
     if (mf->n_layers < 1 || mf->n_layers > MOE_MAX_LAYERS)
         return fail(m, MOE_ERR_FORMAT, "program: n_layers %u; expected 1 to %d", mf->n_layers, MOE_MAX_LAYERS);
     if (mf->vocab_size < 1 || mf->vocab_size > INT32_MAX || mf->context < 1 || mf->prefill_chunk < 1 ||
@@ -361,6 +369,7 @@ void moe_model_reset(MoeModel *m) {
     m->pos = 0;
     m->step_kind = STEP_NONE;
     m->step_rows = 0;
+    m->step_last = NULL;
     memset(m->stats, 0, sizeof(int64_t) * (size_t)m->man->n_layers * (size_t)(m->man->n_exp + 1));
 }
 
@@ -391,18 +400,22 @@ static void uncount_padding(MoeModel *m, int64_t n_valid) {
     }
 }
 
-/* Runs one step on m->ids at m->pos, of which n_valid rows are real tokens. */
-static void run_step(MoeModel *m, int kind, int64_t n_valid) {
-    MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->pos, m->stats};
-    moert_exec(kind == STEP_PREFILL ? m->prog->prefill : m->prog->decode, &a, m->n_threads);
+static const float *step_logits(const MoeModel *m) {
+    return (const float *)(m->arena + (m->step_kind == STEP_PREFILL ? m->man->logits_prefill : m->man->logits_decode));
+}
+
+/* Runs one step on m->ids at m->pos, of which n_valid rows are real tokens. A prefill step
+ * computes the logits of every row (all_rows) or, through prefill_last, of row n_valid - 1 only,
+ * into row 0; a decode step has one row. */
+static void run_step(MoeModel *m, int kind, int64_t n_valid, bool all_rows) {
+    MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->pos, m->stats, n_valid - 1};
+    MoeStepFn fn = kind == STEP_DECODE ? m->prog->decode : all_rows ? m->prog->prefill : m->prog->prefill_last;
+    moert_exec(fn, &a, m->n_threads);
     if (kind == STEP_PREFILL && n_valid < m->man->prefill_chunk) uncount_padding(m, n_valid);
     m->pos += n_valid;
     m->step_kind = kind;
     m->step_rows = n_valid;
-}
-
-static const float *step_logits(const MoeModel *m) {
-    return (const float *)(m->arena + (m->step_kind == STEP_PREFILL ? m->man->logits_prefill : m->man->logits_decode));
+    m->step_last = step_logits(m) + (kind == STEP_PREFILL && all_rows ? n_valid - 1 : 0) * m->man->vocab_size;
 }
 
 static MoeStatus check_id(MoeModel *m, const char *what, int32_t id, int64_t i) {
@@ -430,16 +443,16 @@ MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_r
             rows = n - done < P ? n - done : P;
             memcpy(m->ids, ids + done, sizeof(int32_t) * (size_t)rows);
             memset(m->ids + rows, 0, sizeof(int32_t) * (size_t)(P - rows));
-            run_step(m, STEP_PREFILL, rows);
+            run_step(m, STEP_PREFILL, rows, on_rows != NULL); /* every row's logits only when asked */
         } else { /* a padded chunk would write KV slots past the context */
             rows = 1;
             m->ids[0] = ids[done];
-            run_step(m, STEP_DECODE, 1);
+            run_step(m, STEP_DECODE, 1, true);
         }
         if (on_rows) on_rows(user, step_logits(m), done, rows);
         done += rows;
     }
-    if (logits) *logits = step_logits(m) + (m->step_rows - 1) * mf->vocab_size;
+    if (logits) *logits = m->step_last;
     return MOE_OK;
 }
 
@@ -451,8 +464,8 @@ MoeStatus moe_decode(MoeModel *m, int32_t id, const float **logits) {
                     "decode: position %" PRId64 " is past the compiled context of %" PRId64 " tokens", m->pos,
                     m->man->context);
     m->ids[0] = id;
-    run_step(m, STEP_DECODE, 1);
-    if (logits) *logits = step_logits(m);
+    run_step(m, STEP_DECODE, 1, true);
+    if (logits) *logits = m->step_last;
     return MOE_OK;
 }
 

@@ -349,7 +349,10 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
     if (tr) moe_trace_add_prompt(tr, o->prompt, o->n_prompt);
 
     t_load = moe_now_s();
-    if (moe_prefill(m, o->prompt, o->n_prompt, on_prompt_rows, &sink, &logits) != MOE_OK) {
+    /* per-step hook for --logits-out (every prompt row) and --trace (the step's routes); without
+     * one, the runtime computes only the last prompt token's logits */
+    MoeRowsFn on_rows = sink.lo || sink.tr ? on_prompt_rows : NULL;
+    if (moe_prefill(m, o->prompt, o->n_prompt, on_rows, &sink, &logits) != MOE_OK) {
         error(o, "%s", moe_model_error(m));
         goto out;
     }

@@ -1,7 +1,8 @@
 /* program: emits the compiled model into an LLVM module: the specialised kernels of two fused
  * graphs (prefill and decode), the straight-line step functions that call them with constant
- * offsets into the arena, weights and KV cache (a barrier between kernels), the manifest, and the
- * `moe_program` symbol the runtime links against (runtime/format.h). */
+ * offsets into the arena, weights and KV cache (a barrier between kernels) — prefill, decode and
+ * prefill_last (prefill with the logits of one row) — the manifest, and the `moe_program` symbol
+ * the runtime links against (runtime/format.h). */
 #ifndef MOEC_BACKEND_PROGRAM_H
 #define MOEC_BACKEND_PROGRAM_H
 #include "backend/codegen.h"
@@ -18,7 +19,7 @@ typedef struct KvLayout {
 
 /* Computes the KV layout from a fused graph's FQKV_ROPE nodes. */
 void program_kv_layout(const Graph *fused, int64_t S, KvLayout *kv);
-/* Adds both step functions, the manifest and moe_program to cg's module. */
+/* Adds the three step functions, the manifest and moe_program to cg's module. */
 bool program_emit(Codegen *cg, const Graph *prefill, const Graph *decode, const KvLayout *kv,
                   const MoeManifest *man, Diag *d);
 

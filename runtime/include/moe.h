@@ -67,8 +67,10 @@ MOE_API int64_t moe_model_pos(const MoeModel *m);
 
 /* Feeds the n prompt tokens ids[n] at positions pos .. pos+n-1 in prefill_chunk steps (the last
  * one padded with token 0; padded rows are ignored), calling on_rows (may be NULL) after each step.
- * *logits (may be NULL) gets the last token's logits [vocab_size]. MOE_ERR_CONTEXT when
- * pos + n > context, MOE_ERR_ARG for a bad id; on error nothing has run. */
+ * *logits (may be NULL) gets the last token's logits [vocab_size]. Every row's logits are computed
+ * only for on_rows: without it each step computes those of its last token only (faster), with the
+ * same routes and stats. MOE_ERR_CONTEXT when pos + n > context, MOE_ERR_ARG for a bad id; on
+ * error nothing has run. */
 MOE_API MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_rows, void *user,
                               const float **logits);
 /* Feeds one token at position pos; *logits (may be NULL) gets its logits [vocab_size]. */

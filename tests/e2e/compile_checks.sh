@@ -10,6 +10,9 @@
 #   llvm           --emit llvm: kernels have no shape parameters
 #   errors         unknown triple / CPU: one clear error line, exit 1
 #   text           --prompt / --prompt-file / stdin give the same text on both paths
+#   lastrow        without --logits-out the prefill computes the last prompt row's logits only
+#                  (moe_step_prefill_last): the same ids (greedy and sampled) as with it and as
+#                  `moec run`, over full, padded and past-the-context (decode) chunks
 #   bench          moec bench --quick prints its table, JSON and SVG
 #   demo           moec demo (synth + compile + both paths on a text prompt): both texts, identical
 #                  tokens, a speed table; run again it reuses the model; a bad --dir is one error line
@@ -109,6 +112,23 @@ text)
   "$moec" compile "$work/nt" -o "$work/nt.exe" -q || fail "compile without tokenizer"
   "$work/nt.exe" --prompt hi -n 2 2>"$work/e2" && fail "exe without tokenizer ran --prompt"
   grep -q "tokenizer" "$work/e2" || fail "exe error does not name the tokenizer" ;;
+lastrow)
+  synth m mixtral
+  # P = 6, S = 16, 13 prompt tokens: chunks at 0 and 6 through prefill, the one at 12 through decode;
+  # 11 tokens: a padded last chunk (5 real rows)
+  "$moec" compile "$work/m" -o "$work/l.exe" --context 16 --prefill-chunk 6 --threads 2 -q || fail "compile"
+  for p in 5,17,99,3,250,31,8,64,12,200,7,1,42 5,17,99,3,250,31,8,64,12,200,7; do
+    want=$("$moec" run "$work/m" --tokens $p -n 4 --threads 2) || fail "moec run"
+    all=$("$work/l.exe" --tokens $p -n 4 --threads 2 --logits-out "$work/l.f32") || fail "run with --logits-out"
+    last=$("$work/l.exe" --tokens $p -n 4 --threads 2) || fail "run without --logits-out"
+    trace=$("$work/l.exe" --tokens $p -n 4 --threads 1 --trace "$work/l.json") || fail "run with --trace"
+    samp_all=$("$work/l.exe" --tokens $p -n 4 --temp 2 --seed 3 --logits-out "$work/s.f32") || fail "sampled, all rows"
+    samp_last=$("$work/l.exe" --tokens $p -n 4 --temp 2 --seed 3) || fail "sampled, last row"
+    echo "prompt $p: generic $want | --logits-out $all | plain $last | --trace $trace | sampled $samp_all / $samp_last"
+    [ -n "$want" ] && [ "$all" = "$want" ] && [ "$last" = "$want" ] && [ "$trace" = "$want" ] \
+      || fail "ids differ without --logits-out"
+    [ "$samp_all" = "$samp_last" ] || fail "sampled ids differ without --logits-out"
+  done ;;
 bench)
   synth m mixtral
   "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64,128 --repeat 1 --quick \

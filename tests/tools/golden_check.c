@@ -5,7 +5,9 @@
  *   golden_check CASE_DIR [--tol X] -- CMD ARGS...
  *
  * In CMD ARGS, "{model}" is replaced by CASE_DIR/model. The tool appends
- * "--tokens IDS -n N --logits-out F --trace F" and reads the ids printed on stdout.
+ * "--tokens IDS -n N --logits-out F --trace F" and reads the ids printed on stdout; then runs
+ * CMD with "--tokens IDS -n N" alone (no prompt row's logits needed: a compiled prefill computes
+ * only the last row's) and expects the same ids.
  * Prints the max abs logit error per prompt; exit 0 pass, 1 fail, 77 when CASE_DIR is absent. */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -61,6 +63,43 @@ static void cmp_router(const char *what, cJSON *ref, cJSON *got, int pos_off, in
             }
         }
     }
+}
+
+/* The comma-separated ids a run printed on stdout (file path), at most max; their count. */
+static int read_ids(const char *path, int *got, int max) {
+    char *out = test_read_file(path, NULL);
+    int n = 0;
+    for (char *p = out; p && *p && n < max;) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p) { p++; continue; }
+        got[n++] = (int)v;
+        p = end;
+    }
+    free(out);
+    return n;
+}
+
+/* Runs cmd (stdout to opath, stderr to epath); false (and a failed check) when it fails. */
+static bool run_ok(const char *cmd, const char *opath, const char *epath, const char *pname) {
+    int rc = test_run(cmd, opath, epath);
+    if (rc == 0) return true;
+    char *err = test_read_file(epath, NULL);
+    fprintf(stderr, "%s: command failed (%d): %s\n%s\n", pname, rc, cmd, err ? err : "");
+    free(err);
+    test_check(false, __FILE__, __LINE__, "command exit status", "0", "nonzero");
+    return false;
+}
+
+/* Expects the n_got ids got to be the reference's N ids gen_ref. */
+static void expect_ids(const int *got, int n_got, const int *gen_ref, int N, const char *pname, const char *run) {
+    EXPECT_EQ(n_got, N);
+    for (int s = 0; s < N && s < n_got; s++)
+        if (got[s] != gen_ref[s]) {
+            fprintf(stderr, "%s (%s): generated token %d: expected %d, got %d\n", pname, run, s, gen_ref[s], got[s]);
+            EXPECT_EQ(got[s], gen_ref[s]);
+            break;
+        }
 }
 
 int main(int argc, char **argv) {
@@ -124,34 +163,21 @@ int main(int argc, char **argv) {
         snprintf(tpath, sizeof tpath, "%s/trace%d.json", tmpdir, pi);
         snprintf(opath, sizeof opath, "%s/out%d.txt", tmpdir, pi);
         snprintf(epath, sizeof epath, "%s/err%d.txt", tmpdir, pi);
+        /* without output files first: the generated ids alone */
+        int got[4096], n_got;
+        snprintf(cmd + at, sizeof cmd - at, " -n %d", N);
+        if (run_ok(cmd, opath, epath, pname)) {
+            n_got = read_ids(opath, got, 4096);
+            expect_ids(got, n_got, gen_ref, N, pname, "ids only");
+        }
         snprintf(cmd + at, sizeof cmd - at, " -n %d --logits-out '%s' --trace '%s'", N, lpath, tpath);
-        int rc = test_run(cmd, opath, epath);
-        if (rc != 0) {
-            char *err = test_read_file(epath, NULL);
-            fprintf(stderr, "%s: command failed (%d): %s\n%s\n", pname, rc, cmd, err ? err : "");
-            free(err);
-            test_check(false, __FILE__, __LINE__, "command exit status", "0", "nonzero");
+        if (!run_ok(cmd, opath, epath, pname)) {
             pi++;
             continue;
         }
         /* generated ids on stdout */
-        char *out = test_read_file(opath, NULL);
-        int got[4096], n_got = 0;
-        for (char *p = out; p && *p && n_got < 4096;) {
-            char *end;
-            long v = strtol(p, &end, 10);
-            if (end == p) { p++; continue; }
-            got[n_got++] = (int)v;
-            p = end;
-        }
-        free(out);
-        EXPECT_EQ(n_got, N);
-        for (int s = 0; s < N && s < n_got; s++)
-            if (got[s] != gen_ref[s]) {
-                fprintf(stderr, "%s: generated token %d: expected %d, got %d\n", pname, s, gen_ref[s], got[s]);
-                EXPECT_EQ(got[s], gen_ref[s]);
-                break;
-            }
+        n_got = read_ids(opath, got, 4096);
+        expect_ids(got, n_got, gen_ref, N, pname, "with --logits-out and --trace");
         /* trace */
         cJSON *tr = load_json(tpath);
         EXPECT_TRUE(tr != NULL);

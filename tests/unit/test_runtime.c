@@ -24,7 +24,8 @@
  * A step writes ids into the KV cache (one int32 per position), then for each of its rows
  * computes logits from all ids up to that position (so chunking and padding must not disturb
  * the sequence) plus the weights, and routes from (id, position, layer); thread 0 then adds the
- * step's stats like a compiled MoE kernel: kept tokens per expert in token order, then drops. */
+ * step's stats like a compiled MoE kernel: kept tokens per expert in token order, then drops.
+ * prefill_last writes the logits of row last_row only, into row 0, and poisons the other rows. */
 enum { V = 11, NL = 3, E = 4, K = 2, S = 18, P = 4, CAP_P = 2, CAP_D = 1 };
 enum { OFF_LP = 0, OFF_LD = 192, OFF_RP0 = 256, OFF_RP2 = 320, OFF_RD0 = 384, OFF_RD2 = 400, ARENA = 448 };
 static const uint64_t HASH = 0x1234abcd5678ef01ull;
@@ -76,14 +77,20 @@ static void count_routes(const MoeRoute *r, int64_t T, int64_t C, int64_t *st) {
     }
 }
 
+static int64_t steps_full, steps_last; /* prefill steps run, by kind */
+
+/* only_row >= 0: the logits of that row only, into row 0 (prefill_last); -1: every row. */
 static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t T, int64_t off_logits,
-                      const int64_t *off_routes, int64_t C) {
+                      const int64_t *off_routes, int64_t C, int64_t only_row) {
     int32_t *kv = (int32_t *)a->kv; /* [S] */
     for (int64_t t = ith; t < T; t += nth) kv[a->pos0 + t] = a->ids[t];
     moert_barrier();
     float *logits = (float *)(a->arena + off_logits); /* [T, V] */
     for (int64_t t = ith; t < T; t += nth) {
-        want_row(kv, a->pos0 + t, (const float *)a->weights, logits + t * V);
+        if (only_row < 0) want_row(kv, a->pos0 + t, (const float *)a->weights, logits + t * V);
+        else if (t > 0)
+            for (int v = 0; v < V; v++) logits[t * V + v] = -1e30f;
+        if (t == 0 && only_row >= 0) want_row(kv, a->pos0 + only_row, (const float *)a->weights, logits);
         for (int l = 0; l < NL; l++)
             if (off_routes[l] >= 0)
                 for (int j = 0; j < K; j++)
@@ -98,14 +105,19 @@ static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t T,
 
 static const int64_t routes_p[NL] = {OFF_RP0, -1, OFF_RP2}, routes_d[NL] = {OFF_RD0, -1, OFF_RD2};
 static void fake_prefill(const MoeStepArgs *a, int32_t ith, int32_t nth) {
-    fake_step(a, ith, nth, P, OFF_LP, routes_p, CAP_P);
+    if (ith == 0) steps_full++;
+    fake_step(a, ith, nth, P, OFF_LP, routes_p, CAP_P, -1);
 }
 static void fake_decode(const MoeStepArgs *a, int32_t ith, int32_t nth) {
-    fake_step(a, ith, nth, 1, OFF_LD, routes_d, CAP_D);
+    fake_step(a, ith, nth, 1, OFF_LD, routes_d, CAP_D, -1);
+}
+static void fake_prefill_last(const MoeStepArgs *a, int32_t ith, int32_t nth) {
+    if (ith == 0) steps_last++;
+    fake_step(a, ith, nth, P, OFF_LP, routes_p, CAP_P, a->last_row);
 }
 
 static MoeManifest manifest;
-static MoeProgram program = {&manifest, fake_prefill, fake_decode};
+static MoeProgram program = {&manifest, fake_prefill, fake_decode, fake_prefill_last};
 
 /* ---- .moew files ------------------------------------------------------------------------- */
 
@@ -191,7 +203,7 @@ static void t_load_errors(void) {
     expect_load_error(write_moew("magic.moew", sp), MOE_ERR_FORMAT, "magic.moew: not a moec weights file", "MOEWGT01");
 
     sp = good_spec(), sp.version = 7;
-    expect_load_error(write_moew("version.moew", sp), MOE_ERR_FORMAT, "version.moew: format version 7; expected 1",
+    expect_load_error(write_moew("version.moew", sp), MOE_ERR_FORMAT, "version.moew: format version 7; expected 2",
                       NULL);
 
     sp = good_spec(), sp.hash = 0xabcdull;
@@ -229,6 +241,9 @@ static void t_load_errors(void) {
     manifest.batch = 4;
     expect_load_error(good_path, MOE_ERR_FORMAT, "batch 4", NULL);
     manifest = saved;
+    program.prefill_last = NULL;
+    expect_load_error(good_path, MOE_ERR_FORMAT, "program: no prefill_last step function", NULL);
+    program.prefill_last = fake_prefill_last;
 
     /* NULL arguments */
     char err[128];
@@ -385,6 +400,24 @@ static void t_prefill_len(MoeModel *m, int64_t n, int salt) {
     EXPECT_EQ(c.bad_routes, 0);
     expect_rows(seq, 0, n, rows);
     EXPECT_TRUE(last == NULL || !memcmp(last, rows + (n - 1) * V, sizeof(float) * V));
+    expect_stats(m, c.stats);
+
+    /* without on_rows: prefill_last steps only, the same last logits, routes and stats */
+    int64_t full0 = steps_full, last0 = steps_last;
+    moe_model_reset(m);
+    last = NULL;
+    EXPECT_EQ(moe_prefill(m, seq, n, NULL, NULL, &last), MOE_OK);
+    EXPECT_EQ(moe_model_pos(m), n);
+    EXPECT_EQ(steps_full - full0, 0);
+    int64_t chunks = 0;
+    for (pos = 0; pos + P <= S && pos < n; pos += P) chunks++;
+    EXPECT_EQ(steps_last - last0, chunks);
+    EXPECT_TRUE(last != NULL);
+    if (last) expect_rows(seq, n - 1, 1, last);
+    int64_t nr, want_nr = n - (pos < n ? n - 1 : pos - P); /* rows of the last step */
+    const MoeRoute *r = moe_model_routes(m, 0, &nr);
+    EXPECT_EQ(nr, want_nr);
+    if (r && nr == want_nr) EXPECT_EQ(r[(nr - 1) * K].expert, want_route(seq[n - 1], n - 1, 0, 0).expert);
     expect_stats(m, c.stats);
 }
 
@@ -610,6 +643,14 @@ static void t_cli(void) {
         EXPECT_STR_CONTAINS(tr, "],\n    [null, null, null, null, null, null, null, null, null, null],\n    [[");
     }
     free(tr), free(out), free(err);
+
+    /* without --logits-out and --trace no prompt row's logits are needed: prefill_last, the same ids */
+    int64_t full0 = steps_full, last0 = steps_last;
+    EXPECT_EQ(cli(&out, &err, "--tokens", tokens, "-n", "5", wflag, good_path, "--threads", "3", (char *)NULL), 0);
+    EXPECT_TRUE(out && !strcmp(out, want_out));
+    EXPECT_EQ(steps_full - full0, 0);
+    EXPECT_EQ(steps_last - last0, 2); /* 6 prompt tokens in chunks of 4 */
+    free(out), free(err);
 
     /* sampling: the same seed gives the same ids */
     char *out2, *err2;
