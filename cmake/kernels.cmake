@@ -17,6 +17,8 @@
 #   -ffp-contract=fast                a*b+c may become one FMA anywhere
 #   -fno-math-errno                   sqrtf/fabsf become LLVM intrinsics (expf stays a libm call)
 #   -fPIC                             no dso_local assumptions: the object may go into a shared library
+#   -Wno-psabi                        64-byte vectors (kt_vf) pass between static inline helpers only;
+#                                     no ABI boundary is crossed
 # No -march/-mcpu: clang still writes its default target-cpu/target-features on every function;
 # codegen.c strips them and sets the chosen target's.
 
@@ -57,7 +59,7 @@ set(KT_SRC_DIR ${PROJECT_SOURCE_DIR}/compiler/kernels)
 set(KT_OUT_DIR ${CMAKE_CURRENT_BINARY_DIR}/kernels)
 set(KT_FLAGS -std=c11 -O3 -Xclang -disable-llvm-passes -emit-llvm -fno-discard-value-names
     -fassociative-math -fno-signed-zeros -fno-trapping-math -ffp-contract=fast -fno-math-errno -fPIC
-    -Wall -Wextra -Wno-unused-parameter -I${KT_SRC_DIR})
+    -Wall -Wextra -Wno-unused-parameter -Wno-psabi -I${KT_SRC_DIR})
 file(MAKE_DIRECTORY ${KT_OUT_DIR})
 
 file(GLOB KT_SOURCES CONFIGURE_DEPENDS ${KT_SRC_DIR}/*.c)

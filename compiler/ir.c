@@ -14,6 +14,11 @@ static const struct {
 
 const char *ir_op_name(Op op) { return op < OP_COUNT ? op_info[op].name : "?"; }
 
+const char *ir_pack_name(PackKind k) {
+    static const char *const names[] = {"none", "rows", "panel", "panel_each", "gate_up", "rope"};
+    return (unsigned)k < sizeof names / sizeof names[0] ? names[k] : "?";
+}
+
 Graph *ir_graph_new(Arena *a) {
     Graph *g = arena_alloc(a, sizeof(Graph));
     g->arena = a;
@@ -277,7 +282,7 @@ void ir_print(const Graph *g, FILE *f) {
         }
         if (n->op == OP_WEIGHT && n->a.weight.pack != PACK_NONE)
             fprintf(f, " {pack %s, offset %" PRId64 "}",
-                    n->a.weight.pack == PACK_ROWS ? "rows" : n->a.weight.pack == PACK_GATE_UP ? "gate_up" : "rope",
+                    ir_pack_name(n->a.weight.pack),
                     n->a.weight.offset);
         if (n->offset >= 0) fprintf(f, " @arena+%" PRId64, n->offset);
         if (n->name[0]) fprintf(f, "  ; %s", n->name);

@@ -36,7 +36,10 @@ static inline bool ir_is_none(ValueId v) { return v.id == UINT32_MAX; }
 typedef enum PackKind {
     PACK_NONE,       /* not packed (source graph) */
     PACK_ROWS,       /* the parts' rows one after another (one tensor, q|k|v, or E experts) */
-    PACK_GATE_UP,    /* parts = E gate then E up tensors [I, H] -> [E][I][2][H], rows interleaved */
+    PACK_PANEL,      /* the parts' rows stacked into one matrix, in the panel layout (kt_common.h) */
+    PACK_PANEL_EACH, /* each part (E experts of one shape) a panel matrix of its own, one after another */
+    PACK_GATE_UP,    /* parts = E gate then E up tensors [I, H]: per expert one panel matrix whose
+                        32-row blocks hold 16 gate rows then the same 16 up rows */
     PACK_ROPE,       /* computed: [S][hd] = cos[hd/2], sin[hd/2] per position (attr rope) */
 } PackKind;
 
@@ -129,6 +132,7 @@ ValueId ir_add(Graph *g, Op op, const char *name, int n_in, const ValueId *in);
 /* Computes the node's dtype and shape from its inputs and attrs (asserts on our own misuse). */
 void ir_infer(Graph *g, ValueId v);
 const char *ir_op_name(Op op);
+const char *ir_pack_name(PackKind k);
 /* Checks every node: arity, input dtypes and shapes, attrs. Reports through d; true when valid. */
 bool ir_verify(const Graph *g, Diag *d);
 /* Text form, one node per line. */

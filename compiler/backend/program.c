@@ -172,7 +172,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         const Node *x = ir_node(e->g, n->in[0]);
         const int64_t threads = n->a.ffn.threads, H = x->shape[1];
         int64_t wmax = n->a.ffn.d_ff > n->a.ffn.d_shared ? n->a.ffn.d_ff : n->a.ffn.d_shared;
-        int64_t per_thread = T * H + T * ((wmax + threads - 1) / threads);
+        int64_t per_thread = T * H + T * kt_experts_slice(wmax, threads);
         keep(&c, out);
         for (int k = 0; k < 8; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, offset_ptr(e, e->arena, n->scratch_offset));

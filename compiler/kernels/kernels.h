@@ -60,15 +60,16 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
 
 /* The expert FFN of one layer, fused: h = rmsnorm(x) with norm_w (each thread normalises all T
  * rows into scratch); for each expert e with tokens in the dispatch lists:
- *   act[s, i] = silu(h[tok] . gate_e[i]) * (h[tok] . up_e[i])   for i in this thread's slice of I
- *   part[tok, :] += wt[s] * down_e[:, slice] act[s, slice]
- * gate_up[E][I][2][H] interleaves the gate and up row i so one pass reads both; down[E][H][I].
- * Then the optional ungated/sigmoid-gated dense expert (shared_kind 0: none; 1: qwen2 shared expert
- * gated by sigmoid(h . sg_w[H]), sg_w f32 like every vector; 2: a dense MLP layer, weight 1) of width SI with sh_gate_up
- * [SI][2][H], sh_down[H][SI], over every token. E = 0 means no routed experts (dense layer).
+ *   act[s, i] = silu(h[tok] . gate_e[i]) * (h[tok] . up_e[i])   for i in this thread's 16-row blocks
+ *   part[tok, :] += wt[s] * down_e[:, those i] act[s, those i]
+ * gate_up: per expert a PACK_GATE_UP panel matrix (16 gate + 16 up rows per block, so one pass reads
+ * both); down: per expert a panel matrix of H rows over I columns (kt_common.h). Then the optional
+ * ungated/sigmoid-gated dense expert (shared_kind 0: none; 1: qwen2 shared expert gated by
+ * sigmoid(h . sg_w[H]), sg_w f32 like every vector; 2: a dense MLP layer, weight 1) of width SI with
+ * sh_gate_up and sh_down in the same layouts, over every token. E = 0 means no routed experts.
  * part = partials + ith * T * H is this thread's [T, H] partial sum (zeroed here); kt_reduce adds
  * them up. scratch + ith * scratch_per_thread floats is this thread's work space, needing
- * T * H + T * slice floats with slice = ceil(max(I, SI) / nth). */
+ * T * H + T * kt_experts_slice(max(I, SI), nth) floats. */
 void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
@@ -83,6 +84,9 @@ void kt_reduce(float *restrict y, const float *restrict resid, const float *rest
 /* y[T, H] = table[ids[t]] widened to f32; tokens split by thread. */
 void kt_embed(float *restrict y, const int32_t *restrict ids, const void *restrict table, int64_t T, int64_t H,
               int32_t wdt, int32_t ith, int32_t nth);
+
+/* Columns of the act work space of kt_experts for width W: this thread's 16-row blocks, at most. */
+static inline int64_t kt_experts_slice(int64_t W, int64_t nth) { return 16 * (((W + 15) / 16 + nth - 1) / nth); }
 
 /* [lo, hi) of n items for thread ith of nth (contiguous, balanced). */
 static inline void kt_split(int64_t n, int32_t ith, int32_t nth, int64_t *lo, int64_t *hi) {

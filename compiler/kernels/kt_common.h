@@ -8,10 +8,9 @@
 #include <stdint.h>
 #include <string.h>
 
-/* Register tile of kt_tile: at most KT_RB weight rows by KT_TB token rows per pass (4 x 4 = 16
- * accumulators: half the vector registers of AVX-512 or SVE/NEON). KT_CHUNK_FLOATS: the activation
- * rows one pass over a weight slice reuses are kept to about 512 KiB, so they stay in L2. */
-enum { KT_RB = 4, KT_TB = 4, KT_CHUNK_FLOATS = 128 * 1024 };
+/* KT_TB: token rows per register tile of kt_panel_tile. KT_CHUNK_FLOATS: the activation rows one
+ * pass over a weight block reuses are kept to about 512 KiB, so they stay in L2. */
+enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
 
 /* Tokens per L2 chunk for activation rows of n floats: a multiple of KT_TB, at least KT_TB. */
 static inline int64_t kt_chunk(int64_t n) {
@@ -54,20 +53,96 @@ static inline void kt_rmsnorm_rows(float *restrict y, const float *restrict x, c
     }
 }
 
-/* acc[r][t] = sum_{k < K} w[w0 + r ws + k] * xs[t][k]   for r < rb, t < tb (rb <= 4, tb <= 4).
- * rb and tb are literal constants at every call site: once inlined, the r and t loops unroll and the
- * k loop vectorises with rb * tb independent accumulators, each weight element loaded (and widened)
- * once per tile and each activation element once per tile. w is in dtype wdt, indices in elements. */
-static inline void kt_tile(float acc[KT_RB][KT_TB], int rb, int tb, const void *restrict w, int64_t w0, int64_t ws,
-                           const float *const xs[KT_TB], int64_t K, int32_t wdt) {
-    float a[KT_RB][KT_TB] = {{0}};
-    for (int64_t k = 0; k < K; k++)
-        for (int r = 0; r < rb; r++) {
-            float wv = kt_wload(w, w0 + r * ws + k, wdt);
-            for (int t = 0; t < tb; t++) a[r][t] += wv * xs[t][k];
+/* ---- the panel layout (PACK_PANEL, PACK_PANEL_EACH, PACK_GATE_UP) and its register tile ----
+ *
+ * A matrix W[R][K] read by kt_panel_tile is stored in blocks of 32 rows (R padded with zero rows to a
+ * multiple of 32) and, inside a block, in column pairs (K padded with a zero column to even,
+ * KP = ceil(K / 2) pairs): block b, pair q holds 64 elements, sub-panel s (rows b*32 + s*16 + lane,
+ * lane < 16) then s + 1, each 32 elements:
+ *   bf16: lane-major, the pair of a row side by side: [lane][2] = W[row][2q], W[row][2q + 1]
+ *   f32:  column-major: [2][lane] = W[.][2q] for the 16 rows, then W[.][2q + 1]
+ * so one 64-byte load of a bf16 sub-panel pair gives both columns of 16 rows as two f32 vectors with
+ * one shift and one mask (no shuffles), and a block is one contiguous forward stream.
+ * PACK_GATE_UP uses the same layout with sub-panel 0 = gate rows b*16 + lane, 1 = up rows. */
+typedef float kt_vf __attribute__((vector_size(64)));     // 16 x f32
+typedef uint32_t kt_vu __attribute__((vector_size(64)));  // 16 x u32
+
+static inline int64_t kt_kp(int64_t K) { return (K + 1) / 2; }
+
+/* Elements of one packed matrix of R rows and K columns. */
+static inline int64_t kt_panel_elems(int64_t R, int64_t K) { return (R + 31) / 32 * kt_kp(K) * 64; }
+
+/* Index in the packed matrix of W[r][c] (r < R rounded up to 32, c < 2 KP). */
+static inline int64_t kt_panel_index(int64_t r, int64_t c, int64_t K, int32_t wdt) {
+    int64_t base = ((r / 32 * kt_kp(K) + c / 2) * 2 + r / 16 % 2) * 32;
+    return base + (wdt == 2 ? r % 16 * 2 + c % 2 : c % 2 * 16 + r % 16);
+}
+
+static inline kt_vf kt_ldv(const float *p) {
+    kt_vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void kt_stv(float *p, kt_vf v) { memcpy(p, &v, sizeof v); }
+
+/* The 16 rows of one sub-panel at element offset o: column 2q in *ev, column 2q + 1 in *od. */
+static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_vf *ev, kt_vf *od) {
+    if (wdt == 2) {
+        kt_vu u, e, m;
+        memcpy(&u, (const uint16_t *)w + o, sizeof u);
+        e = u << 16;
+        m = u & 0xffff0000u;
+        memcpy(ev, &e, sizeof e);
+        memcpy(od, &m, sizeof m);
+    } else {
+        *ev = kt_ldv((const float *)w + o);
+        *od = kt_ldv((const float *)w + o + 16);
+    }
+}
+
+/* acc[s][t] = sum over pairs q < n2 of W[32 rows of the block][2q, 2q + 1] . xs[t][2q, 2q + 1], plus,
+ * when half, the even column of pair n2 alone (an odd K). w0: element offset of the block's first
+ * pair to read; xs[t]: token t's activations from that pair's first column. tb <= KT_TB is a
+ * literal constant at every call site: once inlined the s and t loops unroll into 2 tb vector
+ * accumulators (tb <= 2: even and odd columns in separate ones, so the chains stay short), each
+ * weight vector loaded and widened once per tile, each activation broadcast once per tile. The
+ * block is read as one forward stream, prefetched KT_PF_BYTES ahead. */
+enum { KT_PF_BYTES = 1024 };
+static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
+                                 const float *const xs[KT_TB], int64_t n2, int half, int32_t wdt) {
+    kt_vf a[2][KT_TB], b[2][KT_TB];
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < tb; t++) a[s][t] = b[s][t] = (kt_vf){0};
+    const int64_t es = wdt == 2 ? 2 : 4;
+    for (int64_t q = 0; q < n2; q++) {
+        int64_t o = w0 + q * 64;
+        __builtin_prefetch((const char *)w + o * es + KT_PF_BYTES);
+        if (es == 4) __builtin_prefetch((const char *)w + o * es + KT_PF_BYTES + 128);
+        kt_vf we[2], wo[2];
+        kt_wpair(w, o, wdt, &we[0], &wo[0]);
+        kt_wpair(w, o + 32, wdt, &we[1], &wo[1]);
+        for (int t = 0; t < tb; t++) {
+            float xe = xs[t][2 * q], xo = xs[t][2 * q + 1];
+            for (int s = 0; s < 2; s++) {
+                if (tb <= 2) {
+                    a[s][t] += we[s] * xe;
+                    b[s][t] += wo[s] * xo;
+                } else {
+                    a[s][t] += we[s] * xe + wo[s] * xo;
+                }
+            }
         }
-    for (int r = 0; r < rb; r++)
-        for (int t = 0; t < tb; t++) acc[r][t] = a[r][t];
+    }
+    if (half) {
+        kt_vf we[2], wo[2];
+        kt_wpair(w, w0 + n2 * 64, wdt, &we[0], &wo[0]);
+        kt_wpair(w, w0 + n2 * 64 + 32, wdt, &we[1], &wo[1]);
+        for (int t = 0; t < tb; t++)
+            for (int s = 0; s < 2; s++) a[s][t] += we[s] * xs[t][2 * n2];
+    }
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < tb; t++) acc[s][t] = tb <= 2 ? a[s][t] + b[s][t] : a[s][t];
 }
 
 #endif

@@ -13,30 +13,27 @@
  * kt_experts (thread ith of nth; every weight byte is read by exactly one thread):
  *   h = rmsnorm(x) into scratch                       // [T, H], every thread normalises all T rows
  *   part = partials[ith] = 0                          // [T, H]
- *   ffn(rows, Iw, [lo, hi), list):                    // one expert, slice [lo, hi) of its Iw rows
+ *   ffn(Iw, list):                                    // one expert of width Iw over its token list
+ *     [blo, bhi) = kt_split(ceil(Iw / 16))            // this thread's 16-row gate/up blocks
  *     for chunk in list step kt_chunk(H):             // tokens whose h rows fit in L2
- *       for i in lo..hi step 4:                       // 4 rows of gate_up (tail: 1 at a time)
- *         for s0 in chunk step 4:                     // 4 tokens (tail: 1 at a time)
- *           g[4][4] = tile(gate_i..i+3, h[tok[s0..s0+4]])    // vectorised over H
- *           u[4][4] = tile(up_i..i+3, h[tok[s0..s0+4]])
- *           act[s][i + r - lo] = silu(g[r][s]) u[r][s] wt[s]
- *     for chunk in list step kt_chunk(hi - lo):       // tokens whose act rows fit in L2
- *       for c in 0..H step 4:                         // 4 rows of down (tail: 1 at a time)
- *         for s0 in chunk step 4:
- *           acc[4][4] = tile(down[c..c+4][lo:hi], act[s0..s0+4])  // vectorised over the slice
- *           part[tok[s]][c + r] += acc[r][s]
- *   shared_kind 1|2: ffn(sh_*, SI, kt_split(SI), all T tokens, weight 1), then (kind 1) each
- *                    part[t] *= sigmoid(h[t] . sg_w) — linear, so the thread partials still add up
- *   for e < E with count[e] > 0: ffn(expert e, I, kt_split(I), tok[e][0:count[e]], wt[e])
+ *       for b in blo..bhi:                            // 16 gate + 16 up rows, one forward stream
+ *         for tiles of 8 tokens (then 4, 2, 1):
+ *           g, u = kt_panel_tile(gate_up block b, h[tok[s]])
+ *           act[s][16 (b - blo) + lane] = silu(g) u wt[s]        // zero for padded rows >= Iw
+ *     for chunk in list step kt_chunk(16 (bhi - blo)):  // tokens whose act rows fit in L2
+ *       for c in 32-row blocks of down:               // columns [16 blo, min(16 bhi, Iw)) only
+ *         for tiles of 8 tokens (then 4, 2, 1):
+ *           part[tok[s]][32 c + 16 s + lane] += kt_panel_tile(down block c, act[s])
+ *   shared_kind 1|2: ffn(sh_*, SI, all T tokens, weight 1), then (kind 1) each
+ *                    part[t] *= sigmoid(h[t] . sg_w) -- linear, so the thread partials still add up
+ *   for e < E with count[e] > 0: ffn(expert e, I, tok[e][0:count[e]], wt[e])
  *
  * kt_reduce: y = resid + partials[0] + ... + partials[nth-1], the flat T H elements split by thread.
  *
- * Specialised: T, H, I, E, k, C, SI, shared_kind, eps, renorm and wdt are constants. The slice
- * bounds depend on ith (runtime), so the down dot products have a runtime trip count.
- * Why gate rows, then up rows: the L2 streamer follows one forward stream per 4 KiB page, and a
- * row pair gate_i, up_i is contiguous (4 KiB at H = 1024 bf16); reading each pair front half then
- * back half, four pairs at a time, was 12-15% faster at decode than interleaving gate_i and up_i
- * (single thread, Mixtral shape, weights from DRAM). */
+ * Specialised: T, H, I, E, k, C, SI, shared_kind, eps, renorm and wdt are constants. The block
+ * bounds depend on ith (runtime), so the down dot products have a runtime trip count. Weights:
+ * gate_up [E] x (PACK_GATE_UP panels of ceil(I/16) blocks over H), down [E] x (panels of H rows
+ * over I): see kt_common.h. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
@@ -127,70 +124,75 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
 /* Token s of a list: toks[s], or s itself for the dense/shared expert (toks NULL). */
 static inline int64_t ex_tok(const int32_t *restrict toks, int64_t s) { return toks ? toks[s] : s; }
 
-/* act[s][i - lo + q] = silu(gate_{i+q} . h[tok s]) (up_{i+q} . h[tok s]) wt[s] for q < ni (4 or 1),
- * tokens s in [s0, s0 + tb). gu0: element offset of this expert's gate_up [Iw][2][H]. */
+/* act[s][16 (b - blo) + lane] = silu(g) u wt[s] for the 16 rows of gate/up block b, tokens s in
+ * [s0, s0 + tb). gu0: element offset of this expert's packed gate_up; sl: act row length. */
 static inline void ex_gate_up(float *restrict act, const float *restrict h, const void *restrict gate_up, int64_t gu0,
-                              const int32_t *restrict toks, const float *restrict wts, int ni, int tb, int64_t i,
-                              int64_t s0, int64_t lo, int64_t sl, int64_t H, int32_t wdt) {
+                              const int32_t *restrict toks, const float *restrict wts, int tb, int64_t b,
+                              int64_t blo, int64_t s0, int64_t sl, int64_t H, int32_t wdt) {
     const float *xs[KT_TB]; // KT_TB x [H]
     for (int t = 0; t < KT_TB; t++) xs[t] = h + ex_tok(toks, s0 + (t < tb ? t : 0)) * H;
-    float g[KT_RB][KT_TB], u[KT_RB][KT_TB]; // [ni, tb] each
-    kt_tile(g, ni, tb, gate_up, gu0 + i * 2 * H, 2 * H, xs, H, wdt);     // gate rows i..i+ni-1
-    kt_tile(u, ni, tb, gate_up, gu0 + i * 2 * H + H, 2 * H, xs, H, wdt); // up rows i..i+ni-1
+    kt_vf acc[2][KT_TB]; // gate, up: [tb] vectors of 16 rows
+    kt_panel_tile(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xs, H / 2, (int)(H % 2), wdt);
     for (int t = 0; t < tb; t++) {
-        float w = wts ? wts[s0 + t] : 1.0f;
-        for (int q = 0; q < ni; q++) act[(s0 + t) * sl + i - lo + q] = kt_silu(g[q][t]) * u[q][t] * w;
+        float w = wts ? wts[s0 + t] : 1.0f, *ar = act + (s0 + t) * sl + (b - blo) * 16; // [16]
+        for (int l = 0; l < 16; l++) ar[l] = kt_silu(acc[0][t][l]) * acc[1][t][l] * w;
     }
 }
 
-/* part[tok s][c + r] += down[c + r][lo:hi] . act[s] for r < rb, tokens s in [s0, s0 + tb).
- * dn0: element offset of this expert's down [H][Iw]. */
+/* part[tok s][32 c + 16 q + lane] += down block c . act[s] over pairs [p0, p0 + n2) (+ half), tokens
+ * s in [s0, s0 + tb). dn0: element offset of this expert's packed down. */
 static inline void ex_down(float *restrict part, const float *restrict act, const void *restrict down, int64_t dn0,
-                           const int32_t *restrict toks, int rb, int tb, int64_t c, int64_t s0, int64_t lo,
-                           int64_t sl, int64_t H, int64_t Iw, int32_t wdt) {
+                           const int32_t *restrict toks, int tb, int64_t c, int64_t s0, int64_t sl, int64_t p0,
+                           int64_t n2, int half, int64_t H, int64_t Iw, int32_t wdt) {
     const float *xs[KT_TB]; // KT_TB x [sl]
     for (int t = 0; t < KT_TB; t++) xs[t] = act + (s0 + (t < tb ? t : 0)) * sl;
-    float acc[KT_RB][KT_TB]; // [rb, tb]
-    kt_tile(acc, rb, tb, down, dn0 + c * Iw + lo, Iw, xs, sl, wdt);
+    kt_vf acc[2][KT_TB];
+    kt_panel_tile(acc, tb, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xs, n2, half, wdt);
     for (int t = 0; t < tb; t++) {
-        float *pr = part + ex_tok(toks, s0 + t) * H + c; // [rb]
-        for (int r = 0; r < rb; r++) pr[r] += acc[r][t];
+        float *pr = part + ex_tok(toks, s0 + t) * H; // [H]
+        for (int q = 0; q < 2; q++) {
+            int64_t r0 = c * 32 + q * 16;
+            if (r0 + 16 <= H) kt_stv(pr + r0, kt_ldv(pr + r0) + acc[q][t]);
+            else
+                for (int64_t l = 0; l < H - r0; l++) pr[r0 + l] += acc[q][t][l];
+        }
     }
 }
 
-/* One expert (routed, or the shared/dense one) over its n listed tokens, restricted to rows
- * [lo, hi) of its width Iw, accumulated into part[T, H]. act: [n, hi - lo] work space. */
+/* One expert (routed, or the shared/dense one) of width Iw over its n listed tokens, this thread's
+ * blocks [blo, bhi) of its rows, accumulated into part[T, H]. act: [n, 16 (bhi - blo)] work space. */
 static void ex_ffn(float *restrict part, const float *restrict h, float *restrict act, const void *restrict gate_up,
                    int64_t gu0, const void *restrict down, int64_t dn0, const int32_t *restrict toks,
-                   const float *restrict wts, int64_t n, int64_t lo, int64_t hi, int64_t H, int64_t Iw, int32_t wdt) {
-    int64_t sl = hi - lo;
+                   const float *restrict wts, int64_t n, int64_t blo, int64_t bhi, int64_t H, int64_t Iw,
+                   int32_t wdt) {
+    int64_t sl = (bhi - blo) * 16;
     if (sl <= 0 || n <= 0) return;
-    int64_t tc = kt_chunk(H); // tokens per chunk: their h rows stay in L2 while the rows stream
+    int64_t tc = kt_chunk(H); // tokens per chunk: their h rows stay in L2 while the blocks stream
     for (int64_t c0 = 0; c0 < n; c0 += tc) {
-        int64_t c1 = c0 + tc < n ? c0 + tc : n, i = lo, s0;
-        for (; i + KT_RB <= hi; i += KT_RB) {
-            for (s0 = c0; s0 + KT_TB <= c1; s0 += KT_TB)
-                ex_gate_up(act, h, gate_up, gu0, toks, wts, 4, 4, i, s0, lo, sl, H, wdt);
-            for (; s0 < c1; s0++) ex_gate_up(act, h, gate_up, gu0, toks, wts, 4, 1, i, s0, lo, sl, H, wdt);
-        }
-        for (; i < hi; i++) {
-            for (s0 = c0; s0 + KT_TB <= c1; s0 += KT_TB)
-                ex_gate_up(act, h, gate_up, gu0, toks, wts, 1, 4, i, s0, lo, sl, H, wdt);
-            for (; s0 < c1; s0++) ex_gate_up(act, h, gate_up, gu0, toks, wts, 1, 1, i, s0, lo, sl, H, wdt);
+        int64_t c1 = c0 + tc < n ? c0 + tc : n;
+        for (int64_t b = blo; b < bhi; b++) {
+            int64_t s0 = c0;
+            for (; s0 + KT_TB <= c1; s0 += KT_TB)
+                ex_gate_up(act, h, gate_up, gu0, toks, wts, KT_TB, b, blo, s0, sl, H, wdt);
+            if (s0 + 4 <= c1) ex_gate_up(act, h, gate_up, gu0, toks, wts, 4, b, blo, s0, sl, H, wdt), s0 += 4;
+            if (s0 + 2 <= c1) ex_gate_up(act, h, gate_up, gu0, toks, wts, 2, b, blo, s0, sl, H, wdt), s0 += 2;
+            if (s0 < c1) ex_gate_up(act, h, gate_up, gu0, toks, wts, 1, b, blo, s0, sl, H, wdt);
         }
     }
+    /* down reads columns [16 blo, min(16 bhi, Iw)) of its rows: pairs from 8 blo, the last one
+     * half when Iw is odd and this thread holds it */
+    int64_t k1 = bhi * 16 < Iw ? bhi * 16 : Iw, p0 = blo * 8, n2 = k1 / 2 - p0;
+    int half = (int)(k1 % 2);
     tc = kt_chunk(sl); // tokens per chunk: their act rows stay in L2 while down streams
     for (int64_t c0 = 0; c0 < n; c0 += tc) {
-        int64_t c1 = c0 + tc < n ? c0 + tc : n, c = 0, s0;
-        for (; c + KT_RB <= H; c += KT_RB) {
-            for (s0 = c0; s0 + KT_TB <= c1; s0 += KT_TB)
-                ex_down(part, act, down, dn0, toks, 4, 4, c, s0, lo, sl, H, Iw, wdt);
-            for (; s0 < c1; s0++) ex_down(part, act, down, dn0, toks, 4, 1, c, s0, lo, sl, H, Iw, wdt);
-        }
-        for (; c < H; c++) {
-            for (s0 = c0; s0 + KT_TB <= c1; s0 += KT_TB)
-                ex_down(part, act, down, dn0, toks, 1, 4, c, s0, lo, sl, H, Iw, wdt);
-            for (; s0 < c1; s0++) ex_down(part, act, down, dn0, toks, 1, 1, c, s0, lo, sl, H, Iw, wdt);
+        int64_t c1 = c0 + tc < n ? c0 + tc : n;
+        for (int64_t c = 0; c < (H + 31) / 32; c++) {
+            int64_t s0 = c0;
+            for (; s0 + KT_TB <= c1; s0 += KT_TB)
+                ex_down(part, act, down, dn0, toks, KT_TB, c, s0, sl, p0, n2, half, H, Iw, wdt);
+            if (s0 + 4 <= c1) ex_down(part, act, down, dn0, toks, 4, c, s0, sl, p0, n2, half, H, Iw, wdt), s0 += 4;
+            if (s0 + 2 <= c1) ex_down(part, act, down, dn0, toks, 2, c, s0, sl, p0, n2, half, H, Iw, wdt), s0 += 2;
+            if (s0 < c1) ex_down(part, act, down, dn0, toks, 1, c, s0, sl, p0, n2, half, H, Iw, wdt);
         }
     }
 }
@@ -206,11 +208,11 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
     float *act = h + T * H;                                 // [T, slice]
     memset(part, 0, sizeof(float) * (size_t)(T * H));
     kt_rmsnorm_rows(h, x, norm_w, T, H, eps);
-    int64_t lo, hi;
+    int64_t blo, bhi;
     if (shared_kind != 0) {
-        kt_split(SI, ith, nth, &lo, &hi);
-        ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, T, lo, hi, H, SI, wdt);
-        if (shared_kind == 1 && hi > lo)
+        kt_split((SI + 15) / 16, ith, nth, &blo, &bhi);
+        ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, T, blo, bhi, H, SI, wdt);
+        if (shared_kind == 1 && bhi > blo)
             for (int64_t t = 0; t < T; t++) {
                 const float *hr = h + t * H; // [H]
                 float *pr = part + t * H;    // [H]
@@ -224,10 +226,11 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
         const int32_t *count = (const int32_t *)(dispatch + 8 * T * k); // [E]
         const int32_t *tok = count + E;                                 // [E, C]
         const float *wt = (const float *)(tok + E * C);                 // [E, C]
-        kt_split(I, ith, nth, &lo, &hi);
+        const int64_t gu_elems = kt_panel_elems((I + 15) / 16 * 32, H), dn_elems = kt_panel_elems(H, I);
+        kt_split((I + 15) / 16, ith, nth, &blo, &bhi);
         for (int64_t e = 0; e < E; e++)
-            ex_ffn(part, h, act, gate_up, e * I * 2 * H, down, e * H * I, tok + e * C, wt + e * C, count[e], lo, hi, H,
-                   I, wdt);
+            ex_ffn(part, h, act, gate_up, e * gu_elems, down, e * dn_elems, tok + e * C, wt + e * C, count[e], blo,
+                   bhi, H, I, wdt);
     }
 }
 

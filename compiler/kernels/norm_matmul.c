@@ -1,24 +1,18 @@
 /* kt_norm_matmul: y[T, N] = (resid +) rmsnorm(x) w^T (+ bias), the projection template (qkv, o_proj,
- * lm_head and any plain linear layer).
+ * lm_head and any plain linear layer). w is in the panel layout of kt_common.h (blocks of 32 rows).
  *
  *   xn = has_norm ? scratch + ith T K : x                       // [T, K]
  *   if has_norm: for t < T: xn[t] = norm_w * x[t] / sqrt(mean(x[t]^2) + eps)
- *   [lo, hi) = kt_split(N, ith, nth)                            // output rows of this thread
- *   t_full = T - T % 4
- *   for c0 in 0..t_full step TC:                                // token chunk: xn rows stay in L2
- *     for n0 in lo..hi step 4:                                  // row block (tail: 1 row at a time)
- *       for t0 in c0..min(c0 + TC, t_full) step 4:
- *         block(n0, t0, 4, 4)
- *   if T % 4: for n0 in lo..hi step 4: block(n0, t_full, 4, T % 4)     // T % 4 is a constant
+ *   [blo, bhi) = kt_split(ceil(N / 32), ith, nth)               // row blocks of this thread
+ *   for c0 in 0..T step TC:                                     // token chunk: xn rows stay in L2
+ *     for b in blo..bhi:                                        // one 32-row block, one forward stream
+ *       for t0 in chunk: tiles of 8 tokens, then 4, 2, 1 (constants: T is)
+ *         acc[2][tb] = kt_panel_tile(block b, xn[t0..t0+tb])    // 16 rows per vector
+ *         y[t0+t][32b + 16s + lane] = acc[s][t] (+ bias) (+ resid)   for rows < N
  *
- *   block(n0, t0, rb, tb):
- *     acc[rb][tb] = 0
- *     for k < K: for r < rb: for t < tb: acc[r][t] += w[n0+r][k] xn[t0+t][k]  // vectorised over k
- *     y[t0+t][n0+r] = acc[r][t] (+ bias[n0+r]) (+ resid[t0+t][n0+r])
- *
- * Specialised: T, K, N, eps, has_norm, has_bias, has_resid and wdt are constants, so the k loop has
- * a constant trip count, every block has constant rb and tb, and the flags and the dtype test fold
- * away. Each weight row is read once per token chunk (TC = kt_chunk(K) tokens, 128 at K = 1024);
+ * Specialised: T, K, N, eps, has_norm, has_bias, has_resid and wdt are constants, so the pair loop
+ * has a constant trip count, every tile has constant tb and the flags and the dtype test fold away.
+ * Each weight block is read once per token chunk (TC = kt_chunk(K) tokens, 128 at K = 1024);
  * decode (T = 1) streams w exactly once. y must not overlap x or resid (restrict; each y element is
  * written once, after its resid element is read, by the thread that owns it). */
 #include <stdint.h>
@@ -27,22 +21,42 @@
 #include "kernels.h"
 #include "kt_common.h"
 
-/* Output rows [n0, n0 + rb) for tokens [t0, t0 + tb). */
+/* Rows [32 b, 32 b + 32) of y for tokens [t0, t0 + tb). */
 static inline void nm_block(float *restrict y, const float *restrict xn, const void *restrict w,
-                            const float *restrict bias, const float *restrict resid, int rb, int tb, int64_t t0,
-                            int64_t n0, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid, int32_t wdt) {
+                            const float *restrict bias, const float *restrict resid, int tb, int64_t t0,
+                            int64_t b, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid, int32_t wdt) {
     const float *xs[KT_TB]; // KT_TB x [K]
     for (int t = 0; t < KT_TB; t++) xs[t] = xn + (t0 + (t < tb ? t : 0)) * K;
-    float acc[KT_RB][KT_TB]; // [rb, tb]
-    kt_tile(acc, rb, tb, w, n0 * K, K, xs, K, wdt);
+    kt_vf acc[2][KT_TB];
+    kt_panel_tile(acc, tb, w, b * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
     for (int t = 0; t < tb; t++)
-        for (int r = 0; r < rb; r++) {
-            int64_t o = (t0 + t) * N + n0 + r;
-            float v = acc[r][t];
-            if (has_bias) v += bias[n0 + r];
-            if (has_resid) v += resid[o];
-            y[o] = v;
+        for (int s = 0; s < 2; s++) {
+            int64_t n0 = b * 32 + s * 16, o = (t0 + t) * N + n0;
+            if (n0 + 16 <= N) {
+                kt_vf v = acc[s][t];
+                if (has_bias) v += kt_ldv(bias + n0);
+                if (has_resid) v += kt_ldv(resid + o);
+                kt_stv(y + o, v);
+            } else {
+                for (int64_t l = 0; l < N - n0; l++) {
+                    float v = acc[s][t][l];
+                    if (has_bias) v += bias[n0 + l];
+                    if (has_resid) v += resid[o + l];
+                    y[o + l] = v;
+                }
+            }
         }
+}
+
+/* Tokens [t0, t1) of block b in tiles of 8, then one of 4, 2 and 1 as needed. */
+static inline void nm_tokens(float *restrict y, const float *restrict xn, const void *restrict w,
+                             const float *restrict bias, const float *restrict resid, int64_t t0, int64_t t1,
+                             int64_t b, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid, int32_t wdt) {
+    int64_t t = t0;
+    for (; t + KT_TB <= t1; t += KT_TB) nm_block(y, xn, w, bias, resid, KT_TB, t, b, K, N, has_bias, has_resid, wdt);
+    if (t + 4 <= t1) nm_block(y, xn, w, bias, resid, 4, t, b, K, N, has_bias, has_resid, wdt), t += 4;
+    if (t + 2 <= t1) nm_block(y, xn, w, bias, resid, 2, t, b, K, N, has_bias, has_resid, wdt), t += 2;
+    if (t < t1) nm_block(y, xn, w, bias, resid, 1, t, b, K, N, has_bias, has_resid, wdt);
 }
 
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
@@ -55,23 +69,10 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
         kt_rmsnorm_rows(own, x, norm_w, T, K, eps);
         xn = own;
     }
-    int64_t lo, hi;
-    kt_split(N, ith, nth, &lo, &hi);
-    int64_t t_full = T - T % KT_TB, tc = kt_chunk(K);
-    for (int64_t c0 = 0; c0 < t_full; c0 += tc) {
-        int64_t c1 = c0 + tc < t_full ? c0 + tc : t_full, n0 = lo;
-        for (; n0 + KT_RB <= hi; n0 += KT_RB)
-            for (int64_t t0 = c0; t0 < c1; t0 += KT_TB)
-                nm_block(y, xn, w, bias, resid, 4, 4, t0, n0, K, N, has_bias, has_resid, wdt);
-        for (; n0 < hi; n0++)
-            for (int64_t t0 = c0; t0 < c1; t0 += KT_TB)
-                nm_block(y, xn, w, bias, resid, 1, 4, t0, n0, K, N, has_bias, has_resid, wdt);
-    }
-    if (T % KT_TB) {
-        int tb = (int)(T % KT_TB);
-        int64_t n0 = lo;
-        for (; n0 + KT_RB <= hi; n0 += KT_RB)
-            nm_block(y, xn, w, bias, resid, 4, tb, t_full, n0, K, N, has_bias, has_resid, wdt);
-        for (; n0 < hi; n0++) nm_block(y, xn, w, bias, resid, 1, tb, t_full, n0, K, N, has_bias, has_resid, wdt);
+    int64_t blo, bhi, tc = kt_chunk(K);
+    kt_split((N + 31) / 32, ith, nth, &blo, &bhi);
+    for (int64_t c0 = 0; c0 < T; c0 += tc) {
+        int64_t c1 = c0 + tc < T ? c0 + tc : T;
+        for (int64_t b = blo; b < bhi; b++) nm_tokens(y, xn, w, bias, resid, c0, c1, b, K, N, has_bias, has_resid, wdt);
     }
 }

@@ -82,11 +82,14 @@ static ValueId packed(Fuser *fu, PackKind kind, const ValueId *ws, int n, const 
     return v;
 }
 
-static ValueId packed1(Fuser *fu, ValueId w, const char *name) {
+static ValueId packed_as(Fuser *fu, PackKind kind, ValueId w, const char *name) {
     const Node *n = src(fu, w);
-    return n->rank == 1 ? packed(fu, PACK_ROWS, &w, 1, name, 1, n->shape[0])
-                        : packed(fu, PACK_ROWS, &w, 1, name, n->shape[0], n->shape[1]);
+    return n->rank == 1 ? packed(fu, kind, &w, 1, name, 1, n->shape[0])
+                        : packed(fu, kind, &w, 1, name, n->shape[0], n->shape[1]);
 }
+
+/* A vector, a table or the router's gate: rows as stored. */
+static ValueId packed1(Fuser *fu, ValueId w, const char *name) { return packed_as(fu, PACK_ROWS, w, name); }
 
 static ValueId act(Fuser *fu, Op op, const char *name, int n_in, const ValueId *in, int64_t cols) {
     ValueId v = ir_add(fu->f, op, name, n_in, in);
@@ -151,7 +154,7 @@ static void fuse_attention(Fuser *fu, ValueId at) {
     snprintf(nm, sizeof nm, "L%02d.attn.ln", aa->layer);
     ValueId ln = packed1(fu, hn->in[1], nm);
     snprintf(nm, sizeof nm, "L%02d.attn.wqkv", aa->layer);
-    ValueId wqkv = packed(fu, PACK_ROWS, (ValueId[]){q->in[1], src(fu, km)->in[1], src(fu, vm)->in[1]}, 3, nm,
+    ValueId wqkv = packed(fu, PACK_PANEL, (ValueId[]){q->in[1], src(fu, km)->in[1], src(fu, vm)->in[1]}, 3, nm,
                           nq + 2 * nkv, hn->shape[1]);
     ValueId bqkv = IR_NONE;
     if (q->n_in == 3) {
@@ -289,14 +292,14 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
         snprintf(nm, sizeof nm, "L%02d.moe.gate_up", layer);
         gate_up = packed(fu, PACK_GATE_UP, (ValueId[]){mn->in[2], mn->in[3]}, 2, nm, E * I * 2, H);
         snprintf(nm, sizeof nm, "L%02d.moe.down", layer);
-        down = packed(fu, PACK_ROWS, &mn->in[4], 1, nm, E * H, I);
+        down = packed(fu, PACK_PANEL_EACH, &mn->in[4], 1, nm, E * H, I);
     }
     ValueId sh_gu = IR_NONE, sh_d = IR_NONE, sh_g = IR_NONE;
     if (SI) {
         snprintf(nm, sizeof nm, "L%02d.%s.gate_up", layer, mn ? "shared" : "mlp");
         sh_gu = packed(fu, PACK_GATE_UP, sgu, 2, nm, SI * 2, H);
         snprintf(nm, sizeof nm, "L%02d.%s.down", layer, mn ? "shared" : "mlp");
-        sh_d = packed1(fu, sd, nm);
+        sh_d = packed_as(fu, PACK_PANEL, sd, nm);
         if (!ir_is_none(sgw)) {
             snprintf(nm, sizeof nm, "L%02d.shared.gate_w", layer);
             sh_g = packed(fu, PACK_ROWS, &sgw, 1, nm, 1, H);
@@ -319,7 +322,7 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
     pn->a.ffn.shared_kind = SI == 0 ? 0 : mn ? 1 : 2;
     pn->a.ffn.threads = fu->threads;
     pn->a.ffn.layer = layer;
-    int64_t wmax = I > SI ? I : SI, slice = (wmax + fu->threads - 1) / fu->threads;
+    int64_t slice = kt_experts_slice(I > SI ? I : SI, fu->threads);
     pn->scratch_bytes = (int64_t)sizeof(float) * fu->threads * (T * H + T * slice);
     snprintf(nm, sizeof nm, "L%02d.ffn.out", layer);
     fu->map[add.id] = act(fu, OP_FREDUCE, nm, 2, (ValueId[]){x, part}, H);
@@ -333,7 +336,7 @@ static void fuse_out_proj(Fuser *fu, ValueId add, ValueId xs, ValueId o) {
     const Node *at = src(fu, on->in[0]);
     char nm[64];
     snprintf(nm, sizeof nm, "L%02d.attn.wo", at->a.attn.layer);
-    ValueId wo = packed1(fu, on->in[1], nm);
+    ValueId wo = packed_as(fu, PACK_PANEL, on->in[1], nm);
     ValueId bo = IR_NONE;
     if (on->n_in == 3) {
         snprintf(nm, sizeof nm, "L%02d.attn.bo", at->a.attn.layer);
@@ -379,7 +382,7 @@ Graph *pass_fuse(Arena *a, const Graph *s, int64_t threads, int64_t context, Dia
             cover(&fu, v);
             cover(&fu, n->in[0]);
             ValueId fw = packed1(&fu, hn->in[1], "final_norm");
-            ValueId head = packed1(&fu, n->in[1], "lm_head");
+            ValueId head = packed_as(&fu, PACK_PANEL, n->in[1], "lm_head");
             fu.map[i] = fu.f->logits =
                 norm_matmul(&fu, "logits", mapped(&fu, hn->in[0]), fw, head, IR_NONE, IR_NONE, n->shape[1], hn->a.norm.eps);
         }

@@ -1,7 +1,11 @@
 /* pack: lay the weights out as the kernels read them, in the dtype they read.
- *   PACK_ROWS     the parts' rows back to back (one tensor; q|k|v; E experts), in the packed dtype
- *   PACK_GATE_UP  E gate + E up tensors [I, H] -> [E][I][2][H]: row i of gate, then row i of up,
- *                 so the expert kernel reads both in one pass
+ *   PACK_ROWS        the parts' rows back to back (a vector, the embedding table, a router gate)
+ *   PACK_PANEL       the parts' rows stacked (q|k|v) into one matrix in the panel layout of
+ *                    kernels/kt_common.h: 32-row blocks, column pairs, zero padding
+ *   PACK_PANEL_EACH  E expert matrices of one shape, each in the panel layout, one after another
+ *   PACK_GATE_UP     E gate + E up tensors [I, H] -> per expert one panel matrix whose block b
+ *                    holds gate rows 16b..16b+15 then up rows 16b..16b+15, so the expert kernel
+ *                    reads both in one forward stream
  *   PACK_ROPE     [S][hd]: cos(p*inv_freq[i]) * mscale for i < hd/2, then the sines (float32 angle,
  *                 as HF and the generic path compute it)
  * Dtypes: bf16 matrices stay bf16; f16 and f32 become f32 (exact); vectors become f32. Entries are
@@ -10,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/kt_common.h"
 #include "passes.h"
 
 static bool same_entry(const PackEntry *e, PackKind kind, const Node *w) {
@@ -18,6 +23,21 @@ static bool same_entry(const PackEntry *e, PackKind kind, const Node *w) {
         return e->rope.inv_freq == w->a.weight.rope.inv_freq && e->rope_positions == w->a.weight.rope_positions &&
                e->cols == w->shape[1];
     return memcmp(e->parts, w->a.weight.parts, sizeof(void *) * (size_t)e->n_parts) == 0;
+}
+
+/* Rows of each panel matrix of an entry, and how many matrices it holds. */
+static int64_t panel_rows(const PackEntry *e, int64_t *n_mat) {
+    *n_mat = 1;
+    if (e->kind == PACK_PANEL) return e->rows;
+    if (e->kind == PACK_PANEL_EACH) return *n_mat = e->n_parts, e->rows / e->n_parts;
+    *n_mat = e->n_parts / 2; /* PACK_GATE_UP: 16 gate + 16 up rows per block */
+    return (e->parts[0]->shape[0] + 15) / 16 * 32;
+}
+
+static int64_t packed_elems(const PackEntry *e) {
+    if (e->kind == PACK_ROWS || e->kind == PACK_ROPE) return e->rows * e->cols;
+    int64_t n_mat, r = panel_rows(e, &n_mat);
+    return n_mat * kt_panel_elems(r, e->cols);
 }
 
 void pass_pack(Arena *a, PackTable *pt, Graph *g) {
@@ -45,7 +65,7 @@ void pass_pack(Arena *a, PackTable *pt, Graph *g) {
             e->cols = w->rank == 1 ? w->shape[0] : w->shape[1];
             e->rope = w->a.weight.rope;
             e->rope_positions = w->a.weight.rope_positions;
-            e->bytes = e->rows * e->cols * (int64_t)dtype_size(e->dtype);
+            e->bytes = packed_elems(e) * (int64_t)dtype_size(e->dtype);
             e->offset = (pt->total + 63) & ~(int64_t)63;
             pt->total = e->offset + e->bytes;
             found = pt->n++;
@@ -67,6 +87,22 @@ static void convert(void *dst, DType to, const void *srcp, DType from, int64_t n
     }
 }
 
+/* Row r of a panel matrix (K columns, at dst) from a stored row src of dtype from. */
+static void panel_row(char *dst, DType to, int64_t r, const void *src, DType from, int64_t K) {
+    const int32_t wdt = to == DT_BF16 ? 2 : 0;
+    const int64_t at = kt_panel_index(r, 0, K, wdt), odd = kt_panel_index(r, 1, K, wdt) - at;
+    for (int64_t c = 0; c < K; c++) {
+        int64_t i = at + c / 2 * 64 + c % 2 * odd;
+        if (to == DT_BF16 && from == DT_BF16) ((uint16_t *)dst)[i] = ((const uint16_t *)src)[c];
+        else if (to == DT_BF16) ((uint16_t *)dst)[i] = f32_to_bf16(dtype_load_f32(from, src, (size_t)c));
+        else ((float *)dst)[i] = dtype_load_f32(from, src, (size_t)c);
+    }
+}
+
+static const char *row_of(const TensorInfo *t, int64_t r) {
+    return (const char *)t->data + (size_t)(r * t->shape[1]) * dtype_size(t->dtype);
+}
+
 static void fill(const PackEntry *e, char *buf) {
     const size_t es = dtype_size(e->dtype);
     if (e->kind == PACK_ROPE) {
@@ -78,16 +114,26 @@ static void fill(const PackEntry *e, char *buf) {
                 t[p * hd + i] = (float)cos((double)ang) * e->rope.mscale;
                 t[p * hd + half + i] = (float)sin((double)ang) * e->rope.mscale;
             }
-    } else if (e->kind == PACK_GATE_UP) {
-        const int n_exp = e->n_parts / 2;
-        const int64_t I = e->parts[0]->shape[0], H = e->parts[0]->shape[1];
-        for (int ex = 0; ex < n_exp; ex++)
-            for (int64_t i = 0; i < I; i++)
-                for (int which = 0; which < 2; which++) {
-                    const TensorInfo *t = e->parts[which * n_exp + ex];
-                    const char *row = (const char *)t->data + (size_t)(i * H) * dtype_size(t->dtype);
-                    convert(buf + (size_t)(((ex * I + i) * 2 + which) * H) * es, e->dtype, row, t->dtype, H);
-                }
+    } else if (e->kind != PACK_ROWS) { /* the panel layouts */
+        memset(buf, 0, (size_t)e->bytes); /* padding rows and columns */
+        int64_t n_mat, R = panel_rows(e, &n_mat), K = e->cols, r0 = 0;
+        const size_t mat_bytes = (size_t)kt_panel_elems(R, K) * es;
+        for (int p = 0; p < e->n_parts; p++) {
+            const TensorInfo *t = e->parts[p];
+            int64_t rows = t->shape[0];
+            if (e->kind == PACK_PANEL) { /* stacked: this part's rows follow the previous part's */
+                for (int64_t r = 0; r < rows; r++) panel_row(buf, e->dtype, r0 + r, row_of(t, r), t->dtype, K);
+                r0 += rows;
+            } else if (e->kind == PACK_PANEL_EACH) {
+                for (int64_t r = 0; r < rows; r++)
+                    panel_row(buf + (size_t)p * mat_bytes, e->dtype, r, row_of(t, r), t->dtype, K);
+            } else { /* PACK_GATE_UP: parts[0..n_mat) gate, then up */
+                int64_t ex = p % n_mat, up = p / n_mat;
+                for (int64_t i = 0; i < rows; i++)
+                    panel_row(buf + (size_t)ex * mat_bytes, e->dtype, i / 16 * 32 + up * 16 + i % 16, row_of(t, i),
+                              t->dtype, K);
+            }
+        }
     } else {
         size_t at = 0;
         for (int p = 0; p < e->n_parts; p++) {

@@ -44,6 +44,19 @@ static void nmse_ok(const float *got, const float *want, int64_t n, const char *
     EXPECT_TRUE(e <= NMSE_TOL);
 }
 
+/* n_mat matrices [R][K] in dtype dt (row-major, back to back) -> the panel layout of kt_common.h,
+ * each padded to its own kt_panel_elems; element by element through kt_panel_index. */
+static void *panelize(const void *w, int64_t n_mat, int64_t R, int64_t K, DType dt) {
+    size_t es = dtype_size(dt), per = (size_t)kt_panel_elems(R, K);
+    char *p = calloc(per * (size_t)(n_mat > 0 ? n_mat : 1), es);
+    for (int64_t m = 0; m < n_mat; m++)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t c = 0; c < K; c++)
+                memcpy(p + ((size_t)m * per + (size_t)kt_panel_index(r, c, K, dt == DT_BF16 ? 2 : 0)) * es,
+                       (const char *)w + (size_t)((m * R + r) * K + c) * es, es);
+    return p;
+}
+
 /* ---- kt_norm_matmul ---- */
 
 static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_norm, int has_bias, int has_resid) {
@@ -56,15 +69,16 @@ static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_nor
     ref_matmul(r, h, T, K, w, dt, N, has_bias ? bias : NULL);
     if (has_resid)
         for (int64_t i = 0; i < T * N; i++) r[i] += resid[i];
+    void *wp = panelize(w, 1, N, K, dt);
     for (int nth = 1; nth <= 3; nth++) {
         float *y = zeros(T * N), *scratch = zeros(nth * T * K);
         for (int ith = 0; ith < nth; ith++)
-            kt_norm_matmul(y, x, nw, w, bias, resid, scratch, T, K, N, eps, has_norm, has_bias, has_resid, dt, ith,
+            kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, T, K, N, eps, has_norm, has_bias, has_resid, dt, ith,
                            nth);
         nmse_ok(y, r, T * N, "norm_matmul", nth);
         free(y), free(scratch);
     }
-    free(x), free(nw), free(bias), free(resid), free(w), free(wf), free(h), free(r);
+    free(x), free(nw), free(bias), free(resid), free(w), free(wp), free(wf), free(h), free(r);
 }
 
 /* ---- kt_qkv_rope ---- */
@@ -168,15 +182,21 @@ static void ref_dense_mlp(float *y, const float *h, const float *gate, int64_t T
     free(gv), free(uv), free(o);
 }
 
-/* gate_up[n][2][H] interleaved from g[n][H] and u[n][H] in dtype dt. */
-static void *interleave(const void *g, const void *u, int64_t n, int64_t H, DType dt) {
+/* Per expert, gate g[n][I][H] and up u[n][I][H] as one panel matrix whose block b holds gate rows
+ * 16b.. then up rows 16b.. (PACK_GATE_UP). */
+static void *gate_up_panels(const void *g, const void *u, int64_t n, int64_t I, int64_t H, DType dt) {
     size_t es = dtype_size(dt), row = (size_t)H * es;
-    char *gu = malloc(2 * row * (size_t)(n > 0 ? n : 1));
-    for (int64_t i = 0; i < n; i++) {
-        memcpy(gu + (size_t)(2 * i) * row, (const char *)g + (size_t)i * row, row);
-        memcpy(gu + (size_t)(2 * i + 1) * row, (const char *)u + (size_t)i * row, row);
-    }
-    return gu;
+    int64_t R = (I + 15) / 16 * 32;
+    char *m = calloc((size_t)(n > 0 ? n : 1) * (size_t)R, row);
+    for (int64_t e = 0; e < n; e++)
+        for (int64_t i = 0; i < I; i++) {
+            memcpy(m + (size_t)(e * R + i / 16 * 32 + i % 16) * row, (const char *)g + (size_t)(e * I + i) * row, row);
+            memcpy(m + (size_t)(e * R + i / 16 * 32 + 16 + i % 16) * row, (const char *)u + (size_t)(e * I + i) * row,
+                   row);
+        }
+    void *p = panelize(m, n, R, H, dt);
+    free(m);
+    return p;
 }
 
 static void t_moe(MoeCase mc) {
@@ -194,7 +214,8 @@ static void t_moe(MoeCase mc) {
     void *d = randw(E * H * I, dt, 0.3f, &df);
     void *sg = randw(SI * H, dt, 0.3f, &sgf), *su = randw(SI * H, dt, 0.3f, &suf), *sd = randw(H * SI, dt, 0.3f, &sdf);
     void *sg_w = randw(H, DT_F32, 0.5f, &sgwf); /* f32 like every vector (kernels.h) */
-    void *gate_up = interleave(g, u, E * I, H, dt), *sh_gate_up = interleave(sg, su, SI, H, dt);
+    void *gate_up = gate_up_panels(g, u, E, I, H, dt), *sh_gate_up = gate_up_panels(sg, su, 1, SI, H, dt);
+    void *dp = panelize(d, E, H, I, dt), *sdp = panelize(sd, 1, H, SI, dt);
 
     /* reference: rmsnorm, router matmul, ref_router, ref_moe_ffn, shared/dense MLP, residual */
     float *h = zeros(T * H), *r = zeros(T * H), *logits = zeros(T * E), *sgate = zeros(T);
@@ -219,7 +240,7 @@ static void t_moe(MoeCase mc) {
     for (int64_t i = 0; i < T * H; i++) r[i] += resid[i];
 
     for (int nth = 1; nth <= 3; nth++) {
-        int64_t wide = I > SI ? I : SI, spt = T * H + T * ((wide + nth - 1) / nth);
+        int64_t spt = T * H + T * kt_experts_slice(I > SI ? I : SI, nth);
         char *dispatch = E > 0 ? malloc((size_t)kt_dispatch_bytes(T, k, E, C)) : NULL;
         int64_t stats[65] = {0};
         float *y = zeros(T * H), *partials = zeros(nth * T * H), *scratch = zeros(nth * spt);
@@ -249,7 +270,7 @@ static void t_moe(MoeCase mc) {
             EXPECT_EQ(stats[E], dropped);
         }
         for (int ith = 0; ith < nth; ith++)
-            kt_experts(partials, x, nw, dispatch, gate_up, d, sh_gate_up, sd, sgwf, scratch, T, H, I, E, k, C, SI,
+            kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, T, H, I, E, k, C, SI,
                        mc.shared_kind, eps, spt, dt, ith, nth);
         for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, T, H, ith, nth);
         nmse_ok(y, r, T * H, mc.name, nth);
@@ -258,7 +279,7 @@ static void t_moe(MoeCase mc) {
     if (C < T * k && E > 0 && T * k > E * C) EXPECT_TRUE(dropped > 0);
     free(x), free(nw), free(resid), free(gate_w), free(gwf), free(g), free(gf), free(u), free(uf), free(d), free(df);
     free(sg), free(sgf), free(su), free(suf), free(sd), free(sdf), free(sg_w), free(sgwf), free(gate_up);
-    free(sh_gate_up), free(h), free(r), free(logits), free(sgate), free(routes);
+    free(sh_gate_up), free(dp), free(sdp), free(h), free(r), free(logits), free(sgate), free(routes);
 }
 
 /* ---- kt_embed ---- */
@@ -285,7 +306,9 @@ int main(void) {
     t_norm_matmul(9, 128, 40, DT_BF16, 0, 1, 0);  /* prefill, no norm */
     t_norm_matmul(8, 48, 13, DT_F32, 1, 0, 0);    /* full token blocks, ragged rows */
     t_norm_matmul(3, 16, 2, DT_BF16, 0, 0, 1);    /* fewer rows than threads */
-    t_norm_matmul(11, 40000, 6, DT_BF16, 1, 1, 1);/* K so long that a token chunk is 4 tokens */
+    t_norm_matmul(11, 40000, 6, DT_BF16, 1, 1, 1);/* K so long that a token chunk is 8 tokens */
+    t_norm_matmul(31, 67, 70, DT_BF16, 1, 1, 1);  /* tiles of 8, 4, 2 and 1 tokens, odd K, 3 blocks */
+    t_norm_matmul(15, 66, 64, DT_F32, 1, 0, 1);   /* tiles of 8, 4, 2 and 1 tokens, full blocks */
 
     /*         T  nh nkv hd  pos0 qk_norm clip */
     t_qkv_rope(1, 4, 2, 16, 9, 0, 0);             /* decode, GQA */
@@ -314,6 +337,8 @@ int main(void) {
     t_moe((MoeCase){12, 20, 21, 2, 2, 12, 0, 0, 1, DT_F32, "moe every expert full", 0});
     t_moe((MoeCase){11, 36000, 5, 3, 2, 11, 0, 0, 1, DT_BF16, "moe long rows: token chunks of 4", 0});
     t_moe((MoeCase){13, 8, 40000, 2, 1, 13, 0, 0, 0, DT_BF16, "moe long slices: down chunks", 0});
+    t_moe((MoeCase){47, 70, 50, 4, 2, 47, 0, 0, 1, DT_BF16, "moe token tiles of 8, 4, 2, 1", 0});
+    t_moe((MoeCase){29, 64, 33, 3, 2, 29, 40, 1, 0, DT_F32, "moe f32 tiles, odd I, shared", 0});
     t_moe((MoeCase){2, 24, 2, 16, 8, 2, 0, 0, 1, DT_BF16, "moe qwen3-like, I < nth", 0});
     t_moe((MoeCase){4, 16, 8, 6, 3, 4, 0, 0, 1, DT_F32, "moe router ties", 1});
 
