@@ -47,7 +47,6 @@ struct MoeModel {
     int n_threads;
     void *map;               /* the mmap'd weights file region, map_len bytes */
     size_t map_len;
-    void *wcopy;
     const char *weights;     /* MOE_SECTION_WEIGHTS, manifest.weights_bytes, inside map */
     const char *tokenizer;   /* MOE_SECTION_TOKENIZER or NULL, tokenizer_bytes */
     uint64_t tokenizer_bytes;
@@ -206,9 +205,13 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
                     " (weights of another compile)",
                     name, wsec->size, mf->weights_bytes);
 
-    /* mmap wants a page-aligned file offset; the header is MOE_ALIGN-aligned, pages may be larger */
+    /* mmap wants a page-aligned file offset; the header is MOE_ALIGN-aligned, pages may be larger.
+     * Mapping from a 2 MiB-aligned offset lets the kernel give the mapping a 2 MiB-aligned address
+     * congruent to the file offset, so the page cache's huge folios map as huge pages (fewer TLB
+     * misses while the weights stream: +3-5% decode on the bench preset). */
     long page = sysconf(_SC_PAGESIZE);
-    uint64_t base = hdr_off / (uint64_t)page * (uint64_t)page, delta = hdr_off - base;
+    uint64_t align = (uint64_t)page > HUGE_PAGE ? (uint64_t)page : HUGE_PAGE;
+    uint64_t base = hdr_off / align * align, delta = hdr_off - base;
     m->map_len = (size_t)(delta + h.total_size);
     m->map = mmap(NULL, m->map_len, PROT_READ, MAP_PRIVATE, fd, (off_t)base);
     if (m->map == MAP_FAILED) {
@@ -224,23 +227,11 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
     /* start reading the weights in; huge pages where the file system offers them */
     uintptr_t a = ((uintptr_t)m->weights) / (uintptr_t)page * (uintptr_t)page;
     size_t len = (size_t)((uintptr_t)m->weights + wsec->size - a);
-    const char *mode = getenv("MOE_WMODE");
     if (len) {
 #ifdef MADV_HUGEPAGE
         madvise((void *)a, len, MADV_HUGEPAGE);
 #endif
         madvise((void *)a, len, MADV_WILLNEED);
-        if (mode && !strcmp(mode, "populate")) madvise((void *)a, len, 22 /* MADV_POPULATE_READ */);
-        if (mode && !strcmp(mode, "copy")) {
-            size_t n = (size_t)wsec->size, cap = (n + HUGE_PAGE - 1) / HUGE_PAGE * HUGE_PAGE;
-            void *p = NULL;
-            if (!posix_memalign(&p, HUGE_PAGE, cap)) {
-                madvise(p, cap, MADV_HUGEPAGE);
-                read_at(fd, p, n, hdr_off + wsec->offset);
-                m->wcopy = p;
-                m->weights = p;
-            }
-        }
     }
     return MOE_OK;
 }
@@ -344,7 +335,6 @@ MoeStatus moert_model_load_embedded(MoeModel **out, const MoeProgram *prog, cons
 void moe_model_free(MoeModel *m) {
     if (!m) return;
     if (m->map) munmap(m->map, m->map_len);
-    free(m->wcopy);
     free(m->arena);
     free(m->kv);
     free(m->stats);

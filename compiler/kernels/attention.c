@@ -10,15 +10,18 @@
  *   if clip > 0: dst = clamp(dst, -clip, clip)
  *   for i < hd/2: (dst[i], dst[i+hd/2]) = (dst[i] c[i] - dst[i+hd/2] s[i], dst[i+hd/2] c[i] + dst[i] s[i])
  *
- * kt_attention, units u = (t, h) for h < nh, split by kt_split; online softmax over key blocks of
- * KB, so no score buffer beyond KB floats on the stack:
- *   i = pos0 + t; g = h / (nh / nkv); j0 = window > 0 ? max(0, i - window + 1) : 0
- *   o = out[t][h hd : (h+1) hd] = 0; m = max so far; l = sum so far
+ * kt_attention, units u = (t, g, part) for kv head g, its group of nh / nkv query heads split into
+ * parts only when there are fewer (t, g) than threads; split by kt_split. Each key and value row
+ * is loaded once for all the unit's query heads (GQA); online softmax over key blocks of KB, so no
+ * score buffer beyond KB floats per head on the stack:
+ *   i = pos0 + t; j0 = window > 0 ? max(0, i - window + 1) : 0
+ *   for each query head h of the unit: o_h = out[t][h hd : (h+1) hd] = 0; m_h, l_h
  *   for jb in j0..i step KB:
- *     sc[b] = q[t][h] . kc[jb+b][g] / sqrt(hd)                 // vectorised over hd
- *     m' = max(m, max_b sc[b]); o *= exp(m - m'); l *= exp(m - m')
- *     for b: p = exp(sc[b] - m'); l += p; o += p vc[jb+b][g]   // vectorised over hd
- *   o /= l
+ *     sc[h][b] = q[t][h] . kc[jb+b][g] / sqrt(hd)              // vectorised over hd
+ *     m' = max(m_h, max_b sc[h][b]); o_h *= exp(m_h - m'); l_h *= exp(m_h - m')
+ *     p[h][b] = exp(sc[h][b] - m')                             // kt_exp, vectorised over b
+ *     for b: l_h += p[h][b]; o_h += p[h][b] vc[jb+b][g]         // vectorised over hd
+ *   o_h /= l_h
  *
  * Specialised: T, nh, nkv, hd, S, eps, qk_norm, clip and window are constants (hd-long loops get
  * constant trip counts; the norm, clip and window branches fold); pos0 stays a runtime value. */
@@ -85,50 +88,76 @@ void kt_qkv_rope(float *restrict q_out, float *restrict kc, float *restrict vc, 
     (void)S;
 }
 
+/* Query heads per pass of kt_attention (their scores live on the stack: ATT_HG x ATT_KB floats). */
+enum { ATT_HG = 8 };
+
+/* Query heads h0 .. h0 + nq - 1 (nq <= ATT_HG, all of kv head g) of token t at position i. */
+static inline void att_heads(float *restrict out, const float *restrict q, const float *restrict kg,
+                             const float *restrict vg, int64_t t, int64_t h0, int nq, int64_t i, int64_t j0,
+                             int64_t nh, int64_t kvw, int64_t hd, float scale) {
+    const float *qv[ATT_HG]; // [nq] x [hd]
+    float *o[ATT_HG];        // [nq] x [hd], the running sums of p v
+    float m[ATT_HG], l[ATT_HG];
+    for (int h = 0; h < nq; h++) {
+        qv[h] = q + (t * nh + h0 + h) * hd;
+        o[h] = out + (t * nh + h0 + h) * hd;
+        for (int64_t d = 0; d < hd; d++) o[h][d] = 0.0f;
+        l[h] = 0.0f;
+        m[h] = -INFINITY;
+    }
+    for (int64_t jb = j0; jb <= i; jb += ATT_KB) {
+        int64_t nb = i + 1 - jb < ATT_KB ? i + 1 - jb : ATT_KB;
+        float sc[ATT_HG][ATT_KB]; // [nq][nb] scores, then probabilities, of this block
+        for (int64_t b = 0; b < nb; b++) {
+            const float *kr = kg + (jb + b) * kvw; // [hd]
+            for (int h = 0; h < nq; h++) {
+                float s = 0.0f;
+                for (int64_t d = 0; d < hd; d++) s += qv[h][d] * kr[d];
+                sc[h][b] = s * scale;
+            }
+        }
+        for (int h = 0; h < nq; h++) {
+            float bm = m[h];
+            for (int64_t b = 0; b < nb; b++) bm = sc[h][b] > bm ? sc[h][b] : bm;
+            if (bm > m[h]) {
+                float corr = kt_exp(m[h] - bm); /* 0 on the first block: m = -inf */
+                l[h] *= corr;
+                for (int64_t d = 0; d < hd; d++) o[h][d] *= corr;
+                m[h] = bm;
+            }
+            for (int64_t b = 0; b < nb; b++) sc[h][b] = kt_exp(sc[h][b] - bm);
+        }
+        for (int64_t b = 0; b < nb; b++) {
+            const float *vr = vg + (jb + b) * kvw; // [hd]
+            for (int h = 0; h < nq; h++) {
+                float p = sc[h][b];
+                l[h] += p;
+                for (int64_t d = 0; d < hd; d++) o[h][d] += p * vr[d];
+            }
+        }
+    }
+    for (int h = 0; h < nq; h++) {
+        float rl = 1.0f / l[h];
+        for (int64_t d = 0; d < hd; d++) o[h][d] *= rl;
+    }
+}
+
 void kt_attention(float *restrict out, const float *restrict q, const float *restrict kc,
                   const float *restrict vc, int64_t pos0, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
                   int64_t S, int64_t window, int32_t ith, int32_t nth) {
-    int64_t kvw = nkv * hd, group = nh / nkv;
+    int64_t kvw = nkv * hd, group = nh / nkv, parts = 1;
+    while (T * nkv * parts < nth && parts < group) parts++; /* idle threads: split the groups */
+    int64_t per = (group + parts - 1) / parts;               /* query heads per unit */
     float scale = 1.0f / sqrtf((float)hd);
     int64_t lo, hi;
-    kt_split(T * nh, ith, nth, &lo, &hi);
+    kt_split(T * nkv * parts, ith, nth, &lo, &hi);
     for (int64_t u = lo; u < hi; u++) {
-        int64_t t = u / nh, h = u % nh, i = pos0 + t, g = h / group;
+        int64_t t = u / (nkv * parts), g = u / parts % nkv, part = u % parts, i = pos0 + t;
         int64_t j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-        const float *qv = q + u * hd;        // [hd]
-        float *o = out + u * hd;             // [hd], the running sum of p v
-        const float *kg = kc + g * hd;       // [S, nkv hd] at kv head g
-        const float *vg = vc + g * hd;       // [S, nkv hd] at kv head g
-        for (int64_t d = 0; d < hd; d++) o[d] = 0.0f;
-        float m = 0.0f, l = 0.0f;
-        for (int64_t jb = j0; jb <= i; jb += ATT_KB) {
-            int64_t nb = i + 1 - jb < ATT_KB ? i + 1 - jb : ATT_KB;
-            float sc[ATT_KB]; // [nb] scores of this block
-            float bm = 0.0f;
-            for (int64_t b = 0; b < nb; b++) {
-                const float *kr = kg + (jb + b) * kvw; // [hd]
-                float s = 0.0f;
-                for (int64_t d = 0; d < hd; d++) s += qv[d] * kr[d];
-                sc[b] = s * scale;
-                bm = b == 0 || sc[b] > bm ? sc[b] : bm;
-            }
-            if (jb == j0) {
-                m = bm;
-            } else if (bm > m) {
-                float corr = expf(m - bm);
-                l *= corr;
-                for (int64_t d = 0; d < hd; d++) o[d] *= corr;
-                m = bm;
-            }
-            for (int64_t b = 0; b < nb; b++) {
-                const float *vr = vg + (jb + b) * kvw; // [hd]
-                float p = expf(sc[b] - m);
-                l += p;
-                for (int64_t d = 0; d < hd; d++) o[d] += p * vr[d];
-            }
-        }
-        float rl = 1.0f / l;
-        for (int64_t d = 0; d < hd; d++) o[d] *= rl;
+        int64_t h1 = (part + 1) * per < group ? (part + 1) * per : group;
+        for (int64_t h = part * per; h < h1; h += ATT_HG)
+            att_heads(out, q, kc + g * hd, vc + g * hd, t, g * group + h,
+                      (int)(h1 - h < ATT_HG ? h1 - h : ATT_HG), i, j0, nh, kvw, hd, scale);
     }
     (void)S;
 }

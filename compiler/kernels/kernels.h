@@ -3,8 +3,10 @@
  * bound to a constant, so the emitted functions take only pointers, pos0 and (ith, nth)).
  * They are also ordinary C, so tests compile them natively against tests/ref/ref_ops.c.
  *
- * Rules: no allocation, no libc except expf/sqrtf/memset/memcpy, no intrinsics (templates must
- * retarget to AArch64), restrict pointers, loops LLVM can vectorise once shapes are constants.
+ * Rules: no allocation, no libc except expf/sqrtf/memset/memcpy, no target intrinsics (templates
+ * must retarget to AArch64; GNU vector types and target-independent builtins such as
+ * __builtin_prefetch are fine), restrict pointers, loops LLVM can vectorise once shapes are
+ * constants.
  * Every kernel splits its independent rows by (ith, nth) with kt_split; it never synchronises —
  * the step program puts a barrier between dependent kernels.
  * Weight dtypes (wdt): 0 = f32, 2 = bf16 (runtime/dtype.h values). Activations are f32.

@@ -1,6 +1,8 @@
 /* kt_common: inline helpers shared by the kernel templates in compiler/kernels: weight widening,
- * RMSNorm rows, SiLU, and kt_tile, the register-tiled dot product every matmul-like kernel is built
- * from. Header-only (static inline) so each template stays one self-contained bitcode module, and so
+ * RMSNorm rows, SiLU, a vectorisable exp, and the panel weight layout with kt_panel_tile, the
+ * register tile every matmul-like kernel is built from (pack.c writes the layout through
+ * kt_panel_index, so the two cannot drift apart). Vectors are GNU vector types (kt_vf), which
+ * LLVM lowers for any target: 16 floats are one AVX-512 register or four NEON ones. Header-only (static inline) so each template stays one self-contained bitcode module, and so
  * a test can #include several templates into one translation unit. Same rules as kernels.h. */
 #ifndef MOEC_KT_COMMON_H
 #define MOEC_KT_COMMON_H
@@ -29,6 +31,30 @@ static inline float kt_bf16(uint16_t v) {
  * every specialised kernel, so the branch folds. */
 static inline float kt_wload(const void *w, int64_t i, int32_t wdt) {
     return wdt == 2 ? kt_bf16(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+}
+
+/* exp(x) from arithmetic only, so loops over it vectorise (libm's expf is a call per element):
+ * x = n ln2 + r with n = rint(x log2 e), |r| <= ln2/2 (ln2 split in two for an exact n ln2), exp(r)
+ * by its degree-7 Taylor polynomial (truncation < 2e-9 relative), times 2^n built in the exponent
+ * bits. Within 2 ulp of expf for x in [-87, 88]; x below -87 gives 0 (as exp underflows there),
+ * -INFINITY included; x above 88 is clamped (no model here gets near: scores and logits are
+ * max-subtracted first). */
+static inline float kt_exp(float x) {
+    float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = __builtin_rintf(xc * 1.44269504088896341f);
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.98412698e-4f;
+    p = p * r + 1.38888889e-3f;
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    return x < -87.0f ? 0.0f : p * scale;
 }
 
 static inline float kt_silu(float a) { return a / (1.0f + expf(-a)); }
@@ -107,8 +133,9 @@ static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_v
  * literal constant at every call site: once inlined the s and t loops unroll into 2 tb vector
  * accumulators (tb <= 2: even and odd columns in separate ones, so the chains stay short), each
  * weight vector loaded and widened once per tile, each activation broadcast once per tile. The
- * block is read as one forward stream, prefetched KT_PF_BYTES ahead. */
-enum { KT_PF_BYTES = 1024 };
+ * block is read as one forward stream, prefetched KT_PF_BYTES ahead (none: decode 51 tok/s on the
+ * bench preset; 512-1024 bytes: 64-65; 2048: 62; 4096: 60). */
+enum { KT_PF_BYTES = 768 };
 static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
                                  const float *const xs[KT_TB], int64_t n2, int half, int32_t wdt) {
     kt_vf a[2][KT_TB], b[2][KT_TB];
@@ -117,8 +144,8 @@ static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restri
     const int64_t es = wdt == 2 ? 2 : 4;
     for (int64_t q = 0; q < n2; q++) {
         int64_t o = w0 + q * 64;
-        __builtin_prefetch((const char *)w + o * es + KT_PF_BYTES);
-        if (es == 4) __builtin_prefetch((const char *)w + o * es + KT_PF_BYTES + 128);
+        for (int64_t line = 0; line < es * 32; line += 64) /* the 2 (bf16) or 4 (f32) lines of this pair */
+            __builtin_prefetch((const char *)w + o * es + KT_PF_BYTES + line);
         kt_vf we[2], wo[2];
         kt_wpair(w, o, wdt, &we[0], &wo[0]);
         kt_wpair(w, o + 32, wdt, &we[1], &wo[1]);

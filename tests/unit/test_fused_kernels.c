@@ -159,6 +159,23 @@ static void t_attention(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t 
     free(q), free(kc), free(vc), free(r);
 }
 
+/* ---- kt_exp against libm's exp in double ---- */
+
+static void t_exp(void) {
+    double worst = 0;
+    for (int i = 0; i <= 200000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 200000.0f;
+        double want = exp((double)x), got = kt_exp(x);
+        double rel = fabs(got - want) / want;
+        worst = rel > worst ? rel : worst;
+    }
+    if (!(worst <= 3.6e-7)) fprintf(stderr, "kt_exp: worst relative error %.3g\n", worst); /* 3 ulp */
+    EXPECT_TRUE(worst <= 3.6e-7);
+    EXPECT_TRUE(kt_exp(-INFINITY) == 0.0f);
+    EXPECT_TRUE(kt_exp(-100.0f) == 0.0f);
+    EXPECT_TRUE(kt_exp(0.0f) == 1.0f);
+}
+
 /* ---- kt_router + kt_experts + kt_reduce ---- */
 
 typedef struct MoeCase {
@@ -323,6 +340,11 @@ int main(void) {
     t_attention(7, 3, 3, 6, 0, 0);                /* ragged, first prompt */
     t_attention(6, 4, 2, 16, 60, 37);             /* window across key blocks */
     t_attention(1, 2, 1, 32, 100, 5);             /* decode, small window */
+    t_attention(2, 16, 2, 64, 300, 0);            /* groups of 8 heads, many key blocks */
+    t_attention(1, 20, 2, 16, 50, 0);             /* groups of 10: more than one pass of heads */
+    t_attention(1, 12, 1, 16, 40, 0);             /* one kv head: groups split between threads */
+
+    t_exp();
 
     /*              T   H   I   E  k  C  SI kind renorm dt                        ties */
     t_moe((MoeCase){1, 64, 48, 8, 2, 1, 0, 0, 1, DT_BF16, "moe decode (mixtral)", 0});
