@@ -397,15 +397,18 @@ int cmd_bench(int argc, char **argv) {
         decode_idx[k] = b.n_m;
         b.m[b.n_m++] = (Measure){.what = "decode", .prompt = dctx[k], .gen = gen};
     }
-    bool ok = true;
-    for (int r = 0; r < repeat && ok; r++)
+    bool ok = true, tty = isatty(2); /* a terminal gets one line rewritten; a log one line per repeat */
+    for (int r = 0; r < repeat && ok; r++) {
+        if (!tty) fprintf(stderr, "moec: bench: run %d/%" PRId64 "\n", r + 1, repeat);
         for (int k = 0; k < b.n_m && ok; k++)
             for (int p = 0; p < 2 && ok; p++) { /* alternate the paths */
-                fprintf(stderr, "\rmoec: bench: run %d/%" PRId64 ", %s %" PRId64 " tokens, %s      ", r + 1, repeat,
-                        b.m[k].what, b.m[k].prompt, path_name[(p + r) % 2]);
+                if (tty)
+                    fprintf(stderr, "\rmoec: bench: run %d/%" PRId64 ", %s %" PRId64 " tokens, %s      ", r + 1,
+                            repeat, b.m[k].what, b.m[k].prompt, path_name[(p + r) % 2]);
                 ok = measure(&b, &b.m[k], (p + r) % 2, c->vocab_size);
             }
-    fputc('\n', stderr);
+    }
+    if (tty) fputc('\n', stderr);
     unlink(exe);
     if (!ok) return 1;
 
