@@ -8,7 +8,8 @@
  * the runtime with (args, ith, nth); it calls the specialised kernels in order, each splitting its
  * rows by (ith, nth), with moert_barrier() between dependent kernels. Every shape and offset inside
  * is a compile-time constant: the step only adds the constant offsets to the base pointers in args
- * (and, in prefill_last, last_row rows to the logits input).
+ * (and, in prefill_last, last_row rows to the logits input); the one runtime shape is the number
+ * of real rows of a prefill step, args.last_row + 1, passed to every kernel.
  *
  * Weights file (.moew, or the same bytes appended to the executable):
  *   MoeWeightsHeader (little-endian, 4096 bytes reserved)
@@ -22,7 +23,8 @@
 #define MOE_FORMAT_H
 #include <stdint.h>
 
-#define MOE_FORMAT_VERSION 2u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row */
+#define MOE_FORMAT_VERSION 3u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row; 3: prefill steps
+                                  compute rows 0..last_row only (padding is not routed) */
 #define MOE_WEIGHTS_MAGIC "MOEWGT01"  /* 8 bytes, no NUL */
 #define MOE_TRAILER_MAGIC "MOEEMBED"  /* 8 bytes, no NUL */
 enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_ALIGN = 4096 };
@@ -58,7 +60,8 @@ typedef struct MoeStepArgs {
     const int32_t *ids;      /* [T] token ids of the step (padded by the runtime to T) */
     int64_t pos0;            /* sequence position of ids[0] */
     int64_t *stats;          /* [n_layers][n_exp + 1]: tokens per expert, then dropped assignments */
-    int64_t last_row;        /* prefill_last only: the row (< T) whose logits it computes, into row 0 */
+    int64_t last_row;        /* prefill steps: the last real row (< T); rows after it are padding that no
+                                kernel reads or writes; prefill_last computes its logits, into row 0 */
 } MoeStepArgs;
 
 typedef void (*MoeStepFn)(const MoeStepArgs *args, int32_t ith, int32_t nth);

@@ -5,11 +5,12 @@
  * arena, KV cache, stats and step ids are allocated, zeroed and 64-byte aligned. Nothing else in
  * this file allocates.
  *
- * Steps: the prompt runs in prefill steps of exactly P = prefill_chunk tokens (the last padded
- * with token 0). A padded step also writes the KV slots of its padded rows, beyond the sequence;
- * later steps overwrite them. So that no step writes past the KV cache, a chunk at pos0 runs
- * through the prefill program only when pos0 + P <= context; the few tokens left near the end of
- * the context run one by one through the decode program (same math, smaller step).
+ * Steps: the prompt runs in prefill steps laid out for P = prefill_chunk tokens; the last one may
+ * hold fewer (args.last_row + 1 real rows): its kernels read and write only the real rows, so the
+ * padding costs nothing, is never routed and never reaches the KV cache or the stats. A chunk at
+ * pos0 runs through the prefill program only when pos0 + P <= context (the KV cache is laid out
+ * for that); the few tokens left near the end of the context run one by one through the decode
+ * program (same math, smaller step).
  *
  * Logits: a prefill step computes the lm_head for every row only when the caller wants every
  * prompt row's logits (moe_prefill with an on_rows callback); otherwise it runs the program's
@@ -17,10 +18,7 @@
  * buffer (the lm_head of the other rows is about 10% of a prefill step on the bench preset).
  *
  * Stats: the kernels add to args.stats, [n_layers][n_exp + 1], the tokens each expert processed
- * (kept within capacity) and the assignments dropped. Padded rows are routed like real ones, so
- * after a padded step the runtime takes their share back out: capacity is assigned in token
- * order and padded rows come last, so with r real and p padded assignments to an expert of
- * capacity C the padding added min(r+p, C) - min(r, C) processed and the rest of its p dropped. */
+ * (kept within capacity) and the assignments dropped, over the real rows of each step. */
 #include "model.h"
 
 #include <errno.h>
@@ -53,7 +51,6 @@ struct MoeModel {
     char *arena;             /* [arena_bytes] activations, laid out by the plan pass */
     char *kv;                /* [kv_bytes] KV cache */
     int64_t *stats;          /* [n_layers][n_exp + 1] */
-    int64_t *counts;         /* [2][n_exp] scratch: real and padded assignments per expert */
     int32_t *ids;            /* [max(prefill_chunk, batch)] the step's token ids */
     int64_t pos;             /* tokens in the KV cache */
     int step_kind;           /* STEP_*: which arena offsets hold the last step's outputs */
@@ -301,9 +298,8 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
         m->arena = alloc_zeroed((size_t)mf->arena_bytes);
         m->kv = alloc_zeroed((size_t)mf->kv_bytes);
         m->stats = alloc_zeroed(sizeof(int64_t) * (size_t)mf->n_layers * (size_t)(mf->n_exp + 1));
-        m->counts = alloc_zeroed(sizeof(int64_t) * 2 * (size_t)(mf->n_exp + 1));
         m->ids = alloc_zeroed(sizeof(int32_t) * (size_t)n_ids);
-        if (!m->arena || !m->kv || !m->stats || !m->counts || !m->ids)
+        if (!m->arena || !m->kv || !m->stats || !m->ids)
             rc = fail(m, MOE_ERR_NOMEM,
                       "%s: cannot allocate the arena (%" PRId64 " bytes) and KV cache (%" PRId64 " bytes)", name,
                       mf->arena_bytes, mf->kv_bytes);
@@ -338,7 +334,6 @@ void moe_model_free(MoeModel *m) {
     free(m->arena);
     free(m->kv);
     free(m->stats);
-    free(m->counts);
     free(m->ids);
     free(m);
 }
@@ -365,31 +360,6 @@ void moe_model_reset(MoeModel *m) {
 
 /* ---- steps ------------------------------------------------------------------------------- */
 
-/* Takes the padded rows [n_valid, P) of the last prefill step back out of the stats (see top). */
-static void uncount_padding(MoeModel *m, int64_t n_valid) {
-    const MoeManifest *mf = m->man;
-    const int64_t P = mf->prefill_chunk, E = mf->n_exp, k = mf->top_k;
-    const int64_t C = mf->capacity_prefill > 0 ? mf->capacity_prefill : P;
-    int64_t *real = m->counts, *pad = m->counts + E;
-    for (uint32_t l = 0; l < mf->n_layers; l++) {
-        if (mf->routes_prefill[l] < 0) continue;
-        const MoeRoute *r = (const MoeRoute *)(m->arena + mf->routes_prefill[l]); /* [P, k] */
-        memset(m->counts, 0, sizeof(int64_t) * 2 * (size_t)E);
-        for (int64_t tok = 0; tok < P; tok++)
-            for (int64_t j = 0; j < k; j++) {
-                int32_t e = r[tok * k + j].expert;
-                if (e >= 0 && e < E) (tok < n_valid ? real : pad)[e]++;
-            }
-        int64_t *st = m->stats + (int64_t)l * (E + 1); /* [n_exp + 1] */
-        for (int64_t e = 0; e < E; e++) {
-            int64_t all = real[e] + pad[e];
-            int64_t kept_all = all < C ? all : C, kept_real = real[e] < C ? real[e] : C;
-            st[e] -= kept_all - kept_real;
-            st[E] -= (all - kept_all) - (real[e] - kept_real);
-        }
-    }
-}
-
 static const float *step_logits(const MoeModel *m) {
     return (const float *)(m->arena + (m->step_kind == STEP_PREFILL ? m->man->logits_prefill : m->man->logits_decode));
 }
@@ -401,7 +371,6 @@ static void run_step(MoeModel *m, int kind, int64_t n_valid, bool all_rows) {
     MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->pos, m->stats, n_valid - 1};
     MoeStepFn fn = kind == STEP_DECODE ? m->prog->decode : all_rows ? m->prog->prefill : m->prog->prefill_last;
     moert_exec(fn, &a, m->n_threads);
-    if (kind == STEP_PREFILL && n_valid < m->man->prefill_chunk) uncount_padding(m, n_valid);
     m->pos += n_valid;
     m->step_kind = kind;
     m->step_rows = n_valid;

@@ -1,10 +1,15 @@
 /* program: the straight-line step functions.
  *
  *   void moe_step_prefill(const MoeStepArgs *a, i32 ith, i32 nth) {
- *       k_embed(a->arena + 0, a->ids, a->weights + 4096, ith, nth);        moert_barrier();
- *       k_norm_matmul_1(a->arena + 65536, a->arena + 0, ..., ith, nth);   moert_barrier();
- *       ...                                                               (one call per fused node)
+ *       n = a->last_row + 1;                                                  (the real rows)
+ *       k_embed_T128_n(a->arena + 0, a->ids, a->weights + 4096, n, ith, nth);  moert_barrier();
+ *       k_L00.attn.qkv_T128_n(a->arena + 65536, a->arena + 0, ..., n, ith, nth); moert_barrier();
+ *       ...                                                                   (one call per fused node)
  *   }
+ *
+ * Every kernel's last three arguments are (n, ith, nth): n = the rows that are real tokens. The
+ * prefill steps pass it at run time (kernel names end in _n), so a partial last chunk costs what
+ * its real rows cost; decode binds n = T.
  *
  * Three steps: moe_step_prefill (the prefill graph, T = P), moe_step_decode (the decode graph,
  * T = B) and moe_step_prefill_last, the prefill graph again except that the lm_head ("logits"
@@ -41,6 +46,7 @@ typedef struct Emitter {
     LLVMBuilderRef B;
     LLVMTypeRef i8, i32, i64, ptr, voidt;
     LLVMValueRef arena, weights, kv, ids, pos0, stats, last_row, ith, nth;
+    LLVMValueRef n_rows;        /* prefill steps: last_row + 1, the real rows; NULL in decode (all T) */
     bool logits_last;           /* emitting moe_step_prefill_last: the logits node on row last_row */
     LLVMValueRef barrier;
     LLVMTypeRef barrier_ty;
@@ -79,7 +85,18 @@ static int32_t wdt_of(Emitter *e, const Node *n, int k) {
     return (int32_t)ir_node(e->g, n->in[k])->dtype;
 }
 
-static bool emit_call(Emitter *e, const char *tmpl, const char *kname, Call *c) {
+/* Calls template tmpl specialised as kname with c's bindings, then the rows parameter n (the
+ * constant fixed_rows when > 0; else the runtime n_rows of a prefill step, or T in decode), ith
+ * and nth; then a barrier. */
+static bool emit_call(Emitter *e, const char *tmpl, const char *kname_in, Call *c, int64_t fixed_rows) {
+    char kname[80];
+    if (fixed_rows <= 0 && e->n_rows) {
+        snprintf(kname, sizeof kname, "%s_n", kname_in); /* runtime rows: another specialisation */
+        keep(c, e->n_rows);
+    } else {
+        snprintf(kname, sizeof kname, "%s", kname_in);
+        cint(c, fixed_rows > 0 ? fixed_rows : e->g->n_tok);
+    }
     keep(c, e->ith);
     keep(c, e->nth);
     LLVMValueRef fn = cg_specialize(e->cg, kname, tmpl, c->binds, c->n);
@@ -107,7 +124,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, in_ptr(e, n, 1));
         cint(&c, T), cint(&c, n->shape[1]), cint(&c, wdt_of(e, n, 1));
         snprintf(kname, sizeof kname, "k_embed_T%lld", (long long)T);
-        return emit_call(e, "kt_embed", kname, &c);
+        return emit_call(e, "kt_embed", kname, &c, 0);
     }
     case OP_FNORM_MATMUL: {
         const Node *x = ir_node(e->g, n->in[0]);
@@ -131,7 +148,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         cint(&c, has_norm), cint(&c, !ir_is_none(n->in[3])), cint(&c, !ir_is_none(n->in[4]));
         cint(&c, wdt_of(e, n, 2));
         snprintf(kname, sizeof kname, "k_%s_T%lld", n->name, (long long)rows);
-        return emit_call(e, "kt_norm_matmul", kname, &c);
+        return emit_call(e, "kt_norm_matmul", kname, &c, one_row ? 1 : 0);
     }
     case OP_FQKV_ROPE: {
         const int layer = n->a.qkv.layer;
@@ -143,7 +160,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         cint(&c, T), cint(&c, n->a.qkv.n_heads), cint(&c, n->a.qkv.n_kv), cint(&c, n->a.qkv.head_dim);
         cint(&c, n->a.qkv.S), cfp(&c, n->a.qkv.eps), cint(&c, n->a.qkv.qk_norm), cfp(&c, n->a.qkv.clip);
         snprintf(kname, sizeof kname, "k_qkv_rope_T%lld", (long long)T);
-        return emit_call(e, "kt_qkv_rope", kname, &c);
+        return emit_call(e, "kt_qkv_rope", kname, &c, 0);
     }
     case OP_FATTENTION: {
         const AttnAttr *at = &n->a.attn;
@@ -155,7 +172,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         cint(&c, T), cint(&c, at->n_heads), cint(&c, at->n_kv), cint(&c, at->head_dim);
         cint(&c, e->kv_layout->S), cint(&c, at->window);
         snprintf(kname, sizeof kname, "k_attention_T%lld", (long long)T);
-        return emit_call(e, "kt_attention", kname, &c);
+        return emit_call(e, "kt_attention", kname, &c, 0);
     }
     case OP_FROUTER: {
         const Node *x = ir_node(e->g, n->in[0]);
@@ -166,7 +183,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         cint(&c, T), cint(&c, x->shape[1]), cint(&c, E), cint(&c, n->a.ffn.top_k), cint(&c, n->a.ffn.capacity);
         cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.renorm), cint(&c, wdt_of(e, n, 2));
         snprintf(kname, sizeof kname, "k_router_T%lld", (long long)T);
-        return emit_call(e, "kt_router", kname, &c);
+        return emit_call(e, "kt_router", kname, &c, 0);
     }
     case OP_FEXPERTS: {
         const Node *x = ir_node(e->g, n->in[0]);
@@ -181,7 +198,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         cfp(&c, n->a.ffn.eps), cint(&c, per_thread);
         cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 5));
         snprintf(kname, sizeof kname, "k_experts_T%lld", (long long)T);
-        return emit_call(e, "kt_experts", kname, &c);
+        return emit_call(e, "kt_experts", kname, &c, 0);
     }
     case OP_FREDUCE: {
         keep(&c, out);
@@ -189,7 +206,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, in_ptr(e, n, 1));
         cint(&c, T), cint(&c, n->shape[1]);
         snprintf(kname, sizeof kname, "k_reduce_T%lld", (long long)T);
-        return emit_call(e, "kt_reduce", kname, &c);
+        return emit_call(e, "kt_reduce", kname, &c, 0);
     }
     default:
         diag_error(e->d, "backend: internal: no kernel for op %s ('%s')", ir_op_name(n->op), n->name);
@@ -204,7 +221,7 @@ static LLVMValueRef load_field(Emitter *e, LLVMTypeRef st, LLVMValueRef args, un
 }
 
 /* One step function over graph g; logits_last: the logits node on row args->last_row only. */
-static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name, bool logits_last) {
+static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name, bool prefill, bool logits_last) {
     LLVMTypeRef params[3] = {e->ptr, e->i32, e->i32};
     LLVMTypeRef fty = LLVMFunctionType(e->voidt, params, 3, 0);
     LLVMValueRef fn = LLVMAddFunction(e->M, name, fty);
@@ -221,7 +238,8 @@ static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name, bool
     e->ids = load_field(e, st, args, 3, e->ptr, "ids");
     e->pos0 = load_field(e, st, args, 4, e->i64, "pos0");
     e->stats = load_field(e, st, args, 5, e->ptr, "stats");
-    e->last_row = logits_last ? load_field(e, st, args, 6, e->i64, "last_row") : NULL;
+    e->last_row = prefill ? load_field(e, st, args, 6, e->i64, "last_row") : NULL;
+    e->n_rows = prefill ? LLVMBuildAdd(e->B, e->last_row, LLVMConstInt(e->i64, 1, 0), "n_rows") : NULL;
     e->logits_last = logits_last;
     e->ith = LLVMGetParam(fn, 1);
     e->nth = LLVMGetParam(fn, 2);
@@ -260,9 +278,9 @@ bool program_emit(Codegen *cg, const Graph *prefill, const Graph *decode, const 
     e.voidt = LLVMVoidTypeInContext(e.C);
     e.barrier_ty = LLVMFunctionType(e.voidt, NULL, 0, 0);
     e.barrier = LLVMAddFunction(e.M, "moert_barrier", e.barrier_ty);
-    LLVMValueRef fp = emit_step(&e, prefill, "moe_step_prefill", false);
-    LLVMValueRef fd = fp ? emit_step(&e, decode, "moe_step_decode", false) : NULL;
-    LLVMValueRef fl = fd ? emit_step(&e, prefill, "moe_step_prefill_last", true) : NULL;
+    LLVMValueRef fp = emit_step(&e, prefill, "moe_step_prefill", true, false);
+    LLVMValueRef fd = fp ? emit_step(&e, decode, "moe_step_decode", false, false) : NULL;
+    LLVMValueRef fl = fd ? emit_step(&e, prefill, "moe_step_prefill_last", true, true) : NULL;
     if (!fl) return false;
     /* the manifest: the bytes of a MoeManifest (identical layout on every LP64 little-endian target) */
     LLVMValueRef mbytes = LLVMConstStringInContext(e.C, (const char *)man, sizeof *man, 1);

@@ -58,10 +58,10 @@ static inline void rope_head(float *restrict x, const float *restrict cs, int64_
 void kt_qkv_rope(float *restrict q_out, float *restrict kc, float *restrict vc, const float *restrict qkv,
                  const float *restrict qn, const float *restrict kn, const float *restrict rope, int64_t pos0,
                  int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t S, float eps, int32_t qk_norm, float clip,
-                 int32_t ith, int32_t nth) {
+                 int64_t n, int32_t ith, int32_t nth) {
     int64_t heads = nh + nkv, width = (nh + 2 * nkv) * hd, kvw = nkv * hd;
     int64_t lo, hi;
-    kt_split(T * heads, ith, nth, &lo, &hi);
+    kt_split(n * heads, ith, nth, &lo, &hi);
     for (int64_t u = lo; u < hi; u++) {
         int64_t t = u / heads, j = u % heads, p = pos0 + t;
         const float *row = qkv + t * width;  // [(nh + 2 nkv) hd]
@@ -144,13 +144,13 @@ static inline void att_heads(float *restrict out, const float *restrict q, const
 
 void kt_attention(float *restrict out, const float *restrict q, const float *restrict kc,
                   const float *restrict vc, int64_t pos0, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
-                  int64_t S, int64_t window, int32_t ith, int32_t nth) {
+                  int64_t S, int64_t window, int64_t n, int32_t ith, int32_t nth) {
     int64_t kvw = nkv * hd, group = nh / nkv, parts = 1;
-    while (T * nkv * parts < nth && parts < group) parts++; /* idle threads: split the groups */
+    while (n * nkv * parts < nth && parts < group) parts++; /* idle threads: split the groups */
     int64_t per = (group + parts - 1) / parts;               /* query heads per unit */
     float scale = 1.0f / sqrtf((float)hd);
     int64_t lo, hi;
-    kt_split(T * nkv * parts, ith, nth, &lo, &hi);
+    kt_split(n * nkv * parts, ith, nth, &lo, &hi);
     for (int64_t u = lo; u < hi; u++) {
         int64_t t = u / (nkv * parts), g = u / parts % nkv, part = u % parts, i = pos0 + t;
         int64_t j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;

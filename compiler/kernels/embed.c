@@ -12,9 +12,9 @@
 #include "kt_common.h"
 
 void kt_embed(float *restrict y, const int32_t *restrict ids, const void *restrict table, int64_t T, int64_t H,
-              int32_t wdt, int32_t ith, int32_t nth) {
+              int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
     int64_t lo, hi;
-    kt_split(T, ith, nth, &lo, &hi);
+    kt_split(n, ith, nth, &lo, &hi);
     for (int64_t t = lo; t < hi; t++) {
         int64_t r0 = (int64_t)ids[t] * H; // element offset of the row [H]
         float *yr = y + t * H;            // [H]

@@ -10,7 +10,10 @@
  * Every kernel splits its independent rows by (ith, nth) with kt_split; it never synchronises —
  * the step program puts a barrier between dependent kernels.
  * Weight dtypes (wdt): 0 = f32, 2 = bf16 (runtime/dtype.h values). Activations are f32.
- * Shapes outermost first; T = tokens of the step. */
+ * Shapes outermost first; T = tokens of the step (a constant: it sets every buffer's layout);
+ * n <= T = the rows that are real tokens (a runtime value in a prefill step, whose last chunk is
+ * partial): every kernel reads and writes rows [0, n) only, so padding costs nothing and never
+ * reaches the router's dispatch lists, the stats or the KV cache. */
 #ifndef MOEC_KERNELS_H
 #define MOEC_KERNELS_H
 #include <stdint.h>
@@ -31,7 +34,7 @@ static inline int64_t kt_dispatch_bytes(int64_t T, int64_t k, int64_t E, int64_t
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
                     const void *restrict w, const float *restrict bias, const float *restrict resid,
                     float *restrict scratch, int64_t T, int64_t K, int64_t N, float eps, int32_t has_norm,
-                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t ith, int32_t nth);
+                    int32_t has_bias, int32_t has_resid, int32_t wdt, int64_t n, int32_t ith, int32_t nth);
 
 /* From qkv[T, (nh + 2 nkv) hd] (q heads, then k heads, then v heads): optional q/k RMSNorm
  * (qk_norm 1: per head with qn[hd], kn[hd]; 2: over the whole q row with qn[nh hd] and the whole k
@@ -42,14 +45,14 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
 void kt_qkv_rope(float *restrict q_out, float *restrict kc, float *restrict vc, const float *restrict qkv,
                  const float *restrict qn, const float *restrict kn, const float *restrict rope, int64_t pos0,
                  int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t S, float eps, int32_t qk_norm, float clip,
-                 int32_t ith, int32_t nth);
+                 int64_t n, int32_t ith, int32_t nth);
 
 /* out[T, nh hd] = softmax(q k^T / sqrt(hd)) v over cached keys j <= pos0 + t (and
  * pos0 + t - j < window when window > 0); query head h reads kv head h / (nh / nkv).
  * Units (t, h) split between threads. */
 void kt_attention(float *restrict out, const float *restrict q, const float *restrict kc,
                   const float *restrict vc, int64_t pos0, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
-                  int64_t S, int64_t window, int32_t ith, int32_t nth);
+                  int64_t S, int64_t window, int64_t n, int32_t ith, int32_t nth);
 
 /* Router of one MoE layer: h = rmsnorm(x) with norm_w[H]; logits = h gate_w[E, H]^T; softmax over
  * all E; top k (descending probability, lowest id on ties); weights renormalised when renorm;
@@ -58,7 +61,7 @@ void kt_attention(float *restrict out, const float *restrict q, const float *res
  * Runs on thread 0 only (tiny); the others return at once. */
 void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
                const void *restrict gate_w, int64_t *restrict stats, int64_t T, int64_t H, int64_t E,
-               int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int32_t ith, int32_t nth);
+               int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int64_t n, int32_t ith, int32_t nth);
 
 /* The expert FFN of one layer, fused: h = rmsnorm(x) with norm_w (each thread normalises all T
  * rows into scratch); for each expert e with tokens in the dispatch lists:
@@ -76,16 +79,16 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
                 float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
-                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t ith,
-                int32_t nth);
+                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int64_t n,
+                int32_t ith, int32_t nth);
 
 /* y[T, H] = resid[T, H] + sum over threads j < nth of partials[j][T, H]; rows split by thread. */
 void kt_reduce(float *restrict y, const float *restrict resid, const float *restrict partials, int64_t T,
-               int64_t H, int32_t ith, int32_t nth);
+               int64_t H, int64_t n, int32_t ith, int32_t nth);
 
 /* y[T, H] = table[ids[t]] widened to f32; tokens split by thread. */
 void kt_embed(float *restrict y, const int32_t *restrict ids, const void *restrict table, int64_t T, int64_t H,
-              int32_t wdt, int32_t ith, int32_t nth);
+              int32_t wdt, int64_t n, int32_t ith, int32_t nth);
 
 /* Columns of the act work space of kt_experts for width W: this thread's 16-row blocks, at most. */
 static inline int64_t kt_experts_slice(int64_t W, int64_t nth) { return 16 * (((W + 15) / 16 + nth - 1) / nth); }

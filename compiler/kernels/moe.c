@@ -62,7 +62,7 @@ static inline void router_logits(float *restrict p, const float *restrict xr, co
 
 void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
                const void *restrict gate_w, int64_t *restrict stats, int64_t T, int64_t H, int64_t E,
-               int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int32_t ith, int32_t nth) {
+               int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
     (void)nth;
     if (ith != 0) return;
     KtRoute *routes = (KtRoute *)dispatch;                  // [T, k]
@@ -70,7 +70,7 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
     int32_t *tok = count + E;                               // [E, C]
     float *wt = (float *)(tok + E * C);                     // [E, C]
     float *p = (float *)tok;                                // [E] scratch of pass 1 (tok/wt area, 2 E C floats)
-    for (int64_t t = 0; t < T; t++) {
+    for (int64_t t = 0; t < n; t++) {
         const float *xr = x + t * H; // [H]
         float inv = kt_rms_inv(xr, H, eps);
         /* Every logit takes the same 4-row path (the last block overlaps the one before it when
@@ -102,7 +102,7 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
     }
     int64_t dropped = 0;
     memset(count, 0, sizeof(int32_t) * (size_t)E);
-    for (int64_t t = 0; t < T; t++)
+    for (int64_t t = 0; t < n; t++)
         for (int64_t j = 0; j < k; j++) {
             int64_t e = routes[t * k + j].expert;
             if (count[e] >= C) {
@@ -201,19 +201,19 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
                 float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
-                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t ith,
-                int32_t nth) {
+                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int64_t n,
+                int32_t ith, int32_t nth) {
     float *part = partials + (int64_t)ith * T * H;         // [T, H]
     float *h = scratch + (int64_t)ith * scratch_per_thread; // [T, H]
     float *act = h + T * H;                                 // [T, slice]
-    memset(part, 0, sizeof(float) * (size_t)(T * H));
-    kt_rmsnorm_rows(h, x, norm_w, T, H, eps);
+    memset(part, 0, sizeof(float) * (size_t)(n * H));
+    kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
     int64_t blo, bhi;
     if (shared_kind != 0) {
         kt_split((SI + 15) / 16, ith, nth, &blo, &bhi);
-        ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, T, blo, bhi, H, SI, wdt);
+        ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, n, blo, bhi, H, SI, wdt);
         if (shared_kind == 1 && bhi > blo)
-            for (int64_t t = 0; t < T; t++) {
+            for (int64_t t = 0; t < n; t++) {
                 const float *hr = h + t * H; // [H]
                 float *pr = part + t * H;    // [H]
                 float s = 0.0f;
@@ -237,12 +237,12 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
 /* ---- kt_reduce ---- */
 
 void kt_reduce(float *restrict y, const float *restrict resid, const float *restrict partials, int64_t T,
-               int64_t H, int32_t ith, int32_t nth) {
-    int64_t n = T * H, lo, hi;
-    kt_split(n, ith, nth, &lo, &hi);
+               int64_t H, int64_t n, int32_t ith, int32_t nth) {
+    int64_t all = T * H, lo, hi;
+    kt_split(n * H, ith, nth, &lo, &hi);
     for (int64_t i = lo; i < hi; i++) y[i] = resid[i];
     for (int32_t j = 0; j < nth; j++) {
-        const float *pj = partials + (int64_t)j * n; // [T, H]
+        const float *pj = partials + (int64_t)j * all; // [T, H]
         for (int64_t i = lo; i < hi; i++) y[i] += pj[i];
     }
 }

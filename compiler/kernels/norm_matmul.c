@@ -62,17 +62,17 @@ static inline void nm_tokens(float *restrict y, const float *restrict xn, const 
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
                     const void *restrict w, const float *restrict bias, const float *restrict resid,
                     float *restrict scratch, int64_t T, int64_t K, int64_t N, float eps, int32_t has_norm,
-                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t ith, int32_t nth) {
+                    int32_t has_bias, int32_t has_resid, int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
     const float *xn = x; // [T, K]
     if (has_norm) {
         float *own = scratch + (int64_t)ith * T * K; // [T, K]
-        kt_rmsnorm_rows(own, x, norm_w, T, K, eps);
+        kt_rmsnorm_rows(own, x, norm_w, n, K, eps);
         xn = own;
     }
     int64_t blo, bhi, tc = kt_chunk(K);
     kt_split((N + 31) / 32, ith, nth, &blo, &bhi);
-    for (int64_t c0 = 0; c0 < T; c0 += tc) {
-        int64_t c1 = c0 + tc < T ? c0 + tc : T;
+    for (int64_t c0 = 0; c0 < n; c0 += tc) {
+        int64_t c1 = c0 + tc < n ? c0 + tc : n;
         for (int64_t b = blo; b < bhi; b++) nm_tokens(y, xn, w, bias, resid, c0, c1, b, K, N, has_bias, has_resid, wdt);
     }
 }

@@ -80,9 +80,14 @@ llvm)
   synth m mixtral
   "$moec" compile "$work/m" -o "$work/m.ll" --emit llvm -q || fail "compile"
   grep -c '^define' "$work/m.ll"
-  # every defined kernel takes only pointers (and pos0, ith, nth): no i64 shape parameter besides pos0
-  bad=$(grep '^define' "$work/m.ll" | grep '@k_' | grep -E 'i64 [^,)]*%[a-zA-Z_]+' | grep -v pos0 || true)
+  # every defined kernel takes only pointers (and pos0, ith, nth): no i64 shape parameter besides
+  # pos0 and, in the prefill kernels (named *_n), n, the real rows of a partial chunk
+  bad=$(grep '^define' "$work/m.ll" | grep '@k_' | sed -E 's/i64 [^,)]*%(pos0|n)[,)]//g' |
+    grep -E 'i64 [^,)]*%[a-zA-Z_]+' || true)
   [ -z "$bad" ] || fail "kernels with shape parameters: $bad"
+  bad=$(grep '^define' "$work/m.ll" | grep '@k_' | grep -v '_n(' | grep -E 'i64 [^,)]*%n[,)]' || true)
+  [ -z "$bad" ] || fail "decode kernels with a row count parameter: $bad"
+  grep -q '^define.*@k_experts_T1(' "$work/m.ll" || fail "no decode experts kernel"
   grep -q 'define.*@kt_' "$work/m.ll" && fail "a template survived" || true ;;
 errors)
   synth m mixtral

@@ -38,6 +38,24 @@ static void *randw(int64_t n, DType dt, float scale, float **wf) {
 }
 static float *zeros(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
+/* Every kernel runs twice: as a step of exactly T tokens, and as a step laid out for T + PAD
+ * tokens of which only the first T are real (n = T < T + PAD, a partial prefill chunk): outputs
+ * get PAD extra rows holding SENTINEL, which must survive, and reads past row T would be out of
+ * bounds (the inputs have T rows; the sanitizer run catches them). */
+enum { PAD = 3 };
+#define SENTINEL 12345.0f
+static float *sentinels(int64_t n) {
+    float *v = zeros(n);
+    for (int64_t i = 0; i < n; i++) v[i] = SENTINEL;
+    return v;
+}
+static void sentinels_ok(const float *v, int64_t from, int64_t to, const char *what) {
+    int ok = 1;
+    for (int64_t i = from; i < to; i++) ok &= v[i] == SENTINEL;
+    if (!ok) fprintf(stderr, "%s: a padding row was written\n", what);
+    EXPECT_TRUE(ok);
+}
+
 static void nmse_ok(const float *got, const float *want, int64_t n, const char *what, int nth) {
     double e = test_nmse(got, want, (size_t)n);
     if (!(e <= NMSE_TOL)) fprintf(stderr, "%s (nth %d): nmse %.3g\n", what, nth, e);
@@ -70,14 +88,17 @@ static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_nor
     if (has_resid)
         for (int64_t i = 0; i < T * N; i++) r[i] += resid[i];
     void *wp = panelize(w, 1, N, K, dt);
-    for (int nth = 1; nth <= 3; nth++) {
-        float *y = zeros(T * N), *scratch = zeros(nth * T * K);
-        for (int ith = 0; ith < nth; ith++)
-            kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, T, K, N, eps, has_norm, has_bias, has_resid, dt, ith,
-                           nth);
-        nmse_ok(y, r, T * N, "norm_matmul", nth);
-        free(y), free(scratch);
-    }
+    for (int pad = 0; pad <= PAD; pad += PAD)
+        for (int nth = 1; nth <= 3; nth++) {
+            int64_t TL = T + pad; /* layout rows */
+            float *y = sentinels(TL * N), *scratch = zeros(nth * TL * K);
+            for (int ith = 0; ith < nth; ith++)
+                kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid, dt, T,
+                               ith, nth);
+            nmse_ok(y, r, T * N, "norm_matmul", nth);
+            sentinels_ok(y, T * N, TL * N, "norm_matmul");
+            free(y), free(scratch);
+        }
     free(x), free(nw), free(bias), free(resid), free(w), free(wp), free(wf), free(h), free(r);
 }
 
@@ -126,11 +147,14 @@ static void t_qkv_rope(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t p
     float *rq = zeros(T * qw), *rk = zeros(T * kvw);
     ref_rope(rq, q, T, nh, hd, inv_freq, 1.0f, pos0);
     ref_rope(rk, k, T, nkv, hd, inv_freq, 1.0f, pos0);
-    for (int nth = 1; nth <= 3; nth++) {
-        float *qo = zeros(T * qw), *kc = zeros(S * kvw), *vc = zeros(S * kvw);
+    for (int run = 0; run < 6; run++) { /* nth 1..3, then again laid out for PAD more rows */
+        int nth = run % 3 + 1;
+        int64_t TL = T + (run >= 3 ? PAD : 0);
+        float *qo = sentinels(TL * qw), *kc = zeros(S * kvw), *vc = zeros(S * kvw);
         for (int64_t i = 0; i < S * kvw; i++) kc[i] = vc[i] = 7.0f; /* untouched outside pos0..pos0+T */
         for (int ith = 0; ith < nth; ith++)
-            kt_qkv_rope(qo, kc, vc, qkv, qn, kn, rope, pos0, T, nh, nkv, hd, S, eps, qk_norm, clip, ith, nth);
+            kt_qkv_rope(qo, kc, vc, qkv, qn, kn, rope, pos0, TL, nh, nkv, hd, S, eps, qk_norm, clip, T, ith, nth);
+        sentinels_ok(qo, T * qw, TL * qw, "qkv_rope");
         nmse_ok(qo, rq, T * qw, "qkv_rope q", nth);
         nmse_ok(kc + pos0 * kvw, rk, T * kvw, "qkv_rope k", nth);
         nmse_ok(vc + pos0 * kvw, v, T * kvw, "qkv_rope v", nth);
@@ -150,12 +174,16 @@ static void t_attention(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t 
     float *q = randv(T * nh * hd, 1.5f, 0), *kc = randv(S * kvw, 1.5f, 0), *vc = randv(S * kvw, 1, 0);
     float *r = zeros(T * nh * hd);
     ref_attention(r, q, kc, vc, T, nh, nkv, hd, window, pos0);
-    for (int nth = 1; nth <= 3; nth++) {
-        float *y = zeros(T * nh * hd);
-        for (int ith = 0; ith < nth; ith++) kt_attention(y, q, kc, vc, pos0, T, nh, nkv, hd, S, window, ith, nth);
-        nmse_ok(y, r, T * nh * hd, "attention", nth);
-        free(y);
-    }
+    for (int pad = 0; pad <= PAD; pad += PAD)
+        for (int nth = 1; nth <= 3; nth++) {
+            int64_t TL = T + pad;
+            float *y = sentinels(TL * nh * hd);
+            for (int ith = 0; ith < nth; ith++)
+                kt_attention(y, q, kc, vc, pos0, TL, nh, nkv, hd, S, window, T, ith, nth);
+            nmse_ok(y, r, T * nh * hd, "attention", nth);
+            sentinels_ok(y, T * nh * hd, TL * nh * hd, "attention");
+            free(y);
+        }
     free(q), free(kc), free(vc), free(r);
 }
 
@@ -256,16 +284,18 @@ static void t_moe(MoeCase mc) {
     }
     for (int64_t i = 0; i < T * H; i++) r[i] += resid[i];
 
-    for (int nth = 1; nth <= 3; nth++) {
-        int64_t spt = T * H + T * kt_experts_slice(I > SI ? I : SI, nth);
-        char *dispatch = E > 0 ? malloc((size_t)kt_dispatch_bytes(T, k, E, C)) : NULL;
+    for (int run = 0; run < 6; run++) { /* nth 1..3, then again laid out for PAD more rows */
+        int nth = run % 3 + 1;
+        int64_t TL = T + (run >= 3 ? PAD : 0);
+        int64_t spt = TL * H + TL * kt_experts_slice(I > SI ? I : SI, nth);
+        char *dispatch = E > 0 ? malloc((size_t)kt_dispatch_bytes(TL, k, E, C)) : NULL;
         int64_t stats[65] = {0};
-        float *y = zeros(T * H), *partials = zeros(nth * T * H), *scratch = zeros(nth * spt);
+        float *y = sentinels(TL * H), *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);
         if (E > 0) {
             for (int ith = 0; ith < nth; ith++)
-                kt_router(dispatch, x, nw, gate_w, stats, T, H, E, k, C, eps, mc.renorm, dt, ith, nth);
+                kt_router(dispatch, x, nw, gate_w, stats, TL, H, E, k, C, eps, mc.renorm, dt, T, ith, nth);
             const MoeRoute *kr = (const MoeRoute *)dispatch;
-            const int32_t *count = (const int32_t *)(dispatch + 8 * T * k), *tok = count + E;
+            const int32_t *count = (const int32_t *)(dispatch + 8 * TL * k), *tok = count + E;
             int ids_ok = 1, wts_ok = 1, lists_ok = 1;
             for (int64_t i = 0; i < T * k; i++) {
                 ids_ok &= kr[i].expert == routes[i].expert;
@@ -287,10 +317,11 @@ static void t_moe(MoeCase mc) {
             EXPECT_EQ(stats[E], dropped);
         }
         for (int ith = 0; ith < nth; ith++)
-            kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, T, H, I, E, k, C, SI,
-                       mc.shared_kind, eps, spt, dt, ith, nth);
-        for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, T, H, ith, nth);
+            kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, TL, H, I, E, k, C, SI,
+                       mc.shared_kind, eps, spt, dt, T, ith, nth);
+        for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
         nmse_ok(y, r, T * H, mc.name, nth);
+        sentinels_ok(y, T * H, TL * H, mc.name);
         free(dispatch), free(y), free(partials), free(scratch);
     }
     if (C < T * k && E > 0 && T * k > E * C) EXPECT_TRUE(dropped > 0);
@@ -307,10 +338,13 @@ static void t_embed(DType dt, int64_t T, int64_t H) {
     int32_t ids[8] = {3, 0, 49, 3, 17, 8, 44, 1};
     float *r = zeros(T * H);
     ref_embed(r, ids, T, table, dt, H);
-    for (int nth = 1; nth <= 3; nth++) {
-        float *y = zeros(T * H);
-        for (int ith = 0; ith < nth; ith++) kt_embed(y, ids, table, T, H, dt, ith, nth);
+    for (int run = 0; run < 6; run++) { /* nth 1..3, then again laid out for PAD more rows */
+        int nth = run % 3 + 1;
+        int64_t TL = T + (run >= 3 ? PAD : 0);
+        float *y = sentinels(TL * H);
+        for (int ith = 0; ith < nth; ith++) kt_embed(y, ids, table, TL, H, dt, T, ith, nth);
         EXPECT_TRUE(memcmp(y, r, sizeof(float) * (size_t)(T * H)) == 0);
+        sentinels_ok(y, T * H, TL * H, "embed");
         free(y);
     }
     free(table), free(tf), free(r);
