@@ -39,7 +39,7 @@ static const char demo_usage[] =
     "  --dir DIR     cache folder (default $XDG_CACHE_HOME/moec or ~/.cache/moec)\n"
     "  --threads N   threads for both paths (default: all cores)\n";
 
-enum { DEMO_GEN = 24, DEMO_REPEAT = 5, DEMO_PREFILL_CHUNK = 128 };
+enum { DEMO_GEN = 24, DEMO_REPEAT = 5 };
 static const char demo_prompt[] = "The harbor town woke slowly on the morning the new ferry arrived.";
 
 enum { PATH_GENERIC, PATH_COMPILED };
@@ -213,7 +213,7 @@ int cmd_demo(int argc, char **argv) {
 
     /* 2. the executable */
     snprintf(exe, sizeof exe, "%s/mixtral-tiny.exe", dir);
-    CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .prefill_chunk = DEMO_PREFILL_CHUNK,
+    CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .prefill_chunk = 0,
                         .threads = threads, .quiet = true};
     double t0 = cli_now();
     int rc = compile_model(&co, &d);
@@ -279,8 +279,7 @@ int cmd_demo(int argc, char **argv) {
         printf("          %-28s %17.1f %17.1f\n", "generic", gp, gd);
         printf("          %-28s %17.1f %17.1f\n", "compiled", cp, cd);
         printf("          %-28s %16.2fx %16.2fx\n", "compiled / generic", gp > 0 ? cp / gp : 0, gd > 0 ? cd / gd : 0);
-        printf("          (the executable prefills in chunks of %d tokens, the last one padded; milliseconds of\n"
-               "          work on a tiny model, so rough: 'moec bench' measures properly)\n", DEMO_PREFILL_CHUNK);
+        printf("          (milliseconds of work on a tiny model, so rough: 'moec bench' measures properly)\n");
         if (diff >= 0) {
             diag_error(&d, "%s: the compiled path generated different tokens from the generic path (from token %d on)",
                        exe, diff);
