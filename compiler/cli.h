@@ -14,8 +14,6 @@ bool cli_parse_int(Diag *d, const char *flag, const char *s, int64_t lo, int64_t
 bool cli_parse_double(Diag *d, const char *flag, const char *s, double lo, double hi, double *out);
 /* The value after argv[*i] for flag (advancing *i); NULL after diag_error when missing. */
 const char *cli_value(Diag *d, int argc, char **argv, int *i);
-/* Wall-clock seconds. */
-double cli_now(void);
 /* mkdir -p: creates path and its missing parents (mode 0755); false (errno set) when it cannot, or
  * (ENOTDIR) when path exists and is not a folder. */
 bool cli_mkdir_p(const char *path);

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "outfile.h"
 #include "commands.h"
 #include "driver.h"
 #include "frontend.h"
@@ -116,7 +117,7 @@ static double probe_bandwidth(int threads, size_t bytes) {
         for (int j = 0; j < 16; j++) buf[i][j] = (float)((i + (size_t)j) & 7);
     double best = 0, sink = 0;
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = cli_now(), s = 0;
+        double t0 = moe_now_s(), s = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : s)
         {
             v16f a[8] = {{0}};
@@ -126,7 +127,7 @@ static double probe_bandwidth(int threads, size_t bytes) {
             for (int j = 1; j < 8; j++) a[0] += a[j];
             for (int j = 0; j < 16; j++) s += a[0][j];
         }
-        double dt = cli_now() - t0;
+        double dt = moe_now_s() - t0;
         sink += s;
         if ((double)(n * sizeof(v16f)) / dt > best) best = (double)(n * sizeof(v16f)) / dt;
     }
@@ -137,7 +138,7 @@ static double probe_bandwidth(int threads, size_t bytes) {
 static double probe_fma_peak(int threads, long iters) {
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = cli_now();
+        double t0 = moe_now_s();
         float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
         {
@@ -148,7 +149,7 @@ static double probe_fma_peak(int threads, long iters) {
                 for (int j = 0; j < 12; j++) a[j] = a[j] * b + c; /* 12 independent FMA chains */
             for (int j = 0; j < 12; j++) sink += a[j][0];
         }
-        double dt = cli_now() - t0;
+        double dt = moe_now_s() - t0;
         double flops = 2.0 * 16 * 12 * (double)iters * threads;
         if (flops / dt > best) best = flops / dt;
         if (sink == -1) best = 0;
@@ -377,9 +378,9 @@ int cmd_bench(int argc, char **argv) {
     char thr[16];
     snprintf(thr, sizeof thr, "%" PRId64, threads);
     CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .threads = threads, .quiet = true};
-    double t0 = cli_now();
+    double t0 = moe_now_s();
     int rc = compile_model(&co, &d);
-    double compile_s = cli_now() - t0;
+    double compile_s = moe_now_s() - t0;
     if (rc) {
         diag_summary(&d);
         return rc;

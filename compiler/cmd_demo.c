@@ -215,13 +215,13 @@ int cmd_demo(int argc, char **argv) {
     snprintf(exe, sizeof exe, "%s/mixtral-tiny.exe", dir);
     CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .prefill_chunk = 0,
                         .threads = threads, .quiet = true};
-    double t0 = cli_now();
+    double t0 = moe_now_s();
     int rc = compile_model(&co, &d);
     if (rc) {
         diag_summary(&d);
         return rc;
     }
-    printf("compile:  %s in %.2f s (moec compile, for this machine's CPU)\n", exe, cli_now() - t0);
+    printf("compile:  %s in %.2f s (moec compile, for this machine's CPU)\n", exe, moe_now_s() - t0);
 
     /* 3. both paths, alternating */
     snprintf(thr, sizeof thr, "%" PRId64, threads);

@@ -237,13 +237,12 @@ int cmd_run(int argc, char **argv) {
     gen_logits = malloc(sizeof(float) * (size_t)(V * o.n_gen));
     gen = malloc(sizeof(int32_t) * (size_t)o.n_gen);
     smp_scratch = malloc(moe_sampler_scratch_bytes(V));
-    if (!gen_logits || !gen || !smp_scratch || (tok && !moe_text_begin(&txt, tok, stdout))) {
+    if (!gen_logits || !gen || !smp_scratch || !moe_text_begin(&txt, tok, (int32_t)c->eos_token_id, stdout)) {
         diag_error(&d, "run: out of memory");
         goto out;
     }
     MoeSampler smp;
     moe_sampler_init(&smp, V, o.temp, o.top_k, o.top_p, (uint64_t)o.seed, smp_scratch);
-    const int32_t eos = tok && moe_tok_eos(tok) >= 0 ? moe_tok_eos(tok) : (int32_t)c->eos_token_id;
     if (tr) moe_trace_add_prompt(tr, o.prompt, o.n_prompt);
 
     t_load = moe_now_s();
@@ -264,19 +263,11 @@ int cmd_run(int argc, char **argv) {
         memcpy(gen_logits + s * V, logits, sizeof(float) * (size_t)V);
         gen[s] = moe_sampler_sample(&smp, gen_logits + s * V);
         n_gen = s + 1;
-        if (tok) { /* text mode: stream it, stop at the end of the sequence */
-            if (gen[s] == eos) break;
-            moe_text_token(&txt, gen[s]);
-        }
+        if (!moe_text_token(&txt, gen[s])) break; /* text mode: streamed, up to end-of-sequence */
     }
     t_end = moe_now_s();
-    if (tok) moe_text_end(&txt);
-    for (int64_t s = 0; s < n_gen; s++) {
-        if (!tok) printf("%s%d", s ? "," : "", gen[s]);
-        if (tr) moe_trace_add_generated(tr, gen[s]);
-    }
-    if (!tok) printf("\n");
-    fflush(stdout);
+    moe_text_end(&txt, gen, n_gen);
+    for (int64_t s = 0; tr && s < n_gen; s++) moe_trace_add_generated(tr, gen[s]);
     o.n_gen = n_gen;
     if (lo.f) {
         moe_out_write(&lo, gen_logits, sizeof(float) * (size_t)(o.n_gen * V));
@@ -298,7 +289,7 @@ out:
     free(gen_logits);
     free(gen);
     free(smp_scratch);
-    if (txt.st) moe_tok_stream_free(txt.st);
+    moe_text_free(&txt);
     moe_tok_free(tok);
     moe_trace_free(tr);
     interp_free(ip);

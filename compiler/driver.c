@@ -20,6 +20,7 @@
 #include "artifact.h"
 #include "backend/program.h"
 #include "cli.h"
+#include "outfile.h"
 #include "frontend.h"
 #include "passes/passes.h"
 #include "tokjson.h"
@@ -97,7 +98,7 @@ static int64_t default_prefill_chunk(const ModelConfig *c, int64_t S) {
 }
 
 int compile_model(const CompileOptions *o, Diag *d) {
-    double t0 = cli_now();
+    double t0 = moe_now_s();
     if (o->dump_after && !known_pass(o->dump_after)) {
         diag_error(d, "--dump-after: unknown pass '%s'; expected build, specialize, fuse, pack or plan", o->dump_after);
         return 2;
@@ -200,7 +201,7 @@ int compile_model(const CompileOptions *o, Diag *d) {
     }
     if (!o->quiet)
         fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s in %.2f s -> %s\n", o->model_dir,
-                md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg), cli_now() - t0, o->out);
+                md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg), moe_now_s() - t0, o->out);
     rc = 0;
 out:
     if (wtmp) unlink(wtmp);

@@ -10,6 +10,7 @@
 
 #include "arena.h"
 #include "cli.h"
+#include "outfile.h"
 #include "diag.h"
 #include "tokenizer.h"
 #include "tokjson.h"
@@ -271,10 +272,10 @@ int cmd_tokbench(int argc, char **argv) {
         fputs(tokbench_usage, stderr);
         return 2;
     }
-    double t0 = cli_now();
+    double t0 = moe_now_s();
     MoeTokenizer *t = tok_open(&d, path);
     if (!t) return 1;
-    double t_load = cli_now() - t0;
+    double t_load = moe_now_s() - t0;
     char *text = NULL;
     size_t len;
     if (file) {
@@ -299,14 +300,14 @@ int cmd_tokbench(int argc, char **argv) {
         rc = 1;
     else
         free(ids);
-    double start = cli_now();
+    double start = moe_now_s();
     for (int64_t r = 0; r < repeat && !rc; r++) {
         if (moe_tok_encode(t, text, len, false, &ids, &n) != MOE_TOK_OK)
             rc = 1;
         else
             total += n, free(ids);
     }
-    double secs = cli_now() - start;
+    double secs = moe_now_s() - start;
     if (rc) {
         diag_error(&d, "%s: out of memory while encoding", file ? file : "the sample paragraph");
     } else {

@@ -328,7 +328,6 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
         goto out;
     }
     if (o->text_mode && (!encode_prompt(o, m, &tok) || !check_prompt(o, mf))) goto out;
-    const int32_t eos = tok && moe_tok_eos(tok) >= 0 ? moe_tok_eos(tok) : (int32_t)mf->eos_token_id;
     for (uint32_t l = 0; l < mf->n_layers; l++) is_moe[l] = mf->routes_prefill[l] >= 0;
     if (o->trace_out && !(tr = moe_trace_new((int)mf->n_layers, (int)mf->top_k, is_moe))) {
         error(o, "out of memory");
@@ -340,7 +339,7 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
     }
     gen = malloc(sizeof(int32_t) * (size_t)o->n_gen);
     scratch = malloc(moe_sampler_scratch_bytes(V));
-    if (!gen || !scratch || (tok && !moe_text_begin(&txt, tok, stdout))) {
+    if (!gen || !scratch || !moe_text_begin(&txt, tok, (int32_t)mf->eos_token_id, stdout)) {
         error(o, "out of memory");
         goto out;
     }
@@ -368,19 +367,11 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
         if (sink.lo) moe_out_write(sink.lo, logits, sizeof(float) * (size_t)V);
         gen[s] = moe_sampler_sample(&smp, logits);
         n_gen = s + 1;
-        if (tok) { /* text mode: stream it, stop at the end of the sequence */
-            if (gen[s] == eos) break;
-            moe_text_token(&txt, gen[s]);
-        }
+        if (!moe_text_token(&txt, gen[s])) break; /* text mode: streamed, up to end-of-sequence */
     }
     t_end = moe_now_s();
-    if (tok) moe_text_end(&txt);
-    for (int64_t s = 0; s < n_gen; s++) {
-        if (!tok) printf("%s%d", s ? "," : "", gen[s]);
-        if (tr) moe_trace_add_generated(tr, gen[s]);
-    }
-    if (!tok) printf("\n");
-    fflush(stdout);
+    moe_text_end(&txt, gen, n_gen);
+    for (int64_t s = 0; tr && s < n_gen; s++) moe_trace_add_generated(tr, gen[s]);
     if (lo.f && !moe_out_commit(&lo)) {
         error(o, "%s: cannot write the logits", o->logits_out);
         goto out;
@@ -394,7 +385,7 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
     rc = 0;
 out:
     if (lo.f) moe_out_abort(&lo);
-    if (txt.st) moe_tok_stream_free(txt.st);
+    moe_text_free(&txt);
     moe_tok_free(tok);
     free(scratch);
     free(gen);

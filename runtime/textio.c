@@ -29,27 +29,38 @@ char *moe_read_text(const char *path, size_t *len) {
     return buf;
 }
 
-bool moe_text_begin(MoeTextOut *o, const MoeTokenizer *t, FILE *f) {
+bool moe_text_begin(MoeTextOut *o, const MoeTokenizer *t, int32_t eos, FILE *f) {
     o->f = f;
+    o->st = NULL;
+    if (!t) return true;
+    o->eos = moe_tok_eos(t) >= 0 ? moe_tok_eos(t) : eos;
     o->st = moe_tok_stream_new(t, true);
     return o->st != NULL;
 }
 
-void moe_text_token(MoeTextOut *o, int32_t id) {
+bool moe_text_token(MoeTextOut *o, int32_t id) {
+    if (!o->st) return true;
+    if (id == o->eos) return false;
     const char *p;
     size_t n;
     if (moe_tok_stream_feed(o->st, id, &p, &n) == MOE_TOK_OK && n) {
         fwrite(p, 1, n, o->f);
         fflush(o->f);
     }
+    return true;
 }
 
-void moe_text_end(MoeTextOut *o) {
+void moe_text_end(MoeTextOut *o, const int32_t *ids, int64_t n) {
     const char *p;
-    size_t n;
-    if (o->st && moe_tok_stream_flush(o->st, &p, &n) == MOE_TOK_OK && n) fwrite(p, 1, n, o->f);
+    size_t len;
+    if (o->st && moe_tok_stream_flush(o->st, &p, &len) == MOE_TOK_OK && len) fwrite(p, 1, len, o->f);
+    for (int64_t s = 0; !o->st && s < n; s++) fprintf(o->f, "%s%d", s ? "," : "", ids[s]);
     fputc('\n', o->f);
     fflush(o->f);
+    moe_text_free(o);
+}
+
+void moe_text_free(MoeTextOut *o) {
     moe_tok_stream_free(o->st);
     o->st = NULL;
 }

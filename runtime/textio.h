@@ -12,16 +12,24 @@
 /* The whole file ("-": stdin) as a malloc'd NUL-terminated string; NULL (errno set) on failure. */
 char *moe_read_text(const char *path, size_t *len);
 
+/* The generated tokens of a generation CLI on f: as text streamed token by token (a tokenizer),
+ * up to the end-of-sequence token; or (no tokenizer) as the ids, comma-separated, at the end. */
 typedef struct MoeTextOut {
-    MoeTokStream *st;
+    MoeTokStream *st; /* NULL: ids mode */
     FILE *f;
+    int32_t eos;      /* text mode: the id that ends generation */
 } MoeTextOut;
 
-/* Starts streaming decoded text to f; false when out of memory. */
-bool moe_text_begin(MoeTextOut *o, const MoeTokenizer *t, FILE *f);
-/* Writes what token id makes final (and flushes f). */
-void moe_text_token(MoeTextOut *o, int32_t id);
-/* Writes the rest, a newline, and frees the stream. */
-void moe_text_end(MoeTextOut *o);
+/* Starts the output: text mode when t is not NULL, ending at t's end-of-sequence token or, when t
+ * names none, at eos (the model's; -1: none). False when out of memory. */
+bool moe_text_begin(MoeTextOut *o, const MoeTokenizer *t, int32_t eos, FILE *f);
+/* Takes generated token id: in text mode writes what it makes final (and flushes f), or returns
+ * false, writing nothing, when it is the end-of-sequence token; in ids mode returns true. */
+bool moe_text_token(MoeTextOut *o, int32_t id);
+/* Ends the output of the n tokens ids taken: the rest of the text, or the ids; then a newline.
+ * Frees the stream. */
+void moe_text_end(MoeTextOut *o, const int32_t *ids, int64_t n);
+/* Frees the stream without writing (error paths); safe on a zeroed or ended MoeTextOut. */
+void moe_text_free(MoeTextOut *o);
 
 #endif
