@@ -5,7 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 bool cli_parse_int(Diag *d, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
@@ -100,4 +104,30 @@ void cli_cache_dir(char *buf, size_t n) {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     if (xdg && *xdg) snprintf(buf, n, "%s/moec", xdg);
     else snprintf(buf, n, "%s/.cache/moec", home && *home ? home : "/tmp");
+}
+
+bool cli_self_exe(char *buf, size_t n) {
+    ssize_t len = readlink("/proc/self/exe", buf, n - 1);
+    if (len <= 0) return false;
+    buf[len] = 0;
+    return true;
+}
+
+int cli_run_child(char **argv, const char *out_path, const char *err_path, struct rusage *ru) {
+    fflush(stdout);
+    fflush(stderr);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fo = open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int fe = open(err_path ? err_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(126);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    struct rusage own;
+    while (wait4(pid, &st, 0, ru ? ru : &own) < 0)
+        if (errno != EINTR) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }

@@ -19,5 +19,12 @@ const char *cli_value(Diag *d, int argc, char **argv, int *i);
 bool cli_mkdir_p(const char *path);
 /* moec's cache folder: $XDG_CACHE_HOME/moec, else $HOME/.cache/moec (/tmp/.cache/moec without HOME). */
 void cli_cache_dir(char *buf, size_t n);
+/* The path of the running moec (/proc/self/exe) into buf; false (errno set) when unknown. */
+bool cli_self_exe(char *buf, size_t n);
+struct rusage;
+/* Runs argv[0] (a path) as a child with stdout into out_path and stderr into err_path (each NULL:
+ * /dev/null) and waits: its exit status, 128 + signal number, or -1 (errno set) when it could not
+ * run. ru (may be NULL) gets the child's resource usage. */
+int cli_run_child(char **argv, const char *out_path, const char *err_path, struct rusage *ru);
 
 #endif

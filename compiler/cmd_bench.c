@@ -2,14 +2,13 @@
  *
  * Both paths run as child processes (`moec run ... --verbose` and the compiled executable with the
  * same flags), alternating, R times each; their timing lines (runtime/outfile.h) give load, prefill
- * and decode times, wait4 gives peak resident memory. The machine is probed first: read bandwidth
- * over a buffer far larger than the last-level cache, and the f32 FMA peak, both with the threads
+ * and decode times, the child's rusage (cli_run_child) its peak resident memory. The machine is
+ * probed first: read bandwidth over a buffer far larger than the last-level cache, and the f32 FMA peak, both with the threads
  * asked for. From the model's shapes: bytes read per decode token (attention, router, k of E
  * experts per layer, the LM head, one embedding row, plus the KV cache at that context) over the
  * bandwidth, and FLOPs per prefill token over the FMA peak, give the limits each figure is a
  * fraction of. */
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <omp.h>
 #include <stdio.h>
@@ -17,7 +16,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -46,7 +44,7 @@ static const char bench_usage[] =
     "  --quick           small probes (for smoke tests)\n";
 
 typedef struct Sample {
-    double load_s, prefill_s, decode_s, prefill_tps, decode_tps;
+    MoeTiming t;  /* the child's --verbose timing line */
     long maxrss_kb;
 } Sample;
 
@@ -66,37 +64,20 @@ static Stat stat_of(const double *v, int n) {
     return (Stat){n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]), s[0], s[n - 1]};
 }
 
-/* Runs argv (a child), reads its --verbose timing line from stderr. */
+/* Runs argv (a child), reads its --verbose timing line from stderr (passed on when it fails). */
 static bool run_child(char **argv, Sample *out) {
     char errf[] = "/tmp/moec-bench-XXXXXX";
     int fd = mkstemp(errf);
     if (fd < 0) return false;
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fd, 2);
-        int nul = open("/dev/null", 1);
-        if (nul >= 0) dup2(nul, 1);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    struct rusage ru;
-    bool ok = pid > 0 && wait4(pid, &st, 0, &ru) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-    FILE *f = fdopen(fd, "r");
+    close(fd);
+    struct rusage ru = {0};
+    bool ok = cli_run_child(argv, NULL, errf, &ru) == 0, found = false;
+    FILE *f = fopen(errf, "r");
     char line[1024];
-    bool found = false;
-    if (f) {
-        rewind(f);
-        while (fgets(line, sizeof line, f)) {
-            long long np, nd;
-            if (sscanf(line, "timing: load %lf s | prefill %lld tok in %lf s = %lf tok/s | decode %lld tok in %lf s = %lf",
-                       &out->load_s, &np, &out->prefill_s, &out->prefill_tps, &nd, &out->decode_s, &out->decode_tps) == 7)
-                found = true;
-            else if (!ok)
-                fputs(line, stderr);
-        }
-        fclose(f);
-    }
+    while (f && fgets(line, sizeof line, f))
+        if (moe_parse_timing(line, &out->t)) found = true;
+        else if (!ok) fputs(line, stderr);
+    if (f) fclose(f);
     unlink(errf);
     out->maxrss_kb = ru.ru_maxrss;
     return ok && found;
@@ -232,8 +213,8 @@ static Stat pick(const Measure *m, int path, int field) {
     double v[64];
     for (int i = 0; i < m->n[path]; i++) {
         const Sample *s = &m->s[path][i];
-        v[i] = field == 0 ? s->prefill_tps : field == 1 ? s->decode_tps : field == 2 ? s->prefill_s
-             : field == 3 ? s->load_s : (double)s->maxrss_kb / 1024.0;
+        v[i] = field == 0 ? s->t.prefill_tps : field == 1 ? s->t.decode_tps : field == 2 ? s->t.prefill_s
+             : field == 3 ? s->t.load_s : (double)s->maxrss_kb / 1024.0;
     }
     return m->n[path] ? stat_of(v, m->n[path]) : (Stat){0, 0, 0};
 }
@@ -327,20 +308,20 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     char self[4096], cache[4096], exe[4300];
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0) return 70;
-    self[len] = 0;
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg) snprintf(cache, sizeof cache, "%s/moec", xdg);
-    else snprintf(cache, sizeof cache, "%s/.cache/moec", home && *home ? home : "/tmp");
+    if (!cli_self_exe(self, sizeof self)) {
+        diag_error(&d, "/proc/self/exe: cannot find moec itself: %s", strerror(errno));
+        return 1;
+    }
+    cli_cache_dir(cache, sizeof cache);
+    if (!cli_mkdir_p(cache)) {
+        diag_error(&d, "%s: cannot create the cache folder: %s", cache, strerror(errno));
+        return 1;
+    }
     char mdir[4200];
     if (!model) {
         snprintf(mdir, sizeof mdir, "%s/mixtral-bench", cache);
         struct stat st;
         if (stat(mdir, &st) != 0) {
-            char cmd[4400];
-            snprintf(cmd, sizeof cmd, "mkdir -p '%s'", cache);
-            if (system(cmd) != 0) return 1;
             fprintf(stderr, "moec: bench: synthesising the bench preset into %s\n", mdir);
             SynthOptions so;
             synth_options_init(&so, mdir, SYNTH_MIXTRAL, SYNTH_BENCH);
@@ -372,9 +353,6 @@ int cmd_bench(int argc, char **argv) {
 
     /* compile */
     snprintf(exe, sizeof exe, "%s/bench-%d.exe", cache, (int)getpid());
-    char cmd[4400];
-    snprintf(cmd, sizeof cmd, "mkdir -p '%s'", cache);
-    if (system(cmd) != 0) return 1;
     char thr[16];
     snprintf(thr, sizeof thr, "%" PRId64, threads);
     CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .threads = threads, .quiet = true};

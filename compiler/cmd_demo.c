@@ -10,14 +10,12 @@
  * is the measurement). */
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "arena.h"
@@ -56,24 +54,6 @@ typedef struct DemoPath {
     MoeTiming t[DEMO_REPEAT];
 } DemoPath;
 
-/* Runs argv with stdout and stderr into files; the exit status, 128 + signal, or -1 (errno set). */
-static int run_child(char **argv, const char *out_path, const char *err_path) {
-    fflush(stdout);
-    fflush(stderr);
-    pid_t pid = fork();
-    if (pid < 0) return -1;
-    if (pid == 0) {
-        int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644), fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0) _exit(126);
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    while (waitpid(pid, &st, 0) < 0)
-        if (errno != EINTR) return -1;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* The "generated_ids" of a trace (runtime/trace.h); false after diag_error. */
 static bool read_trace_ids(Diag *d, const char *path, int32_t **ids, int *n) {
     char *js = moe_read_text(path, NULL);
@@ -97,7 +77,7 @@ static bool read_trace_ids(Diag *d, const char *path, int32_t **ids, int *n) {
 /* One run of one path: the timing line into p->t[rep]; on the first run, the text and the ids.
  * Anything else the child wrote on stderr is passed on. False after diag_error. */
 static bool run_path(Diag *d, DemoPath *p, int rep) {
-    int rc = run_child(p->argv, p->out, p->err);
+    int rc = cli_run_child(p->argv, p->out, p->err, NULL);
     if (rc < 0) {
         diag_error(d, "%s: cannot run: %s", p->argv[0], strerror(errno));
         return false;
@@ -182,12 +162,10 @@ int cmd_demo(int argc, char **argv) {
         diag_error(&d, "%s: cannot create the cache folder: %s", dir, strerror(errno));
         return 1;
     }
-    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (len <= 0) {
+    if (!cli_self_exe(self, sizeof self)) {
         diag_error(&d, "/proc/self/exe: cannot find moec itself: %s", strerror(errno));
         return 1;
     }
-    self[len] = 0;
 
     /* 1. the model, with its tokenizer.json (a folder from an older moec may lack it: replaced) */
     snprintf(model, sizeof model, "%s/mixtral-tiny", dir);
