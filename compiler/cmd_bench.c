@@ -3,8 +3,8 @@
  * Both paths run as child processes (`moec run ... --verbose` and the compiled executable with the
  * same flags), alternating, R times each; their timing lines (runtime/outfile.h) give load, prefill
  * and decode times, the child's rusage (cli_run_child) its peak resident memory. The machine is
- * probed first: read bandwidth over a buffer far larger than the last-level cache, and the f32 FMA peak, both with the threads
- * asked for. From the model's shapes: bytes read per decode token (attention, router, k of E
+ * probed first: read bandwidth over a buffer far larger than the last-level cache, and the f32
+ * FMA peak, both with the threads asked for. From the model's shapes: bytes read per decode token (attention, router, k of E
  * experts per layer, the LM head, one embedding row, plus the KV cache at that context) over the
  * bandwidth, and FLOPs per prefill token over the FMA peak, give the limits each figure is a
  * fraction of. */

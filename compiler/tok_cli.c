@@ -2,6 +2,7 @@
 #include "tok_cli.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -10,8 +11,9 @@
 
 #include "arena.h"
 #include "cli.h"
-#include "outfile.h"
 #include "diag.h"
+#include "outfile.h"
+#include "textio.h"
 #include "tokenizer.h"
 #include "tokjson.h"
 
@@ -54,23 +56,6 @@ static MoeTokenizer *tok_open(Diag *d, const char *path) {
     }
     arena_destroy(a);
     return t;
-}
-
-/* Reads all of f into a malloc'd NUL-terminated buffer; NULL on a read error. */
-static char *read_all(FILE *f, size_t *len) {
-    size_t cap = 65536, n = 0, k;
-    char *p = xmalloc(cap);
-    while ((k = fread(p + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (cap - n - 1 == 0) p = xrealloc(p, cap *= 2);
-    }
-    if (ferror(f)) {
-        free(p);
-        return NULL;
-    }
-    p[n] = 0;
-    *len = n;
-    return p;
 }
 
 static void print_ids(const int32_t *ids, size_t n) {
@@ -143,7 +128,7 @@ int cmd_tokenize(int argc, char **argv) {
     MoeTokenizer *t = tok_open(&d, path);
     if (!t) return 1;
     size_t len;
-    char *in = read_all(stdin, &len);
+    char *in = moe_read_text("-", &len);
     if (!in) {
         diag_error(&d, "stdin: read error");
         moe_tok_free(t);
@@ -200,7 +185,7 @@ int cmd_detokenize(int argc, char **argv) {
     MoeTokenizer *t = tok_open(&d, path);
     if (!t) return 1;
     size_t len, line_no = 0;
-    char *in = read_all(stdin, &len);
+    char *in = moe_read_text("-", &len);
     if (!in) diag_error(&d, "stdin: read error");
     int32_t vocab = moe_tok_vocab_size(t);
     for (char *line = in, *next; line && !diag_failed(&d); line = next) {
@@ -279,11 +264,8 @@ int cmd_tokbench(int argc, char **argv) {
     char *text = NULL;
     size_t len;
     if (file) {
-        FILE *f = fopen(file, "rb");
-        text = f ? read_all(f, &len) : NULL;
-        if (f) fclose(f);
-        if (!text) {
-            diag_error(&d, "%s: cannot read", file);
+        if (!(text = moe_read_text(file, &len))) {
+            diag_error(&d, "%s: cannot read: %s", file, strerror(errno));
             moe_tok_free(t);
             return 1;
         }

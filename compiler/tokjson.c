@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 
 #include "outfile.h"
+#include "textio.h"
 #include "tokenizer.h"
 
 /* ===================================================================== small helpers */
@@ -139,24 +140,6 @@ static int32_t map_put(StrMap *m, const char *s, size_t n, int32_t v) {
     m->vals[h] = v;
     m->n++;
     return v;
-}
-
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    Buf b = {0};
-    char chunk[65536];
-    size_t k;
-    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0) buf_put(&b, chunk, k);
-    bool err = ferror(f);
-    fclose(f);
-    if (err) {
-        free(b.p);
-        return NULL;
-    }
-    buf_put(&b, "", 1);
-    *len = b.n - 1;
-    return (char *)b.p;
 }
 
 static bool is_dir(const char *path) {
@@ -742,7 +725,7 @@ static void find_bos_eos(Loader *L, Arena *a, const char *json_path) {
     char *cfg_path = slash ? arena_printf(a, "%.*s/tokenizer_config.json", (int)(slash - json_path), json_path)
                            : arena_strdup(a, "tokenizer_config.json");
     size_t len;
-    char *text = read_file(cfg_path, &len);
+    char *text = moe_read_text(cfg_path, &len);
     if (text) {
         cJSON *cfg = cJSON_ParseWithLength(text, len);
         if (!cJSON_IsObject(cfg)) {
@@ -805,7 +788,7 @@ static void put_blob(Loader *L, Buf *b) {
 bool tokjson_load(Arena *a, Diag *d, const char *path, void **blob, size_t *blob_len) {
     const char *file = is_dir(path) ? arena_printf(a, "%s/tokenizer.json", path) : path;
     size_t len;
-    char *text = read_file(file, &len);
+    char *text = moe_read_text(file, &len);
     if (!text) {
         diag_error(d, "%s: cannot read: %s", file, strerror(errno));
         return false;

@@ -1,5 +1,6 @@
 #include "textio.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +23,13 @@ char *moe_read_text(const char *path, size_t *len) {
         n += got;
         if (got == 0) break;
     }
+    int err = ferror(f) ? errno : 0;
     if (f != stdin) fclose(f);
+    if (buf && err) {
+        free(buf);
+        buf = NULL;
+        errno = err;
+    }
     if (!buf) return NULL;
     buf[n] = 0;
     if (len) *len = n;

@@ -9,7 +9,8 @@
 
 #include "tokenizer.h"
 
-/* The whole file ("-": stdin) as a malloc'd NUL-terminated string; NULL (errno set) on failure. */
+/* The whole file ("-": stdin) as a malloc'd NUL-terminated string, its length in *len (may be
+ * NULL); NULL (errno set) when it cannot be opened or read, or memory runs out. */
 char *moe_read_text(const char *path, size_t *len);
 
 /* The generated tokens of a generation CLI on f: as text streamed token by token (a tokenizer),
