@@ -204,8 +204,9 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
 
     /* mmap wants a page-aligned file offset; the header is MOE_ALIGN-aligned, pages may be larger.
      * Mapping from a 2 MiB-aligned offset lets the kernel give the mapping a 2 MiB-aligned address
-     * congruent to the file offset, so the page cache's huge folios map as huge pages (fewer TLB
-     * misses while the weights stream: +3-5% decode on the bench preset). */
+     * congruent to the file offset, so the page cache's huge folios can map as huge pages (fewer
+     * TLB misses while the weights stream; on the bench preset 776 instead of 581 MB were mapped
+     * so, and decode gained 1-2%, within the noise). */
     long page = sysconf(_SC_PAGESIZE);
     uint64_t align = (uint64_t)page > HUGE_PAGE ? (uint64_t)page : HUGE_PAGE;
     uint64_t base = hdr_off / align * align, delta = hdr_off - base;
@@ -401,7 +402,6 @@ MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_r
         if (m->pos + P <= mf->context) {
             rows = n - done < P ? n - done : P;
             memcpy(m->ids, ids + done, sizeof(int32_t) * (size_t)rows);
-            memset(m->ids + rows, 0, sizeof(int32_t) * (size_t)(P - rows));
             run_step(m, STEP_PREFILL, rows, on_rows != NULL); /* every row's logits only when asked */
         } else { /* a padded chunk would write KV slots past the context */
             rows = 1;

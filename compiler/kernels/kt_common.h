@@ -14,6 +14,17 @@
  * pass over a weight block reuses are kept to about 512 KiB, so they stay in L2. */
 enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
 
+/* Runs TILE(tb) over the tokens [s, end) in tiles of tb = KT_TB, then one tile each of 4, 2 and 1
+ * as needed, advancing s; TILE is a macro of the caller, and tb a literal at each expansion, so
+ * every tile's loops unroll. */
+#define KT_TILES(s, end, TILE)                                                                             \
+    do {                                                                                                   \
+        for (; (s) + KT_TB <= (end); (s) += KT_TB) TILE(KT_TB);                                            \
+        if ((s) + 4 <= (end)) TILE(4), (s) += 4;                                                           \
+        if ((s) + 2 <= (end)) TILE(2), (s) += 2;                                                           \
+        if ((s) < (end)) TILE(1), (s) += 1;                                                                \
+    } while (0)
+
 /* Tokens per L2 chunk for activation rows of n floats: a multiple of KT_TB, at least KT_TB. */
 static inline int64_t kt_chunk(int64_t n) {
     int64_t c = KT_CHUNK_FLOATS / (n > 0 ? n : 1) / KT_TB * KT_TB;

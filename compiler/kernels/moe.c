@@ -170,14 +170,12 @@ static void ex_ffn(float *restrict part, const float *restrict h, float *restric
     int64_t tc = kt_chunk(H); // tokens per chunk: their h rows stay in L2 while the blocks stream
     for (int64_t c0 = 0; c0 < n; c0 += tc) {
         int64_t c1 = c0 + tc < n ? c0 + tc : n;
+#define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, wts, tb, b, blo, s0, sl, H, wdt)
         for (int64_t b = blo; b < bhi; b++) {
             int64_t s0 = c0;
-            for (; s0 + KT_TB <= c1; s0 += KT_TB)
-                ex_gate_up(act, h, gate_up, gu0, toks, wts, KT_TB, b, blo, s0, sl, H, wdt);
-            if (s0 + 4 <= c1) ex_gate_up(act, h, gate_up, gu0, toks, wts, 4, b, blo, s0, sl, H, wdt), s0 += 4;
-            if (s0 + 2 <= c1) ex_gate_up(act, h, gate_up, gu0, toks, wts, 2, b, blo, s0, sl, H, wdt), s0 += 2;
-            if (s0 < c1) ex_gate_up(act, h, gate_up, gu0, toks, wts, 1, b, blo, s0, sl, H, wdt);
+            KT_TILES(s0, c1, GU_TILE);
         }
+#undef GU_TILE
     }
     /* down reads columns [16 blo, min(16 bhi, Iw)) of its rows: pairs from 8 blo, the last one
      * half when Iw is odd and this thread holds it */
@@ -186,14 +184,12 @@ static void ex_ffn(float *restrict part, const float *restrict h, float *restric
     tc = kt_chunk(sl); // tokens per chunk: their act rows stay in L2 while down streams
     for (int64_t c0 = 0; c0 < n; c0 += tc) {
         int64_t c1 = c0 + tc < n ? c0 + tc : n;
+#define DN_TILE(tb) ex_down(part, act, down, dn0, toks, tb, c, s0, sl, p0, n2, half, H, Iw, wdt)
         for (int64_t c = 0; c < (H + 31) / 32; c++) {
             int64_t s0 = c0;
-            for (; s0 + KT_TB <= c1; s0 += KT_TB)
-                ex_down(part, act, down, dn0, toks, KT_TB, c, s0, sl, p0, n2, half, H, Iw, wdt);
-            if (s0 + 4 <= c1) ex_down(part, act, down, dn0, toks, 4, c, s0, sl, p0, n2, half, H, Iw, wdt), s0 += 4;
-            if (s0 + 2 <= c1) ex_down(part, act, down, dn0, toks, 2, c, s0, sl, p0, n2, half, H, Iw, wdt), s0 += 2;
-            if (s0 < c1) ex_down(part, act, down, dn0, toks, 1, c, s0, sl, p0, n2, half, H, Iw, wdt);
+            KT_TILES(s0, c1, DN_TILE);
         }
+#undef DN_TILE
     }
 }
 

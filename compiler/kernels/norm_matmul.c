@@ -48,17 +48,6 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
         }
 }
 
-/* Tokens [t0, t1) of block b in tiles of 8, then one of 4, 2 and 1 as needed. */
-static inline void nm_tokens(float *restrict y, const float *restrict xn, const void *restrict w,
-                             const float *restrict bias, const float *restrict resid, int64_t t0, int64_t t1,
-                             int64_t b, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid, int32_t wdt) {
-    int64_t t = t0;
-    for (; t + KT_TB <= t1; t += KT_TB) nm_block(y, xn, w, bias, resid, KT_TB, t, b, K, N, has_bias, has_resid, wdt);
-    if (t + 4 <= t1) nm_block(y, xn, w, bias, resid, 4, t, b, K, N, has_bias, has_resid, wdt), t += 4;
-    if (t + 2 <= t1) nm_block(y, xn, w, bias, resid, 2, t, b, K, N, has_bias, has_resid, wdt), t += 2;
-    if (t < t1) nm_block(y, xn, w, bias, resid, 1, t, b, K, N, has_bias, has_resid, wdt);
-}
-
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
                     const void *restrict w, const float *restrict bias, const float *restrict resid,
                     float *restrict scratch, int64_t T, int64_t K, int64_t N, float eps, int32_t has_norm,
@@ -73,6 +62,11 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
     kt_split((N + 31) / 32, ith, nth, &blo, &bhi);
     for (int64_t c0 = 0; c0 < n; c0 += tc) {
         int64_t c1 = c0 + tc < n ? c0 + tc : n;
-        for (int64_t b = blo; b < bhi; b++) nm_tokens(y, xn, w, bias, resid, c0, c1, b, K, N, has_bias, has_resid, wdt);
+#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt)
+        for (int64_t b = blo; b < bhi; b++) {
+            int64_t t = c0;
+            KT_TILES(t, c1, NM_TILE);
+        }
+#undef NM_TILE
     }
 }
