@@ -47,9 +47,9 @@ static inline float kt_wload(const void *w, int64_t i, int32_t wdt) {
 /* exp(x) from arithmetic only, so loops over it vectorise (libm's expf is a call per element):
  * x = n ln2 + r with n = rint(x log2 e), |r| <= ln2/2 (ln2 split in two for an exact n ln2), exp(r)
  * by its degree-7 Taylor polynomial (truncation < 2e-9 relative), times 2^n built in the exponent
- * bits. Within 2 ulp of expf for x in [-87, 88]; x below -87 gives 0 (as exp underflows there),
+ * bits. For x below -87 it gives 0 (as exp underflows there),
  * -INFINITY included; x above 88 is clamped (no model here gets near: scores and logits are
- * max-subtracted first). */
+ * max-subtracted first). Tested against exp: within 3 ulp. */
 static inline float kt_exp(float x) {
     float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     float n = __builtin_rintf(xc * 1.44269504088896341f);

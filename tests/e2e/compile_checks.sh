@@ -105,9 +105,16 @@ text)
   printf 'The quick brown fox' >"$work/p.txt"
   f=$("$work/t.exe" --prompt-file "$work/p.txt" -n 24) || fail "compiled prompt-file run"
   [ -n "$g" ] && [ "$g" = "$c" ] && [ "$c" = "$s" ] && [ "$c" = "$f" ] || fail "texts differ: '$g' / '$c' / '$s' / '$f'"
-  # the prompt's ids through --tokens give the same first generated token's text
-  ids=$("$moec" tokenize "$work/m" --add-special <"$work/p.txt" | tr -d '[]')
-  "$moec" run "$work/m" --tokens "$ids" -n 24 >/dev/null || fail "ids run"
+  # the prompt is encoded as `moec tokenize --add-special` encodes it, in both paths, and the same
+  # ids through --tokens generate the same first token
+  ids=$("$moec" tokenize "$work/m" --add-special <"$work/p.txt" | tr -d '[] ')
+  jids() { tr -d ' \n' <"$1" | sed -n "s/.*\"$2\":\[\([0-9,]*\)\].*/\1/p"; }
+  "$moec" run "$work/m" --prompt-file "$work/p.txt" -n 24 --trace "$work/tg.json" >/dev/null || fail "generic trace run"
+  "$work/t.exe" --prompt-file "$work/p.txt" -n 24 --trace "$work/tc.json" >/dev/null || fail "compiled trace run"
+  [ -n "$ids" ] && [ "$(jids "$work/tg.json" prompt_ids)" = "$ids" ] && [ "$(jids "$work/tc.json" prompt_ids)" = "$ids" ] \
+    || fail "prompt ids differ from moec tokenize's $ids: $(jids "$work/tg.json" prompt_ids) / $(jids "$work/tc.json" prompt_ids)"
+  first=$("$moec" run "$work/m" --tokens "$ids" -n 1) || fail "ids run"
+  [ "$first" = "$(jids "$work/tg.json" generated_ids | cut -d, -f1)" ] || fail "--tokens $ids generated $first, not the text run's first token"
   echo "text: $c"
   # a model folder without tokenizer.json still runs with --tokens, and --prompt says what is missing
   cp -r "$work/m" "$work/nt" && rm "$work/nt/tokenizer.json"
