@@ -79,15 +79,15 @@ static void count_routes(const MoeRoute *r, int64_t T, int64_t C, int64_t *st) {
 
 static int64_t steps_full, steps_last; /* prefill steps run, by kind */
 
-/* A step laid out for T rows of which n are real (prefill: a->last_row + 1), which alone it reads
- * and writes, as compiled kernels do. only_row >= 0: the logits of that row only, into row 0
+/* A step of which n rows are real (prefill: a->last_row + 1 of P), which alone it reads and
+ * writes, as compiled kernels do. only_row >= 0: the logits of that row only, into row 0
  * (prefill_last); -1: every real row. */
-static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t T, int64_t n, int64_t off_logits,
+static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t n, int64_t off_logits,
                       const int64_t *off_routes, int64_t C, int64_t only_row) {
     int32_t *kv = (int32_t *)a->kv; /* [S] */
     for (int64_t t = ith; t < n; t += nth) kv[a->pos0 + t] = a->ids[t];
     moert_barrier();
-    float *logits = (float *)(a->arena + off_logits); /* [T, V] */
+    float *logits = (float *)(a->arena + off_logits); /* [rows of the step, V] */
     for (int64_t t = ith; t < n; t += nth) {
         if (only_row < 0) want_row(kv, a->pos0 + t, (const float *)a->weights, logits + t * V);
         else if (t > 0)
@@ -108,14 +108,14 @@ static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t T,
 static const int64_t routes_p[NL] = {OFF_RP0, -1, OFF_RP2}, routes_d[NL] = {OFF_RD0, -1, OFF_RD2};
 static void fake_prefill(const MoeStepArgs *a, int32_t ith, int32_t nth) {
     if (ith == 0) steps_full++;
-    fake_step(a, ith, nth, P, a->last_row + 1, OFF_LP, routes_p, CAP_P, -1);
+    fake_step(a, ith, nth, a->last_row + 1, OFF_LP, routes_p, CAP_P, -1);
 }
 static void fake_decode(const MoeStepArgs *a, int32_t ith, int32_t nth) {
-    fake_step(a, ith, nth, 1, 1, OFF_LD, routes_d, CAP_D, -1);
+    fake_step(a, ith, nth, 1, OFF_LD, routes_d, CAP_D, -1);
 }
 static void fake_prefill_last(const MoeStepArgs *a, int32_t ith, int32_t nth) {
     if (ith == 0) steps_last++;
-    fake_step(a, ith, nth, P, a->last_row + 1, OFF_LP, routes_p, CAP_P, a->last_row);
+    fake_step(a, ith, nth, a->last_row + 1, OFF_LP, routes_p, CAP_P, a->last_row);
 }
 
 static MoeManifest manifest;
