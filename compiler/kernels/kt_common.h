@@ -14,16 +14,22 @@
  * pass over a weight block reuses are kept to about 512 KiB, so they stay in L2. */
 enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
 
-/* Runs TILE(tb) over the tokens [s, end) in tiles of tb = KT_TB, then one tile each of 4, 2 and 1
- * as needed, advancing s; TILE is a macro of the caller, and tb a literal at each expansion, so
- * every tile's loops unroll. */
-#define KT_TILES(s, end, TILE)                                                                             \
-    do {                                                                                                   \
-        for (; (s) + KT_TB <= (end); (s) += KT_TB) TILE(KT_TB);                                            \
-        if ((s) + 4 <= (end)) TILE(4), (s) += 4;                                                           \
-        if ((s) + 2 <= (end)) TILE(2), (s) += 2;                                                           \
-        if ((s) < (end)) TILE(1), (s) += 1;                                                                \
-    } while (0)
+/* The loop nest of every matmul-like kernel: the tokens [0, n) in chunks of tc (their activation
+ * rows stay in L2), in each chunk every weight block b of [b0, b1) (read once per chunk), and over
+ * it the chunk's tokens in tiles: TILE(tb) with s the tile's first token, tb = KT_TB, then one tile
+ * each of 4, 2 and 1 as needed. b and s are the caller's names for the loop variables; TILE is a
+ * macro of the caller, and tb a literal at each expansion, so every tile's loops unroll. */
+#define KT_FOR_TILES(n, tc, b, b0, b1, s, TILE)                                                            \
+    for (int64_t kt_c0 = 0; kt_c0 < (n); kt_c0 += (tc)) {                                                  \
+        int64_t kt_c1 = kt_c0 + (tc) < (n) ? kt_c0 + (tc) : (n);                                            \
+        for (int64_t b = (b0); b < (b1); b++) {                                                            \
+            int64_t s = kt_c0;                                                                             \
+            for (; s + KT_TB <= kt_c1; s += KT_TB) TILE(KT_TB);                                            \
+            if (s + 4 <= kt_c1) TILE(4), s += 4;                                                           \
+            if (s + 2 <= kt_c1) TILE(2), s += 2;                                                           \
+            if (s < kt_c1) TILE(1);                                                                        \
+        }                                                                                                  \
+    }
 
 /* Tokens per L2 chunk for activation rows of n floats: a multiple of KT_TB, at least KT_TB. */
 static inline int64_t kt_chunk(int64_t n) {

@@ -167,30 +167,16 @@ static void ex_ffn(float *restrict part, const float *restrict h, float *restric
                    int32_t wdt) {
     int64_t sl = (bhi - blo) * 16;
     if (sl <= 0 || n <= 0) return;
-    int64_t tc = kt_chunk(H); // tokens per chunk: their h rows stay in L2 while the blocks stream
-    for (int64_t c0 = 0; c0 < n; c0 += tc) {
-        int64_t c1 = c0 + tc < n ? c0 + tc : n;
 #define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, wts, tb, b, blo, s0, sl, H, wdt)
-        for (int64_t b = blo; b < bhi; b++) {
-            int64_t s0 = c0;
-            KT_TILES(s0, c1, GU_TILE);
-        }
+    KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, GU_TILE) /* h rows of a chunk stay in L2 */
 #undef GU_TILE
-    }
     /* down reads columns [16 blo, min(16 bhi, Iw)) of its rows: pairs from 8 blo, the last one
      * half when Iw is odd and this thread holds it */
     int64_t k1 = bhi * 16 < Iw ? bhi * 16 : Iw, p0 = blo * 8, n2 = k1 / 2 - p0;
     int half = (int)(k1 % 2);
-    tc = kt_chunk(sl); // tokens per chunk: their act rows stay in L2 while down streams
-    for (int64_t c0 = 0; c0 < n; c0 += tc) {
-        int64_t c1 = c0 + tc < n ? c0 + tc : n;
 #define DN_TILE(tb) ex_down(part, act, down, dn0, toks, tb, c, s0, sl, p0, n2, half, H, Iw, wdt)
-        for (int64_t c = 0; c < (H + 31) / 32; c++) {
-            int64_t s0 = c0;
-            KT_TILES(s0, c1, DN_TILE);
-        }
+    KT_FOR_TILES(n, kt_chunk(sl), c, 0, (H + 31) / 32, s0, DN_TILE) /* act rows of a chunk stay in L2 */
 #undef DN_TILE
-    }
 }
 
 void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,

@@ -58,15 +58,9 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
         kt_rmsnorm_rows(own, x, norm_w, n, K, eps);
         xn = own;
     }
-    int64_t blo, bhi, tc = kt_chunk(K);
+    int64_t blo, bhi;
     kt_split((N + 31) / 32, ith, nth, &blo, &bhi);
-    for (int64_t c0 = 0; c0 < n; c0 += tc) {
-        int64_t c1 = c0 + tc < n ? c0 + tc : n;
 #define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt)
-        for (int64_t b = blo; b < bhi; b++) {
-            int64_t t = c0;
-            KT_TILES(t, c1, NM_TILE);
-        }
+    KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
 #undef NM_TILE
-    }
 }
