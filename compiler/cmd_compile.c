@@ -23,7 +23,7 @@ static const char compile_usage[] =
     "                          assignments beyond C are dropped (default 0: dropless, exact)\n"
     "  --target TRIPLE         target triple (default: this machine), e.g. aarch64-linux-gnu\n"
     "  --cpu NAME|native       target CPU (default native for the host, generic otherwise)\n"
-    "  --features +a,-b        extra target features\n"
+    "  --features +a,-b        extra target features (e.g. -amx-bf16: prefill on AVX-512 FMA, not AMX tiles)\n"
     "  --threads N             most threads a step will run (sizes per-thread buffers; default: cores)\n"
     "  --weights embed|sidecar weights inside OUT (default) or beside it in OUT.moew\n"
     "  --emit exe|obj|llvm|asm what to write (default exe; obj/llvm/asm write only the program)\n"

@@ -72,6 +72,13 @@ static void fill_manifest(MoeManifest *m, const Model *md, const CompileOptions 
     for (int i = 0; i < pt->n; i++)
         if (pt->e[i].dtype == DT_BF16) m->weight_dtype = DT_BF16;
     m->max_threads = threads;
+    for (int pass = 0; pass < 2; pass++) {
+        const Graph *g = pass ? fd : fp;
+        for (uint32_t i = 0; i < g->n; i++)
+            if ((g->nodes[i].op == OP_FNORM_MATMUL && g->nodes[i].a.norm.amx) ||
+                (g->nodes[i].op == OP_FEXPERTS && g->nodes[i].a.ffn.amx))
+                m->needs |= MOE_NEED_AMX;
+    }
 }
 
 /* The model folder's tokenizer.json, serialised for the runtime, when there is one it supports;
@@ -137,7 +144,8 @@ int compile_model(const CompileOptions *o, Diag *d) {
     dump(o, "specialize", "prefill", sp);
     dump(o, "specialize", "decode", sd);
     if (!ir_verify(sp, d) || !ir_verify(sd, d)) goto out;
-    Graph *fp = pass_fuse(a, sp, threads, S_kv, d), *fd = fp ? pass_fuse(a, sd, threads, S_kv, d) : NULL;
+    bool amx = cg_has_feature(cg, "amx-tile") && cg_has_feature(cg, "amx-bf16"); /* "-amx-bf16" turns it off */
+    Graph *fp = pass_fuse(a, sp, threads, S_kv, amx, d), *fd = fp ? pass_fuse(a, sd, threads, S_kv, amx, d) : NULL;
     if (!fd) goto out;
     dump(o, "fuse", "prefill", fp);
     dump(o, "fuse", "decode", fd);
@@ -200,8 +208,9 @@ int compile_model(const CompileOptions *o, Diag *d) {
         etmp = NULL;
     }
     if (!o->quiet)
-        fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s in %.2f s -> %s\n", o->model_dir,
-                md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg), moe_now_s() - t0, o->out);
+        fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s%s in %.2f s -> %s\n", o->model_dir,
+                md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg),
+                man.needs & MOE_NEED_AMX ? " (prefill on AMX tiles)" : "", moe_now_s() - t0, o->out);
     rc = 0;
 out:
     if (wtmp) unlink(wtmp);

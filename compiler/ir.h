@@ -86,6 +86,7 @@ typedef struct Node {
         } weight;
         struct {
             float eps;
+            int32_t amx;              /* FNORM_MATMUL: AMX tiles (set by fuse) */
         } norm;
         struct {
             float c;
@@ -105,6 +106,7 @@ typedef struct Node {
             float eps;
             int64_t n_exp, top_k, capacity, d_ff, d_shared, threads;
             int32_t renorm, shared_kind;
+            int32_t amx;              /* FEXPERTS: AMX tiles (set by fuse) */
             int layer;
         } ffn;                        /* FROUTER, FEXPERTS */
     } a;

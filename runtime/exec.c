@@ -3,7 +3,12 @@
  * moert_barrier(), an orphaned `omp barrier` that binds to this region. */
 #include "exec.h"
 
+#include <errno.h>
 #include <omp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 void moert_exec(MoeStepFn step, const MoeStepArgs *args, int n_threads) {
     if (n_threads <= 0) n_threads = omp_get_max_threads();
@@ -16,4 +21,24 @@ int moert_default_threads(void) { return omp_get_max_threads(); }
 /* Default visibility: compiled programs call it even when libmoert is built hidden. */
 __attribute__((visibility("default"))) void moert_barrier(void) {
 #pragma omp barrier
+}
+
+bool moert_enable_amx(char *why, size_t n) {
+#if defined(__x86_64__) && defined(__linux__)
+    enum { ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+    unsigned a, b, c, d;
+    __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+    if (!(d >> 22 & 1) || !(d >> 24 & 1)) { /* AMX-BF16, AMX-TILE */
+        snprintf(why, n, "this CPU has no AMX-BF16 tiles");
+        return false;
+    }
+    if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) {
+        snprintf(why, n, "the kernel refused the AMX tile state (arch_prctl: %s)", strerror(errno));
+        return false;
+    }
+    return true;
+#else
+    snprintf(why, n, "AMX tiles exist on x86-64 Linux only");
+    return false;
+#endif
 }

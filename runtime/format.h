@@ -23,8 +23,9 @@
 #define MOE_FORMAT_H
 #include <stdint.h>
 
-#define MOE_FORMAT_VERSION 3u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row; 3: prefill steps
-                                  compute rows 0..last_row only (padding is not routed) */
+#define MOE_FORMAT_VERSION 4u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row; 3: prefill steps
+                                  compute rows 0..last_row only (padding is not routed); 4: panel pairs
+                                  padded to 16, MoeManifest.needs */
 #define MOE_WEIGHTS_MAGIC "MOEWGT01"  /* 8 bytes, no NUL */
 #define MOE_TRAILER_MAGIC "MOEEMBED"  /* 8 bytes, no NUL */
 enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_ALIGN = 4096 };
@@ -83,9 +84,12 @@ typedef struct MoeManifest {
     int64_t routes_decode[MOE_MAX_LAYERS];
     int64_t bos_token_id, eos_token_id;        /* -1 when none */
     int32_t weight_dtype;    /* DType of the big matrices after packing */
-    int32_t reserved;
+    uint32_t needs;          /* MOE_NEED_* the runtime must arrange before the first step */
     int64_t max_threads;     /* per-thread partials and scratch are sized for this many threads */
 } MoeManifest;
+
+/* MoeManifest.needs */
+enum { MOE_NEED_AMX = 1u }; /* x86 AMX tiles: the process must be granted the AMX state (arch_prctl) */
 
 typedef struct MoeProgram {
     const MoeManifest *manifest;

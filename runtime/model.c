@@ -115,6 +115,13 @@ static MoeStatus check_program(MoeModel *m, const MoeProgram *prog) {
         return fail(m, MOE_ERR_FORMAT,
                     "program: logits offsets %" PRId64 ", %" PRId64 " outside the arena (%" PRId64 " bytes)",
                     mf->logits_prefill, mf->logits_decode, mf->arena_bytes);
+    if (mf->needs & ~(uint32_t)MOE_NEED_AMX)
+        return fail(m, MOE_ERR_FORMAT, "program: needs 0x%x; this runtime knows 0x%x", mf->needs, MOE_NEED_AMX);
+    char why[160];
+    if ((mf->needs & MOE_NEED_AMX) && !moert_enable_amx(why, sizeof why))
+        return fail(m, MOE_ERR_MISMATCH,
+                    "program: compiled for AMX tiles (cpu %s), but %s; recompile with --features -amx-bf16", mf->cpu,
+                    why);
     for (uint32_t l = 0; l < mf->n_layers; l++) {
         int64_t rp = mf->routes_prefill[l], rd = mf->routes_decode[l];
         if ((rp < 0) != (rd < 0) || (rp >= 0 && (k < 1 || !arena_region_ok(rp, P * k * 8, mf->arena_bytes) ||

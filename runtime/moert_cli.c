@@ -60,7 +60,7 @@ static const char usage[] =
     "  --trace FILE           write prompt/generated ids and router choices per layer and position (JSON)\n"
     "  --stats                print per-layer expert utilisation and dropped assignments\n"
     "  --verbose              print load, prefill and decode times and tokens/s at the end\n"
-    "Compiled for a context of %" PRId64 " tokens, prefill chunks of %" PRId64 ", target %.64s (%.64s).\n";
+    "Compiled for a context of %" PRId64 " tokens, prefill chunks of %" PRId64 ", target %.64s (%.64s)%s.\n";
 
 static void error(const CliOptions *o, const char *fmt, ...) {
     va_list ap;
@@ -401,7 +401,8 @@ int moert_cli(int argc, char **argv, const MoeProgram *prog) {
     int rc = parse(argc, argv, &o);
     const MoeManifest *mf = prog->manifest;
     if (rc == 0 && o.help) {
-        printf(usage, o.name, mf->family, mf->context, mf->prefill_chunk, mf->target, mf->cpu);
+        printf(usage, o.name, mf->family, mf->context, mf->prefill_chunk, mf->target, mf->cpu,
+               mf->needs & MOE_NEED_AMX ? ", prefill on AMX tiles" : "");
     } else if (rc == 0) {
         rc = o.text_mode || check_prompt(&o, mf) ? generate(&o, prog) : 1;
     }

@@ -143,10 +143,10 @@ static bool emit_node(Emitter *e, const Node *n) {
             keep(&c, in_ptr(e, n, 0));
         }
         for (int k = 1; k < 5; k++) keep(&c, in_ptr(e, n, k));
-        keep(&c, has_norm ? offset_ptr(e, e->arena, n->scratch_offset) : null_ptr(e));
+        keep(&c, n->scratch_bytes ? offset_ptr(e, e->arena, n->scratch_offset) : null_ptr(e));
         cint(&c, rows), cint(&c, K), cint(&c, n->shape[1]), cfp(&c, n->a.norm.eps);
         cint(&c, has_norm), cint(&c, !ir_is_none(n->in[3])), cint(&c, !ir_is_none(n->in[4]));
-        cint(&c, wdt_of(e, n, 2));
+        cint(&c, wdt_of(e, n, 2)), cint(&c, one_row ? 0 : n->a.norm.amx);
         snprintf(kname, sizeof kname, "k_%s_T%lld", n->name, (long long)rows);
         return emit_call(e, "kt_norm_matmul", kname, &c, one_row ? 1 : 0);
     }
@@ -189,14 +189,14 @@ static bool emit_node(Emitter *e, const Node *n) {
         const Node *x = ir_node(e->g, n->in[0]);
         const int64_t threads = n->a.ffn.threads, H = x->shape[1];
         int64_t wmax = n->a.ffn.d_ff > n->a.ffn.d_shared ? n->a.ffn.d_ff : n->a.ffn.d_shared;
-        int64_t per_thread = T * H + T * kt_experts_slice(wmax, threads);
+        int64_t per_thread = kt_experts_scratch(T, H, wmax, threads, n->a.ffn.amx);
         keep(&c, out);
         for (int k = 0; k < 8; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
         cint(&c, T), cint(&c, H), cint(&c, n->a.ffn.d_ff), cint(&c, n->a.ffn.n_exp), cint(&c, n->a.ffn.top_k);
         cint(&c, n->a.ffn.capacity), cint(&c, n->a.ffn.d_shared), cint(&c, n->a.ffn.shared_kind);
         cfp(&c, n->a.ffn.eps), cint(&c, per_thread);
-        cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 5));
+        cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 5)), cint(&c, n->a.ffn.amx);
         snprintf(kname, sizeof kname, "k_experts_T%lld", (long long)T);
         return emit_call(e, "kt_experts", kname, &c, 0);
     }

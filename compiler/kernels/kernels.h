@@ -5,11 +5,14 @@
  *
  * Rules: no allocation, no libc except expf/sqrtf/memset/memcpy, no target intrinsics (templates
  * must retarget to AArch64; GNU vector types and target-independent builtins such as
- * __builtin_prefetch are fine), restrict pointers, loops LLVM can vectorise once shapes are
- * constants.
+ * __builtin_prefetch are fine; the one exception, kt_amx.h, is reached only when amx is bound to 1),
+ * restrict pointers, loops LLVM can vectorise once shapes are constants.
  * Every kernel splits its independent rows by (ith, nth) with kt_split; it never synchronises —
  * the step program puts a barrier between dependent kernels.
  * Weight dtypes (wdt): 0 = f32, 2 = bf16 (runtime/dtype.h values). Activations are f32.
+ * amx (kt_norm_matmul, kt_experts): 1 when the target has AMX-BF16 and the step has T >= 16 tokens:
+ * bf16 weight tiles of 16 rows or more then go through kt_amx.h's exact three-plane tile products
+ * (the thread's scratch must then include the packed activations: the *_scratch helpers below).
  * Shapes outermost first; T = tokens of the step (a constant: it sets every buffer's layout);
  * n <= T = the rows that are real tokens (a runtime value in a prefill step, whose last chunk is
  * partial): every kernel reads and writes rows [0, n) only, so padding costs nothing and never
@@ -17,6 +20,8 @@
 #ifndef MOEC_KERNELS_H
 #define MOEC_KERNELS_H
 #include <stdint.h>
+
+#include "kt_amx.h"
 
 /* Dispatch produced by kt_router for one MoE layer, laid out in one buffer:
  *   MoeRoute routes[T * k]      (expert id, weight) per token, highest probability first
@@ -30,11 +35,13 @@ static inline int64_t kt_dispatch_bytes(int64_t T, int64_t k, int64_t E, int64_t
 
 /* y[T, N] = (resid[T, N] +) rmsnorm(x)[T, K] w[N, K]^T (+ bias[N]).
  * has_norm: x is normalised first with norm_w[K] and eps (each thread normalises all T rows
- * into its own scratch region scratch + ith * T * K). Output rows n split between threads. */
+ * into its own scratch region, scratch + ith * kt_norm_matmul_scratch(T, K, has_norm, amx) floats;
+ * scratch may be NULL when that is 0). Output rows n split between threads. */
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
                     const void *restrict w, const float *restrict bias, const float *restrict resid,
                     float *restrict scratch, int64_t T, int64_t K, int64_t N, float eps, int32_t has_norm,
-                    int32_t has_bias, int32_t has_resid, int32_t wdt, int64_t n, int32_t ith, int32_t nth);
+                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t amx, int64_t n, int32_t ith,
+                    int32_t nth);
 
 /* From qkv[T, (nh + 2 nkv) hd] (q heads, then k heads, then v heads): optional q/k RMSNorm
  * (qk_norm 1: per head with qn[hd], kn[hd]; 2: over the whole q row with qn[nh hd] and the whole k
@@ -74,13 +81,14 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
  * sh_gate_up and sh_down in the same layouts, over every token. E = 0 means no routed experts.
  * part = partials + ith * T * H is this thread's [T, H] partial sum (zeroed here); kt_reduce adds
  * them up. scratch + ith * scratch_per_thread floats is this thread's work space, needing
- * T * H + T * kt_experts_slice(max(I, SI), nth) floats. */
+ * kt_experts_scratch(T, H, max(I, SI), nth, amx) floats. Threads split the I (or SI) rows in units
+ * of 32 (two gate/up blocks), so each thread's down columns start on an AMX K step. */
 void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
                 float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
-                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int64_t n,
-                int32_t ith, int32_t nth);
+                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t amx,
+                int64_t n, int32_t ith, int32_t nth);
 
 /* y[T, H] = resid[T, H] + sum over threads j < nth of partials[j][T, H]; rows split by thread. */
 void kt_reduce(float *restrict y, const float *restrict resid, const float *restrict partials, int64_t T,
@@ -90,8 +98,20 @@ void kt_reduce(float *restrict y, const float *restrict resid, const float *rest
 void kt_embed(float *restrict y, const int32_t *restrict ids, const void *restrict table, int64_t T, int64_t H,
               int32_t wdt, int64_t n, int32_t ith, int32_t nth);
 
-/* Columns of the act work space of kt_experts for width W: this thread's 16-row blocks, at most. */
-static inline int64_t kt_experts_slice(int64_t W, int64_t nth) { return 16 * (((W + 15) / 16 + nth - 1) / nth); }
+/* Columns of the act work space of kt_experts for width W: this thread's units of 32 rows, at most. */
+static inline int64_t kt_experts_slice(int64_t W, int64_t nth) { return 32 * (((W + 31) / 32 + nth - 1) / nth); }
+
+/* Floats of one thread's scratch for kt_norm_matmul (T rows of K) and kt_experts (T rows of H,
+ * widest expert W): normalised rows, act rows, and with amx the packed activations of one chunk
+ * (kt_amx.h) and a 32 x 32 output tile. */
+static inline int64_t kt_amx_scratch(int64_t K) { return kt_amx_pack_bytes(kt_amx_chunk(K), K) / 4; }
+static inline int64_t kt_norm_matmul_scratch(int64_t T, int64_t K, int32_t has_norm, int32_t amx) {
+    return (has_norm ? T * K : 0) + (amx ? kt_amx_scratch(K) + 32 * 32 : 0);
+}
+static inline int64_t kt_experts_scratch(int64_t T, int64_t H, int64_t W, int64_t nth, int32_t amx) {
+    int64_t sl = kt_experts_slice(W, nth), a = kt_amx_scratch(H), b = kt_amx_scratch(sl);
+    return T * H + T * sl + (amx ? (a > b ? a : b) + 32 * 32 : 0);
+}
 
 /* [lo, hi) of n items for thread ith of nth (contiguous, balanced). */
 static inline void kt_split(int64_t n, int32_t ith, int32_t nth, int64_t *lo, int64_t *hi) {

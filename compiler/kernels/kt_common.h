@@ -74,7 +74,9 @@ static inline float kt_exp(float x) {
     return x < -87.0f ? 0.0f : p * scale;
 }
 
-static inline float kt_silu(float a) { return a / (1.0f + expf(-a)); }
+/* SiLU through kt_exp, so the 16 lanes of an expert's activations vectorise (expf was a libm call
+ * per element: 5% of a prefill step on the bench preset). */
+static inline float kt_silu(float a) { return a / (1.0f + kt_exp(-a)); }
 
 static inline float kt_sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }
 
@@ -99,8 +101,8 @@ static inline void kt_rmsnorm_rows(float *restrict y, const float *restrict x, c
 /* ---- the panel layout (PACK_PANEL, PACK_PANEL_EACH, PACK_GATE_UP) and its register tile ----
  *
  * A matrix W[R][K] read by kt_panel_tile is stored in blocks of 32 rows (R padded with zero rows to a
- * multiple of 32) and, inside a block, in column pairs (K padded with a zero column to even,
- * KP = ceil(K / 2) pairs): block b, pair q holds 64 elements, sub-panel s (rows b*32 + s*16 + lane,
+ * multiple of 32) and, inside a block, in column pairs (K padded with zero columns to a multiple of
+ * 32, KP = kt_kp(K) pairs): block b, pair q holds 64 elements, sub-panel s (rows b*32 + s*16 + lane,
  * lane < 16) then s + 1, each 32 elements:
  *   bf16: lane-major, the pair of a row side by side: [lane][2] = W[row][2q], W[row][2q + 1]
  *   f32:  column-major: [2][lane] = W[.][2q] for the 16 rows, then W[.][2q + 1]
@@ -110,7 +112,9 @@ static inline void kt_rmsnorm_rows(float *restrict y, const float *restrict x, c
 typedef float kt_vf __attribute__((vector_size(64)));     // 16 x f32
 typedef uint32_t kt_vu __attribute__((vector_size(64)));  // 16 x u32
 
-static inline int64_t kt_kp(int64_t K) { return (K + 1) / 2; }
+/* Pairs stored per block row: ceil(K / 2) rounded up to 16 (one AMX K step, kt_amx.h; the pairs
+ * added are zero and the FMA tile never reads them). */
+static inline int64_t kt_kp(int64_t K) { return (K + 31) / 32 * 16; }
 
 /* Elements of one packed matrix of R rows and K columns. */
 static inline int64_t kt_panel_elems(int64_t R, int64_t K) { return (R + 31) / 32 * kt_kp(K) * 64; }

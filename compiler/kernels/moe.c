@@ -14,7 +14,7 @@
  *   h = rmsnorm(x) into scratch                       // [T, H], every thread normalises all T rows
  *   part = partials[ith] = 0                          // [T, H]
  *   ffn(Iw, list):                                    // one expert of width Iw over its token list
- *     [blo, bhi) = kt_split(ceil(Iw / 16))            // this thread's 16-row gate/up blocks
+ *     [blo, bhi) = 2 kt_split(ceil(Iw / 32))          // this thread's 16-row gate/up blocks, in pairs
  *     for chunk in list step kt_chunk(H):             // tokens whose h rows fit in L2
  *       for b in blo..bhi:                            // 16 gate + 16 up rows, one forward stream
  *         for tiles of 8 tokens (then 4, 2, 1):
@@ -27,6 +27,9 @@
  *   shared_kind 1|2: ffn(sh_*, SI, all T tokens, weight 1), then (kind 1) each
  *                    part[t] *= sigmoid(h[t] . sg_w) -- linear, so the thread partials still add up
  *   for e < E with count[e] > 0: ffn(expert e, I, tok[e][0:count[e]], wt[e])
+ *   With amx (bf16, a list of KT_AMX_MIN_ROWS tokens or more) ffn is ex_ffn_amx: the same two
+ *   phases over chunks of kt_amx_chunk tokens packed into bf16 planes, 32 tokens x 32 rows per
+ *   kt_amx_tile (kt_amx.h).
  *
  * kt_reduce: y = resid + partials[0] + ... + partials[nth-1], the flat T H elements split by thread.
  *
@@ -179,21 +182,85 @@ static void ex_ffn(float *restrict part, const float *restrict h, float *restric
 #undef DN_TILE
 }
 
+/* ex_ffn through AMX tiles (kt_amx.h), same contract plus abuf (packed activations of one chunk)
+ * and tile (a [32][32] f32 output tile). blo is even (units of 32 rows), so the down columns of this
+ * thread start on a K step; a last step past them reads zero act columns. */
+static void ex_ffn_amx(float *restrict part, const float *restrict h, float *restrict act,
+                       const uint16_t *restrict gate_up, int64_t gu0, const uint16_t *restrict down, int64_t dn0,
+                       const int32_t *restrict toks, const float *restrict wts, int64_t n, int64_t blo, int64_t bhi,
+                       int64_t H, int64_t Iw, uint16_t *restrict abuf, float *restrict tile) {
+    int64_t sl = (bhi - blo) * 16;
+    if (sl <= 0 || n <= 0) return;
+    const int64_t tc = kt_amx_chunk(H), gh = kt_amx_group_elems(H);
+    for (int64_t c0 = 0; c0 < n; c0 += tc) { /* gate/up over h rows */
+        int64_t m = n - c0 < tc ? n - c0 : tc;
+        kt_amx_pack(abuf, h, H, toks, c0, m, H);
+        for (int64_t b = blo; b < bhi; b++)
+            for (int64_t g = 0; g * 16 < m; g += 2) {
+                int groups = (g + 1) * 16 < m ? 2 : 1;
+                kt_amx_tile(tile, abuf + g * gh, abuf + (g + groups - 1) * gh, gate_up + gu0 + b * kt_kp(H) * 64,
+                            kt_amx_steps(H), groups);
+                for (int64_t t = 0; t < groups * 16 && g * 16 + t < m; t++) {
+                    int64_t s = c0 + g * 16 + t;
+                    float w = wts ? wts[s] : 1.0f, *ar = act + s * sl + (b - blo) * 16; // [16]
+                    for (int l = 0; l < 16; l++) ar[l] = kt_silu(tile[t * 32 + l]) * tile[t * 32 + 16 + l] * w;
+                }
+            }
+    }
+    const int64_t tc2 = kt_amx_chunk(sl), ga = kt_amx_group_elems(sl), p0 = blo * 8;
+    for (int64_t c0 = 0; c0 < n; c0 += tc2) { /* down over act rows */
+        int64_t m = n - c0 < tc2 ? n - c0 : tc2;
+        kt_amx_pack(abuf, act, sl, NULL, c0, m, sl);
+        for (int64_t c = 0; c < (H + 31) / 32; c++)
+            for (int64_t g = 0; g * 16 < m; g += 2) {
+                int groups = (g + 1) * 16 < m ? 2 : 1;
+                kt_amx_tile(tile, abuf + g * ga, abuf + (g + groups - 1) * ga,
+                            down + dn0 + (c * kt_kp(Iw) + p0) * 64, kt_amx_steps(sl), groups);
+                int64_t r0 = c * 32, nr = H - r0 < 32 ? H - r0 : 32;
+                for (int64_t t = 0; t < groups * 16 && g * 16 + t < m; t++) {
+                    float *pr = part + ex_tok(toks, c0 + g * 16 + t) * H + r0; // [nr]
+                    for (int64_t l = 0; l < nr; l++) pr[l] += tile[t * 32 + l];
+                }
+            }
+    }
+}
+
+/* This thread's 16-row gate/up blocks [blo, bhi) of an expert of width W: units of two blocks. */
+static inline void ex_blocks(int64_t W, int32_t ith, int32_t nth, int64_t *blo, int64_t *bhi) {
+    int64_t ulo, uhi, nb = (W + 15) / 16;
+    kt_split((W + 31) / 32, ith, nth, &ulo, &uhi);
+    *blo = 2 * ulo < nb ? 2 * ulo : nb;
+    *bhi = 2 * uhi < nb ? 2 * uhi : nb;
+}
+
 void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
                 float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
-                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int64_t n,
-                int32_t ith, int32_t nth) {
+                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t amx,
+                int64_t n, int32_t ith, int32_t nth) {
     float *part = partials + (int64_t)ith * T * H;         // [T, H]
     float *h = scratch + (int64_t)ith * scratch_per_thread; // [T, H]
     float *act = h + T * H;                                 // [T, slice]
+    float *tile = act + T * kt_experts_slice(I > SI ? I : SI, nth); // [32, 32] (amx)
+    uint16_t *abuf = (uint16_t *)(tile + 32 * 32);           // packed chunk (amx)
+    const int use_amx = amx && wdt == 2;
     memset(part, 0, sizeof(float) * (size_t)(n * H));
     kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
+    if (use_amx) kt_amx_begin();
+    /* one expert over its token list: AMX tiles when it has enough tokens for them */
+#define EX_FFN(gu, gu0, dn, dn0, toks, wts, cnt, Iw)                                                              \
+    do {                                                                                                          \
+        if (use_amx && (cnt) >= KT_AMX_MIN_ROWS)                                                                  \
+            ex_ffn_amx(part, h, act, (const uint16_t *)(gu), gu0, (const uint16_t *)(dn), dn0, toks, wts, cnt, blo, \
+                       bhi, H, Iw, abuf, tile);                                                                   \
+        else                                                                                                      \
+            ex_ffn(part, h, act, gu, gu0, dn, dn0, toks, wts, cnt, blo, bhi, H, Iw, wdt);                         \
+    } while (0)
     int64_t blo, bhi;
     if (shared_kind != 0) {
-        kt_split((SI + 15) / 16, ith, nth, &blo, &bhi);
-        ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, n, blo, bhi, H, SI, wdt);
+        ex_blocks(SI, ith, nth, &blo, &bhi);
+        EX_FFN(sh_gate_up, 0, sh_down, 0, NULL, NULL, n, SI);
         if (shared_kind == 1 && bhi > blo)
             for (int64_t t = 0; t < n; t++) {
                 const float *hr = h + t * H; // [H]
@@ -209,11 +276,11 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
         const int32_t *tok = count + E;                                 // [E, C]
         const float *wt = (const float *)(tok + E * C);                 // [E, C]
         const int64_t gu_elems = kt_panel_elems((I + 15) / 16 * 32, H), dn_elems = kt_panel_elems(H, I);
-        kt_split((I + 15) / 16, ith, nth, &blo, &bhi);
-        for (int64_t e = 0; e < E; e++)
-            ex_ffn(part, h, act, gate_up, e * gu_elems, down, e * dn_elems, tok + e * C, wt + e * C, count[e], blo,
-                   bhi, H, I, wdt);
+        ex_blocks(I, ith, nth, &blo, &bhi);
+        for (int64_t e = 0; e < E; e++) EX_FFN(gate_up, e * gu_elems, down, e * dn_elems, tok + e * C, wt + e * C, count[e], I);
     }
+#undef EX_FFN
+    if (use_amx) kt_amx_end();
 }
 
 /* ---- kt_reduce ---- */

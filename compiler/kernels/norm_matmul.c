@@ -21,6 +21,23 @@
 #include "kernels.h"
 #include "kt_common.h"
 
+/* y[t0 + t][32 b + j] (+ bias) (+ resid) = acc[t][j] for t < tb, j < 32 and rows < N; acc[t] at
+ * stride ld floats (the epilogue of both tiles). */
+static inline void nm_store(float *restrict y, const float *restrict acc, int64_t ld, const float *restrict bias,
+                            const float *restrict resid, int64_t tb, int64_t t0, int64_t b, int64_t N,
+                            int32_t has_bias, int32_t has_resid) {
+    int64_t n0 = b * 32, nr = N - n0 < 32 ? N - n0 : 32;
+    for (int64_t t = 0; t < tb; t++) {
+        int64_t o = (t0 + t) * N + n0;
+        for (int64_t l = 0; l < nr; l++) {
+            float v = acc[t * ld + l];
+            if (has_bias) v += bias[n0 + l];
+            if (has_resid) v += resid[o + l];
+            y[o + l] = v;
+        }
+    }
+}
+
 /* Rows [32 b, 32 b + 32) of y for tokens [t0, t0 + tb). */
 static inline void nm_block(float *restrict y, const float *restrict xn, const void *restrict w,
                             const float *restrict bias, const float *restrict resid, int tb, int64_t t0,
@@ -29,37 +46,54 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
     for (int t = 0; t < KT_TB; t++) xs[t] = xn + (t0 + (t < tb ? t : 0)) * K;
     kt_vf acc[2][KT_TB];
     kt_panel_tile(acc, tb, w, b * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
+    float rows[KT_TB][32]; // [tb, 32]
     for (int t = 0; t < tb; t++)
-        for (int s = 0; s < 2; s++) {
-            int64_t n0 = b * 32 + s * 16, o = (t0 + t) * N + n0;
-            if (n0 + 16 <= N) {
-                kt_vf v = acc[s][t];
-                if (has_bias) v += kt_ldv(bias + n0);
-                if (has_resid) v += kt_ldv(resid + o);
-                kt_stv(y + o, v);
-            } else {
-                for (int64_t l = 0; l < N - n0; l++) {
-                    float v = acc[s][t][l];
-                    if (has_bias) v += bias[n0 + l];
-                    if (has_resid) v += resid[o + l];
-                    y[o + l] = v;
-                }
+        for (int s = 0; s < 2; s++) kt_stv(rows[t] + 16 * s, acc[s][t]);
+    nm_store(y, &rows[0][0], 32, bias, resid, tb, t0, b, N, has_bias, has_resid);
+}
+
+/* The same through AMX tiles (kt_amx.h): rows [0, n) of xn packed chunk by chunk into abuf, each
+ * 32-row block b of [blo, bhi) multiplied by 32 tokens at a time into tile. */
+static void nm_amx(float *restrict y, const float *restrict xn, const uint16_t *restrict w,
+                   const float *restrict bias, const float *restrict resid, uint16_t *restrict abuf,
+                   float *restrict tile, int64_t n, int64_t blo, int64_t bhi, int64_t K, int64_t N, int32_t has_bias,
+                   int32_t has_resid) {
+    const int64_t tc = kt_amx_chunk(K), ga = kt_amx_group_elems(K);
+    kt_amx_begin();
+    for (int64_t c0 = 0; c0 < n; c0 += tc) {
+        int64_t m = n - c0 < tc ? n - c0 : tc;
+        kt_amx_pack(abuf, xn, K, NULL, c0, m, K);
+        for (int64_t b = blo; b < bhi; b++)
+            for (int64_t g = 0; g * 16 < m; g += 2) {
+                int groups = (g + 1) * 16 < m ? 2 : 1;
+                kt_amx_tile(tile, abuf + g * ga, abuf + (g + groups - 1) * ga, w + b * kt_kp(K) * 64, kt_amx_steps(K),
+                            groups);
+                int64_t tb = m - g * 16 < 16 * groups ? m - g * 16 : 16 * groups;
+                nm_store(y, tile, 32, bias, resid, tb, c0 + g * 16, b, N, has_bias, has_resid);
             }
-        }
+    }
+    kt_amx_end();
 }
 
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
                     const void *restrict w, const float *restrict bias, const float *restrict resid,
                     float *restrict scratch, int64_t T, int64_t K, int64_t N, float eps, int32_t has_norm,
-                    int32_t has_bias, int32_t has_resid, int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
-    const float *xn = x; // [T, K]
+                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t amx, int64_t n, int32_t ith,
+                    int32_t nth) {
+    const float *xn = x;                                                               // [T, K]
+    float *own = scratch ? scratch + (int64_t)ith * kt_norm_matmul_scratch(T, K, has_norm, amx) : 0; // [T, K]
     if (has_norm) {
-        float *own = scratch + (int64_t)ith * T * K; // [T, K]
         kt_rmsnorm_rows(own, x, norm_w, n, K, eps);
         xn = own;
     }
     int64_t blo, bhi;
     kt_split((N + 31) / 32, ith, nth, &blo, &bhi);
+    if (amx && wdt == 2 && n >= KT_AMX_MIN_ROWS) {
+        float *tile = own + (has_norm ? T * K : 0); // [32, 32]
+        nm_amx(y, xn, (const uint16_t *)w, bias, resid, (uint16_t *)(tile + 32 * 32), tile, n, blo, bhi, K, N,
+               has_bias, has_resid);
+        return;
+    }
 #define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt)
     KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
 #undef NM_TILE

@@ -27,6 +27,7 @@ typedef struct Fuser {
     ValueId *map;          /* [s->n] source value -> fused value (residual stream values) */
     bool *covered;         /* [s->n] */
     int64_t threads, context;
+    int32_t amx;           /* kernels may use AMX tiles (kernels.h) */
     bool ok;
 } Fuser;
 
@@ -106,10 +107,10 @@ static ValueId norm_matmul(Fuser *fu, const char *name, ValueId x, ValueId norm_
     ValueId v = act(fu, OP_FNORM_MATMUL, name, 5, (ValueId[]){x, norm_w, w, bias, resid}, n_out);
     Node *n = ir_node(fu->f, v);
     n->a.norm.eps = eps;
-    if (!ir_is_none(norm_w)) {
-        int64_t K = ir_node(fu->f, x)->shape[1];
-        n->scratch_bytes = (int64_t)sizeof(float) * fu->threads * fu->s->n_tok * K;
-    }
+    n->a.norm.amx = fu->amx;
+    int64_t K = ir_node(fu->f, x)->shape[1];
+    n->scratch_bytes =
+        (int64_t)sizeof(float) * fu->threads * kt_norm_matmul_scratch(fu->s->n_tok, K, !ir_is_none(norm_w), fu->amx);
     return v;
 }
 
@@ -322,8 +323,8 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
     pn->a.ffn.shared_kind = SI == 0 ? 0 : mn ? 1 : 2;
     pn->a.ffn.threads = fu->threads;
     pn->a.ffn.layer = layer;
-    int64_t slice = kt_experts_slice(I > SI ? I : SI, fu->threads);
-    pn->scratch_bytes = (int64_t)sizeof(float) * fu->threads * (T * H + T * slice);
+    pn->a.ffn.amx = fu->amx;
+    pn->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_scratch(T, H, I > SI ? I : SI, fu->threads, fu->amx);
     snprintf(nm, sizeof nm, "L%02d.ffn.out", layer);
     fu->map[add.id] = act(fu, OP_FREDUCE, nm, 2, (ValueId[]){x, part}, H);
 }
@@ -346,8 +347,9 @@ static void fuse_out_proj(Fuser *fu, ValueId add, ValueId xs, ValueId o) {
     fu->map[add.id] = norm_matmul(fu, nm, mapped(fu, on->in[0]), IR_NONE, wo, bo, mapped(fu, xs), on->shape[1], 0);
 }
 
-Graph *pass_fuse(Arena *a, const Graph *s, int64_t threads, int64_t context, Diag *d) {
+Graph *pass_fuse(Arena *a, const Graph *s, int64_t threads, int64_t context, bool amx, Diag *d) {
     Fuser fu = {.s = s, .a = a, .d = d, .threads = threads, .context = context, .ok = true};
+    fu.amx = amx && s->n_tok >= 16; /* below one tile of tokens the FMA tile is always the better one */
     fu.f = ir_graph_new(a);
     fu.f->family = s->family;
     fu.f->n_layers = s->n_layers;

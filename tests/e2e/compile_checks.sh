@@ -14,6 +14,8 @@
 #                  (moe_step_prefill_last): the same ids (greedy and sampled) as with it and as
 #                  `moec run`, over full, padded and past-the-context (decode) chunks
 #   bench          moec bench --quick prints its table, JSON and SVG
+#   amx            prefill through AMX tiles (when the host has them) gives the ids of `moec run` and of
+#                  an executable compiled with --features -amx-bf16, logits within 1e-4 of it
 #   demo           moec demo (synth + compile + both paths on a text prompt): both texts, identical
 #                  tokens, a speed table; run again it reuses the model; a bad --dir is one error line
 set -u
@@ -124,6 +126,24 @@ text)
   "$moec" compile "$work/nt" -o "$work/nt.exe" -q || fail "compile without tokenizer"
   "$work/nt.exe" --prompt hi -n 2 2>"$work/e2" && fail "exe without tokenizer ran --prompt"
   grep -q "tokenizer" "$work/e2" || fail "exe error does not name the tokenizer" ;;
+amx)
+  synth m qwen2_moe 5 # shared expert, biases
+  long=$(seq -s, 3 3 240) # 80 tokens: a full chunk of 64 and a partial one of 16
+  "$moec" compile "$work/m" -o "$work/amx.exe" --prefill-chunk 64 --threads 2 2>"$work/amx.err" || fail "compile"
+  "$moec" compile "$work/m" -o "$work/fma.exe" --prefill-chunk 64 --threads 2 --features -amx-bf16 \
+      2>"$work/fma.err" || fail "compile with -amx-bf16"
+  cat "$work/amx.err" "$work/fma.err"
+  ! grep -q "AMX tiles" "$work/fma.err" || fail "--features -amx-bf16 still uses AMX tiles"
+  grep -q "AMX tiles" "$work/amx.err" || echo "note: this host has no AMX-BF16: both executables use FMA"
+  want=$("$moec" run "$work/m" --tokens $long -n 8 --threads 2) || fail "moec run"
+  a=$("$work/amx.exe" --tokens $long -n 8 --threads 2 --logits-out "$work/a.f32") || fail "amx run"
+  f=$("$work/fma.exe" --tokens $long -n 8 --threads 2 --logits-out "$work/f.f32") || fail "fma run"
+  echo "generic $want | amx $a | fma $f"
+  [ -n "$want" ] && [ "$a" = "$want" ] && [ "$f" = "$want" ] || fail "ids differ"
+  paste <(od -An -v -tf4 -w4 "$work/a.f32") <(od -An -v -tf4 -w4 "$work/f.f32") |
+    awk '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++}
+         END {printf "%d logits, max |amx - fma| = %.3g\n", n, m; exit !(n == 88 * 384 && m < 1e-4)}' \
+    || fail "logits differ" ;;
 lastrow)
   synth m mixtral
   # P = 6, S = 16, 13 prompt tokens: chunks at 0 and 6 through prefill, the one at 12 through decode;

@@ -9,10 +9,15 @@
 #include "../../compiler/kernels/embed.c"
 #include "../../compiler/kernels/moe.c"
 #include "../../compiler/kernels/norm_matmul.c"
+#include "../../runtime/exec.h"
 #include "ref/ref_ops.h"
 #include "test.h"
 
 #define NMSE_TOL 1e-6
+
+/* 2 when this CPU and kernel run AMX tiles: the matmul kernels then also run with amx = 1 (bf16
+ * weights go through kt_amx.h); else 1 (a note says the AMX runs were skipped). */
+static int amx_runs = 1;
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -88,17 +93,18 @@ static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_nor
     if (has_resid)
         for (int64_t i = 0; i < T * N; i++) r[i] += resid[i];
     void *wp = panelize(w, 1, N, K, dt);
-    for (int pad = 0; pad <= PAD; pad += PAD)
-        for (int nth = 1; nth <= 3; nth++) {
-            int64_t TL = T + pad; /* layout rows */
-            float *y = sentinels(TL * N), *scratch = zeros(nth * TL * K);
-            for (int ith = 0; ith < nth; ith++)
-                kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid, dt, T,
-                               ith, nth);
-            nmse_ok(y, r, T * N, "norm_matmul", nth);
-            sentinels_ok(y, T * N, TL * N, "norm_matmul");
-            free(y), free(scratch);
-        }
+    for (int amx = 0; amx < amx_runs; amx++)
+        for (int pad = 0; pad <= PAD; pad += PAD)
+            for (int nth = 1; nth <= 3; nth++) {
+                int64_t TL = T + pad; /* layout rows */
+                float *y = sentinels(TL * N), *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, amx));
+                for (int ith = 0; ith < nth; ith++)
+                    kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid,
+                                   dt, amx, T, ith, nth);
+                nmse_ok(y, r, T * N, amx ? "norm_matmul (amx)" : "norm_matmul", nth);
+                sentinels_ok(y, T * N, TL * N, "norm_matmul");
+                free(y), free(scratch);
+            }
     free(x), free(nw), free(bias), free(resid), free(w), free(wp), free(wf), free(h), free(r);
 }
 
@@ -284,10 +290,10 @@ static void t_moe(MoeCase mc) {
     }
     for (int64_t i = 0; i < T * H; i++) r[i] += resid[i];
 
-    for (int run = 0; run < 6; run++) { /* nth 1..3, then again laid out for PAD more rows */
-        int nth = run % 3 + 1;
-        int64_t TL = T + (run >= 3 ? PAD : 0);
-        int64_t spt = TL * H + TL * kt_experts_slice(I > SI ? I : SI, nth);
+    for (int run = 0; run < 6 * amx_runs; run++) { /* nth 1..3, again laid out for PAD more rows, then amx */
+        int nth = run % 3 + 1, amx = run >= 6;
+        int64_t TL = T + (run % 6 >= 3 ? PAD : 0);
+        int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, amx);
         char *dispatch = E > 0 ? malloc((size_t)kt_dispatch_bytes(TL, k, E, C)) : NULL;
         int64_t stats[65] = {0};
         float *y = sentinels(TL * H), *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);
@@ -318,9 +324,10 @@ static void t_moe(MoeCase mc) {
         }
         for (int ith = 0; ith < nth; ith++)
             kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, TL, H, I, E, k, C, SI,
-                       mc.shared_kind, eps, spt, dt, T, ith, nth);
+                       mc.shared_kind, eps, spt, dt, amx, T, ith, nth);
         for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
-        nmse_ok(y, r, T * H, mc.name, nth);
+        nmse_ok(y, r, T * H, amx ? "moe (amx)" : mc.name, nth);
+        if (amx && !(test_nmse(y, r, (size_t)(T * H)) <= NMSE_TOL)) fprintf(stderr, "  that is: %s\n", mc.name);
         sentinels_ok(y, T * H, TL * H, mc.name);
         free(dispatch), free(y), free(partials), free(scratch);
     }
@@ -350,7 +357,36 @@ static void t_embed(DType dt, int64_t T, int64_t H) {
     free(table), free(tf), free(r);
 }
 
+/* ---- kt_amx_pack: the three bf16 planes add up to the f32 value exactly ---- */
+
+static void t_amx_split(void) {
+    enum { M = 21, K = 70 }; /* 2 groups (the second partial), 3 K steps (the last partial) */
+    float *x = zeros(M * K);
+    for (int64_t i = 0; i < M * K; i++) x[i] = ldexpf(frand(), (int)(i % 61) - 30); /* 2^-31 .. 2^30 */
+    x[5] = 0.0f, x[6] = -1.0f / 3.0f, x[7] = 16777215.0f, x[8] = 1.17549435e-38f * 3.0f;
+    uint16_t *a = calloc((size_t)kt_amx_pack_bytes(32, K), 1);
+    kt_amx_pack(a, x, K, NULL, 0, M, K);
+    int exact = 1, zero_pad = 1;
+    for (int64_t g = 0; g < 2; g++)
+        for (int64_t t = 0; t < 16; t++)
+            for (int64_t col = 0; col < kt_amx_steps(K) * 32; col++) {
+                const uint16_t *d = a + g * kt_amx_group_elems(K) + ((col / 32) * 3 * 16 + t) * 32 + col % 32;
+                double sum = (double)kt_bf16(d[0]) + kt_bf16(d[512]) + kt_bf16(d[1024]);
+                int64_t r = g * 16 + t;
+                if (r < M && col < K) exact &= sum == (double)x[r * K + col];
+                else zero_pad &= d[0] == 0 && d[512] == 0 && d[1024] == 0;
+            }
+    EXPECT_TRUE(exact);
+    EXPECT_TRUE(zero_pad);
+    free(x), free(a);
+}
+
 int main(void) {
+    char why[160];
+    if (moert_enable_amx(why, sizeof why)) amx_runs = 2;
+    else fprintf(stderr, "note: the AMX runs of the matmul kernels are skipped: %s\n", why);
+    t_amx_split();
+
     /*            T    K    N   dt       norm bias resid */
     t_norm_matmul(1, 64, 96, DT_BF16, 1, 0, 1);   /* decode */
     t_norm_matmul(5, 37, 23, DT_F32, 1, 1, 1);    /* ragged */
@@ -360,6 +396,8 @@ int main(void) {
     t_norm_matmul(11, 40000, 6, DT_BF16, 1, 1, 1);/* K so long that a token chunk is 8 tokens */
     t_norm_matmul(31, 67, 70, DT_BF16, 1, 1, 1);  /* tiles of 8, 4, 2 and 1 tokens, odd K, 3 blocks */
     t_norm_matmul(15, 66, 64, DT_F32, 1, 0, 1);   /* tiles of 8, 4, 2 and 1 tokens, full blocks */
+    t_norm_matmul(40, 96, 70, DT_BF16, 1, 1, 1);  /* amx: 2 + 1 groups (the last partial), ragged blocks */
+    t_norm_matmul(100, 2100, 40, DT_BF16, 0, 0, 1);/* amx: chunks of 32 tokens, the last of 4; K % 32 != 0 */
 
     /*         T  nh nkv hd  pos0 qk_norm clip */
     t_qkv_rope(1, 4, 2, 16, 9, 0, 0);             /* decode, GQA */
@@ -397,6 +435,9 @@ int main(void) {
     t_moe((MoeCase){29, 64, 33, 3, 2, 29, 40, 1, 0, DT_F32, "moe f32 tiles, odd I, shared", 0});
     t_moe((MoeCase){2, 24, 2, 16, 8, 2, 0, 0, 1, DT_BF16, "moe qwen3-like, I < nth", 0});
     t_moe((MoeCase){4, 16, 8, 6, 3, 4, 0, 0, 1, DT_F32, "moe router ties", 1});
+    t_moe((MoeCase){70, 64, 96, 4, 2, 70, 40, 1, 1, DT_BF16, "moe amx groups, shared of 3 blocks", 0});
+    t_moe((MoeCase){37, 72, 50, 8, 2, 37, 0, 0, 0, DT_BF16, "moe amx and fma experts, odd I", 0});
+    t_moe((MoeCase){40, 64, 96, 4, 2, 12, 0, 0, 1, DT_BF16, "moe amx with capacity drops", 0});
 
     t_embed(DT_BF16, 5, 24);
     t_embed(DT_F32, 8, 37);
