@@ -3,11 +3,12 @@
  * Both paths run as child processes (`moec run ... --verbose` and the compiled executable with the
  * same flags), alternating, R times each; their timing lines (runtime/outfile.h) give load, prefill
  * and decode times, the child's rusage (cli_run_child) its peak resident memory. The machine is
- * probed first: read bandwidth over a buffer far larger than the last-level cache, and the f32
- * FMA peak, both with the threads asked for. From the model's shapes: bytes read per decode token (attention, router, k of E
- * experts per layer, the LM head, one embedding row, plus the KV cache at that context) over the
- * bandwidth, and FLOPs per prefill token over the FMA peak, give the limits each figure is a
- * fraction of. */
+ * probed first: read bandwidth over a buffer far larger than the last-level cache, the f32 FMA
+ * peak and, when the compiled prefill uses AMX tiles, their peak (kt_amx.h), all with the threads
+ * asked for. From the model's shapes: bytes read per decode token (attention, router, k of E experts
+ * per layer, the LM head, one embedding row, plus the KV cache at that context) over the bandwidth
+ * is the decode limit; the prefill limit is the lower of FLOPs per token over the compute peak and
+ * the bandwidth over the weights each prefill chunk reads, per token of the chunk. */
 #include <errno.h>
 #include <inttypes.h>
 #include <omp.h>
@@ -19,6 +20,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "exec.h"
+#include "kernels/kt_amx.h"
 #include "outfile.h"
 #include "commands.h"
 #include "driver.h"
@@ -31,7 +34,8 @@ static const char bench_usage[] =
     "alternating: prefill tokens/s (prompts of P and 4P), decode tokens/s (G new tokens after a\n"
     "P-token prompt, and at each longer context), time to first token, load and compile time, peak\n"
     "memory. Each figure is the median of R runs (min and max shown), and is put against the limit\n"
-    "this machine's measured read bandwidth and f32 FMA peak set for this model.\n"
+    "this machine's measured read bandwidth and compute peak (f32 FMA, or AMX tiles when the compiled\n"
+    "prefill uses them) set for this model.\n"
     "Default model: the bench preset (synthesised into the cache folder if absent).\n"
     "\n"
     "  --threads N       threads for both paths and the probes (default: all cores)\n"
@@ -138,12 +142,38 @@ static double probe_fma_peak(int threads, long iters) {
     return best;
 }
 
+/* Effective GFLOP/s of the AMX path (kt_amx.h) on L1-resident tiles: 32 tokens x 32 rows per tile
+ * call, over 4 K steps of 32, counted as the f32 FLOPs they stand for (three bf16 planes each). */
+static double probe_amx_peak(int threads, long iters) {
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        double t0 = moe_now_s();
+        float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+        {
+            enum { NS = 4 };
+            static _Thread_local _Alignas(64) uint16_t a[2 * NS * KT_AMX_PLANES * 512], w[NS * 1024];
+            static _Thread_local _Alignas(64) float out[32 * 32];
+            kt_amx_begin();
+            for (long it = 0; it < iters; it++) kt_amx_tile(out, a, a + NS * KT_AMX_PLANES * 512, w, NS, 2);
+            kt_amx_end();
+            sink += out[0];
+        }
+        double dt = moe_now_s() - t0;
+        double flops = 2.0 * 32 * 32 * 32 * 4 * (double)iters * threads;
+        if (flops / dt > best) best = flops / dt;
+        if (sink == -1) best = 0;
+    }
+    return best;
+}
+
 /* ---- model limits ---- */
 
 typedef struct Limits {
     double weight_bytes_per_tok; /* decode: weights read per token */
     double kv_bytes_per_pos;     /* decode: KV bytes read per cached position */
     double flops_per_tok;        /* prefill: matmul FLOPs per token (attention excluded) */
+    double chunk_bytes;          /* prefill: weights one chunk reads (every expert, no lm_head) */
 } Limits;
 
 static Limits model_limits(const Model *m) {
@@ -153,20 +183,32 @@ static Limits model_limits(const Model *m) {
     if (t && t->dtype != DT_BF16) wb = 4;
     double H = (double)c->hidden_size, hd = (double)c->head_dim, nh = (double)c->num_attention_heads,
            nkv = (double)c->num_key_value_heads, I = (double)c->expert_intermediate_size;
-    double active = 0;
+    double active = 0, all = 0;
     for (int64_t l = 0; l < c->num_hidden_layers; l++) {
-        double ffn = c->layer_is_moe[l]
-                         ? (double)c->num_experts * H + (double)c->num_experts_per_tok * 3 * H * I +
-                               (c->shared_expert_intermediate_size ? 3 * H * (double)c->shared_expert_intermediate_size + H : 0)
-                         : 3 * H * (double)c->dense_intermediate_size;
-        active += H * (nh + 2 * nkv) * hd + nh * hd * H + ffn;
+        double shared = c->shared_expert_intermediate_size ? 3 * H * (double)c->shared_expert_intermediate_size + H : 0;
+        double attn = H * (nh + 2 * nkv) * hd + nh * hd * H;
+        if (c->layer_is_moe[l]) {
+            active += attn + (double)c->num_experts * H + (double)c->num_experts_per_tok * 3 * H * I + shared;
+            all += attn + (double)c->num_experts * (H + 3 * H * I) + shared;
+        } else {
+            active += attn + 3 * H * (double)c->dense_intermediate_size;
+            all += attn + 3 * H * (double)c->dense_intermediate_size;
+        }
     }
     double head = (double)c->vocab_size * H;
     Limits lim;
     lim.weight_bytes_per_tok = (active + head) * wb + H * wb /* one embedding row */;
     lim.kv_bytes_per_pos = 2.0 * (double)c->num_hidden_layers * nkv * hd * 4;
     lim.flops_per_tok = 2.0 * (active + head);
+    lim.chunk_bytes = all * wb;
     return lim;
+}
+
+/* Prefill tokens/s this machine allows: compute (peak FLOP/s over FLOPs per token) or memory (every
+ * chunk of `rows` real tokens reads the layers' weights once), whichever binds. */
+static double prefill_limit(const Limits *lim, double peak, double bw, int64_t rows) {
+    double compute = peak / lim->flops_per_tok, memory = bw * (double)rows / lim->chunk_bytes;
+    return compute < memory ? compute : memory;
 }
 
 /* ---- the measurement plan ---- */
@@ -355,7 +397,9 @@ int cmd_bench(int argc, char **argv) {
     snprintf(exe, sizeof exe, "%s/bench-%d.exe", cache, (int)getpid());
     char thr[16];
     snprintf(thr, sizeof thr, "%" PRId64, threads);
-    CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .threads = threads, .quiet = true};
+    MoeManifest man;
+    CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .threads = threads, .quiet = true,
+                         .manifest_out = &man};
     double t0 = moe_now_s();
     int rc = compile_model(&co, &d);
     double compile_s = moe_now_s() - t0;
@@ -366,7 +410,12 @@ int cmd_bench(int argc, char **argv) {
     fprintf(stderr, "moec: bench: compiled in %.2f s; probing the machine\n", compile_s);
     double bw = probe_bandwidth((int)threads, quick ? (64u << 20) : (1u << 30));
     double peak = probe_fma_peak((int)threads, quick ? 2000000 : 50000000);
+    /* the compiled prefill runs on AMX tiles: its compute peak is theirs (permission is asked first) */
+    char why[160];
+    bool amx = (man.needs & MOE_NEED_AMX) && moert_enable_amx(why, sizeof why);
+    double amx_peak = amx ? probe_amx_peak((int)threads, quick ? 20000 : 500000) : 0;
 
+    const int64_t P = man.prefill_chunk;
     Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat};
     snprintf(b.threads, sizeof b.threads, "%s", thr);
     b.m[b.n_m++] = (Measure){.what = "prefill", .prompt = prompt, .gen = 1};
@@ -394,7 +443,9 @@ int cmd_bench(int argc, char **argv) {
     /* report */
     printf("moec bench: %s (%s, %.0f M parameters active per token), %s threads\n", model, md.arch->model_type,
            lim.flops_per_tok / 2e6, thr);
-    printf("machine: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s (%s threads)\n", bw / 1e9, peak / 1e9, thr);
+    printf("machine: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s", bw / 1e9, peak / 1e9);
+    if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", amx_peak / 1e9);
+    printf(" (%s threads)\n", thr);
     printf("compile: %.2f s\n\n", compile_s);
     printf("%-26s %12s %12s %8s %10s %10s\n", "figure (median [min, max])", "compiled", "generic", "ratio",
            "limit", "comp/limit");
@@ -410,7 +461,7 @@ int cmd_bench(int argc, char **argv) {
         bool dec = !strcmp(m->what, "decode");
         Stat sc = pick(m, PATH_COMPILED, dec ? 1 : 0), sg = pick(m, PATH_GENERIC, dec ? 1 : 0);
         double limit = dec ? bw / (lim.weight_bytes_per_tok + lim.kv_bytes_per_pos * (double)(m->prompt + m->gen / 2))
-                           : peak / lim.flops_per_tok;
+                           : prefill_limit(&lim, amx ? amx_peak : peak, bw, m->prompt < P ? m->prompt : P);
         char name[64];
         snprintf(name, sizeof name, "%s tok/s @%" PRId64, m->what, m->prompt);
         printf("%-26s %5.1f [%.0f,%.0f] %5.1f [%.0f,%.0f] %7.2fx %9.1f %9.0f%%\n", name, sc.med, sc.min, sc.max, sg.med,
@@ -428,8 +479,10 @@ int cmd_bench(int argc, char **argv) {
     printf("%-26s %11.3f %12.3f\n", "load (s)", lc.med, lg.med);
     printf("%-26s %11.0f %12.0f\n", "peak resident memory (MB)", mc.med, mg.med);
     printf("\nlimits: decode = bandwidth / (%.1f MB of weights + %.1f KB of KV cache per position) per token;\n"
-           "        prefill = FMA peak / %.2f GFLOP per token (matmuls only)\n",
-           lim.weight_bytes_per_tok / 1e6, lim.kv_bytes_per_pos / 1e3, lim.flops_per_tok / 1e9);
+           "        prefill = the lower of %s peak / %.2f GFLOP per token (matmuls only) and\n"
+           "        bandwidth x %" PRId64 " tokens / %.1f MB of weights per chunk of the compiled prefill\n",
+           lim.weight_bytes_per_tok / 1e6, lim.kv_bytes_per_pos / 1e3, amx ? "AMX" : "FMA", lim.flops_per_tok / 1e9, P,
+           lim.chunk_bytes / 1e6);
     if (js) {
         fprintf(js, "\n  ],\n  \"ttft_s\": {\"compiled\": %.4f, \"generic\": %.4f},\n  \"load_s\": {\"compiled\": %.4f, "
                     "\"generic\": %.4f},\n  \"peak_rss_mb\": {\"compiled\": %.1f, \"generic\": %.1f},\n"

@@ -207,6 +207,7 @@ int compile_model(const CompileOptions *o, Diag *d) {
         }
         etmp = NULL;
     }
+    if (o->manifest_out) *o->manifest_out = man;
     if (!o->quiet)
         fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s%s in %.2f s -> %s\n", o->model_dir,
                 md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg),

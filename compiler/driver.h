@@ -5,6 +5,7 @@
 #include <stdint.h>
 
 #include "diag.h"
+#include "format.h"
 
 typedef enum EmitKind { EMIT_EXE, EMIT_OBJ, EMIT_LLVM, EMIT_ASM } EmitKind;
 
@@ -12,7 +13,7 @@ typedef struct CompileOptions {
     const char *model_dir, *out;
     int64_t batch;            /* tokens per decode step (1) */
     int64_t context;          /* S; 0: min(max_position_embeddings, 4096) */
-    int64_t prefill_chunk;    /* P; 0: min(128, S) */
+    int64_t prefill_chunk;    /* P; 0: a power of two in [128, 512] near 32 E / k, at most S */
     int64_t threads;          /* most threads a step runs; 0: this machine's cores */
     double capacity_factor;   /* <= 0: dropless */
     const char *triple, *cpu, *features; /* NULL: host, native */
@@ -20,6 +21,7 @@ typedef struct CompileOptions {
     EmitKind emit;
     const char *dump_after;   /* pass name or NULL */
     bool quiet;               /* no progress lines */
+    MoeManifest *manifest_out; /* optional: receives the compiled program's manifest */
 } CompileOptions;
 
 /* Compiles o->model_dir into o->out; returns the exit status (0, 1 user error, 70 internal). */
