@@ -7,10 +7,8 @@
  *
  * Steps: the prompt runs in prefill steps laid out for P = prefill_chunk tokens; the last one may
  * hold fewer (args.last_row + 1 real rows): its kernels read and write only the real rows, so the
- * padding costs nothing, is never routed and never reaches the KV cache or the stats. A chunk at
- * pos0 runs through the prefill program only when pos0 + P <= context (the KV cache is laid out
- * for that); the few tokens left near the end of the context run one by one through the decode
- * program (same math, smaller step).
+ * padding costs nothing, is never routed and never reaches the KV cache or the stats, so a chunk
+ * may start anywhere its real rows fit the context.
  *
  * Logits: a prefill step computes the lm_head for every row only when the caller wants every
  * prompt row's logits (moe_prefill with an on_rows callback); otherwise it runs the program's
@@ -405,16 +403,9 @@ MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_r
                     n, m->pos, m->pos + n, mf->context);
     const int64_t P = mf->prefill_chunk;
     for (int64_t done = 0; done < n;) {
-        int64_t rows;
-        if (m->pos + P <= mf->context) {
-            rows = n - done < P ? n - done : P;
-            memcpy(m->ids, ids + done, sizeof(int32_t) * (size_t)rows);
-            run_step(m, STEP_PREFILL, rows, on_rows != NULL); /* every row's logits only when asked */
-        } else { /* a padded chunk would write KV slots past the context */
-            rows = 1;
-            m->ids[0] = ids[done];
-            run_step(m, STEP_DECODE, 1, true);
-        }
+        int64_t rows = n - done < P ? n - done : P;
+        memcpy(m->ids, ids + done, sizeof(int32_t) * (size_t)rows);
+        run_step(m, STEP_PREFILL, rows, on_rows != NULL); /* every row's logits only when asked */
         if (on_rows) on_rows(user, step_logits(m), done, rows);
         done += rows;
     }

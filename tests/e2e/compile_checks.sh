@@ -12,7 +12,7 @@
 #   text           --prompt / --prompt-file / stdin give the same text on both paths
 #   lastrow        without --logits-out the prefill computes the last prompt row's logits only
 #                  (moe_step_prefill_last): the same ids (greedy and sampled) as with it and as
-#                  `moec run`, over full, padded and past-the-context (decode) chunks
+#                  `moec run`, over full, padded and past-the-context chunks
 #   bench          moec bench --quick prints its table, JSON and SVG
 #   amx            prefill through AMX tiles (when the host has them) gives the ids of `moec run` and of
 #                  an executable compiled with --features -amx-bf16, logits within 1e-4 of it
@@ -146,8 +146,8 @@ amx)
     || fail "logits differ" ;;
 lastrow)
   synth m mixtral
-  # P = 6, S = 16, 13 prompt tokens: chunks at 0 and 6 through prefill, the one at 12 through decode;
-  # 11 tokens: a padded last chunk (5 real rows)
+  # P = 6, S = 16, 13 prompt tokens: chunks at 0 and 6, then one of 1 real row at 12 whose padding
+  # would run past the context (no KV slot is written for it); 11 tokens: a padded last chunk (5 real rows)
   "$moec" compile "$work/m" -o "$work/l.exe" --context 16 --prefill-chunk 6 --threads 2 -q || fail "compile"
   for p in 5,17,99,3,250,31,8,64,12,200,7,1,42 5,17,99,3,250,31,8,64,12,200,7; do
     want=$("$moec" run "$work/m" --tokens $p -n 4 --threads 2) || fail "moec run"

@@ -360,7 +360,7 @@ static void on_rows(void *user, const float *rows, int64_t first, int64_t n) {
                 MoeRoute w = want_route(c->seq[p], p, l, j);
                 if (r[t * K + j].expert != w.expert || r[t * K + j].weight != w.weight) c->bad_routes++;
             }
-        count_routes(r, n, c->pos0 + first + P <= S ? CAP_P : CAP_D, c->stats[l]);
+        count_routes(r, n, CAP_P, c->stats[l]); /* every prompt step is a prefill step */
     }
 }
 
@@ -396,10 +396,9 @@ static void t_prefill_len(MoeModel *m, int64_t n, int salt) {
     EXPECT_EQ(moe_prefill(m, seq, n, on_rows, &c, &last), MOE_OK);
     EXPECT_EQ(moe_model_pos(m), n);
     EXPECT_EQ(c.next_row, n);
-    /* chunks while pos + P <= S, then single decode steps for the tail */
-    int64_t pos = 0, calls = 0;
-    while (pos < n) pos += (pos + P <= S) ? (n - pos < P ? n - pos : P) : 1, calls++;
-    EXPECT_EQ(c.calls, calls);
+    /* chunks of P, the last partial, even where its padding would run past the context */
+    int64_t chunks = (n + P - 1) / P;
+    EXPECT_EQ(c.calls, chunks);
     EXPECT_EQ(c.bad_routes, 0);
     expect_rows(seq, 0, n, rows);
     EXPECT_TRUE(last == NULL || !memcmp(last, rows + (n - 1) * V, sizeof(float) * V));
@@ -412,12 +411,10 @@ static void t_prefill_len(MoeModel *m, int64_t n, int salt) {
     EXPECT_EQ(moe_prefill(m, seq, n, NULL, NULL, &last), MOE_OK);
     EXPECT_EQ(moe_model_pos(m), n);
     EXPECT_EQ(steps_full - full0, 0);
-    int64_t chunks = 0;
-    for (pos = 0; pos + P <= S && pos < n; pos += P) chunks++;
     EXPECT_EQ(steps_last - last0, chunks);
     EXPECT_TRUE(last != NULL);
     if (last) expect_rows(seq, n - 1, 1, last);
-    int64_t nr, want_nr = n - (pos < n ? n - 1 : pos - P); /* rows of the last step */
+    int64_t nr, want_nr = n - (chunks - 1) * P; /* rows of the last step */
     const MoeRoute *r = moe_model_routes(m, 0, &nr);
     EXPECT_EQ(nr, want_nr);
     if (r && nr == want_nr) EXPECT_EQ(r[(nr - 1) * K].expert, want_route(seq[n - 1], n - 1, 0, 0).expert);
@@ -429,7 +426,7 @@ static void t_steps(int threads) {
     char err[512];
     EXPECT_EQ(moe_model_load(&m, &program, good_path, threads, err, sizeof err), MOE_OK);
     if (!m) return;
-    int64_t lens[] = {1, P - 1, P, P + 1, 2 * P + 3, S - 1, S}; /* S - 1, S: tails through decode */
+    int64_t lens[] = {1, P - 1, P, P + 1, 2 * P + 3, S - 1, S}; /* S - 1, S: last chunks whose padding passes S */
     for (int i = 0; i < (int)(sizeof lens / sizeof lens[0]); i++) t_prefill_len(m, lens[i], i);
 
     /* prefill, decode, prefill again (not chunk-aligned), decode to the end of the context */
