@@ -158,7 +158,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         for (int k = 0; k < 4; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, e->pos0);
         cint(&c, T), cint(&c, n->a.qkv.n_heads), cint(&c, n->a.qkv.n_kv), cint(&c, n->a.qkv.head_dim);
-        cint(&c, n->a.qkv.S), cfp(&c, n->a.qkv.eps), cint(&c, n->a.qkv.qk_norm), cfp(&c, n->a.qkv.clip);
+        cint(&c, e->kv_layout->S), cfp(&c, n->a.qkv.eps), cint(&c, n->a.qkv.qk_norm), cfp(&c, n->a.qkv.clip);
         snprintf(kname, sizeof kname, "k_qkv_rope_T%lld", (long long)T);
         return emit_call(e, "kt_qkv_rope", kname, &c, 0);
     }
@@ -257,12 +257,12 @@ static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name, bool
 
 void program_kv_layout(const Graph *g, int64_t S, KvLayout *kv) {
     memset(kv, 0, sizeof *kv);
-    kv->S = S;
+    kv->S = kt_kv_positions(S);
     for (uint32_t i = 0; i < g->n; i++) {
         const Node *n = &g->nodes[i];
         if (n->op != OP_FQKV_ROPE) continue;
         int l = n->a.qkv.layer;
-        kv->layer_bytes[l] = 2 * S * n->a.qkv.n_kv * n->a.qkv.head_dim * (int64_t)sizeof(float);
+        kv->layer_bytes[l] = 2 * kv->S * n->a.qkv.n_kv * n->a.qkv.head_dim * (int64_t)sizeof(float);
         kv->layer_off[l] = kv->total;
         kv->total += kv->layer_bytes[l];
     }

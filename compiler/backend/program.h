@@ -9,9 +9,10 @@
 #include "format.h"
 #include "ir.h"
 
-/* KV-cache layout shared by the step functions: per layer, keys then values, [S, nkv*hd] f32. */
+/* KV-cache layout shared by the step functions: per layer, keys then values, f32, laid out as
+ * compiler/kernels/kernels.h says (kt_k_index, kt_v_index). */
 typedef struct KvLayout {
-    int64_t S;                 /* positions per layer (context + one prefill chunk of padding) */
+    int64_t S;                 /* positions per layer: the context rounded up to 16 */
     int64_t layer_off[MOE_MAX_LAYERS]; /* byte offset of layer l's keys; values follow */
     int64_t layer_bytes[MOE_MAX_LAYERS];
     int64_t total;

@@ -43,12 +43,25 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
                     int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t amx, int64_t n, int32_t ith,
                     int32_t nth);
 
+/* The KV cache of one layer (kc, then vc), for S positions (a multiple of 16: kt_kv_positions):
+ *   keys   kc[nkv][S / 16][hd][16]: 16 positions side by side, so a block of 16 keys is hd vectors
+ *          and attention scores vectorise over keys (no horizontal sums)
+ *   values vc[nkv][S][hd]: each kv head's values one forward stream */
+enum { KT_MAX_HEAD_DIM = 512 };
+static inline int64_t kt_kv_positions(int64_t S) { return (S + 15) / 16 * 16; }
+static inline int64_t kt_k_index(int64_t p, int64_t g, int64_t d, int64_t S, int64_t hd) {
+    return ((g * (S / 16) + p / 16) * hd + d) * 16 + p % 16;
+}
+static inline int64_t kt_v_index(int64_t p, int64_t g, int64_t d, int64_t S, int64_t hd) {
+    return (g * S + p) * hd + d;
+}
+
 /* From qkv[T, (nh + 2 nkv) hd] (q heads, then k heads, then v heads): optional q/k RMSNorm
  * (qk_norm 1: per head with qn[hd], kn[hd]; 2: over the whole q row with qn[nh hd] and the whole k
  * row with kn[nkv hd]), optional clamp of q, k, v to [-clip, clip] (clip > 0), then half-split RoPE
  * of q and k at position pos0 + t using rope[S][hd] = cos[hd/2] then sin[hd/2] per position
  * (attention factor already multiplied in); writes q_out[T, nh hd] and appends k and v at
- * positions pos0 + t of kc[S, nkv hd] and vc[S, nkv hd]. Units (t, head) split between threads. */
+ * positions pos0 + t of the KV cache kc, vc (layout above). Units (t, head) split between threads. */
 void kt_qkv_rope(float *restrict q_out, float *restrict kc, float *restrict vc, const float *restrict qkv,
                  const float *restrict qn, const float *restrict kn, const float *restrict rope, int64_t pos0,
                  int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t S, float eps, int32_t qk_norm, float clip,

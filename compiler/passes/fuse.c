@@ -14,6 +14,7 @@
  *   logits = MATMUL(RMSNORM(x), head)            -> FNORM_MATMUL(x, norm, head)
  *
  * Every source node must be covered by exactly one pattern; anything else is our bug. */
+#include <inttypes.h>
 #include <string.h>
 
 #include "kernels/kernels.h"
@@ -152,6 +153,11 @@ static void fuse_attention(Fuser *fu, ValueId at) {
     const Node *hn = src(fu, h);
     ValueId x = mapped(fu, hn->in[0]);
     int64_t nq = aa->n_heads * aa->head_dim, nkv = aa->n_kv * aa->head_dim;
+    if (aa->head_dim > KT_MAX_HEAD_DIM && fu->ok) {
+        diag_error(fu->d, "config.json: head_dim: at most %d for the compiled attention kernels; got %" PRId64,
+                   KT_MAX_HEAD_DIM, aa->head_dim);
+        fu->ok = false;
+    }
     snprintf(nm, sizeof nm, "L%02d.attn.ln", aa->layer);
     ValueId ln = packed1(fu, hn->in[1], nm);
     snprintf(nm, sizeof nm, "L%02d.attn.wqkv", aa->layer);

@@ -108,6 +108,28 @@ static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_nor
     free(x), free(nw), free(bias), free(resid), free(w), free(wp), free(wf), free(h), free(r);
 }
 
+/* ---- the KV cache layout (kernels.h): row-major k, v [S][nkv hd] <-> kc, vc of SP positions ---- */
+
+static void kv_to_cache(float *kc, float *vc, const float *k, const float *v, int64_t S, int64_t SP, int64_t nkv,
+                        int64_t hd) {
+    for (int64_t p = 0; p < S; p++)
+        for (int64_t g = 0; g < nkv; g++)
+            for (int64_t d = 0; d < hd; d++) {
+                kc[kt_k_index(p, g, d, SP, hd)] = k[(p * nkv + g) * hd + d];
+                vc[kt_v_index(p, g, d, SP, hd)] = v[(p * nkv + g) * hd + d];
+            }
+}
+
+static void kv_from_cache(float *k, float *v, const float *kc, const float *vc, int64_t S, int64_t SP, int64_t nkv,
+                          int64_t hd) {
+    for (int64_t p = 0; p < S; p++)
+        for (int64_t g = 0; g < nkv; g++)
+            for (int64_t d = 0; d < hd; d++) {
+                k[(p * nkv + g) * hd + d] = kc[kt_k_index(p, g, d, SP, hd)];
+                v[(p * nkv + g) * hd + d] = vc[kt_v_index(p, g, d, SP, hd)];
+            }
+}
+
 /* ---- kt_qkv_rope ---- */
 
 /* rope[S][hd] = cos(p inv_freq[i]) then sin(...), the angle rounded to f32 as ref_rope does. */
@@ -156,19 +178,22 @@ static void t_qkv_rope(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t p
     for (int run = 0; run < 6; run++) { /* nth 1..3, then again laid out for PAD more rows */
         int nth = run % 3 + 1;
         int64_t TL = T + (run >= 3 ? PAD : 0);
-        float *qo = sentinels(TL * qw), *kc = zeros(S * kvw), *vc = zeros(S * kvw);
-        for (int64_t i = 0; i < S * kvw; i++) kc[i] = vc[i] = 7.0f; /* untouched outside pos0..pos0+T */
+        int64_t SP = kt_kv_positions(S);
+        float *qo = sentinels(TL * qw), *kc = zeros(SP * kvw), *vc = zeros(SP * kvw);
+        float *k_all = zeros(SP * kvw), *v_all = zeros(SP * kvw); /* row-major views of the cache */
+        for (int64_t i = 0; i < SP * kvw; i++) kc[i] = vc[i] = 7.0f; /* untouched outside pos0..pos0+T */
         for (int ith = 0; ith < nth; ith++)
-            kt_qkv_rope(qo, kc, vc, qkv, qn, kn, rope, pos0, TL, nh, nkv, hd, S, eps, qk_norm, clip, T, ith, nth);
+            kt_qkv_rope(qo, kc, vc, qkv, qn, kn, rope, pos0, TL, nh, nkv, hd, SP, eps, qk_norm, clip, T, ith, nth);
+        kv_from_cache(k_all, v_all, kc, vc, SP, SP, nkv, hd);
         sentinels_ok(qo, T * qw, TL * qw, "qkv_rope");
         nmse_ok(qo, rq, T * qw, "qkv_rope q", nth);
-        nmse_ok(kc + pos0 * kvw, rk, T * kvw, "qkv_rope k", nth);
-        nmse_ok(vc + pos0 * kvw, v, T * kvw, "qkv_rope v", nth);
+        nmse_ok(k_all + pos0 * kvw, rk, T * kvw, "qkv_rope k", nth);
+        nmse_ok(v_all + pos0 * kvw, v, T * kvw, "qkv_rope v", nth);
         int untouched = 1;
-        for (int64_t i = 0; i < S * kvw; i++)
-            if ((i < pos0 * kvw || i >= (pos0 + T) * kvw) && (kc[i] != 7.0f || vc[i] != 7.0f)) untouched = 0;
+        for (int64_t i = 0; i < SP * kvw; i++)
+            if ((i < pos0 * kvw || i >= (pos0 + T) * kvw) && (k_all[i] != 7.0f || v_all[i] != 7.0f)) untouched = 0;
         EXPECT_TRUE(untouched);
-        free(qo), free(kc), free(vc);
+        free(qo), free(kc), free(vc), free(k_all), free(v_all);
     }
     free(rope), free(qkv), free(qn), free(kn), free(q), free(k), free(v), free(rq), free(rk);
 }
@@ -176,21 +201,23 @@ static void t_qkv_rope(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t p
 /* ---- kt_attention ---- */
 
 static void t_attention(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t pos0, int64_t window) {
-    int64_t S = pos0 + T + 3, kvw = nkv * hd;
-    float *q = randv(T * nh * hd, 1.5f, 0), *kc = randv(S * kvw, 1.5f, 0), *vc = randv(S * kvw, 1, 0);
-    float *r = zeros(T * nh * hd);
-    ref_attention(r, q, kc, vc, T, nh, nkv, hd, window, pos0);
+    int64_t S = pos0 + T + 3, kvw = nkv * hd, SP = kt_kv_positions(S);
+    float *q = randv(T * nh * hd, 1.5f, 0), *k = randv(S * kvw, 1.5f, 0), *v = randv(S * kvw, 1, 0);
+    float *r = zeros(T * nh * hd), *kc = zeros(SP * kvw), *vc = zeros(SP * kvw);
+    for (int64_t i = 0; i < SP * kvw; i++) kc[i] = vc[i] = NAN; /* positions never written: masked, never used */
+    kv_to_cache(kc, vc, k, v, S, SP, nkv, hd);
+    ref_attention(r, q, k, v, T, nh, nkv, hd, window, pos0);
     for (int pad = 0; pad <= PAD; pad += PAD)
         for (int nth = 1; nth <= 3; nth++) {
             int64_t TL = T + pad;
             float *y = sentinels(TL * nh * hd);
             for (int ith = 0; ith < nth; ith++)
-                kt_attention(y, q, kc, vc, pos0, TL, nh, nkv, hd, S, window, T, ith, nth);
+                kt_attention(y, q, kc, vc, pos0, TL, nh, nkv, hd, SP, window, T, ith, nth);
             nmse_ok(y, r, T * nh * hd, "attention", nth);
             sentinels_ok(y, T * nh * hd, TL * nh * hd, "attention");
             free(y);
         }
-    free(q), free(kc), free(vc), free(r);
+    free(q), free(k), free(v), free(kc), free(vc), free(r);
 }
 
 /* ---- kt_exp against libm's exp in double ---- */
