@@ -55,12 +55,14 @@ bool artifact_hash_weights(const PackTable *pt, uint64_t seed, uint64_t *hash, b
 }
 
 static bool pad_to(FILE *f, long align) {
+    static const char zero[4096];
     long at = ftell(f);
-    while (at % align) {
-        if (fputc(0, f) == EOF) return false;
-        at++;
+    while (at >= 0 && at % align) {
+        size_t n = (size_t)(align - at % align) < sizeof zero ? (size_t)(align - at % align) : sizeof zero;
+        if (fwrite(zero, 1, n, f) != n) return false;
+        at += (long)n;
     }
-    return true;
+    return at >= 0;
 }
 
 bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, uint64_t seed, const void *tok_blob,
@@ -70,13 +72,17 @@ bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, uint
         diag_error(d, "%s: cannot create: %s", path, strerror(errno));
         return false;
     }
+    /* 4 MiB writes from offset 0, so the page cache can hold the weights in 2 MiB folios, which the
+     * runtime maps as huge pages (format.h) */
+    static char buf[4 << 20];
+    setvbuf(f, buf, _IOFBF, sizeof buf);
     MoeWeightsHeader h;
     memset(&h, 0, sizeof h);
     static const char zero[MOE_HEADER_BYTES];
-    bool ok = fwrite(zero, 1, MOE_HEADER_BYTES, f) == MOE_HEADER_BYTES;
+    bool ok = fwrite(zero, 1, MOE_HEADER_BYTES, f) == MOE_HEADER_BYTES && pad_to(f, MOE_WEIGHTS_OFFSET);
     Sink s = {f, seed, progress, 0};
     ok = ok && pack_write(pt, sink_write, sink_progress, &s);
-    h.sections[0] = (MoeSection){MOE_SECTION_WEIGHTS, 0, MOE_HEADER_BYTES, (uint64_t)pt->total};
+    h.sections[0] = (MoeSection){MOE_SECTION_WEIGHTS, 0, MOE_WEIGHTS_OFFSET, (uint64_t)pt->total};
     h.n_sections = 1;
     if (ok && tok_blob) {
         ok = pad_to(f, MOE_ALIGN);
@@ -165,10 +171,13 @@ bool artifact_embed(Diag *d, const char *exe_path, const char *weights_path) {
     bool ok = in >= 0 && out >= 0;
     struct stat st;
     ok = ok && fstat(out, &st) == 0;
-    uint64_t header_off = ((uint64_t)st.st_size + MOE_ALIGN - 1) / MOE_ALIGN * MOE_ALIGN;
-    static const char zero[MOE_ALIGN];
-    if (ok && header_off > (uint64_t)st.st_size)
-        ok = write(out, zero, header_off - (uint64_t)st.st_size) == (ssize_t)(header_off - (uint64_t)st.st_size);
+    uint64_t header_off = ((uint64_t)st.st_size + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
+    static const char zero[1 << 16];
+    for (uint64_t at = (uint64_t)st.st_size; ok && at < header_off;) {
+        size_t n = header_off - at < sizeof zero ? (size_t)(header_off - at) : sizeof zero;
+        ok = write(out, zero, n) == (ssize_t)n;
+        at += n;
+    }
     char *buf = malloc(1 << 22);
     ok = ok && buf;
     while (ok) {

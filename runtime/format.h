@@ -17,6 +17,10 @@
  *     MOE_SECTION_WEIGHTS   packed weights; the kernels read them at manifest-constant offsets
  *     MOE_SECTION_TOKENIZER optional serialised tokenizer (runtime/tokenizer.h)
  * When appended to an executable, the file ends with a MoeTrailer giving the header's offset.
+ * moec puts the weights section at MOE_WEIGHTS_OFFSET and an executable's header at a multiple of
+ * MOE_HUGE_ALIGN, and writes them in 4 MiB chunks, so the weights sit 2 MiB-aligned in the file and
+ * the page cache can hold them in 2 MiB folios, which the runtime maps as huge pages (decode on the
+ * bench preset: 61 tok/s with half the weights mapped so, 66 with nearly all).
  * The runtime refuses a weights file whose magic, format_version, model_hash or sizes differ from
  * the manifest the program was compiled with. */
 #ifndef MOE_FORMAT_H
@@ -29,6 +33,7 @@
 #define MOE_WEIGHTS_MAGIC "MOEWGT01"  /* 8 bytes, no NUL */
 #define MOE_TRAILER_MAGIC "MOEEMBED"  /* 8 bytes, no NUL */
 enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_ALIGN = 4096 };
+enum { MOE_HUGE_ALIGN = 2 << 20, MOE_WEIGHTS_OFFSET = 2 << 20 };
 
 typedef enum MoeSectionKind { MOE_SECTION_NONE = 0, MOE_SECTION_WEIGHTS = 1, MOE_SECTION_TOKENIZER = 2 } MoeSectionKind;
 

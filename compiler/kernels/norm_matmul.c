@@ -46,10 +46,23 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
     for (int t = 0; t < KT_TB; t++) xs[t] = xn + (t0 + (t < tb ? t : 0)) * K;
     kt_vf acc[2][KT_TB];
     kt_panel_tile(acc, tb, w, b * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
-    float rows[KT_TB][32]; // [tb, 32]
     for (int t = 0; t < tb; t++)
-        for (int s = 0; s < 2; s++) kt_stv(rows[t] + 16 * s, acc[s][t]);
-    nm_store(y, &rows[0][0], 32, bias, resid, tb, t0, b, N, has_bias, has_resid);
+        for (int s = 0; s < 2; s++) {
+            int64_t n0 = b * 32 + s * 16, o = (t0 + t) * N + n0;
+            if (n0 + 16 <= N) {
+                kt_vf v = acc[s][t];
+                if (has_bias) v += kt_ldv(bias + n0);
+                if (has_resid) v += kt_ldv(resid + o);
+                kt_stv(y + o, v);
+            } else {
+                for (int64_t l = 0; l < N - n0; l++) {
+                    float v = acc[s][t][l];
+                    if (has_bias) v += bias[n0 + l];
+                    if (has_resid) v += resid[o + l];
+                    y[o + l] = v;
+                }
+            }
+        }
 }
 
 /* The same through AMX tiles (kt_amx.h): rows [0, n) of xn packed chunk by chunk into abuf, each
