@@ -162,28 +162,8 @@ static inline void ex_down(float *restrict part, const float *restrict act, cons
     }
 }
 
-/* One expert (routed, or the shared/dense one) of width Iw over its n listed tokens, this thread's
- * blocks [blo, bhi) of its rows, accumulated into part[T, H]. act: [n, 16 (bhi - blo)] work space. */
-static void ex_ffn(float *restrict part, const float *restrict h, float *restrict act, const void *restrict gate_up,
-                   int64_t gu0, const void *restrict down, int64_t dn0, const int32_t *restrict toks,
-                   const float *restrict wts, int64_t n, int64_t blo, int64_t bhi, int64_t H, int64_t Iw,
-                   int32_t wdt) {
-    int64_t sl = (bhi - blo) * 16;
-    if (sl <= 0 || n <= 0) return;
-#define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, wts, tb, b, blo, s0, sl, H, wdt)
-    KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, GU_TILE) /* h rows of a chunk stay in L2 */
-#undef GU_TILE
-    /* down reads columns [16 blo, min(16 bhi, Iw)) of its rows: pairs from 8 blo, the last one
-     * half when Iw is odd and this thread holds it */
-    int64_t k1 = bhi * 16 < Iw ? bhi * 16 : Iw, p0 = blo * 8, n2 = k1 / 2 - p0;
-    int half = (int)(k1 % 2);
-#define DN_TILE(tb) ex_down(part, act, down, dn0, toks, tb, c, s0, sl, p0, n2, half, H, Iw, wdt)
-    KT_FOR_TILES(n, kt_chunk(sl), c, 0, (H + 31) / 32, s0, DN_TILE) /* act rows of a chunk stay in L2 */
-#undef DN_TILE
-}
-
-/* ex_ffn through AMX tiles (kt_amx.h), same contract plus abuf (packed activations of one chunk)
- * and tile (a [32][32] f32 output tile). blo is even (units of 32 rows), so the down columns of this
+/* ex_ffn (below) through AMX tiles (kt_amx.h), the same contract plus abuf (packed activations of
+ * one chunk) and tile (a [32][32] f32 output tile); bf16 weights. blo is even (units of 32 rows), so the down columns of this
  * thread start on a K step; a last step past them reads zero act columns. */
 static void ex_ffn_amx(float *restrict part, const float *restrict h, float *restrict act,
                        const uint16_t *restrict gate_up, int64_t gu0, const uint16_t *restrict down, int64_t dn0,
@@ -225,6 +205,32 @@ static void ex_ffn_amx(float *restrict part, const float *restrict h, float *res
     }
 }
 
+/* One expert (routed, or the shared/dense one) of width Iw over its n listed tokens, this thread's
+ * blocks [blo, bhi) of its rows, accumulated into part[T, H]. act: [n, 16 (bhi - blo)] work space.
+ * amx: through ex_ffn_amx when the list fills enough of a tile (abuf and tile its work space). */
+static void ex_ffn(float *restrict part, const float *restrict h, float *restrict act, const void *restrict gate_up,
+                   int64_t gu0, const void *restrict down, int64_t dn0, const int32_t *restrict toks,
+                   const float *restrict wts, int64_t n, int64_t blo, int64_t bhi, int64_t H, int64_t Iw,
+                   int32_t wdt, int amx, uint16_t *restrict abuf, float *restrict tile) {
+    if (amx && n >= KT_AMX_MIN_ROWS) {
+        ex_ffn_amx(part, h, act, (const uint16_t *)gate_up, gu0, (const uint16_t *)down, dn0, toks, wts, n, blo, bhi,
+                   H, Iw, abuf, tile);
+        return;
+    }
+    int64_t sl = (bhi - blo) * 16;
+    if (sl <= 0 || n <= 0) return;
+#define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, wts, tb, b, blo, s0, sl, H, wdt)
+    KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, GU_TILE) /* h rows of a chunk stay in L2 */
+#undef GU_TILE
+    /* down reads columns [16 blo, min(16 bhi, Iw)) of its rows: pairs from 8 blo, the last one
+     * half when Iw is odd and this thread holds it */
+    int64_t k1 = bhi * 16 < Iw ? bhi * 16 : Iw, p0 = blo * 8, n2 = k1 / 2 - p0;
+    int half = (int)(k1 % 2);
+#define DN_TILE(tb) ex_down(part, act, down, dn0, toks, tb, c, s0, sl, p0, n2, half, H, Iw, wdt)
+    KT_FOR_TILES(n, kt_chunk(sl), c, 0, (H + 31) / 32, s0, DN_TILE) /* act rows of a chunk stay in L2 */
+#undef DN_TILE
+}
+
 /* This thread's 16-row gate/up blocks [blo, bhi) of an expert of width W: units of two blocks. */
 static inline void ex_blocks(int64_t W, int32_t ith, int32_t nth, int64_t *blo, int64_t *bhi) {
     int64_t ulo, uhi, nb = (W + 15) / 16;
@@ -248,19 +254,10 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
     memset(part, 0, sizeof(float) * (size_t)(n * H));
     kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
     if (use_amx) kt_amx_begin();
-    /* one expert over its token list: AMX tiles when it has enough tokens for them */
-#define EX_FFN(gu, gu0, dn, dn0, toks, wts, cnt, Iw)                                                              \
-    do {                                                                                                          \
-        if (use_amx && (cnt) >= KT_AMX_MIN_ROWS)                                                                  \
-            ex_ffn_amx(part, h, act, (const uint16_t *)(gu), gu0, (const uint16_t *)(dn), dn0, toks, wts, cnt, blo, \
-                       bhi, H, Iw, abuf, tile);                                                                   \
-        else                                                                                                      \
-            ex_ffn(part, h, act, gu, gu0, dn, dn0, toks, wts, cnt, blo, bhi, H, Iw, wdt);                         \
-    } while (0)
     int64_t blo, bhi;
     if (shared_kind != 0) {
         ex_blocks(SI, ith, nth, &blo, &bhi);
-        EX_FFN(sh_gate_up, 0, sh_down, 0, NULL, NULL, n, SI);
+        ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, n, blo, bhi, H, SI, wdt, use_amx, abuf, tile);
         if (shared_kind == 1 && bhi > blo)
             for (int64_t t = 0; t < n; t++) {
                 const float *hr = h + t * H; // [H]
@@ -277,9 +274,10 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
         const float *wt = (const float *)(tok + E * C);                 // [E, C]
         const int64_t gu_elems = kt_panel_elems((I + 15) / 16 * 32, H), dn_elems = kt_panel_elems(H, I);
         ex_blocks(I, ith, nth, &blo, &bhi);
-        for (int64_t e = 0; e < E; e++) EX_FFN(gate_up, e * gu_elems, down, e * dn_elems, tok + e * C, wt + e * C, count[e], I);
+        for (int64_t e = 0; e < E; e++)
+            ex_ffn(part, h, act, gate_up, e * gu_elems, down, e * dn_elems, tok + e * C, wt + e * C, count[e], blo,
+                   bhi, H, I, wdt, use_amx, abuf, tile);
     }
-#undef EX_FFN
     if (use_amx) kt_amx_end();
 }
 
