@@ -120,51 +120,46 @@ static double probe_bandwidth(int threads, size_t bytes) {
     return sink == -1 ? 0 : best;
 }
 
-static double probe_fma_peak(int threads, long iters) {
+/* The best rate of 3 runs of run(threads, iters), which returns the FLOPs it did. */
+static double best_of_3(double (*run)(int threads, long iters), int threads, long iters) {
     double best = 0;
     for (int rep = 0; rep < 3; rep++) {
-        double t0 = moe_now_s();
-        float sink = 0;
-#pragma omp parallel num_threads(threads) reduction(+ : sink)
-        {
-            v16f a[12], b = {0}, c = {0};
-            for (int i = 0; i < 16; i++) b[i] = 1.0f + 1e-7f * (float)i, c[i] = 1e-9f;
-            for (int j = 0; j < 12; j++) a[j] = c * (float)j;
-            for (long it = 0; it < iters; it++)
-                for (int j = 0; j < 12; j++) a[j] = a[j] * b + c; /* 12 independent FMA chains */
-            for (int j = 0; j < 12; j++) sink += a[j][0];
-        }
-        double dt = moe_now_s() - t0;
-        double flops = 2.0 * 16 * 12 * (double)iters * threads;
+        double t0 = moe_now_s(), flops = run(threads, iters), dt = moe_now_s() - t0;
         if (flops / dt > best) best = flops / dt;
-        if (sink == -1) best = 0;
     }
     return best;
 }
 
-/* Effective GFLOP/s of the AMX path (kt_amx.h) on L1-resident tiles: 32 tokens x 32 rows per tile
- * call, over 4 K steps of 32, counted as the f32 FLOPs they stand for (three bf16 planes each). */
-static double probe_amx_peak(int threads, long iters) {
-    double best = 0;
-    for (int rep = 0; rep < 3; rep++) {
-        double t0 = moe_now_s();
-        float sink = 0;
+/* f32 FMAs: 12 independent chains of 16 lanes per thread. */
+static double fma_run(int threads, long iters) {
+    float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
-        {
-            enum { NS = 4 };
-            static _Thread_local _Alignas(64) uint16_t a[2 * NS * KT_AMX_PLANES * 512], w[NS * 1024];
-            static _Thread_local _Alignas(64) float out[32 * 32];
-            kt_amx_begin();
-            for (long it = 0; it < iters; it++) kt_amx_tile(out, a, a + NS * KT_AMX_PLANES * 512, w, NS, 2);
-            kt_amx_end();
-            sink += out[0];
-        }
-        double dt = moe_now_s() - t0;
-        double flops = 2.0 * 32 * 32 * 32 * 4 * (double)iters * threads;
-        if (flops / dt > best) best = flops / dt;
-        if (sink == -1) best = 0;
+    {
+        v16f a[12], b = {0}, c = {0};
+        for (int i = 0; i < 16; i++) b[i] = 1.0f + 1e-7f * (float)i, c[i] = 1e-9f;
+        for (int j = 0; j < 12; j++) a[j] = c * (float)j;
+        for (long it = 0; it < iters; it++)
+            for (int j = 0; j < 12; j++) a[j] = a[j] * b + c;
+        for (int j = 0; j < 12; j++) sink += a[j][0];
     }
-    return best;
+    return sink == -1 ? 0 : 2.0 * 16 * 12 * (double)iters * threads;
+}
+
+/* AMX tiles (kt_amx.h) on L1-resident data: 32 tokens x 32 rows per call over 4 K steps of 32,
+ * counted as the f32 FLOPs they stand for (each is three bf16 tile products). */
+static double amx_run(int threads, long iters) {
+    enum { NS = 4 };
+    float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    {
+        static _Thread_local _Alignas(64) uint16_t a[2 * NS * KT_AMX_PLANES * 512], w[NS * 1024];
+        static _Thread_local _Alignas(64) float out[32 * 32];
+        kt_amx_begin();
+        for (long it = 0; it < iters; it++) kt_amx_tile(out, a, a + NS * KT_AMX_PLANES * 512, w, NS, 2);
+        kt_amx_end();
+        sink += out[0];
+    }
+    return sink == -1 ? 0 : 2.0 * 32 * 32 * 32 * NS * (double)iters * threads;
 }
 
 /* ---- model limits ---- */
@@ -409,11 +404,11 @@ int cmd_bench(int argc, char **argv) {
     }
     fprintf(stderr, "moec: bench: compiled in %.2f s; probing the machine\n", compile_s);
     double bw = probe_bandwidth((int)threads, quick ? (64u << 20) : (1u << 30));
-    double peak = probe_fma_peak((int)threads, quick ? 2000000 : 50000000);
+    double peak = best_of_3(fma_run, (int)threads, quick ? 2000000 : 50000000);
     /* the compiled prefill runs on AMX tiles: its compute peak is theirs (permission is asked first) */
     char why[160];
     bool amx = (man.needs & MOE_NEED_AMX) && moert_enable_amx(why, sizeof why);
-    double amx_peak = amx ? probe_amx_peak((int)threads, quick ? 20000 : 500000) : 0;
+    double amx_peak = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000) : 0;
 
     const int64_t P = man.prefill_chunk;
     Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat};
