@@ -67,6 +67,7 @@ void ir_infer(Graph *g, ValueId v) {
         break;
     case OP_WEIGHT: /* set by the builder */
     case OP_FNORM_MATMUL: case OP_FQKV_ROPE: case OP_FATTENTION: case OP_FROUTER: case OP_FEXPERTS: case OP_FREDUCE:
+    case OP_FEXPERTS_ACT: case OP_FEXPERTS_DOWN:
         break;    /* fused ops: shapes set by the fuse pass */
     case OP_EMBED: set_shape2(n, SYM_T, w->shape[1]); break; /* ids [T], table [V, H] */
     case OP_MATMUL: set_shape2(n, x->shape[0], w->shape[0]); break;
@@ -205,8 +206,12 @@ bool ir_verify(const Graph *g, Diag *d) {
         case OP_FQKV_ROPE: case OP_FATTENTION: case OP_FREDUCE:
             vcheck(&vf, is_act(x) && is_act(n), "input and output must be [T, N] activations");
             break;
-        case OP_FROUTER: case OP_FEXPERTS:
+        case OP_FROUTER: case OP_FEXPERTS: case OP_FEXPERTS_ACT:
             vcheck(&vf, is_act(x) && n->a.ffn.capacity >= 0, "x must be [T, H]");
+            break;
+        case OP_FEXPERTS_DOWN:
+            vcheck(&vf, is_act(x) && is_act(n) && ir_node(g, n->in[2])->op == OP_FEXPERTS_ACT,
+                   "x and the output must be [T, H], act an FEXPERTS_ACT");
             break;
         case OP_COUNT: break;
         }
@@ -272,7 +277,7 @@ void ir_print(const Graph *g, FILE *f) {
         case OP_FATTENTION:
             fprintf(f, " {window %" PRId64 ", layer %d}", n->a.attn.window, n->a.attn.layer);
             break;
-        case OP_FROUTER: case OP_FEXPERTS:
+        case OP_FROUTER: case OP_FEXPERTS: case OP_FEXPERTS_ACT: case OP_FEXPERTS_DOWN:
             fprintf(f, " {experts %" PRId64 ", top_k %" PRId64 ", capacity %" PRId64 ", d_ff %" PRId64
                        ", shared %" PRId64 " (kind %d), layer %d}",
                     n->a.ffn.n_exp, n->a.ffn.top_k, n->a.ffn.capacity, n->a.ffn.d_ff, n->a.ffn.d_shared,

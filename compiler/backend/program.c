@@ -107,6 +107,12 @@ static bool emit_call(Emitter *e, const char *tmpl, const char *kname_in, Call *
     return true;
 }
 
+/* T, H, I, E, k, C, SI, shared_kind of an expert kernel node. */
+static void ffn_binds(Call *c, const Node *n, int64_t T, int64_t H) {
+    cint(c, T), cint(c, H), cint(c, n->a.ffn.d_ff), cint(c, n->a.ffn.n_exp), cint(c, n->a.ffn.top_k);
+    cint(c, n->a.ffn.capacity), cint(c, n->a.ffn.d_shared), cint(c, n->a.ffn.shared_kind);
+}
+
 static LLVMValueRef kv_ptr(Emitter *e, int layer, bool values) {
     return offset_ptr(e, e->kv, e->kv_layout->layer_off[layer] + (values ? e->kv_layout->layer_bytes[layer] / 2 : 0));
 }
@@ -193,12 +199,29 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, out);
         for (int k = 0; k < 8; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
-        cint(&c, T), cint(&c, H), cint(&c, n->a.ffn.d_ff), cint(&c, n->a.ffn.n_exp), cint(&c, n->a.ffn.top_k);
-        cint(&c, n->a.ffn.capacity), cint(&c, n->a.ffn.d_shared), cint(&c, n->a.ffn.shared_kind);
+        ffn_binds(&c, n, T, H);
         cfp(&c, n->a.ffn.eps), cint(&c, per_thread);
         cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 5)), cint(&c, n->a.ffn.amx);
         snprintf(kname, sizeof kname, "k_experts_T%lld", (long long)T);
         return emit_call(e, "kt_experts", kname, &c, 0);
+    }
+    case OP_FEXPERTS_ACT: {
+        const Node *x = ir_node(e->g, n->in[0]);
+        keep(&c, out);
+        for (int k = 0; k < 6; k++) keep(&c, in_ptr(e, n, k));
+        keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
+        ffn_binds(&c, n, T, x->shape[1]);
+        cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 4));
+        snprintf(kname, sizeof kname, "k_experts_act_T%lld", (long long)T);
+        return emit_call(e, "kt_experts_act", kname, &c, 0);
+    }
+    case OP_FEXPERTS_DOWN: {
+        keep(&c, out);
+        for (int k = 0; k < 5; k++) keep(&c, in_ptr(e, n, k));
+        ffn_binds(&c, n, T, n->shape[1]);
+        cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 4));
+        snprintf(kname, sizeof kname, "k_experts_down_T%lld", (long long)T);
+        return emit_call(e, "kt_experts_down", kname, &c, 0);
     }
     case OP_FREDUCE: {
         keep(&c, out);

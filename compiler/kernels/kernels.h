@@ -103,6 +103,32 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
                 int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t amx,
                 int64_t n, int32_t ith, int32_t nth);
 
+/* The decode form of kt_experts (steps of fewer than 16 tokens), two kernels with a barrier between
+ * them and no partials:
+ * kt_experts_act: h = rmsnorm(x) (each thread all n rows, into scratch + ith *
+ *   kt_experts_act_scratch(T, H) floats); act[e][s][i] = silu(h[tok] . gate_e[i]) (h[tok] . up_e[i])
+ *   wt[s] for each expert's listed tokens, and act_sh[t][i] the same for the shared/dense expert over
+ *   every token with weight sigmoid(h[t] . sg_w) (kind 1) or 1; rows i split by thread in units of
+ *   32, as in kt_experts. act: [E][C][round16(I)] then [T][round16(SI)] (kt_experts_act_floats).
+ * kt_experts_down: y[t] = x[t] + sum over the experts listing t of down_e act[e][s] (+ the shared
+ *   expert's), the H rows split by thread in blocks of 32: each thread reads its rows of each
+ *   expert's down matrix as one forward stream (in kt_experts a thread's columns of each 32-row
+ *   block are separate runs, short when I is small) and writes its own rows of y. */
+void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
+                    const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
+                    const void *restrict sg_w, float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E,
+                    int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps, int32_t wdt, int64_t n,
+                    int32_t ith, int32_t nth);
+void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
+                     const float *restrict act, const void *restrict down, const void *restrict sh_down, int64_t T,
+                     int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind,
+                     int32_t wdt, int64_t n, int32_t ith, int32_t nth);
+static inline int64_t kt_round16(int64_t n) { return (n + 15) / 16 * 16; }
+static inline int64_t kt_experts_act_floats(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI) {
+    return E * C * kt_round16(I) + T * kt_round16(SI);
+}
+static inline int64_t kt_experts_act_scratch(int64_t T, int64_t H) { return T * H + T; }
+
 /* y[T, H] = resid[T, H] + sum over threads j < nth of partials[j][T, H]; rows split by thread. */
 void kt_reduce(float *restrict y, const float *restrict resid, const float *restrict partials, int64_t T,
                int64_t H, int64_t n, int32_t ith, int32_t nth);

@@ -281,6 +281,74 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
     if (use_amx) kt_amx_end();
 }
 
+/* ---- kt_experts_act and kt_experts_down: the decode form ---- */
+
+void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
+                    const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
+                    const void *restrict sg_w, float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E,
+                    int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps, int32_t wdt, int64_t n,
+                    int32_t ith, int32_t nth) {
+    float *h = scratch + (int64_t)ith * kt_experts_act_scratch(T, H); // [T, H]
+    float *gate = h + T * H;                                          // [T] shared-expert gates
+    const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
+    kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
+    int64_t blo, bhi;
+    if (shared_kind != 0) {
+        for (int64_t t = 0; t < n; t++) { /* kind 1: sigmoid(h . sg_w), folded into act (linear) */
+            float g = 0.0f;
+            if (shared_kind == 1)
+                for (int64_t c = 0; c < H; c++) g += h[t * H + c] * ((const float *)sg_w)[c];
+            gate[t] = shared_kind == 1 ? kt_sigmoid(g) : 1.0f;
+        }
+        ex_blocks(SI, ith, nth, &blo, &bhi);
+        float *ash = act + E * C * IP; // [T, SIP]
+#define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gate, tb, b, 0, s0, SIP, H, wdt)
+        KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, SH_TILE)
+#undef SH_TILE
+    }
+    if (E > 0) {
+        const int32_t *count = (const int32_t *)(dispatch + 8 * T * k); // [E]
+        const int32_t *tok = count + E;                                 // [E, C]
+        const float *wt = (const float *)(tok + E * C);                 // [E, C]
+        const int64_t gu_elems = kt_panel_elems((I + 15) / 16 * 32, H);
+        ex_blocks(I, ith, nth, &blo, &bhi);
+        for (int64_t e = 0; e < E; e++) {
+            float *ae = act + e * C * IP; // [C, IP]
+#define EX_TILE(tb) ex_gate_up(ae, h, gate_up, e * gu_elems, tok + e * C, wt + e * C, tb, b, 0, s0, IP, H, wdt)
+            KT_FOR_TILES(count[e], kt_chunk(H), b, blo, bhi, s0, EX_TILE)
+#undef EX_TILE
+        }
+    }
+}
+
+void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
+                     const float *restrict act, const void *restrict down, const void *restrict sh_down, int64_t T,
+                     int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind,
+                     int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
+    const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
+    int64_t clo, chi;
+    kt_split((H + 31) / 32, ith, nth, &clo, &chi);
+    int64_t r0 = clo * 32, r1 = chi * 32 < H ? chi * 32 : H;
+    for (int64_t t = 0; t < n; t++)
+        for (int64_t r = r0; r < r1; r++) y[t * H + r] = x[t * H + r];
+    if (shared_kind != 0) {
+        const float *ash = act + E * C * IP; // [T, SIP]
+#define SH_TILE(tb) ex_down(y, ash, sh_down, 0, NULL, tb, c, s0, SIP, 0, SI / 2, (int)(SI % 2), H, SI, wdt)
+        KT_FOR_TILES(n, kt_chunk(SIP), c, clo, chi, s0, SH_TILE)
+#undef SH_TILE
+    }
+    if (E > 0) {
+        const int32_t *count = (const int32_t *)(dispatch + 8 * T * k); // [E]
+        const int32_t *tok = count + E;                                 // [E, C]
+        const int64_t dn_elems = kt_panel_elems(H, I);
+        for (int64_t e = 0; e < E; e++) { /* rows [r0, r1) of expert e's down: one forward stream */
+#define EX_TILE(tb) ex_down(y, act + e * C * IP, down, e * dn_elems, tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, wdt)
+            KT_FOR_TILES(count[e], kt_chunk(IP), c, clo, chi, s0, EX_TILE)
+#undef EX_TILE
+        }
+    }
+}
+
 /* ---- kt_reduce ---- */
 
 void kt_reduce(float *restrict y, const float *restrict resid, const float *restrict partials, int64_t T,

@@ -9,8 +9,10 @@
  *   ADD(x, MATMUL(attention, Wo))                -> FNORM_MATMUL(attn, -, Wo, bo, resid x)
  *   ADD(x, MOE_FFN(RMSNORM(x), ROUTER(..)) [+ SIGMOID_SCALE(shared)])
  *                                                -> FROUTER + FEXPERTS + FREDUCE
+ *                                                   (fewer than 16 tokens: FROUTER + FEXPERTS_ACT
+ *                                                   + FEXPERTS_DOWN, kernels.h's decode form)
  *   ADD(x, MATMUL(SWIGLU(MATMUL(RMSNORM(x)) x2)))  (dense layer)
- *                                                -> FEXPERTS(E = 0, dense) + FREDUCE
+ *                                                -> the same with E = 0
  *   logits = MATMUL(RMSNORM(x), head)            -> FNORM_MATMUL(x, norm, head)
  *
  * Every source node must be covered by exactly one pattern; anything else is our bug. */
@@ -211,7 +213,31 @@ static void fuse_attention(Fuser *fu, ValueId at) {
     fu->map[at.id] = ao;
 }
 
-/* The MLP / MoE half of a layer: ADD(x, ffn) -> FROUTER? + FEXPERTS + FREDUCE. */
+/* What every expert kernel node of a layer carries (a.ffn). */
+typedef struct FfnShape {
+    float eps;
+    int64_t E, k, C, I, SI;
+    int32_t shared_kind;
+    int layer;
+} FfnShape;
+
+static Node *ffn_node(Fuser *fu, ValueId v, const FfnShape *fs) {
+    Node *n = ir_node(fu->f, v);
+    n->dtype = DT_F32;
+    n->a.ffn.eps = fs->eps;
+    n->a.ffn.n_exp = fs->E;
+    n->a.ffn.top_k = fs->k;
+    n->a.ffn.capacity = fs->C;
+    n->a.ffn.d_ff = fs->I;
+    n->a.ffn.d_shared = fs->SI;
+    n->a.ffn.shared_kind = fs->shared_kind;
+    n->a.ffn.threads = fu->threads;
+    n->a.ffn.layer = fs->layer;
+    return n;
+}
+
+/* The MLP / MoE half of a layer: ADD(x, ffn) -> FROUTER? + FEXPERTS + FREDUCE, or, in a step of
+ * fewer than 16 tokens, FROUTER? + FEXPERTS_ACT + FEXPERTS_DOWN. */
 static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
     const Node *yn = src(fu, y);
     ValueId moe = IR_NONE, shared_down = IR_NONE, shared_gate = IR_NONE, dense_down = IR_NONE;
@@ -312,26 +338,31 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
             sh_g = packed(fu, PACK_ROWS, &sgw, 1, nm, 1, H);
         }
     }
-    snprintf(nm, sizeof nm, "L%02d.ffn.partials", layer);
-    ValueId part = ir_add(fu->f, OP_FEXPERTS, nm, 8, (ValueId[]){x, ln, dispatch, gate_up, down, sh_gu, sh_d, sh_g});
-    Node *pn = ir_node(fu->f, part);
-    pn->dtype = DT_F32;
+    const FfnShape fs = {hn->a.norm.eps, E, k, C, I, SI, SI == 0 ? 0 : mn ? 1 : 2, layer};
+    snprintf(nm, sizeof nm, "L%02d.ffn.out", layer);
+    if (T < 16) { /* decode form: act, then down by rows of H (kernels.h) */
+        char an[64];
+        snprintf(an, sizeof an, "L%02d.ffn.act", layer);
+        ValueId av = ir_add(fu->f, OP_FEXPERTS_ACT, an, 6, (ValueId[]){x, ln, dispatch, gate_up, sh_gu, sh_g});
+        Node *an_ = ffn_node(fu, av, &fs);
+        an_->rank = 1;
+        an_->shape[0] = kt_experts_act_floats(T, E, C, I, SI);
+        an_->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_act_scratch(T, H);
+        ValueId out = act(fu, OP_FEXPERTS_DOWN, nm, 5, (ValueId[]){x, dispatch, av, down, sh_d}, H);
+        ffn_node(fu, out, &fs);
+        fu->map[add.id] = out;
+        return;
+    }
+    char pnm[64];
+    snprintf(pnm, sizeof pnm, "L%02d.ffn.partials", layer);
+    ValueId part = ir_add(fu->f, OP_FEXPERTS, pnm, 8, (ValueId[]){x, ln, dispatch, gate_up, down, sh_gu, sh_d, sh_g});
+    Node *pn = ffn_node(fu, part, &fs);
     pn->rank = 3;
     pn->shape[0] = fu->threads;
     pn->shape[1] = T;
     pn->shape[2] = H;
-    pn->a.ffn.eps = hn->a.norm.eps;
-    pn->a.ffn.n_exp = E;
-    pn->a.ffn.top_k = k;
-    pn->a.ffn.capacity = C;
-    pn->a.ffn.d_ff = I;
-    pn->a.ffn.d_shared = SI;
-    pn->a.ffn.shared_kind = SI == 0 ? 0 : mn ? 1 : 2;
-    pn->a.ffn.threads = fu->threads;
-    pn->a.ffn.layer = layer;
     pn->a.ffn.amx = fu->amx;
     pn->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_scratch(T, H, I > SI ? I : SI, fu->threads, fu->amx);
-    snprintf(nm, sizeof nm, "L%02d.ffn.out", layer);
     fu->map[add.id] = act(fu, OP_FREDUCE, nm, 2, (ValueId[]){x, part}, H);
 }
 

@@ -89,7 +89,7 @@ llvm)
   [ -z "$bad" ] || fail "kernels with shape parameters: $bad"
   bad=$(grep '^define' "$work/m.ll" | grep '@k_' | grep -v '_n(' | grep -E 'i64 [^,)]*%n[,)]' || true)
   [ -z "$bad" ] || fail "decode kernels with a row count parameter: $bad"
-  grep -q '^define.*@k_experts_T1(' "$work/m.ll" || fail "no decode experts kernel"
+  grep -q '^define.*@k_experts_down_T1(' "$work/m.ll" || fail "no decode experts kernel"
   grep -q 'define.*@kt_' "$work/m.ll" && fail "a template survived" || true ;;
 errors)
   synth m mixtral

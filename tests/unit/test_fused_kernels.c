@@ -355,6 +355,20 @@ static void t_moe(MoeCase mc) {
         for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
         nmse_ok(y, r, T * H, amx ? "moe (amx)" : mc.name, nth);
         if (amx && !(test_nmse(y, r, (size_t)(T * H)) <= NMSE_TOL)) fprintf(stderr, "  that is: %s\n", mc.name);
+        if (!amx) { /* the decode form: act, then down, the same sums */
+            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI)), *ascr = zeros(nth * kt_experts_act_scratch(TL, H));
+            float *y2 = sentinels(TL * H);
+            for (int ith = 0; ith < nth; ith++)
+                kt_experts_act(act, x, nw, dispatch, gate_up, sh_gate_up, sgwf, ascr, TL, H, I, E, k, C, SI,
+                               mc.shared_kind, eps, dt, T, ith, nth);
+            for (int ith = 0; ith < nth; ith++)
+                kt_experts_down(y2, resid, dispatch, act, dp, sdp, TL, H, I, E, k, C, SI, mc.shared_kind, dt, T, ith,
+                                nth);
+            nmse_ok(y2, r, T * H, "moe decode form", nth);
+            if (!(test_nmse(y2, r, (size_t)(T * H)) <= NMSE_TOL)) fprintf(stderr, "  that is: %s\n", mc.name);
+            sentinels_ok(y2, T * H, TL * H, "moe decode form");
+            free(act), free(ascr), free(y2);
+        }
         sentinels_ok(y, T * H, TL * H, mc.name);
         free(dispatch), free(y), free(partials), free(scratch);
     }
