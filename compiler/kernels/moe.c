@@ -33,6 +33,13 @@
  *
  * kt_reduce: y = resid + partials[0] + ... + partials[nth-1], the flat T H elements split by thread.
  *
+ * The decode form (steps of fewer than 16 tokens; kernels.h), a barrier between the two:
+ *   kt_experts_act:  h = rmsnorm(x); act[e][s][rows of this thread's units] as in ffn's first phase
+ *                    (the shared expert's with weight sigmoid(h . sg_w) per token)
+ *   kt_experts_down: [clo, chi) = kt_split(ceil(H / 32)); y[t][those rows] = x[t][those rows];
+ *                    for each expert e, for c in clo..chi: y[tok[s]][32 c ..] += down_e block c . act[e][s]
+ *                    (all of I: one forward stream per expert and thread)
+ *
  * Specialised: T, H, I, E, k, C, SI, shared_kind, eps, renorm and wdt are constants. The block
  * bounds depend on ith (runtime), so the down dot products have a runtime trip count. Weights:
  * gate_up [E] x (PACK_GATE_UP panels of ceil(I/16) blocks over H), down [E] x (panels of H rows
