@@ -162,7 +162,7 @@ static double amx_run(int threads, long iters) {
         static _Thread_local _Alignas(64) uint16_t a[2 * NS * KT_AMX_PLANES * 512], w[NS * 1024];
         static _Thread_local _Alignas(64) float out[32 * 32];
         kt_amx_begin();
-        for (long it = 0; it < iters; it++) kt_amx_tile(out, a, a + NS * KT_AMX_PLANES * 512, w, NS, 2);
+        for (long it = 0; it < iters; it++) kt_amx_tile(out, a, a + NS * KT_AMX_PLANES * 512, w, NS, 2, KT_AMX_PLANES);
         kt_amx_end();
         sink += out[0];
     }

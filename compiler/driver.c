@@ -134,8 +134,12 @@ int compile_model(const CompileOptions *o, Diag *d) {
         goto out;
     }
     if (!(cg = cg_new(d, &(CgTarget){o->triple, o->cpu, o->features, 3}))) goto out;
-    bool amx = cg_has_feature(cg, "amx-tile") && cg_has_feature(cg, "amx-bf16"); /* "-amx-bf16" turns it off */
-    int64_t P = o->prefill_chunk ? o->prefill_chunk : default_prefill_chunk(c, S, amx);
+    /* AMX tiles where the target has them ("--features -amx-bf16" turns them off), 3 planes unless asked */
+    int amx = cg_has_feature(cg, "amx-tile") && cg_has_feature(cg, "amx-bf16") ? (o->amx_planes ? o->amx_planes : 3) : 0;
+    if (o->amx_planes && !amx && !o->quiet)
+        fprintf(stderr, "moec: note: --amx-planes: target %s/%s has no AMX-BF16 tiles; prefill uses the FMA tile\n",
+                cg_triple(cg), cg_cpu(cg));
+    int64_t P = o->prefill_chunk ? o->prefill_chunk : default_prefill_chunk(c, S, amx > 0);
     if (P > S) {
         diag_error(d, "--prefill-chunk: %" PRId64 " tokens; expected at most the context (%" PRId64 ")", P, S);
         goto out;

@@ -17,6 +17,7 @@ typedef struct CompileOptions {
     int64_t threads;          /* most threads a step runs; 0: this machine's cores */
     double capacity_factor;   /* <= 0: dropless */
     const char *triple, *cpu, *features; /* NULL: host, native */
+    int amx_planes;           /* bf16 planes per activation on AMX tiles, 1 to 3; 0: 3 (exact) */
     bool sidecar;             /* weights in OUT.moew instead of inside OUT */
     EmitKind emit;
     const char *dump_after;   /* pass name or NULL */

@@ -10,9 +10,10 @@
  * Every kernel splits its independent rows by (ith, nth) with kt_split; it never synchronises —
  * the step program puts a barrier between dependent kernels.
  * Weight dtypes (wdt): 0 = f32, 2 = bf16 (runtime/dtype.h values). Activations are f32.
- * amx (kt_norm_matmul, kt_experts): 1 when the target has AMX-BF16 and the step has T >= 16 tokens:
- * bf16 weight tiles of 16 rows or more then go through kt_amx.h's exact three-plane tile products
- * (the thread's scratch must then include the packed activations: the *_scratch helpers below).
+ * amx (kt_norm_matmul, kt_experts): 0, or when the target has AMX-BF16 and the step has T >= 16
+ * tokens the activation planes, 1 to 3 (3, the default, is exact): bf16 weight tiles of enough
+ * rows then go through kt_amx.h's tile products (the thread's scratch must then include the packed
+ * activations: the *_scratch helpers below).
  * Shapes outermost first; T = tokens of the step (a constant: it sets every buffer's layout);
  * n <= T = the rows that are real tokens (a runtime value in a prefill step, whose last chunk is
  * partial): every kernel reads and writes rows [0, n) only, so padding costs nothing and never

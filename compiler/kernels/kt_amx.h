@@ -11,7 +11,9 @@
  * goldens still hold to ~1e-6, where rounding the activations to bf16 alone would move logits by
  * 0.05-0.9 (../shared/goldens/README.md). It costs three tile products per weight tile, still
  * ~3x the f32 FMA rate per core on Sapphire Rapids (measured: 806 effective GFLOP/s/core streaming
- * weights, against an FMA peak of 245).
+ * weights, against an FMA peak of 245). `moec compile --amx-planes 2|1` trades exactness for speed:
+ * with hi and mid only each activation keeps 16 bits (relative error <= 2^-17: golden logits within
+ * ~3e-5; prefill +20% on the bench preset); with hi alone the activations are bf16.
  *
  * Layouts. Weights: the panel layout of kt_common.h, whose pairs are padded to a multiple of 16
  * (kt_kp): one K step of 16 pairs (32 columns) of one 16-row sub-panel is a 16 x 64-byte B tile at
@@ -30,7 +32,8 @@
 
 #include "kt_common.h"
 
-/* KT_AMX_MIN_ROWS: fewer rows than this go through the FMA tile (a 16-row tile product would be
+/* KT_AMX_PLANES: the most planes (np, the kernels' amx, is 1 to 3; buffers are sized for 3).
+ * KT_AMX_MIN_ROWS: fewer rows than this go through the FMA tile (a 16-row tile product would be
  * mostly waste). KT_AMX_CHUNK_BYTES: the packed activations one pass over the weights reuses (in L2). */
 enum { KT_AMX_PLANES = 3, KT_AMX_MIN_ROWS = 8, KT_AMX_CHUNK_BYTES = 768 * 1024, KT_AMX_PF = 4096 };
 
@@ -47,8 +50,8 @@ static inline int64_t kt_amx_pack_bytes(int64_t tc, int64_t K) {
     return (tc + 15) / 16 * kt_amx_steps(K) * KT_AMX_PLANES * 16 * 32 * 2;
 }
 
-/* Elements of one packed group of 16 rows. */
-static inline int64_t kt_amx_group_elems(int64_t K) { return kt_amx_steps(K) * KT_AMX_PLANES * 16 * 32; }
+/* Elements of one packed group of 16 rows in np planes. */
+static inline int64_t kt_amx_group_elems(int64_t K, int np) { return kt_amx_steps(K) * np * 16 * 32; }
 
 /* bf16 of x, rounded to nearest even (x finite). */
 static inline uint16_t kt_to_bf16(float x) {
@@ -57,18 +60,18 @@ static inline uint16_t kt_to_bf16(float x) {
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-/* Packs m rows (m <= chunk) into dst, in ceil(m / 16) groups: row r is x + (toks ? toks[s0 + r] :
- * s0 + r) * ld, its columns [0, K); rows m.. up to the group's end and columns K.. up to the step's
- * end are zero. */
+/* Packs m rows (m <= chunk) into dst, in ceil(m / 16) groups of np planes (the first np of hi, mid,
+ * lo): row r is x + (toks ? toks[s0 + r] : s0 + r) * ld, its columns [0, K); rows m.. up to the
+ * group's end and columns K.. up to the step's end are zero. */
 static inline void kt_amx_pack(uint16_t *restrict dst, const float *restrict x, int64_t ld,
-                               const int32_t *restrict toks, int64_t s0, int64_t m, int64_t K) {
+                               const int32_t *restrict toks, int64_t s0, int64_t m, int64_t K, int np) {
     const int64_t ns = kt_amx_steps(K), ng = (m + 15) / 16;
     for (int64_t g = 0; g < ng; g++)
         for (int64_t t = 0; t < 16; t++) {
             int64_t r = g * 16 + t;
             const float *row = r < m ? x + (toks ? toks[s0 + r] : s0 + r) * ld : 0; // [K]
             for (int64_t j = 0; j < ns; j++) {
-                uint16_t *d = dst + ((g * ns + j) * KT_AMX_PLANES * 16 + t) * 32; // plane p at + p * 512
+                uint16_t *d = dst + ((g * ns + j) * np * 16 + t) * 32; // plane p at + p * 512
                 for (int64_t c = 0; c < 32; c++) {
                     int64_t col = j * 32 + c;
                     float v = row && col < K ? row[col] : 0.0f;
@@ -77,8 +80,8 @@ static inline void kt_amx_pack(uint16_t *restrict dst, const float *restrict x, 
                     uint16_t mid = kt_to_bf16(r1);
                     float r2 = r1 - kt_bf16(mid);
                     d[c] = hi;
-                    d[512 + c] = mid;
-                    d[1024 + c] = kt_to_bf16(r2);
+                    if (np > 1) d[512 + c] = mid;
+                    if (np > 2) d[1024 + c] = kt_to_bf16(r2);
                 }
             }
         }
@@ -98,24 +101,24 @@ KT_AMX_FN static inline void kt_amx_begin(void) {
 }
 KT_AMX_FN static inline void kt_amx_end(void) { _tile_release(); }
 
-/* out[16 g + t][16 s + l] = sum over the groups' packed rows (groups = 1 or 2: a0, then a1) and ns
- * K steps of A . B, B = sub-panel s of the 32-row weight block whose K step 0 starts at w (bf16
- * elements). out: [32][32] f32 (rows of group 1 only when groups = 2). */
+/* out[16 g + t][16 s + l] = sum over the groups' packed rows (groups = 1 or 2: a0, then a1; np
+ * planes) and ns K steps of A . B, B = sub-panel s of the 32-row weight block whose K step 0 starts
+ * at w (bf16 elements). out: [32][32] f32 (rows of group 1 only when groups = 2). */
 KT_AMX_FN static inline void kt_amx_tile(float *restrict out, const uint16_t *restrict a0,
                                          const uint16_t *restrict a1, const uint16_t *restrict w, int64_t ns,
-                                         int groups) {
+                                         int groups, int np) {
     __asm__ volatile("" ::: "memory"); /* GCC's tile loads do not name the memory they read */
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
     for (int64_t j = 0; j < ns; j++) {
-        const uint16_t *wj = w + j * 16 * 64, *x0 = a0 + j * KT_AMX_PLANES * 512, *x1 = a1 + j * KT_AMX_PLANES * 512;
+        const uint16_t *wj = w + j * 16 * 64, *x0 = a0 + j * np * 512, *x1 = a1 + j * np * 512;
         for (int64_t line = 0; line < 16 * 64 * 2; line += 64) /* this step's 2 KiB of weights, KT_AMX_PF ahead */
             __builtin_prefetch((const char *)wj + KT_AMX_PF + line);
         _tile_loadd(4, wj, 128);
         _tile_loadd(5, wj + 32, 128);
-        for (int p = 0; p < KT_AMX_PLANES; p++) {
+        for (int p = 0; p < np; p++) {
             _tile_loadd(6, x0 + p * 512, 64);
             _tile_dpbf16ps(0, 6, 4);
             _tile_dpbf16ps(1, 6, 5);
@@ -139,8 +142,8 @@ KT_AMX_FN static inline void kt_amx_tile(float *restrict out, const uint16_t *re
 static inline void kt_amx_begin(void) {}
 static inline void kt_amx_end(void) {}
 static inline void kt_amx_tile(float *restrict out, const uint16_t *restrict a0, const uint16_t *restrict a1,
-                               const uint16_t *restrict w, int64_t ns, int groups) {
-    (void)out, (void)a0, (void)a1, (void)w, (void)ns, (void)groups;
+                               const uint16_t *restrict w, int64_t ns, int groups, int np) {
+    (void)out, (void)a0, (void)a1, (void)w, (void)ns, (void)groups, (void)np;
 }
 #endif
 

@@ -169,24 +169,25 @@ static inline void ex_down(float *restrict part, const float *restrict act, cons
     }
 }
 
-/* ex_ffn (below) through AMX tiles (kt_amx.h), the same contract plus abuf (packed activations of
- * one chunk) and tile (a [32][32] f32 output tile); bf16 weights. blo is even (units of 32 rows), so the down columns of this
- * thread start on a K step; a last step past them reads zero act columns. */
+/* ex_ffn (below) through AMX tiles (kt_amx.h) with np activation planes, the same contract plus
+ * abuf (packed activations of one chunk) and tile (a [32][32] f32 output tile); bf16 weights. blo
+ * is even (units of 32 rows), so the down columns of this thread start on a K step; a last step past
+ * them reads zero act columns. */
 static void ex_ffn_amx(float *restrict part, const float *restrict h, float *restrict act,
                        const uint16_t *restrict gate_up, int64_t gu0, const uint16_t *restrict down, int64_t dn0,
                        const int32_t *restrict toks, const float *restrict wts, int64_t n, int64_t blo, int64_t bhi,
-                       int64_t H, int64_t Iw, uint16_t *restrict abuf, float *restrict tile) {
+                       int64_t H, int64_t Iw, uint16_t *restrict abuf, float *restrict tile, int np) {
     int64_t sl = (bhi - blo) * 16;
     if (sl <= 0 || n <= 0) return;
-    const int64_t tc = kt_amx_chunk(H), gh = kt_amx_group_elems(H);
+    const int64_t tc = kt_amx_chunk(H), gh = kt_amx_group_elems(H, np);
     for (int64_t c0 = 0; c0 < n; c0 += tc) { /* gate/up over h rows */
         int64_t m = n - c0 < tc ? n - c0 : tc;
-        kt_amx_pack(abuf, h, H, toks, c0, m, H);
+        kt_amx_pack(abuf, h, H, toks, c0, m, H, np);
         for (int64_t b = blo; b < bhi; b++)
             for (int64_t g = 0; g * 16 < m; g += 2) {
                 int groups = (g + 1) * 16 < m ? 2 : 1;
                 kt_amx_tile(tile, abuf + g * gh, abuf + (g + groups - 1) * gh, gate_up + gu0 + b * kt_kp(H) * 64,
-                            kt_amx_steps(H), groups);
+                            kt_amx_steps(H), groups, np);
                 for (int64_t t = 0; t < groups * 16 && g * 16 + t < m; t++) {
                     int64_t s = c0 + g * 16 + t;
                     float w = wts ? wts[s] : 1.0f, *ar = act + s * sl + (b - blo) * 16; // [16]
@@ -194,15 +195,15 @@ static void ex_ffn_amx(float *restrict part, const float *restrict h, float *res
                 }
             }
     }
-    const int64_t tc2 = kt_amx_chunk(sl), ga = kt_amx_group_elems(sl), p0 = blo * 8;
+    const int64_t tc2 = kt_amx_chunk(sl), ga = kt_amx_group_elems(sl, np), p0 = blo * 8;
     for (int64_t c0 = 0; c0 < n; c0 += tc2) { /* down over act rows */
         int64_t m = n - c0 < tc2 ? n - c0 : tc2;
-        kt_amx_pack(abuf, act, sl, NULL, c0, m, sl);
+        kt_amx_pack(abuf, act, sl, NULL, c0, m, sl, np);
         for (int64_t c = 0; c < (H + 31) / 32; c++)
             for (int64_t g = 0; g * 16 < m; g += 2) {
                 int groups = (g + 1) * 16 < m ? 2 : 1;
                 kt_amx_tile(tile, abuf + g * ga, abuf + (g + groups - 1) * ga,
-                            down + dn0 + (c * kt_kp(Iw) + p0) * 64, kt_amx_steps(sl), groups);
+                            down + dn0 + (c * kt_kp(Iw) + p0) * 64, kt_amx_steps(sl), groups, np);
                 int64_t r0 = c * 32, nr = H - r0 < 32 ? H - r0 : 32;
                 for (int64_t t = 0; t < groups * 16 && g * 16 + t < m; t++) {
                     float *pr = part + ex_tok(toks, c0 + g * 16 + t) * H + r0; // [nr]
@@ -214,14 +215,15 @@ static void ex_ffn_amx(float *restrict part, const float *restrict h, float *res
 
 /* One expert (routed, or the shared/dense one) of width Iw over its n listed tokens, this thread's
  * blocks [blo, bhi) of its rows, accumulated into part[T, H]. act: [n, 16 (bhi - blo)] work space.
- * amx: through ex_ffn_amx when the list fills enough of a tile (abuf and tile its work space). */
+ * amx > 0: through ex_ffn_amx with amx planes when the list fills enough of a tile (abuf and tile
+ * its work space). */
 static void ex_ffn(float *restrict part, const float *restrict h, float *restrict act, const void *restrict gate_up,
                    int64_t gu0, const void *restrict down, int64_t dn0, const int32_t *restrict toks,
                    const float *restrict wts, int64_t n, int64_t blo, int64_t bhi, int64_t H, int64_t Iw,
                    int32_t wdt, int amx, uint16_t *restrict abuf, float *restrict tile) {
     if (amx && n >= KT_AMX_MIN_ROWS) {
         ex_ffn_amx(part, h, act, (const uint16_t *)gate_up, gu0, (const uint16_t *)down, dn0, toks, wts, n, blo, bhi,
-                   H, Iw, abuf, tile);
+                   H, Iw, abuf, tile, amx);
         return;
     }
     int64_t sl = (bhi - blo) * 16;
@@ -257,7 +259,7 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
     float *act = h + T * H;                                 // [T, slice]
     float *tile = act + T * kt_experts_slice(I > SI ? I : SI, nth); // [32, 32] (amx)
     uint16_t *abuf = (uint16_t *)(tile + 32 * 32);           // packed chunk (amx)
-    const int use_amx = amx && wdt == 2;
+    const int use_amx = wdt == 2 ? amx : 0; /* planes, or 0 */
     memset(part, 0, sizeof(float) * (size_t)(n * H));
     kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
     if (use_amx) kt_amx_begin();

@@ -65,22 +65,22 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
         }
 }
 
-/* The same through AMX tiles (kt_amx.h): rows [0, n) of xn packed chunk by chunk into abuf, each
- * 32-row block b of [blo, bhi) multiplied by 32 tokens at a time into tile. */
+/* The same through AMX tiles (kt_amx.h): rows [0, n) of xn packed chunk by chunk into abuf (np
+ * planes), each 32-row block b of [blo, bhi) multiplied by 32 tokens at a time into tile. */
 static void nm_amx(float *restrict y, const float *restrict xn, const uint16_t *restrict w,
                    const float *restrict bias, const float *restrict resid, uint16_t *restrict abuf,
                    float *restrict tile, int64_t n, int64_t blo, int64_t bhi, int64_t K, int64_t N, int32_t has_bias,
-                   int32_t has_resid) {
-    const int64_t tc = kt_amx_chunk(K), ga = kt_amx_group_elems(K);
+                   int32_t has_resid, int np) {
+    const int64_t tc = kt_amx_chunk(K), ga = kt_amx_group_elems(K, np);
     kt_amx_begin();
     for (int64_t c0 = 0; c0 < n; c0 += tc) {
         int64_t m = n - c0 < tc ? n - c0 : tc;
-        kt_amx_pack(abuf, xn, K, NULL, c0, m, K);
+        kt_amx_pack(abuf, xn, K, NULL, c0, m, K, np);
         for (int64_t b = blo; b < bhi; b++)
             for (int64_t g = 0; g * 16 < m; g += 2) {
                 int groups = (g + 1) * 16 < m ? 2 : 1;
                 kt_amx_tile(tile, abuf + g * ga, abuf + (g + groups - 1) * ga, w + b * kt_kp(K) * 64, kt_amx_steps(K),
-                            groups);
+                            groups, np);
                 int64_t tb = m - g * 16 < 16 * groups ? m - g * 16 : 16 * groups;
                 nm_store(y, tile, 32, bias, resid, tb, c0 + g * 16, b, N, has_bias, has_resid);
             }
@@ -104,7 +104,7 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
     if (amx && wdt == 2 && n >= KT_AMX_MIN_ROWS) {
         float *tile = own + (has_norm ? T * K : 0); // [32, 32]
         nm_amx(y, xn, (const uint16_t *)w, bias, resid, (uint16_t *)(tile + 32 * 32), tile, n, blo, bhi, K, N,
-               has_bias, has_resid);
+               has_bias, has_resid, amx);
         return;
     }
 #define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt)

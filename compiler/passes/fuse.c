@@ -30,7 +30,7 @@ typedef struct Fuser {
     ValueId *map;          /* [s->n] source value -> fused value (residual stream values) */
     bool *covered;         /* [s->n] */
     int64_t threads, context;
-    int32_t amx;           /* kernels may use AMX tiles (kernels.h) */
+    int32_t amx;           /* AMX tile planes the matmul kernels use, 0: none (kernels.h) */
     bool ok;
 } Fuser;
 
@@ -384,9 +384,9 @@ static void fuse_out_proj(Fuser *fu, ValueId add, ValueId xs, ValueId o) {
     fu->map[add.id] = norm_matmul(fu, nm, mapped(fu, on->in[0]), IR_NONE, wo, bo, mapped(fu, xs), on->shape[1], 0);
 }
 
-Graph *pass_fuse(Arena *a, const Graph *s, int64_t threads, int64_t context, bool amx, Diag *d) {
+Graph *pass_fuse(Arena *a, const Graph *s, int64_t threads, int64_t context, int amx, Diag *d) {
     Fuser fu = {.s = s, .a = a, .d = d, .threads = threads, .context = context, .ok = true};
-    fu.amx = amx && s->n_tok >= 16; /* below one tile of tokens the FMA tile is always the better one */
+    fu.amx = s->n_tok >= 16 ? amx : 0; /* below one tile of tokens the FMA tile is always the better one */
     fu.f = ir_graph_new(a);
     fu.f->family = s->family;
     fu.f->n_layers = s->n_layers;

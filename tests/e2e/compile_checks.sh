@@ -14,8 +14,9 @@
 #                  (moe_step_prefill_last): the same ids (greedy and sampled) as with it and as
 #                  `moec run`, over full, padded and past-the-context chunks
 #   bench          moec bench --quick prints its table, JSON and SVG
-#   amx            prefill through AMX tiles (when the host has them) gives the ids of `moec run` and of
-#                  an executable compiled with --features -amx-bf16, logits within 1e-4 of it
+#   amx            prefill through AMX tiles (when the host has them), with 3 planes (exact) and with
+#                  --amx-planes 2, gives the ids of `moec run` and of an executable compiled with
+#                  --features -amx-bf16, logits within 1e-4 of it
 #   demo           moec demo (synth + compile + both paths on a text prompt): both texts, identical
 #                  tokens, a speed table; run again it reuses the model; a bad --dir is one error line
 set -u
@@ -135,15 +136,19 @@ amx)
   cat "$work/amx.err" "$work/fma.err"
   ! grep -q "AMX tiles" "$work/fma.err" || fail "--features -amx-bf16 still uses AMX tiles"
   grep -q "AMX tiles" "$work/amx.err" || echo "note: this host has no AMX-BF16: both executables use FMA"
+  "$moec" compile "$work/m" -o "$work/amx2.exe" --prefill-chunk 64 --threads 2 --amx-planes 2 -q \
+      || fail "compile with --amx-planes 2"
   want=$("$moec" run "$work/m" --tokens $long -n 8 --threads 2) || fail "moec run"
-  a=$("$work/amx.exe" --tokens $long -n 8 --threads 2 --logits-out "$work/a.f32") || fail "amx run"
   f=$("$work/fma.exe" --tokens $long -n 8 --threads 2 --logits-out "$work/f.f32") || fail "fma run"
-  echo "generic $want | amx $a | fma $f"
-  [ -n "$want" ] && [ "$a" = "$want" ] && [ "$f" = "$want" ] || fail "ids differ"
-  paste <(od -An -v -tf4 -w4 "$work/a.f32") <(od -An -v -tf4 -w4 "$work/f.f32") |
-    awk '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++}
-         END {printf "%d logits, max |amx - fma| = %.3g\n", n, m; exit !(n == 88 * 384 && m < 1e-4)}' \
-    || fail "logits differ" ;;
+  for e in amx amx2; do
+    a=$("$work/$e.exe" --tokens $long -n 8 --threads 2 --logits-out "$work/$e.f32") || fail "$e run"
+    echo "generic $want | $e $a | fma $f"
+    [ -n "$want" ] && [ "$a" = "$want" ] && [ "$f" = "$want" ] || fail "ids differ"
+    paste <(od -An -v -tf4 -w4 "$work/$e.f32") <(od -An -v -tf4 -w4 "$work/f.f32") |
+      awk -v e=$e '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++}
+           END {printf "%d logits, max |%s - fma| = %.3g\n", n, e, m; exit !(n == 88 * 384 && m < 1e-4)}' \
+      || fail "logits differ"
+  done ;;
 lastrow)
   synth m mixtral
   # P = 6, S = 16, 13 prompt tokens: chunks at 0 and 6, then one of 1 real row at 12 whose padding
