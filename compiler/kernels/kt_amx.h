@@ -24,7 +24,7 @@
  *
  * Tiles (all 16 rows x 64 bytes, one configuration for the kernel's whole call): 0-3 accumulate
  * C[group 0/1][sub-panel 0/1], 4-5 hold the sub-panels' B, 6-7 the groups' A. The thread must hold
- * AMX permission (the runtime asks the kernel once, at load: runtime/model.h). */
+ * AMX permission (the runtime asks the kernel once, at load: moert_enable_amx in runtime/exec.h). */
 #ifndef MOEC_KT_AMX_H
 #define MOEC_KT_AMX_H
 #include <stdint.h>
