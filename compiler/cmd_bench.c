@@ -97,9 +97,8 @@ typedef float v16f __attribute__((vector_size(64)));
  * buffer is in huge pages where the kernel gives them, as the compiled model's weights are
  * (runtime/format.h): with 4 KiB pages the probe read 30 GB/s and decode beat it (105%). */
 static double probe_bandwidth(int threads, size_t bytes) {
-    enum { HUGE = 2 << 20 };
-    size_t n = bytes / HUGE * HUGE / sizeof(v16f);
-    v16f *buf = aligned_alloc(HUGE, n * sizeof(v16f));
+    size_t n = bytes / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN / sizeof(v16f);
+    v16f *buf = aligned_alloc(MOE_HUGE_ALIGN, n * sizeof(v16f));
     if (!buf) return 0;
 #ifdef MADV_HUGEPAGE
     madvise(buf, n * sizeof(v16f), MADV_HUGEPAGE);

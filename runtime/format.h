@@ -29,11 +29,11 @@
 
 #define MOE_FORMAT_VERSION 4u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row; 3: prefill steps
                                   compute rows 0..last_row only (padding is not routed); 4: panel pairs
-                                  padded to 16, MoeManifest.needs */
+                                  padded to 16, MoeManifest.needs, the tiled KV cache, weights at 2 MiB */
 #define MOE_WEIGHTS_MAGIC "MOEWGT01"  /* 8 bytes, no NUL */
 #define MOE_TRAILER_MAGIC "MOEEMBED"  /* 8 bytes, no NUL */
 enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_ALIGN = 4096 };
-enum { MOE_HUGE_ALIGN = 2 << 20, MOE_WEIGHTS_OFFSET = 2 << 20 };
+enum { MOE_HUGE_ALIGN = 2 << 20, MOE_WEIGHTS_OFFSET = 2 << 20 }; /* a huge page (x86-64, AArch64 4K granule) */
 
 typedef enum MoeSectionKind { MOE_SECTION_NONE = 0, MOE_SECTION_WEIGHTS = 1, MOE_SECTION_TOKENIZER = 2 } MoeSectionKind;
 

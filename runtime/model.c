@@ -35,7 +35,7 @@
 #include "exec.h"
 
 enum { STEP_NONE, STEP_PREFILL, STEP_DECODE };
-enum { ERR_BYTES = 512, BIG_BYTES = 4 << 20, HUGE_PAGE = 2 << 20 };
+enum { ERR_BYTES = 512, BIG_BYTES = 4 << 20 };
 
 struct MoeModel {
     const MoeProgram *prog;
@@ -67,11 +67,11 @@ static MoeStatus fail(MoeModel *m, MoeStatus st, const char *fmt, ...) {
 
 /* 64-byte aligned and zeroed; big buffers 2 MiB aligned and advised to use huge pages. */
 static void *alloc_zeroed(size_t n) {
-    size_t align = n >= BIG_BYTES ? HUGE_PAGE : 64, len = n ? n : 1;
+    size_t align = n >= BIG_BYTES ? MOE_HUGE_ALIGN : 64, len = n ? n : 1;
     void *p = NULL;
     if (posix_memalign(&p, align, len)) return NULL;
 #ifdef MADV_HUGEPAGE
-    if (n >= BIG_BYTES) madvise(p, len / HUGE_PAGE * HUGE_PAGE, MADV_HUGEPAGE);
+    if (n >= BIG_BYTES) madvise(p, len / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN, MADV_HUGEPAGE);
 #endif
     memset(p, 0, len);
     return p;
@@ -115,11 +115,6 @@ static MoeStatus check_program(MoeModel *m, const MoeProgram *prog) {
                     mf->logits_prefill, mf->logits_decode, mf->arena_bytes);
     if (mf->needs & ~(uint32_t)MOE_NEED_AMX)
         return fail(m, MOE_ERR_FORMAT, "program: needs 0x%x; this runtime knows 0x%x", mf->needs, MOE_NEED_AMX);
-    char why[160];
-    if ((mf->needs & MOE_NEED_AMX) && !moert_enable_amx(why, sizeof why))
-        return fail(m, MOE_ERR_MISMATCH,
-                    "program: compiled for AMX tiles (cpu %s), but %s; recompile with --features -amx-bf16", mf->cpu,
-                    why);
     for (uint32_t l = 0; l < mf->n_layers; l++) {
         int64_t rp = mf->routes_prefill[l], rd = mf->routes_decode[l];
         if ((rp < 0) != (rd < 0) || (rp >= 0 && (k < 1 || !arena_region_ok(rp, P * k * 8, mf->arena_bytes) ||
@@ -213,7 +208,7 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
      * misses while the weights stream). With the weights 2 MiB-aligned in the file too (format.h),
      * 1550 of the bench preset's 1590 MB map so (half of them before), and decode gains 8%. */
     long page = sysconf(_SC_PAGESIZE);
-    uint64_t align = (uint64_t)page > HUGE_PAGE ? (uint64_t)page : HUGE_PAGE;
+    uint64_t align = (uint64_t)page > MOE_HUGE_ALIGN ? (uint64_t)page : MOE_HUGE_ALIGN;
     uint64_t base = hdr_off / align * align, delta = hdr_off - base;
     m->map_len = (size_t)(delta + h.total_size);
     m->map = mmap(NULL, m->map_len, PROT_READ, MAP_PRIVATE, fd, (off_t)base);
@@ -294,6 +289,10 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
     m->man = prog->manifest;
     m->n_threads = n_threads > 0 ? n_threads : moert_default_threads();
     MoeStatus rc = check_program(m, prog);
+    char why[160];
+    if (rc == MOE_OK && (m->man->needs & MOE_NEED_AMX) && !moert_enable_amx(why, sizeof why))
+        rc = fail(m, MOE_ERR_MISMATCH, "program: compiled for AMX tiles (cpu %s), but %s; recompile with --features -amx-bf16",
+                  m->man->cpu, why);
     /* per-thread partials and scratch were sized by the compiler for at most max_threads */
     if (rc == MOE_OK && m->man->max_threads > 0 && m->n_threads > m->man->max_threads)
         m->n_threads = (int)m->man->max_threads;

@@ -349,7 +349,6 @@ static void add_enum_attr(Codegen *cg, LLVMValueRef fn, unsigned kind) {
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
 }
 
-/* Parses the embedded bitcode and turns every kernel function into an inlinable template. */
 /* The AMX tile intrinsics of compiler/kernels/kt_amx.h. */
 static bool is_amx_intrinsic(const char *name) {
     static const char *const amx[] = {"llvm.x86.ldtilecfg", "llvm.x86.tilerelease", "llvm.x86.tilezero",
@@ -359,6 +358,7 @@ static bool is_amx_intrinsic(const char *name) {
     return false;
 }
 
+/* Parses the embedded bitcode and turns every kernel function into an inlinable template. */
 static bool load_templates(Codegen *cg) {
     if (cg_kernels_bc_len == 0) {
         cg->mod = LLVMModuleCreateWithNameInContext("moec", cg->ctx);
@@ -381,7 +381,7 @@ static bool load_templates(Codegen *cg) {
         if (LLVMIsDeclaration(fn)) {
             /* Templates must retarget: a target intrinsic would not exist on the other architecture.
              * The one exception, kt_amx.h's tile intrinsics, is reached only when the kernels' amx is
-             * bound to 1, which the driver does only for a target with AMX (else they fold away). */
+             * bound to a plane count, which the driver does only for a target with AMX (else they fold away). */
             if ((strncmp(name, "llvm.x86.", 9) == 0 && !is_amx_intrinsic(name)) ||
                 strncmp(name, "llvm.aarch64.", 13) == 0 || strncmp(name, "llvm.arm.", 9) == 0)
                 BUG("kernel templates use the target intrinsic %s; templates must be plain C", name);

@@ -5,7 +5,7 @@
  *
  * Rules: no allocation, no libc except expf/sqrtf/memset/memcpy, no target intrinsics (templates
  * must retarget to AArch64; GNU vector types and target-independent builtins such as
- * __builtin_prefetch are fine; the one exception, kt_amx.h, is reached only when amx is bound to 1),
+ * __builtin_prefetch are fine; the one exception, kt_amx.h, is reached only when amx is bound > 0),
  * restrict pointers, loops LLVM can vectorise once shapes are constants.
  * Every kernel splits its independent rows by (ith, nth) with kt_split; it never synchronises —
  * the step program puts a barrier between dependent kernels.
@@ -49,7 +49,8 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
  *          and attention scores vectorise over keys (no horizontal sums)
  *   values vc[nkv][S][hd]: each kv head's values one forward stream */
 enum { KT_MAX_HEAD_DIM = 512 };
-static inline int64_t kt_kv_positions(int64_t S) { return (S + 15) / 16 * 16; }
+static inline int64_t kt_round16(int64_t n) { return (n + 15) / 16 * 16; }
+static inline int64_t kt_kv_positions(int64_t S) { return kt_round16(S); }
 static inline int64_t kt_k_index(int64_t p, int64_t g, int64_t d, int64_t S, int64_t hd) {
     return ((g * (S / 16) + p / 16) * hd + d) * 16 + p % 16;
 }
@@ -104,7 +105,12 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
                 int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t amx,
                 int64_t n, int32_t ith, int32_t nth);
 
-/* The decode form of kt_experts (steps of fewer than 16 tokens), two kernels with a barrier between
+/* Steps of fewer than KT_TILE_T tokens (decode) use the FMA tile and the decode form of kt_experts
+ * below; steps of at least KT_TILE_T (prefill) the AMX tiles where the target has them (16 rows each)
+ * and kt_experts with per-thread partials. The fuse pass decides by the step's T. */
+enum { KT_TILE_T = 16 };
+
+/* The decode form of kt_experts (steps of fewer than KT_TILE_T tokens), two kernels with a barrier between
  * them and no partials:
  * kt_experts_act: h = rmsnorm(x) (each thread all n rows, into scratch + ith *
  *   kt_experts_act_scratch(T, H) floats); act[e][s][i] = silu(h[tok] . gate_e[i]) (h[tok] . up_e[i])
@@ -124,7 +130,6 @@ void kt_experts_down(float *restrict y, const float *restrict x, const char *res
                      const float *restrict act, const void *restrict down, const void *restrict sh_down, int64_t T,
                      int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind,
                      int32_t wdt, int64_t n, int32_t ith, int32_t nth);
-static inline int64_t kt_round16(int64_t n) { return (n + 15) / 16 * 16; }
 static inline int64_t kt_experts_act_floats(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI) {
     return E * C * kt_round16(I) + T * kt_round16(SI);
 }

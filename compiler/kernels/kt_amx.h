@@ -147,4 +147,13 @@ static inline void kt_amx_tile(float *restrict out, const uint16_t *restrict a0,
 }
 #endif
 
+/* kt_amx_tile over packed groups g and g + 1 of abuf (ge elements each) when row 16 (g + 1) is
+ * still below m, else group g alone; returns the real rows of out, at most 32. */
+static inline int64_t kt_amx_pair(float *restrict out, const uint16_t *restrict abuf, int64_t ge, int64_t g,
+                                  int64_t m, const uint16_t *restrict w, int64_t ns, int np) {
+    int groups = (g + 1) * 16 < m ? 2 : 1;
+    kt_amx_tile(out, abuf + g * ge, abuf + (g + groups - 1) * ge, w, ns, groups, np);
+    return m - g * 16 < 16 * groups ? m - g * 16 : 16 * groups;
+}
+
 #endif

@@ -131,6 +131,32 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
 
 /* ---- kt_experts ---- */
 
+/* The read side of kt_router's dispatch buffer (kernels.h), and each expert's packed weights. */
+typedef struct ExLists {
+    const int32_t *count; // [E] tokens kept per expert
+    const int32_t *tok;   // [E, C] their indices; expert e's list at tok + e C
+    const float *wt;      // [E, C] their routing weights
+    int64_t gu_elems, dn_elems; // elements of one expert's packed gate_up and down
+} ExLists;
+
+static inline ExLists ex_lists(const char *restrict dispatch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
+                               int64_t C) {
+    ExLists l;
+    l.count = (const int32_t *)(dispatch + 8 * T * k);
+    l.tok = l.count + E;
+    l.wt = (const float *)(l.tok + E * C);
+    l.gu_elems = kt_panel_elems(kt_round16(I) * 2, H);
+    l.dn_elems = kt_panel_elems(H, I);
+    return l;
+}
+
+/* The qwen2 shared expert's gate of one token: sigmoid(h . sg_w), sg_w f32 like every vector. */
+static inline float ex_shared_gate(const float *restrict hr, const void *restrict sg_w, int64_t H) {
+    float s = 0.0f;
+    for (int64_t c = 0; c < H; c++) s += hr[c] * ((const float *)sg_w)[c];
+    return kt_sigmoid(s);
+}
+
 /* Token s of a list: toks[s], or s itself for the dense/shared expert (toks NULL). */
 static inline int64_t ex_tok(const int32_t *restrict toks, int64_t s) { return toks ? toks[s] : s; }
 
@@ -185,10 +211,8 @@ static void ex_ffn_amx(float *restrict part, const float *restrict h, float *res
         kt_amx_pack(abuf, h, H, toks, c0, m, H, np);
         for (int64_t b = blo; b < bhi; b++)
             for (int64_t g = 0; g * 16 < m; g += 2) {
-                int groups = (g + 1) * 16 < m ? 2 : 1;
-                kt_amx_tile(tile, abuf + g * gh, abuf + (g + groups - 1) * gh, gate_up + gu0 + b * kt_kp(H) * 64,
-                            kt_amx_steps(H), groups, np);
-                for (int64_t t = 0; t < groups * 16 && g * 16 + t < m; t++) {
+                int64_t rows = kt_amx_pair(tile, abuf, gh, g, m, gate_up + gu0 + b * kt_kp(H) * 64, kt_amx_steps(H), np);
+                for (int64_t t = 0; t < rows; t++) {
                     int64_t s = c0 + g * 16 + t;
                     float w = wts ? wts[s] : 1.0f, *ar = act + s * sl + (b - blo) * 16; // [16]
                     for (int l = 0; l < 16; l++) ar[l] = kt_silu(tile[t * 32 + l]) * tile[t * 32 + 16 + l] * w;
@@ -201,11 +225,10 @@ static void ex_ffn_amx(float *restrict part, const float *restrict h, float *res
         kt_amx_pack(abuf, act, sl, NULL, c0, m, sl, np);
         for (int64_t c = 0; c < (H + 31) / 32; c++)
             for (int64_t g = 0; g * 16 < m; g += 2) {
-                int groups = (g + 1) * 16 < m ? 2 : 1;
-                kt_amx_tile(tile, abuf + g * ga, abuf + (g + groups - 1) * ga,
-                            down + dn0 + (c * kt_kp(Iw) + p0) * 64, kt_amx_steps(sl), groups, np);
+                int64_t rows = kt_amx_pair(tile, abuf, ga, g, m, down + dn0 + (c * kt_kp(Iw) + p0) * 64,
+                                           kt_amx_steps(sl), np);
                 int64_t r0 = c * 32, nr = H - r0 < 32 ? H - r0 : 32;
-                for (int64_t t = 0; t < groups * 16 && g * 16 + t < m; t++) {
+                for (int64_t t = 0; t < rows; t++) {
                     float *pr = part + ex_tok(toks, c0 + g * 16 + t) * H + r0; // [nr]
                     for (int64_t l = 0; l < nr; l++) pr[l] += tile[t * 32 + l];
                 }
@@ -269,23 +292,16 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
         ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, n, blo, bhi, H, SI, wdt, use_amx, abuf, tile);
         if (shared_kind == 1 && bhi > blo)
             for (int64_t t = 0; t < n; t++) {
-                const float *hr = h + t * H; // [H]
-                float *pr = part + t * H;    // [H]
-                float s = 0.0f;
-                for (int64_t c = 0; c < H; c++) s += hr[c] * ((const float *)sg_w)[c]; /* f32 vector */
-                float g = kt_sigmoid(s);
+                float g = ex_shared_gate(h + t * H, sg_w, H), *pr = part + t * H; // [H]
                 for (int64_t c = 0; c < H; c++) pr[c] *= g;
             }
     }
     if (E > 0) {
-        const int32_t *count = (const int32_t *)(dispatch + 8 * T * k); // [E]
-        const int32_t *tok = count + E;                                 // [E, C]
-        const float *wt = (const float *)(tok + E * C);                 // [E, C]
-        const int64_t gu_elems = kt_panel_elems((I + 15) / 16 * 32, H), dn_elems = kt_panel_elems(H, I);
+        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C);
         ex_blocks(I, ith, nth, &blo, &bhi);
         for (int64_t e = 0; e < E; e++)
-            ex_ffn(part, h, act, gate_up, e * gu_elems, down, e * dn_elems, tok + e * C, wt + e * C, count[e], blo,
-                   bhi, H, I, wdt, use_amx, abuf, tile);
+            ex_ffn(part, h, act, gate_up, e * l.gu_elems, down, e * l.dn_elems, l.tok + e * C, l.wt + e * C,
+                   l.count[e], blo, bhi, H, I, wdt, use_amx, abuf, tile);
     }
     if (use_amx) kt_amx_end();
 }
@@ -303,12 +319,8 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
     kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
     int64_t blo, bhi;
     if (shared_kind != 0) {
-        for (int64_t t = 0; t < n; t++) { /* kind 1: sigmoid(h . sg_w), folded into act (linear) */
-            float g = 0.0f;
-            if (shared_kind == 1)
-                for (int64_t c = 0; c < H; c++) g += h[t * H + c] * ((const float *)sg_w)[c];
-            gate[t] = shared_kind == 1 ? kt_sigmoid(g) : 1.0f;
-        }
+        for (int64_t t = 0; t < n; t++) /* kind 1: sigmoid(h . sg_w), folded into act (linear) */
+            gate[t] = shared_kind == 1 ? ex_shared_gate(h + t * H, sg_w, H) : 1.0f;
         ex_blocks(SI, ith, nth, &blo, &bhi);
         float *ash = act + E * C * IP; // [T, SIP]
 #define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gate, tb, b, 0, s0, SIP, H, wdt)
@@ -316,15 +328,12 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
 #undef SH_TILE
     }
     if (E > 0) {
-        const int32_t *count = (const int32_t *)(dispatch + 8 * T * k); // [E]
-        const int32_t *tok = count + E;                                 // [E, C]
-        const float *wt = (const float *)(tok + E * C);                 // [E, C]
-        const int64_t gu_elems = kt_panel_elems((I + 15) / 16 * 32, H);
+        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C);
         ex_blocks(I, ith, nth, &blo, &bhi);
         for (int64_t e = 0; e < E; e++) {
             float *ae = act + e * C * IP; // [C, IP]
-#define EX_TILE(tb) ex_gate_up(ae, h, gate_up, e * gu_elems, tok + e * C, wt + e * C, tb, b, 0, s0, IP, H, wdt)
-            KT_FOR_TILES(count[e], kt_chunk(H), b, blo, bhi, s0, EX_TILE)
+#define EX_TILE(tb) ex_gate_up(ae, h, gate_up, e * l.gu_elems, l.tok + e * C, l.wt + e * C, tb, b, 0, s0, IP, H, wdt)
+            KT_FOR_TILES(l.count[e], kt_chunk(H), b, blo, bhi, s0, EX_TILE)
 #undef EX_TILE
         }
     }
@@ -347,12 +356,11 @@ void kt_experts_down(float *restrict y, const float *restrict x, const char *res
 #undef SH_TILE
     }
     if (E > 0) {
-        const int32_t *count = (const int32_t *)(dispatch + 8 * T * k); // [E]
-        const int32_t *tok = count + E;                                 // [E, C]
-        const int64_t dn_elems = kt_panel_elems(H, I);
+        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C);
         for (int64_t e = 0; e < E; e++) { /* rows [r0, r1) of expert e's down: one forward stream */
-#define EX_TILE(tb) ex_down(y, act + e * C * IP, down, e * dn_elems, tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, wdt)
-            KT_FOR_TILES(count[e], kt_chunk(IP), c, clo, chi, s0, EX_TILE)
+#define EX_TILE(tb)                                                                                               \
+    ex_down(y, act + e * C * IP, down, e * l.dn_elems, l.tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, wdt)
+            KT_FOR_TILES(l.count[e], kt_chunk(IP), c, clo, chi, s0, EX_TILE)
 #undef EX_TILE
         }
     }

@@ -21,12 +21,12 @@
 #include "kernels.h"
 #include "kt_common.h"
 
-/* y[t0 + t][32 b + j] (+ bias) (+ resid) = acc[t][j] for t < tb, j < 32 and rows < N; acc[t] at
- * stride ld floats (the epilogue of both tiles). */
+/* y[t0 + t][n0 + j] (+ bias) (+ resid) = acc[t][j] for t < tb, j < width and n0 + j < N; acc[t] at
+ * stride ld floats (the epilogue of the AMX tile and of the FMA tile's last, partial rows). */
 static inline void nm_store(float *restrict y, const float *restrict acc, int64_t ld, const float *restrict bias,
-                            const float *restrict resid, int64_t tb, int64_t t0, int64_t b, int64_t N,
+                            const float *restrict resid, int64_t tb, int64_t t0, int64_t n0, int64_t width, int64_t N,
                             int32_t has_bias, int32_t has_resid) {
-    int64_t n0 = b * 32, nr = N - n0 < 32 ? N - n0 : 32;
+    int64_t nr = N - n0 < width ? N - n0 : width;
     for (int64_t t = 0; t < tb; t++) {
         int64_t o = (t0 + t) * N + n0;
         for (int64_t l = 0; l < nr; l++) {
@@ -55,12 +55,9 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
                 if (has_resid) v += kt_ldv(resid + o);
                 kt_stv(y + o, v);
             } else {
-                for (int64_t l = 0; l < N - n0; l++) {
-                    float v = acc[s][t][l];
-                    if (has_bias) v += bias[n0 + l];
-                    if (has_resid) v += resid[o + l];
-                    y[o + l] = v;
-                }
+                float rest[16];
+                kt_stv(rest, acc[s][t]);
+                nm_store(y, rest, 16, bias, resid, 1, t0 + t, n0, 16, N, has_bias, has_resid);
             }
         }
 }
@@ -78,11 +75,8 @@ static void nm_amx(float *restrict y, const float *restrict xn, const uint16_t *
         kt_amx_pack(abuf, xn, K, NULL, c0, m, K, np);
         for (int64_t b = blo; b < bhi; b++)
             for (int64_t g = 0; g * 16 < m; g += 2) {
-                int groups = (g + 1) * 16 < m ? 2 : 1;
-                kt_amx_tile(tile, abuf + g * ga, abuf + (g + groups - 1) * ga, w + b * kt_kp(K) * 64, kt_amx_steps(K),
-                            groups, np);
-                int64_t tb = m - g * 16 < 16 * groups ? m - g * 16 : 16 * groups;
-                nm_store(y, tile, 32, bias, resid, tb, c0 + g * 16, b, N, has_bias, has_resid);
+                int64_t rows = kt_amx_pair(tile, abuf, ga, g, m, w + b * kt_kp(K) * 64, kt_amx_steps(K), np);
+                nm_store(y, tile, 32, bias, resid, rows, c0 + g * 16, b * 32, 32, N, has_bias, has_resid);
             }
     }
     kt_amx_end();

@@ -9,7 +9,7 @@
  *   ADD(x, MATMUL(attention, Wo))                -> FNORM_MATMUL(attn, -, Wo, bo, resid x)
  *   ADD(x, MOE_FFN(RMSNORM(x), ROUTER(..)) [+ SIGMOID_SCALE(shared)])
  *                                                -> FROUTER + FEXPERTS + FREDUCE
- *                                                   (fewer than 16 tokens: FROUTER + FEXPERTS_ACT
+ *                                                   (fewer than KT_TILE_T tokens: FROUTER + FEXPERTS_ACT
  *                                                   + FEXPERTS_DOWN, kernels.h's decode form)
  *   ADD(x, MATMUL(SWIGLU(MATMUL(RMSNORM(x)) x2)))  (dense layer)
  *                                                -> the same with E = 0
@@ -237,7 +237,7 @@ static Node *ffn_node(Fuser *fu, ValueId v, const FfnShape *fs) {
 }
 
 /* The MLP / MoE half of a layer: ADD(x, ffn) -> FROUTER? + FEXPERTS + FREDUCE, or, in a step of
- * fewer than 16 tokens, FROUTER? + FEXPERTS_ACT + FEXPERTS_DOWN. */
+ * fewer than KT_TILE_T tokens, FROUTER? + FEXPERTS_ACT + FEXPERTS_DOWN. */
 static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
     const Node *yn = src(fu, y);
     ValueId moe = IR_NONE, shared_down = IR_NONE, shared_gate = IR_NONE, dense_down = IR_NONE;
@@ -340,14 +340,14 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
     }
     const FfnShape fs = {hn->a.norm.eps, E, k, C, I, SI, SI == 0 ? 0 : mn ? 1 : 2, layer};
     snprintf(nm, sizeof nm, "L%02d.ffn.out", layer);
-    if (T < 16) { /* decode form: act, then down by rows of H (kernels.h) */
-        char an[64];
-        snprintf(an, sizeof an, "L%02d.ffn.act", layer);
-        ValueId av = ir_add(fu->f, OP_FEXPERTS_ACT, an, 6, (ValueId[]){x, ln, dispatch, gate_up, sh_gu, sh_g});
-        Node *an_ = ffn_node(fu, av, &fs);
-        an_->rank = 1;
-        an_->shape[0] = kt_experts_act_floats(T, E, C, I, SI);
-        an_->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_act_scratch(T, H);
+    if (T < KT_TILE_T) { /* decode form: act, then down by rows of H (kernels.h) */
+        char anm[64];
+        snprintf(anm, sizeof anm, "L%02d.ffn.act", layer);
+        ValueId av = ir_add(fu->f, OP_FEXPERTS_ACT, anm, 6, (ValueId[]){x, ln, dispatch, gate_up, sh_gu, sh_g});
+        Node *an = ffn_node(fu, av, &fs);
+        an->rank = 1;
+        an->shape[0] = kt_experts_act_floats(T, E, C, I, SI);
+        an->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_act_scratch(T, H);
         ValueId out = act(fu, OP_FEXPERTS_DOWN, nm, 5, (ValueId[]){x, dispatch, av, down, sh_d}, H);
         ffn_node(fu, out, &fs);
         fu->map[add.id] = out;
@@ -386,7 +386,7 @@ static void fuse_out_proj(Fuser *fu, ValueId add, ValueId xs, ValueId o) {
 
 Graph *pass_fuse(Arena *a, const Graph *s, int64_t threads, int64_t context, int amx, Diag *d) {
     Fuser fu = {.s = s, .a = a, .d = d, .threads = threads, .context = context, .ok = true};
-    fu.amx = s->n_tok >= 16 ? amx : 0; /* below one tile of tokens the FMA tile is always the better one */
+    fu.amx = s->n_tok >= KT_TILE_T ? amx : 0; /* below one tile of tokens the FMA tile is the better one */
     fu.f = ir_graph_new(a);
     fu.f->family = s->family;
     fu.f->n_layers = s->n_layers;

@@ -74,29 +74,28 @@ void pass_pack(Arena *a, PackTable *pt, Graph *g) {
     }
 }
 
+/* dst[i] (packed dtype to: bf16 or f32) = element c of src (dtype from), converted exactly where the
+ * dtypes allow (bf16 copied as is). */
+static inline void convert_at(void *dst, DType to, int64_t i, const void *src, DType from, int64_t c) {
+    if (to == DT_BF16 && from == DT_BF16) ((uint16_t *)dst)[i] = ((const uint16_t *)src)[c];
+    else if (to == DT_BF16) ((uint16_t *)dst)[i] = f32_to_bf16(dtype_load_f32(from, src, (size_t)c));
+    else ((float *)dst)[i] = dtype_load_f32(from, src, (size_t)c);
+}
+
 /* Converts n elements of a tensor to the packed dtype. */
 static void convert(void *dst, DType to, const void *srcp, DType from, int64_t n) {
     if (to == from) {
         memcpy(dst, srcp, (size_t)n * dtype_size(to));
         return;
     }
-    for (int64_t i = 0; i < n; i++) {
-        float f = dtype_load_f32(from, srcp, (size_t)i);
-        if (to == DT_F32) ((float *)dst)[i] = f;
-        else ((uint16_t *)dst)[i] = f32_to_bf16(f);
-    }
+    for (int64_t i = 0; i < n; i++) convert_at(dst, to, i, srcp, from, i);
 }
 
 /* Row r of a panel matrix (K columns, at dst) from a stored row src of dtype from. */
 static void panel_row(char *dst, DType to, int64_t r, const void *src, DType from, int64_t K) {
     const int32_t wdt = to == DT_BF16 ? 2 : 0;
     const int64_t at = kt_panel_index(r, 0, K, wdt), odd = kt_panel_index(r, 1, K, wdt) - at;
-    for (int64_t c = 0; c < K; c++) {
-        int64_t i = at + c / 2 * 64 + c % 2 * odd;
-        if (to == DT_BF16 && from == DT_BF16) ((uint16_t *)dst)[i] = ((const uint16_t *)src)[c];
-        else if (to == DT_BF16) ((uint16_t *)dst)[i] = f32_to_bf16(dtype_load_f32(from, src, (size_t)c));
-        else ((float *)dst)[i] = dtype_load_f32(from, src, (size_t)c);
-    }
+    for (int64_t c = 0; c < K; c++) convert_at(dst, to, at + c / 2 * 64 + c % 2 * odd, src, from, c);
 }
 
 static const char *row_of(const TensorInfo *t, int64_t r) {

@@ -12,7 +12,7 @@ Graph *pass_specialize(Arena *a, const Graph *g, int64_t n_tok, double capacity_
  * FROUTER, FEXPERTS, FREDUCE, EMBED) with packed WEIGHT nodes; threads = most threads a step may
  * run (sizes the per-thread partials and scratch); context = KV positions (sizes the RoPE table);
  * amx: 0, or the activation planes (1 to 3) of AMX-BF16 tiles, which the matmul kernels of a step
- * of 16 tokens or more then use (their attribute amx, and scratch for the packed activations). */
+ * of KT_TILE_T (16) tokens or more then use (their attribute amx, and scratch for the packed activations). */
 Graph *pass_fuse(Arena *a, const Graph *spec, int64_t threads, int64_t context, int amx, Diag *d);
 
 /* pack: gives every packed WEIGHT node of the graphs one byte offset in the weights section;
