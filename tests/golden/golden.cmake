@@ -1,4 +1,5 @@
-# Every case folder in ../shared/goldens is one test per path (label golden).
+# Every case folder in ../shared/goldens (a folder with a case.json) is one test per path
+# (label golden). goldens/gguf holds the GGUF cases, which have their own layout.
 add_executable(golden_check ${CMAKE_CURRENT_SOURCE_DIR}/tools/golden_check.c)
 target_link_libraries(golden_check PRIVATE moec_testref)
 target_compile_definitions(golden_check PRIVATE MOEC_TEST_TMP="${CMAKE_CURRENT_BINARY_DIR}/tmp")
@@ -6,7 +7,7 @@ target_compile_definitions(golden_check PRIVATE MOEC_TEST_TMP="${CMAKE_CURRENT_B
 file(GLOB GOLDEN_CASES LIST_DIRECTORIES true ${MOEC_SHARED_DIR}/goldens/*)
 set(MOEC_GOLDEN_NAMES "")
 foreach(case ${GOLDEN_CASES})
-  if(IS_DIRECTORY ${case})
+  if(IS_DIRECTORY ${case} AND EXISTS ${case}/case.json)
     get_filename_component(name ${case} NAME)
     list(APPEND MOEC_GOLDEN_NAMES ${name})
     add_test(NAME golden_run_${name} COMMAND golden_check ${case} -- $<TARGET_FILE:moec> run {model} --threads 2)
