@@ -12,7 +12,47 @@ typedef enum DType {
     DT_BF16 = 2,
     DT_I32 = 3,    /* token ids */
     DT_ROUTE = 4,  /* one routing choice: {int32 expert; float weight}, 8 bytes */
+    /* GGUF block-quantised weight types (ggml's block formulas; runtime/quant.h). A row of n
+     * elements is n / dtype_block_elems blocks of dtype_block_bytes each. */
+    DT_Q4_0 = 5,   /* 32 elems, 18 bytes: f16 d, 16 bytes of nibbles; x = d * (q - 8) */
+    DT_Q4_1 = 6,   /* 32 elems, 20 bytes: f16 d, f16 m, nibbles; x = d * q + m */
+    DT_Q5_0 = 7,   /* 32 elems, 22 bytes: f16 d, 32 high bits, nibbles; x = d * (q - 16) */
+    DT_Q5_1 = 8,   /* 32 elems, 24 bytes: f16 d, f16 m, high bits, nibbles; x = d * q + m */
+    DT_Q8_0 = 9,   /* 32 elems, 34 bytes: f16 d, 32 int8; x = d * q */
+    DT_Q4_K = 10,  /* 256 elems, 144 bytes: super-block of 8 x 32 with 6-bit scales and mins */
+    DT_Q5_K = 11,  /* 256 elems, 176 bytes */
+    DT_Q6_K = 12,  /* 256 elems, 210 bytes: 16 x 16 with int8 scales */
+    DT_COUNT
 } DType;
+
+/* Elements per block: 1 for plain types, 32 or 256 for quantised ones. */
+static inline int64_t dtype_block_elems(DType t) {
+    switch (t) {
+    case DT_Q4_0: case DT_Q4_1: case DT_Q5_0: case DT_Q5_1: case DT_Q8_0: return 32;
+    case DT_Q4_K: case DT_Q5_K: case DT_Q6_K: return 256;
+    default: return 1;
+    }
+}
+
+/* Bytes per block (for plain types, bytes per element). */
+static inline size_t dtype_block_bytes(DType t) {
+    switch (t) {
+    case DT_F32: case DT_I32: return 4;
+    case DT_F16: case DT_BF16: return 2;
+    case DT_ROUTE: return 8;
+    case DT_Q4_0: return 18;
+    case DT_Q4_1: return 20;
+    case DT_Q5_0: return 22;
+    case DT_Q5_1: return 24;
+    case DT_Q8_0: return 34;
+    case DT_Q4_K: return 144;
+    case DT_Q5_K: return 176;
+    case DT_Q6_K: return 210;
+    default: return 0;
+    }
+}
+
+static inline int dtype_is_quant(DType t) { return dtype_block_elems(t) > 1; }
 
 typedef struct MoeRoute {
     int32_t expert;
@@ -26,8 +66,8 @@ static inline size_t dtype_size(DType t) {
     case DT_BF16: return 2;
     case DT_I32: return 4;
     case DT_ROUTE: return sizeof(MoeRoute);
+    default: return 0; /* block types have no per-element size: dtype_block_bytes */
     }
-    return 0;
 }
 
 static inline const char *dtype_name(DType t) {
@@ -37,6 +77,15 @@ static inline const char *dtype_name(DType t) {
     case DT_BF16: return "bf16";
     case DT_I32: return "i32";
     case DT_ROUTE: return "route";
+    case DT_Q4_0: return "q4_0";
+    case DT_Q4_1: return "q4_1";
+    case DT_Q5_0: return "q5_0";
+    case DT_Q5_1: return "q5_1";
+    case DT_Q8_0: return "q8_0";
+    case DT_Q4_K: return "q4_k";
+    case DT_Q5_K: return "q5_k";
+    case DT_Q6_K: return "q6_k";
+    default: break;
     }
     return "?";
 }
