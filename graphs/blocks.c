@@ -8,6 +8,49 @@
 
 /* ---------------------------------------------------------------- config */
 
+/* Plausibility bounds on the sizes a config gives: far above any published model, and low enough
+ * that every product of dims that sizes a tensor or a buffer fits in 64 bits (checked once more
+ * over the whole model in gb_check_config). */
+enum {
+    MAX_VOCAB = 1 << 22,      /* published models: <= 262144 */
+    MAX_WIDTH = 1 << 18,      /* hidden and FFN widths; published: <= 65536 */
+    MAX_HEADS = 1 << 12,
+    MAX_HEAD_DIM = 1 << 12,
+    MAX_LAYERS = 1 << 12,
+    MAX_EXPERTS = 1 << 14,
+};
+#define MAX_POSITIONS (INT64_C(1) << 26)
+/* 2^44 parameters (17.6 T): a model beyond this is a config error, not a checkpoint. */
+#define MAX_PARAMS (INT64_C(1) << 44)
+
+static bool at_most(ConfigReader *r, const char *key, int64_t v, int64_t max) {
+    return cfg_check(r, v <= max, key, arena_printf(r->a, "<= %" PRId64, max), v);
+}
+
+/* a * b, or -1 when either is negative or the product overflows. */
+static int64_t mul_checked(int64_t a, int64_t b) {
+    int64_t p;
+    if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &p)) return -1;
+    return p;
+}
+
+/* Parameters of the model the config describes (the weights gb_decoder reads), or -1 on overflow. */
+static int64_t config_params(const ModelConfig *c) {
+    int64_t H = c->hidden_size, hd = c->head_dim, q = mul_checked(c->num_attention_heads, hd);
+    int64_t kv = mul_checked(c->num_key_value_heads, hd);
+    int64_t attn = mul_checked(H, q < 0 || kv < 0 ? -1 : 2 * q + 2 * kv);
+    int64_t moe = mul_checked(mul_checked(c->num_experts, 3 * c->expert_intermediate_size), H);
+    int64_t shared = mul_checked(3 * c->shared_expert_intermediate_size, H);
+    int64_t dense = mul_checked(3 * c->dense_intermediate_size, H);
+    int64_t router = mul_checked(c->num_experts, H);
+    int64_t per_layer = attn < 0 || moe < 0 || shared < 0 || dense < 0 || router < 0 ? -1
+                        : attn + moe + shared + dense + router;
+    int64_t layers = mul_checked(per_layer, c->num_hidden_layers);
+    int64_t embed = mul_checked(mul_checked(c->vocab_size, H), 2);
+    if (layers < 0 || embed < 0 || layers > MAX_PARAMS || embed > MAX_PARAMS) return -1;
+    return layers + embed;
+}
+
 /* eos_token_id may be one id or a list of them; the first counts. */
 static int64_t cfg_first_int(ConfigReader *r, const char *key) {
     int64_t *list;
@@ -30,6 +73,13 @@ void gb_read_common(ConfigReader *r, ModelConfig *c, const ConfigDefaults *def) 
     c->bos_token_id = cfg_int(r, "bos_token_id", -1);
     c->eos_token_id = cfg_has(r, "eos_token_id") ? cfg_first_int(r, "eos_token_id") : -1;
     cfg_rope_scaling(r, &c->rope_scaling);
+    /* Bounded before anything is sized from them (the layer table below, the family's loops). */
+    at_most(r, "vocab_size", c->vocab_size, MAX_VOCAB);
+    at_most(r, "hidden_size", c->hidden_size, MAX_WIDTH);
+    at_most(r, "num_attention_heads", c->num_attention_heads, MAX_HEADS);
+    at_most(r, "num_key_value_heads", c->num_key_value_heads, MAX_HEADS);
+    at_most(r, "max_position_embeddings", c->max_position_embeddings, MAX_POSITIONS);
+    if (!at_most(r, "num_hidden_layers", c->num_hidden_layers, MAX_LAYERS)) c->num_hidden_layers = 0;
     c->layer_is_moe = arena_alloc(r->a, sizeof(bool) * (size_t)(c->num_hidden_layers > 0 ? c->num_hidden_layers : 1));
     for (int64_t l = 0; l < c->num_hidden_layers; l++) c->layer_is_moe[l] = true;
     if (diag_failed(r->d)) return; /* a missing or mistyped key: its consequences would only be noise */
@@ -60,6 +110,16 @@ void gb_check_config(ConfigReader *r, ModelConfig *c) {
     cfg_check(r, c->expert_intermediate_size > 0, "intermediate_size", "> 0", c->expert_intermediate_size);
     cfg_check(r, c->sliding_window >= 0, "sliding_window", ">= 1 or null", c->sliding_window);
     if (c->clip_qkv < 0) diag_error(r->d, "%s: key 'clip_qkv': must be > 0 or null; got %g", r->file, c->clip_qkv);
+    at_most(r, "head_dim", c->head_dim, MAX_HEAD_DIM);
+    at_most(r, "num_experts", c->num_experts, MAX_EXPERTS);
+    at_most(r, "intermediate_size", c->expert_intermediate_size, MAX_WIDTH);
+    at_most(r, "intermediate_size (dense layers)", c->dense_intermediate_size, MAX_WIDTH);
+    at_most(r, "shared_expert_intermediate_size", c->shared_expert_intermediate_size, MAX_WIDTH);
+    if (diag_failed(r->d)) return;
+    int64_t params = config_params(c);
+    if (params < 0)
+        diag_error(r->d, "%s: the sizes describe a model of more than %.3g parameters; expected a real checkpoint "
+                   "(hidden_size x intermediate_size x experts x num_hidden_layers)", r->file, (double)MAX_PARAMS);
 }
 
 /* ---------------------------------------------------------------- weights */

@@ -16,6 +16,9 @@ set(MOEC_ERROR_CASES
   "unsupported_dtype|tensor 'model.norm.weight': dtype not supported. expected BF16, F16 or F32, got I64"
   "wrong_shape|tensor 'model.layers.0.self_attn.k_proj.weight': wrong shape. expected \\[32, 64\\], got \\[64, 32\\]"
   "missing_tensor|tensor 'model.layers.1.block_sparse_moe.experts.2.w3.weight': missing"
+  "huge_hidden|config.json: key 'hidden_size': must be <= 262144. got 1000000000000"
+  "huge_layers|config.json: key 'num_hidden_layers': must be <= 4096. got 100000000000"
+  "huge_model|config.json: the sizes describe a model of more than 1.76e\\+13 parameters"
   "index_missing_shard|model.safetensors.index.json: shard 'model-00002-of-00002.safetensors' \\(for tensor '[^']+'\\): no such file")
 foreach(entry ${MOEC_ERROR_CASES})
   string(FIND "${entry}" "|" bar)

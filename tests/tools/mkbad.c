@@ -21,6 +21,9 @@
  *                        preset, so transposing it changes nothing)
  * missing_tensor         drops layer 1 expert 2's w3 (file rewritten)   tensor 'model.layers.1.block_sparse_moe.experts.2.w3.weight': missing
  * index_missing_shard    2 shards + index; deletes the second shard     model.safetensors.index.json: shard 'model-00002-of-00002.safetensors' \(for tensor '[^']+'\): no such file
+ * huge_hidden            hidden_size 1e12                               key 'hidden_size': must be <= 262144
+ * huge_layers            num_hidden_layers 1e11                         key 'num_hidden_layers': must be <= 4096
+ * huge_model             each size plausible, their product 2^53 params the sizes describe a model of more than
  *
  * Exit status: 0 written, 1 failure (message on stderr), 2 usage / unknown case. */
 #include <cjson/cJSON.h>
@@ -36,7 +39,7 @@
 static const char *const cases[] = {
     "none", "missing_config", "malformed_json", "unknown_model_type", "missing_field", "topk_gt_experts",
     "truncated_safetensors", "header_len_past_eof", "offsets_oob", "unsupported_dtype", "wrong_shape",
-    "missing_tensor", "index_missing_shard",
+    "missing_tensor", "index_missing_shard", "huge_hidden", "huge_layers", "huge_model",
 };
 
 static char *path_of(const char *dir, const char *name) {
@@ -70,7 +73,9 @@ static bool write_all(const char *path, const void *p, size_t n) {
 
 /* ---------------------------------------------------------------- config.json edits */
 
-typedef enum ConfigEdit { SET_MODEL_TYPE, DROP_HIDDEN_SIZE, SET_TOPK_5 } ConfigEdit;
+typedef enum ConfigEdit { SET_MODEL_TYPE, DROP_HIDDEN_SIZE, SET_TOPK_5, HUGE_HIDDEN, HUGE_LAYERS, HUGE_MODEL } ConfigEdit;
+
+static void set_num(cJSON *j, const char *key, double v) { cJSON_ReplaceItemInObject(j, key, cJSON_CreateNumber(v)); }
 
 static bool edit_config(const char *dir, ConfigEdit e) {
     char *path = path_of(dir, "config.json");
@@ -82,7 +87,17 @@ static bool edit_config(const char *dir, ConfigEdit e) {
     if (j) {
         if (e == SET_MODEL_TYPE) cJSON_ReplaceItemInObject(j, "model_type", cJSON_CreateString("frobnicator_moe"));
         if (e == DROP_HIDDEN_SIZE) cJSON_DeleteItemFromObject(j, "hidden_size");
-        if (e == SET_TOPK_5) cJSON_ReplaceItemInObject(j, "num_experts_per_tok", cJSON_CreateNumber(5));
+        if (e == SET_TOPK_5) set_num(j, "num_experts_per_tok", 5);
+        if (e == HUGE_HIDDEN) set_num(j, "hidden_size", 1e12);
+        if (e == HUGE_LAYERS) set_num(j, "num_hidden_layers", 1e11);
+        if (e == HUGE_MODEL) { /* every size plausible on its own; their product is not */
+            set_num(j, "hidden_size", 65536);
+            set_num(j, "num_attention_heads", 64);
+            set_num(j, "num_key_value_heads", 8);
+            set_num(j, "intermediate_size", 262144);
+            set_num(j, "num_local_experts", 16384);
+            set_num(j, "num_hidden_layers", 4096);
+        }
         char *out = cJSON_Print(j);
         ok = write_all(path, out, strlen(out));
         cJSON_free(out);
@@ -246,6 +261,9 @@ int main(int argc, char **argv) {
     else if (!strcmp(c, "unknown_model_type")) ok = edit_config(dir, SET_MODEL_TYPE);
     else if (!strcmp(c, "missing_field")) ok = edit_config(dir, DROP_HIDDEN_SIZE);
     else if (!strcmp(c, "topk_gt_experts")) ok = edit_config(dir, SET_TOPK_5);
+    else if (!strcmp(c, "huge_hidden")) ok = edit_config(dir, HUGE_HIDDEN);
+    else if (!strcmp(c, "huge_layers")) ok = edit_config(dir, HUGE_LAYERS);
+    else if (!strcmp(c, "huge_model")) ok = edit_config(dir, HUGE_MODEL);
     else if (!strcmp(c, "truncated_safetensors")) ok = edit_table(dir, CUT_LM_HEAD);
     else if (!strcmp(c, "header_len_past_eof")) ok = header_past_eof(dir);
     else if (!strcmp(c, "offsets_oob")) ok = edit_header(dir, OFFSETS_PAST_END);
