@@ -124,6 +124,8 @@ static bool spec_of(Diag *d, Arena *a, const SynthOptions *o, Spec *s) {
     s->qkv_bias = o->arch == SYNTH_QWEN2_MOE;
     s->wstd = o->wstd > 0 ? o->wstd : o->preset == SYNTH_TINY ? 0.125 : 0.02;
     s->decoder_sparse_step = o->decoder_sparse_step ? o->decoder_sparse_step : 1;
+    if (o->num_hidden_layers > 0 && o->num_hidden_layers <= SYNTH_MAX_LAYERS) s->p.num_hidden_layers = o->num_hidden_layers;
+    if (o->dense_intermediate_size > 0) s->p.dense_size = o->dense_intermediate_size;
     bool ok = true;
     if (o->dtype != DT_BF16 && o->dtype != DT_F16 && o->dtype != DT_F32) {
         diag_error(d, "synth: dtype: not supported; expected bf16, f16 or f32, got %s", dtype_name(o->dtype));
@@ -140,6 +142,21 @@ static bool spec_of(Diag *d, Arena *a, const SynthOptions *o, Spec *s) {
     if (!is_qwen(o->arch) && (o->decoder_sparse_step || o->n_mlp_only_layers)) {
         diag_error(d, "synth: %s: dense layers (decoder_sparse_step, mlp_only_layers) are not part of this family; "
                       "expected qwen2_moe or qwen3_moe", synth_arch_name(o->arch));
+        ok = false;
+    }
+    if (!is_qwen(o->arch) && o->dense_intermediate_size) {
+        diag_error(d, "synth: %s: dense_intermediate_size: this family has no dense layers; expected qwen2_moe or "
+                      "qwen3_moe", synth_arch_name(o->arch));
+        ok = false;
+    }
+    if (o->num_hidden_layers < 0 || o->num_hidden_layers > SYNTH_MAX_LAYERS) {
+        diag_error(d, "synth: num_hidden_layers: out of range; expected 1..%d, got %" PRId64, SYNTH_MAX_LAYERS,
+                   o->num_hidden_layers);
+        ok = false;
+    }
+    if (o->dense_intermediate_size < 0 || o->dense_intermediate_size > (1 << 20)) {
+        diag_error(d, "synth: dense_intermediate_size: out of range; expected 1..%d, got %" PRId64, 1 << 20,
+                   o->dense_intermediate_size);
         ok = false;
     }
     if (o->decoder_sparse_step < 0) {
@@ -760,6 +777,7 @@ static const char synth_usage[] =
     "usage: moec synth OUT_DIR --arch mixtral|qwen2_moe|qwen3_moe|olmoe [--preset tiny|bench]\n"
     "                  [--dtype bf16|f16|f32] [--shards N] [--seed S] [--wstd X] [--force]\n"
     "                  [--tied] [--decoder-sparse-step N] [--mlp-only-layers L,L,...]\n"
+    "                  [--dense-intermediate-size N] [--layers N]\n"
     "Writes a synthetic checkpoint in the Hugging Face layout: config.json and model.safetensors\n"
     "(or N shards model-0000i-of-0000N.safetensors + model.safetensors.index.json), seeded random\n"
     "weights.\n"
@@ -771,7 +789,9 @@ static const char synth_usage[] =
     "  --wstd X         std of linear weights (default 0.125 tiny, 0.02 bench)\n"
     "  --force          replace an existing model folder once the new one is complete\n"
     "  --tied           tie_word_embeddings: true, no lm_head.weight\n"
-    "  --decoder-sparse-step N, --mlp-only-layers L,...   qwen: make some layers dense\n";
+    "  --decoder-sparse-step N, --mlp-only-layers L,...   qwen: make some layers dense\n"
+    "  --dense-intermediate-size N   qwen: intermediate_size, the dense layers' width (default: the preset's)\n"
+    "  --layers N       num_hidden_layers (default: the preset's)\n";
 
 /* Flag values, parsed here rather than through cli.c so that synth.c links on its own (the
  * tests/tools programs link it with safetensors.c, arena.c and diag.c only). */
@@ -867,6 +887,10 @@ int cmd_synth(int argc, char **argv) {
             o.n_mlp_only_layers = 0;
             if ((v = flag_value(&d, argc, argv, &i)) && parse_layers(&d, a, v, &only, &o.n_mlp_only_layers))
                 o.mlp_only_layers = only;
+        } else if (!strcmp(a, "--dense-intermediate-size")) {
+            if ((v = flag_value(&d, argc, argv, &i))) parse_i64(&d, a, v, 1, 1 << 20, &o.dense_intermediate_size);
+        } else if (!strcmp(a, "--layers")) {
+            if ((v = flag_value(&d, argc, argv, &i))) parse_i64(&d, a, v, 1, SYNTH_MAX_LAYERS, &o.num_hidden_layers);
         } else if (!strcmp(a, "--force")) {
             o.force = true;
         } else if (!strcmp(a, "--tied")) {

@@ -19,6 +19,8 @@ typedef enum SynthArch { SYNTH_MIXTRAL, SYNTH_QWEN2_MOE, SYNTH_QWEN3_MOE, SYNTH_
  * bench: ~0.8-1 B parameters, for throughput measurements. */
 typedef enum SynthPreset { SYNTH_TINY, SYNTH_BENCH } SynthPreset;
 
+enum { SYNTH_MAX_LAYERS = 256 }; /* the runtime's MOE_MAX_LAYERS (runtime/format.h) */
+
 typedef struct SynthOptions {
     const char *out_dir;            /* folder to create */
     SynthArch arch;
@@ -33,9 +35,12 @@ typedef struct SynthOptions {
     int64_t decoder_sparse_step;    /* qwen families; 0: 1 (every layer MoE) */
     int n_mlp_only_layers;          /* qwen families: layers forced dense */
     const int64_t *mlp_only_layers; /* [n_mlp_only_layers] */
+    int64_t num_hidden_layers;      /* 0: the preset's */
+    int64_t dense_intermediate_size;/* qwen families: intermediate_size, the dense layers' width; 0: the preset's */
 } SynthOptions;
 
-/* Defaults: bf16, 1 shard, seed 0, preset wstd, no force, quiet, untied, every layer MoE. */
+/* Defaults: bf16, 1 shard, seed 0, preset wstd, no force, quiet, untied, every layer MoE, the
+ * preset's layer count and widths. */
 void synth_options_init(SynthOptions *o, const char *out_dir, SynthArch arch, SynthPreset preset);
 /* "mixtral", "qwen2_moe", "qwen3_moe", "olmoe" <-> SynthArch; parse returns false if unknown. */
 bool synth_arch_parse(const char *s, SynthArch *out);
