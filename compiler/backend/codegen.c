@@ -553,7 +553,12 @@ LLVMValueRef cg_specialize(Codegen *cg, const char *name, const char *tmpl, cons
     for (CgSpec *s = cg->specs; s; s = s->next)
         if (s->tmpl == t && same_binds(s->binds, binds, n_binds)) return s->fn;
     if (cg->optimized) BUG("cg_specialize(%s): called after cg_optimize (the templates are gone)", name);
-    if (LLVMGetNamedFunction(cg->mod, name)) BUG("cg_specialize: a function '%s' exists already", name);
+    /* Another specialisation under this name (layers whose kernels differ in a bind the caller's name
+     * does not spell, e.g. one layer's weights in another dtype): the first free name.2, name.3, ... */
+    char *unique = NULL;
+    for (int i = 2; LLVMGetNamedFunction(cg->mod, unique ? unique : name); i++)
+        unique = arena_printf(cg->arena, "%s.%d", name, i);
+    if (unique) name = unique;
 
     LLVMTypeRef fty = LLVMGlobalGetValueType(t);
     LLVMTypeRef *ptys = xmalloc((np + 1) * sizeof *ptys), *kept = xmalloc((np + 1) * sizeof *kept);

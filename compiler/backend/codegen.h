@@ -81,7 +81,8 @@ LLVMValueRef cg_template(Codegen *cg, const char *tmpl);
 /* A function `name` whose parameters are tmpl's CG_KEEP parameters in order (same names and
  * attributes) and whose body calls tmpl with the others replaced by constants; binds has one entry
  * per tmpl parameter. External, noinline. If the same tmpl with the same binds was specialised
- * before, returns that function (under its first name) and creates nothing. Call before cg_optimize. */
+ * before, returns that function (under its first name) and creates nothing. If another function is
+ * named `name` already, the new one is named `name.2` (or .3, ...). Call before cg_optimize. */
 LLVMValueRef cg_specialize(Codegen *cg, const char *name, const char *tmpl, const CgBind *binds, int n_binds);
 
 /* A new external function `name` with an "entry" block; the builder is positioned at its end.

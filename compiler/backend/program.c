@@ -113,6 +113,10 @@ static void ffn_binds(Call *c, const Node *n, int64_t T, int64_t H) {
     cint(c, n->a.ffn.capacity), cint(c, n->a.ffn.d_shared), cint(c, n->a.ffn.shared_kind);
 }
 
+/* "experts" for a MoE layer's expert kernels, "mlp" for a dense layer's (E = 0): the two are
+ * different specialisations of one template, so they need different names. */
+static const char *ffn_kind(const Node *n) { return n->a.ffn.n_exp ? "experts" : "mlp"; }
+
 static LLVMValueRef kv_ptr(Emitter *e, int layer, bool values) {
     return offset_ptr(e, e->kv, e->kv_layout->layer_off[layer] + (values ? e->kv_layout->layer_bytes[layer] / 2 : 0));
 }
@@ -202,7 +206,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         ffn_binds(&c, n, T, H);
         cfp(&c, n->a.ffn.eps), cint(&c, per_thread);
         cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 5)), cint(&c, n->a.ffn.amx);
-        snprintf(kname, sizeof kname, "k_experts_T%lld", (long long)T);
+        snprintf(kname, sizeof kname, "k_%s_T%lld", ffn_kind(n), (long long)T);
         return emit_call(e, "kt_experts", kname, &c, 0);
     }
     case OP_FEXPERTS_ACT: {
@@ -212,7 +216,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
         ffn_binds(&c, n, T, x->shape[1]);
         cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 4));
-        snprintf(kname, sizeof kname, "k_experts_act_T%lld", (long long)T);
+        snprintf(kname, sizeof kname, "k_%s_act_T%lld", ffn_kind(n), (long long)T);
         return emit_call(e, "kt_experts_act", kname, &c, 0);
     }
     case OP_FEXPERTS_DOWN: {
@@ -220,7 +224,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         for (int k = 0; k < 5; k++) keep(&c, in_ptr(e, n, k));
         ffn_binds(&c, n, T, n->shape[1]);
         cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 4));
-        snprintf(kname, sizeof kname, "k_experts_down_T%lld", (long long)T);
+        snprintf(kname, sizeof kname, "k_%s_down_T%lld", ffn_kind(n), (long long)T);
         return emit_call(e, "kt_experts_down", kname, &c, 0);
     }
     case OP_FREDUCE: {
