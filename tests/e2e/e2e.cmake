@@ -6,7 +6,7 @@ foreach(name ${MOEC_GOLDEN_NAMES})
                    ${MOEC_SHARED_DIR}/goldens/${name} ${CMAKE_CURRENT_BINARY_DIR}/tmp/compiled_${name})
   set_tests_properties(golden_compiled_${name} PROPERTIES LABELS "golden;e2e" SKIP_RETURN_CODE 77 TIMEOUT 600)
 endforeach()
-foreach(check selfcontained sidecar capacity aarch64 atomic llvm errors text lastrow amx bench demo)
+foreach(check selfcontained sidecar capacity aarch64 atomic llvm errors text lastrow amx bench demo mixed)
   add_test(NAME compile_${check}
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/compile_checks.sh $<TARGET_FILE:moec>
                    ${CMAKE_CURRENT_BINARY_DIR}/tmp/compile_${check} ${check})
