@@ -10,30 +10,18 @@
 #include <unistd.h>
 
 #include "format.h"
-
-uint64_t artifact_hash_bytes(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) { /* word-wise multiply-xor: a few GB/s */
-        uint64_t w;
-        memcpy(&w, b + i, 8);
-        h = (h ^ w) * 0x100000001b3ull;
-        h ^= h >> 29;
-    }
-    for (; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
-    return h;
-}
+#include "hash.h"
 
 typedef struct Sink {
     FILE *f;        /* NULL: hash only */
-    uint64_t hash;
+    MoeHash hash;
     bool progress;
     double last;
 } Sink;
 
 static bool sink_write(void *user, const void *p, size_t n) {
     Sink *s = user;
-    s->hash = artifact_hash_bytes(s->hash, p, n);
+    moe_hash_update(&s->hash, p, n);
     return !s->f || fwrite(p, 1, n, s->f) == n;
 }
 
@@ -47,10 +35,11 @@ static void sink_progress(void *user, int64_t done, int64_t total) {
     if (done >= total) fputc('\n', stderr);
 }
 
-bool artifact_hash_weights(const PackTable *pt, uint64_t seed, uint64_t *hash, bool progress) {
-    Sink s = {NULL, seed, progress, 0};
+bool artifact_hash_weights(const PackTable *pt, const char *family, uint64_t *hash, bool progress) {
+    Sink s = {.progress = progress};
+    moe_hash_init(&s.hash, moe_hash_seed(family));
     if (!pack_write(pt, sink_write, sink_progress, &s)) return false;
-    *hash = s.hash;
+    *hash = moe_hash_final(&s.hash);
     return true;
 }
 
@@ -65,7 +54,7 @@ static bool pad_to(FILE *f, long align) {
     return at >= 0;
 }
 
-bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, uint64_t seed, const void *tok_blob,
+bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, const char *family, const void *tok_blob,
                             size_t tok_len, uint64_t *hash, bool progress) {
     FILE *f = fopen(path, "wb");
     if (!f) {
@@ -80,7 +69,8 @@ bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, uint
     memset(&h, 0, sizeof h);
     static const char zero[MOE_HEADER_BYTES];
     bool ok = fwrite(zero, 1, MOE_HEADER_BYTES, f) == MOE_HEADER_BYTES && pad_to(f, MOE_WEIGHTS_OFFSET);
-    Sink s = {f, seed, progress, 0};
+    Sink s = {.f = f, .progress = progress};
+    moe_hash_init(&s.hash, moe_hash_seed(family));
     ok = ok && pack_write(pt, sink_write, sink_progress, &s);
     h.sections[0] = (MoeSection){MOE_SECTION_WEIGHTS, 0, MOE_WEIGHTS_OFFSET, (uint64_t)pt->total};
     h.n_sections = 1;
@@ -88,12 +78,13 @@ bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, uint
         ok = pad_to(f, MOE_ALIGN);
         h.sections[1] = (MoeSection){MOE_SECTION_TOKENIZER, 0, (uint64_t)ftell(f), tok_len};
         h.n_sections = 2;
-        ok = ok && fwrite(tok_blob, 1, tok_len, f) == tok_len;
+        ok = ok && sink_write(&s, tok_blob, tok_len);
     }
     ok = ok && pad_to(f, MOE_ALIGN);
     memcpy(h.magic, MOE_WEIGHTS_MAGIC, 8);
     h.format_version = MOE_FORMAT_VERSION;
-    h.model_hash = s.hash;
+    h.model_hash = moe_hash_final(&s.hash);
+    snprintf(h.family, sizeof h.family, "%s", family);
     h.total_size = (uint64_t)ftell(f);
     ok = ok && fseek(f, 0, SEEK_SET) == 0 && fwrite(&h, sizeof h, 1, f) == 1;
     ok = (fclose(f) == 0) && ok;
@@ -102,7 +93,7 @@ bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, uint
         unlink(path);
         return false;
     }
-    *hash = s.hash;
+    *hash = h.model_hash;
     return true;
 }
 

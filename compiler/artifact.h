@@ -10,17 +10,16 @@
 #include "diag.h"
 #include "passes/passes.h"
 
-/* Hash of the packed weights (and the seed, e.g. a hash of the config), without writing them. */
-bool artifact_hash_weights(const PackTable *pt, uint64_t seed, uint64_t *hash, bool progress);
+/* The model hash (runtime/hash.h, seeded by the family) of the packed weights, without writing them. */
+bool artifact_hash_weights(const PackTable *pt, const char *family, uint64_t *hash, bool progress);
 /* Writes path (a .moew file) with the weights section and an optional tokenizer blob; *hash gets
- * the model hash (seeded). Shows a progress line on stderr when progress. */
-bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, uint64_t seed, const void *tok_blob,
+ * the model hash: seeded by the family, over the weights then the tokenizer bytes (what
+ * moe_model_verify recomputes). Shows a progress line on stderr when progress. */
+bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, const char *family, const void *tok_blob,
                             size_t tok_len, uint64_t *hash, bool progress);
 /* Links obj with libmoert into an executable at exe_path (written as given: the caller renames). */
 bool artifact_link(Diag *d, const char *obj_path, const char *exe_path);
 /* Appends the .moew file's bytes to exe_path, 4096-aligned, followed by a MoeTrailer. */
 bool artifact_embed(Diag *d, const char *exe_path, const char *weights_path);
-/* 64-bit hash of bytes, chainable through seed. */
-uint64_t artifact_hash_bytes(uint64_t seed, const void *p, size_t n);
 
 #endif

@@ -173,7 +173,6 @@ int compile_model(const CompileOptions *o, Diag *d) {
     program_kv_layout(fp, S, &kv); /* a partial chunk writes the KV of its real rows only */
 
     /* weights first: the manifest carries their hash */
-    uint64_t seed = artifact_hash_bytes(0xcbf29ce484222325ull, md.arch->model_type, strlen(md.arch->model_type));
     uint64_t hash;
     bool progress = !o->quiet && isatty(2);
     if (o->emit == EMIT_EXE) {
@@ -181,8 +180,8 @@ int compile_model(const CompileOptions *o, Diag *d) {
         size_t tok_len = 0;
         load_tokenizer(a, o, &tok, &tok_len);
         wtmp = arena_printf(a, "%s%s.tmp.%d", o->out, o->sidecar ? ".moew" : ".weights", (int)getpid());
-        if (!artifact_write_weights(d, wtmp, &pt, seed, tok, tok_len, &hash, progress)) goto out;
-    } else if (!artifact_hash_weights(&pt, seed, &hash, progress)) {
+        if (!artifact_write_weights(d, wtmp, &pt, md.arch->model_type, tok, tok_len, &hash, progress)) goto out;
+    } else if (!artifact_hash_weights(&pt, md.arch->model_type, &hash, progress)) {
         diag_error(d, "%s: cannot read the weights", o->model_dir);
         goto out;
     }

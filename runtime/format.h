@@ -22,7 +22,10 @@
  * the page cache can hold them in 2 MiB folios, which the runtime maps as huge pages (decode on the
  * bench preset: 61 tok/s with half the weights mapped so, 66 with nearly all).
  * The runtime refuses a weights file whose magic, format_version, model_hash or sizes differ from
- * the manifest the program was compiled with. */
+ * the manifest the program was compiled with. model_hash (runtime/hash.h) is seeded by the family
+ * name and runs over the weights section, then the tokenizer section; loading compares only the
+ * stored hashes (a flipped byte inside a section goes unnoticed), moe_model_verify (`OUT --verify`,
+ * `moec verify`) recomputes it over every byte. */
 #ifndef MOE_FORMAT_H
 #define MOE_FORMAT_H
 #include <stdint.h>
@@ -51,6 +54,7 @@ typedef struct MoeWeightsHeader {
     uint64_t model_hash;     /* must equal MoeManifest.model_hash */
     uint64_t total_size;     /* header + sections, bytes */
     MoeSection sections[MOE_MAX_SECTIONS];
+    char family[32];         /* the hash seed's family, NUL-terminated (moec verify of a lone .moew) */
 } MoeWeightsHeader;
 
 typedef struct MoeTrailer {

@@ -33,6 +33,7 @@
 
 #include "dtype.h"
 #include "exec.h"
+#include "hash.h"
 
 enum { STEP_NONE, STEP_PREFILL, STEP_DECODE };
 enum { ERR_BYTES = 512, BIG_BYTES = 4 << 20 };
@@ -46,6 +47,7 @@ struct MoeModel {
     const char *weights;     /* MOE_SECTION_WEIGHTS, manifest.weights_bytes, inside map */
     const char *tokenizer;   /* MOE_SECTION_TOKENIZER or NULL, tokenizer_bytes */
     uint64_t tokenizer_bytes;
+    const char *weights_name; /* the weights file as shown in messages */
     char *arena;             /* [arena_bytes] activations, laid out by the plan pass */
     char *kv;                /* [kv_bytes] KV cache */
     int64_t *stats;          /* [n_layers][n_exp + 1] */
@@ -217,6 +219,7 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
         return fail(m, MOE_ERR_IO, "%s: cannot map %" PRIu64 " bytes: %s", name, h.total_size, strerror(errno));
     }
     const char *hdr = (const char *)m->map + delta;
+    m->weights_name = name;
     m->weights = hdr + wsec->offset;
     if (tsec) {
         m->tokenizer = hdr + tsec->offset;
@@ -234,38 +237,105 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
     return MOE_OK;
 }
 
+/* Where the weights header of the open file fd sits: at 0 for a .moew file, or, when embedded,
+ * where the MoeTrailer at the end of the executable says; *avail gets the bytes from there that
+ * belong to the weights. */
+static MoeStatus locate_header(MoeModel *m, int fd, const char *name, bool embedded, uint64_t *hdr_off,
+                               uint64_t *avail) {
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) return fail(m, MOE_ERR_IO, "%s: not a regular file", name);
+    uint64_t size = (uint64_t)st.st_size;
+    *hdr_off = 0;
+    *avail = size;
+    if (!embedded) return MOE_OK;
+    MoeTrailer t;
+    if (size < sizeof t || !read_at(fd, &t, sizeof t, size - sizeof t) || memcmp(t.magic, MOE_TRAILER_MAGIC, 8))
+        return fail(m, MOE_ERR_FORMAT,
+                    "%s: no weights embedded in this executable (no %s trailer); give a .moew weights file", name,
+                    MOE_TRAILER_MAGIC);
+    if (t.header_offset % MOE_ALIGN || t.header_offset > size - sizeof t)
+        return fail(m, MOE_ERR_FORMAT,
+                    "%s: embedded weights header at offset %" PRIu64 "; expected a multiple of %d below %" PRIu64, name,
+                    t.header_offset, MOE_ALIGN, size - sizeof t);
+    *hdr_off = t.header_offset;
+    *avail = size - sizeof t - t.header_offset;
+    return MOE_OK;
+}
+
 /* Opens path (name in messages) and maps its weights: the whole file, or when embedded the part
  * located by the MoeTrailer at its end. */
 static MoeStatus open_weights(MoeModel *m, const char *path, const char *name, bool embedded) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return fail(m, MOE_ERR_IO, "%s: cannot open: %s", name, strerror(errno));
-    struct stat st;
-    MoeStatus rc = MOE_OK;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        rc = fail(m, MOE_ERR_IO, "%s: not a regular file", name);
-        goto out;
-    }
-    uint64_t size = (uint64_t)st.st_size, hdr_off = 0, avail = size;
-    if (embedded) {
-        MoeTrailer t;
-        if (size < sizeof t || !read_at(fd, &t, sizeof t, size - sizeof t) || memcmp(t.magic, MOE_TRAILER_MAGIC, 8)) {
-            rc = fail(m, MOE_ERR_FORMAT,
-                      "%s: no weights embedded in this executable (no %s trailer); give a .moew weights file", name,
-                      MOE_TRAILER_MAGIC);
-            goto out;
-        }
-        if (t.header_offset % MOE_ALIGN || t.header_offset > size - sizeof t) {
-            rc = fail(m, MOE_ERR_FORMAT,
-                      "%s: embedded weights header at offset %" PRIu64 "; expected a multiple of %d below %" PRIu64,
-                      name, t.header_offset, MOE_ALIGN, size - sizeof t);
-            goto out;
-        }
-        hdr_off = t.header_offset;
-        avail = size - sizeof t - hdr_off;
-    }
-    rc = map_weights(m, fd, name, hdr_off, avail);
-out:
+    uint64_t hdr_off, avail;
+    MoeStatus rc = locate_header(m, fd, name, embedded, &hdr_off, &avail);
+    if (rc == MOE_OK) rc = map_weights(m, fd, name, hdr_off, avail);
     close(fd);
+    return rc;
+}
+
+/* ---- verify ------------------------------------------------------------------------------ */
+
+/* The model hash over the mapped sections, as artifact_write_weights computed it while writing. */
+static uint64_t mapped_hash(const MoeModel *m) {
+    MoeHash h;
+    moe_hash_init(&h, moe_hash_seed(m->man->family));
+    moe_hash_update(&h, m->weights, (size_t)m->man->weights_bytes);
+    if (m->tokenizer) moe_hash_update(&h, m->tokenizer, (size_t)m->tokenizer_bytes);
+    return moe_hash_final(&h);
+}
+
+MoeStatus moe_model_verify(MoeModel *m) {
+    if (!m) return MOE_ERR_ARG;
+    uint64_t h = mapped_hash(m);
+    if (h != m->man->model_hash)
+        return fail(m, MOE_ERR_MISMATCH,
+                    "%s: the weights are corrupt: their hash is 0x%016" PRIx64 ", compiled as 0x%016" PRIx64
+                    " (bytes changed after compile)",
+                    m->weights_name ? m->weights_name : "weights", h, m->man->model_hash);
+    return MOE_OK;
+}
+
+MoeStatus moe_weights_verify(const char *path, uint64_t *hash, char *err, size_t errlen) {
+    if (err && errlen) err[0] = 0;
+    if (!path) return MOE_ERR_ARG;
+    MoeModel m = {0};
+    MoeManifest man = {0};
+    m.man = &man;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    MoeStatus rc = fd < 0 ? fail(&m, MOE_ERR_IO, "%s: cannot open: %s", path, strerror(errno)) : MOE_OK;
+    /* an executable ends with the trailer; anything else is taken as a .moew file */
+    MoeTrailer t;
+    struct stat st;
+    bool embedded = rc == MOE_OK && !fstat(fd, &st) && (uint64_t)st.st_size >= sizeof t &&
+                    read_at(fd, &t, sizeof t, (uint64_t)st.st_size - sizeof t) && !memcmp(t.magic, MOE_TRAILER_MAGIC, 8);
+    uint64_t hdr_off = 0, avail = 0;
+    MoeWeightsHeader h;
+    if (rc == MOE_OK) rc = locate_header(&m, fd, path, embedded, &hdr_off, &avail);
+    memset(&h, 0, sizeof h);
+    if (rc == MOE_OK && (avail < 8 || !read_at(fd, h.magic, 8, hdr_off) || memcmp(h.magic, MOE_WEIGHTS_MAGIC, 8)))
+        rc = fail(&m, MOE_ERR_FORMAT, "%s: not a moec weights file (no '%s' magic); expected a .moew file or an "
+                  "executable made by moec compile", path, MOE_WEIGHTS_MAGIC);
+    if (rc == MOE_OK && (avail < MOE_HEADER_BYTES || !read_at(fd, &h, sizeof h, hdr_off)))
+        rc = fail(&m, MOE_ERR_FORMAT, "%s: truncated: no %d-byte weights header", path, MOE_HEADER_BYTES);
+    if (rc == MOE_OK) {
+        /* the file's own header stands in for the program's manifest */
+        man.format_version = MOE_FORMAT_VERSION;
+        man.model_hash = h.model_hash;
+        memcpy(man.family, h.family, sizeof man.family);
+        man.family[sizeof man.family - 1] = 0;
+        for (uint32_t i = 0; i < h.n_sections && i < MOE_MAX_SECTIONS; i++)
+            if (h.sections[i].kind == MOE_SECTION_WEIGHTS) man.weights_bytes = (int64_t)h.sections[i].size;
+        if (!man.family[0])
+            rc = fail(&m, MOE_ERR_FORMAT, "%s: the header names no model family (written before moec could verify); "
+                      "recompile to verify it", path);
+    }
+    if (rc == MOE_OK) rc = map_weights(&m, fd, path, hdr_off, avail);
+    if (rc == MOE_OK) rc = moe_model_verify(&m);
+    if (rc == MOE_OK && hash) *hash = man.model_hash;
+    if (fd >= 0) close(fd);
+    if (m.map) munmap(m.map, m.map_len);
+    if (rc != MOE_OK && err && errlen) snprintf(err, errlen, "%s", m.err);
     return rc;
 }
 

@@ -32,7 +32,7 @@ typedef struct CliOptions {
     int64_t n_prompt, n_gen, threads, top_k, seed;
     double temp, top_p;
     const char *logits_out, *trace_out, *weights;
-    bool stats, help, verbose;
+    bool stats, help, verbose, verify;
     /* text mode: the prompt is text (--prompt, --prompt-file or stdin), encoded with the tokenizer
      * the compiler embedded (MOE_SECTION_TOKENIZER); the output is streamed text, up to EOS */
     char *text;                      /* malloc'd */
@@ -60,6 +60,10 @@ static const char usage[] =
     "  --trace FILE           write prompt/generated ids and router choices per layer and position (JSON)\n"
     "  --stats                print per-layer expert utilisation and dropped assignments\n"
     "  --verbose              print load, prefill and decode times and tokens/s at the end\n"
+    "  --verify               read every byte of the weights and check them against the model hash\n"
+    "                         before running (alone: check, print and exit). Without it, loading\n"
+    "                         checks the weights' header (magic, version, hash, sizes, bounds), not\n"
+    "                         the bytes: a corrupted byte inside the weights would go unnoticed\n"
     "Compiled for a context of %" PRId64 " tokens, prefill chunks of %" PRId64 ", target %.64s (%.64s)%s.\n";
 
 static void error(const CliOptions *o, const char *fmt, ...) {
@@ -190,6 +194,8 @@ static int parse(int argc, char **argv, CliOptions *o) {
             if (!(o->trace_out = value(o, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--stats")) {
             o->stats = true;
+        } else if (!strcmp(a, "--verify")) {
+            o->verify = true;
         } else if (!strcmp(a, "--verbose")) {
             o->verbose = true;
         } else if (a[0] == '-') {
@@ -200,6 +206,7 @@ static int parse(int argc, char **argv, CliOptions *o) {
             return 2;
         }
     }
+    if (!o->prompt && !o->text_mode && o->verify) return 0; /* --verify alone */
     if (!o->prompt && !o->text_mode) {
         if (isatty(0)) {
             error(o, "expected --tokens IDS, --prompt TEXT, --prompt-file F or text on stdin; see '%s --help'", o->name);
@@ -327,6 +334,16 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
         error(o, "%s", err);
         goto out;
     }
+    if (o->verify && moe_model_verify(m) != MOE_OK) {
+        error(o, "%s", moe_model_error(m));
+        goto out;
+    }
+    if (o->verify && !o->prompt && !o->text_mode) {
+        printf("%s: weights verified: %.1f MB, model hash 0x%016" PRIx64 "\n", o->name,
+               (double)mf->weights_bytes / 1e6, mf->model_hash);
+        rc = 0;
+        goto out;
+    }
     if (o->text_mode && (!encode_prompt(o, m, &tok) || !check_prompt(o, mf))) goto out;
     for (uint32_t l = 0; l < mf->n_layers; l++) is_moe[l] = mf->routes_prefill[l] >= 0;
     if (o->trace_out && !(tr = moe_trace_new((int)mf->n_layers, (int)mf->top_k, is_moe))) {
@@ -404,7 +421,7 @@ int moert_cli(int argc, char **argv, const MoeProgram *prog) {
         printf(usage, o.name, mf->family, mf->context, mf->prefill_chunk, mf->target, mf->cpu,
                mf->needs & MOE_NEED_AMX ? ", prefill on AMX tiles" : "");
     } else if (rc == 0) {
-        rc = o.text_mode || check_prompt(&o, mf) ? generate(&o, prog) : 1;
+        rc = o.text_mode || (o.verify && !o.prompt) || check_prompt(&o, mf) ? generate(&o, prog) : 1;
     }
     free(o.prompt);
     free(o.text);

@@ -60,6 +60,14 @@ MOE_API void moe_model_free(MoeModel *m);
 MOE_API const char *moe_model_error(const MoeModel *m);
 /* The manifest m was compiled with (lives as long as the program). */
 MOE_API const MoeManifest *moe_model_manifest(const MoeModel *m);
+/* Recomputes the model hash over every byte of m's weights (and tokenizer) and compares it with
+ * the one the program was compiled with: MOE_ERR_MISMATCH when a byte changed after compile.
+ * moe_model_load checks only the stored hashes and sizes, not the bytes; this reads all of them
+ * (about 0.3 s per GB once they are in memory). */
+MOE_API MoeStatus moe_model_verify(MoeModel *m);
+/* The same check on a weights file without its program: a .moew file, or an executable with its
+ * weights embedded, against the hash its own header holds; *hash (may be NULL) gets it. */
+MOE_API MoeStatus moe_weights_verify(const char *path, uint64_t *hash, char *err, size_t errlen);
 /* Starts a new sequence: position 0 and the expert statistics cleared. */
 MOE_API void moe_model_reset(MoeModel *m);
 /* Tokens of the current sequence in the KV cache. */
