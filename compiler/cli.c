@@ -11,6 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "textio.h"
+
 bool cli_parse_int(Diag *d, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
     errno = 0;
@@ -36,38 +38,9 @@ bool cli_parse_double(Diag *d, const char *flag, const char *s, double lo, doubl
 }
 
 bool cli_parse_ids(Diag *d, const char *flag, const char *s, int32_t **ids, int64_t *n) {
-    int64_t cap = 16, cnt = 0;
-    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
-    const char *p = s;
-    if (!v) return false;
-    while (*p) {
-        char *end;
-        errno = 0;
-        long long x = strtoll(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
-            diag_error(d, "%s: expected comma-separated token ids like 1,2,3; got '%s'", flag, s);
-            free(v);
-            return false;
-        }
-        if (cnt == cap) {
-            int32_t *w = realloc(v, sizeof(int32_t) * (size_t)(cap *= 2));
-            if (!w) {
-                free(v);
-                return false;
-            }
-            v = w;
-        }
-        v[cnt++] = (int32_t)x;
-        p = *end ? end + 1 : end;
-    }
-    if (cnt == 0) {
-        diag_error(d, "%s: expected at least one token id; got '%s'", flag, s);
-        free(v);
-        return false;
-    }
-    *ids = v;
-    *n = cnt;
-    return true;
+    int st = moe_parse_ids(s, ids, n);
+    if (st != MOE_IDS_OK) diag_error(d, "%s: %s; got '%s'", flag, moe_parse_ids_error(st), s);
+    return st == MOE_IDS_OK;
 }
 
 const char *cli_value(Diag *d, int argc, char **argv, int *i) {

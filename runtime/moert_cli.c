@@ -103,36 +103,11 @@ static bool parse_double(const CliOptions *o, const char *flag, const char *s, d
 
 /* "1,2,3" into a malloc'd array. */
 static bool parse_ids(CliOptions *o, const char *flag, const char *s) {
-    int64_t cap = 16, n = 0;
-    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!v) {
-        error(o, "%s: out of memory", flag);
-        return false;
-    }
-    for (const char *p = s; *p;) {
-        char *end;
-        errno = 0;
-        long long x = strtoll(p, &end, 10);
-        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
-            error(o, "%s: expected comma-separated token ids like 1,2,3; got '%s'", flag, s);
-            free(v);
-            return false;
-        }
-        if (n == cap) {
-            int32_t *w = realloc(v, sizeof(int32_t) * (size_t)(cap *= 2));
-            if (!w) {
-                error(o, "%s: out of memory", flag);
-                free(v);
-                return false;
-            }
-            v = w;
-        }
-        v[n++] = (int32_t)x;
-        p = *end ? end + 1 : end;
-    }
-    if (n == 0) {
-        error(o, "%s: expected at least one token id; got '%s'", flag, s);
-        free(v);
+    int32_t *v;
+    int64_t n;
+    int st = moe_parse_ids(s, &v, &n);
+    if (st != MOE_IDS_OK) {
+        error(o, "%s: %s; got '%s'", flag, moe_parse_ids_error(st), s);
         return false;
     }
     free(o->prompt);

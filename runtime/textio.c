@@ -4,6 +4,47 @@
 #include <stdlib.h>
 #include <string.h>
 
+int moe_parse_ids(const char *s, int32_t **ids, int64_t *n) {
+    int64_t cap = 16, cnt = 0;
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)cap);
+    if (!v) return MOE_IDS_NOMEM;
+    for (const char *p = s; *p;) {
+        char *end;
+        errno = 0;
+        long long x = strtoll(p, &end, 10);
+        if (end == p || errno || x < 0 || x > INT32_MAX || (*end && *end != ',')) {
+            free(v);
+            return MOE_IDS_MALFORMED;
+        }
+        if (cnt == cap) {
+            int32_t *w = realloc(v, sizeof(int32_t) * (size_t)(cap *= 2));
+            if (!w) {
+                free(v);
+                return MOE_IDS_NOMEM;
+            }
+            v = w;
+        }
+        v[cnt++] = (int32_t)x;
+        p = *end ? end + 1 : end;
+    }
+    if (cnt == 0) {
+        free(v);
+        return MOE_IDS_EMPTY;
+    }
+    *ids = v;
+    *n = cnt;
+    return MOE_IDS_OK;
+}
+
+const char *moe_parse_ids_error(int status) {
+    switch (status) {
+    case MOE_IDS_MALFORMED: return "expected comma-separated token ids like 1,2,3";
+    case MOE_IDS_EMPTY: return "expected at least one token id";
+    case MOE_IDS_NOMEM: return "out of memory";
+    default: return "ok";
+    }
+}
+
 char *moe_read_text(const char *path, size_t *len) {
     FILE *f = strcmp(path, "-") ? fopen(path, "rb") : stdin;
     if (!f) return NULL;

@@ -9,6 +9,13 @@
 
 #include "tokenizer.h"
 
+/* Parses a --tokens value, "1,2,3" (ids in [0, INT32_MAX], comma-separated), into a malloc'd
+ * array *ids of *n ids: MOE_IDS_OK, or why not (nothing allocated then). */
+enum { MOE_IDS_OK, MOE_IDS_MALFORMED, MOE_IDS_EMPTY, MOE_IDS_NOMEM };
+int moe_parse_ids(const char *s, int32_t **ids, int64_t *n);
+/* The one-line reason for a moe_parse_ids status. */
+const char *moe_parse_ids_error(int status);
+
 /* The whole file ("-": stdin) as a malloc'd NUL-terminated string, its length in *len (may be
  * NULL); NULL (errno set) when it cannot be opened or read, or memory runs out. */
 char *moe_read_text(const char *path, size_t *len);
