@@ -154,8 +154,9 @@ static void decode(DType t, const uint8_t *b, Block *k) {
 }
 
 /* dst[0..k->n) = the block's values, with ggml's order of operations: (D * sc) * lev, then + M * mn.
- * D * sc and D * sc * lev are exact in f32 (11 + 8 + 6 significant bits at most), so the only
- * rounding is the final addition, as in ggml. */
+ * D * sc and D * sc * lev are exact in f32 (an f16 significand < 2^11, |sc| <= 128 and |lev| <= 32, or
+ * |lev| <= 128 with sc = 1, multiply to less than 2^24), so the only rounding is the final addition,
+ * as in ggml, and FMA contraction cannot change a value. */
 static void block_values(const Block *k, float *dst) {
     for (int i = 0; i < k->n; i++) {
         float s = k->D * (float)k->sc[i / k->group];
