@@ -479,12 +479,14 @@ static bool parse_part(Arena *a, Diag *d, GgufPart *pt, int part_no, Parsed *out
             continue;
         }
         int64_t elems = 1;
-        uint64_t nbytes = (uint64_t)(x->ne[0] / blk) * dtype_block_bytes(x->ti.dtype);
-        bool overflow = false;
+        uint64_t nbytes;
+        bool overflow =
+            __builtin_mul_overflow((uint64_t)(x->ne[0] / blk), (uint64_t)dtype_block_bytes(x->ti.dtype), &nbytes);
         for (int k = 0; k < MOE_MAX_DIMS; k++) overflow |= __builtin_mul_overflow(elems, x->ne[k], &elems);
         for (int k = 1; k < MOE_MAX_DIMS; k++) overflow |= __builtin_mul_overflow(nbytes, (uint64_t)x->ne[k], &nbytes);
         if (overflow) {
-            diag_error(d, "%s: %s: element count overflows 64 bits; expected a product of dimensions below 2^63, got %s",
+            diag_error(d, "%s: %s: element or byte count overflows 64 bits; expected a product of dimensions below 2^63, "
+                          "got %s",
                        file, subj, ne_s);
             ok = false;
             continue;

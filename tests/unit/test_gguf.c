@@ -582,6 +582,8 @@ static void bad_files(void) {
     PATCH(put64(b + up + 4, (uint64_t)-32), "negative ne", "tensor 'blk.0.ffn_up_exps.weight'", "negative");
     PATCH(put64(b + emb + 4, 1ull << 40); put64(b + emb + 12, 1ull << 40), "element overflow",
           "tensor 'token_embd.weight'", "overflows");
+    PATCH(put64(b + emb + 4, 1ull << 62); put64(b + emb + 12, 1), "byte overflow", "tensor 'token_embd.weight'",
+          "overflows");
     PATCH(put64(b + norm_off, 36), "misaligned", "tensor 'output_norm.weight': data offset is not aligned", "got 36");
     PATCH(put64(b + norm_off, 0), "overlap", "overlap tensor", "output_norm.weight");
     PATCH(put64(b + emb_off, 1024), "past the end", "tensor 'token_embd.weight'", "past the end of the data section");
