@@ -4,11 +4,14 @@
 #                           Mixtral on a text prompt, both paths, and compare them (no downloads)
 #   ./build.sh test         build with -Werror and run the whole ctest suite
 #   ./build.sh asan-test    the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   ./build.sh fuzz [S]     build the libFuzzer targets (clang-19, ASan + UBSan) and run each for S
+#                           seconds (default 30) on its checked-in corpus (tests/fuzz/fuzz.cmake)
 #   ./build.sh build        just build (build/moec)
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PKGS="cmake make gcc libc6-dev clang-19 llvm-19-dev libcjson-dev"
+[ "${1:-}" = fuzz ] && PKGS="$PKGS libclang-rt-19-dev libomp-19-dev" # libFuzzer, clang's OpenMP
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
@@ -35,5 +38,9 @@ case "${1:-demo}" in
   asan-test)
     configure_build build-asan -DMOEC_WERROR=ON -DMOEC_SANITIZE=ON
     ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs" --no-tests=error -LE slow ;;
-  *) echo "usage: ./build.sh [demo|test|asan-test|build]" >&2; exit 2 ;;
+  fuzz)
+    CC=clang-19 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMOEC_FUZZ=ON -DMOEC_FUZZ_SECONDS="${2:-30}" >/dev/null
+    cmake --build build-fuzz -j"$jobs" --target fuzz
+    ctest --test-dir build-fuzz --output-on-failure --no-tests=error -L fuzz ;;
+  *) echo "usage: ./build.sh [demo|test|asan-test|fuzz [SECONDS]|build]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,24 @@
+# Fuzz targets (label fuzz): every tests/fuzz/fuzz_<name>.c is a libFuzzer target over one parser
+# of user files, with its seed corpus in tests/fuzz/corpus/<name>/. Built only when MOEC_FUZZ is
+# on (clang-19, the whole build instrumented with ASan + UBSan and libFuzzer's coverage):
+#   ./build.sh fuzz [SECONDS]      # every target for SECONDS (default 30) each, as CI does
+# Each test runs its target for MOEC_FUZZ_SECONDS on a scratch copy of the corpus (new inputs go
+# to the scratch folder; the checked-in corpus only changes by hand); a crash, leak, timeout or
+# sanitizer report fails it, and libFuzzer leaves the input as crash-*/leak-*/timeout-* in WORK.
+set(MOEC_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs under ctest")
+add_custom_target(fuzz)
+file(GLOB FUZZ_TARGETS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)
+foreach(src ${FUZZ_TARGETS})
+  get_filename_component(name ${src} NAME_WE)
+  string(REPLACE "fuzz_" "" short ${name})
+  add_executable(${name} ${src})
+  add_dependencies(fuzz ${name})
+  target_link_libraries(${name} PRIVATE moec_core)
+  target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
+  target_link_options(${name} PRIVATE -fsanitize=fuzzer)
+  add_test(NAME fuzz_${short}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzz.sh $<TARGET_FILE:${name}>
+                   ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/corpus/${short} ${CMAKE_CURRENT_BINARY_DIR}/tmp/fuzz_${short}
+                   ${MOEC_FUZZ_SECONDS})
+  set_tests_properties(fuzz_${short} PROPERTIES LABELS fuzz TIMEOUT 3600)
+endforeach()

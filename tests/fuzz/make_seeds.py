@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Writes the small seed files of tests/fuzz/corpus/ (not run by the build; kept to show and redo
+how the seeds were made). Usage: make_seeds.py SHARED_DIR TINY_MODEL_DIR TINY_MOEW
+  SHARED_DIR      ../shared (goldens/ and tokenizers/)
+  TINY_MODEL_DIR  a `moec synth --preset tiny` folder (its tokenizer.json)
+  TINY_MOEW       a .moew that `moec compile --weights sidecar` wrote for it (its tokenizer blob)
+The first byte of a safetensors, tokenizer or prompt seed picks the target's mode (see its .c)."""
+import json, os, struct, sys
+
+shared, tiny, moew = sys.argv[1:4]
+root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
+
+def put(kind, name, data):
+    os.makedirs(os.path.join(root, kind), exist_ok=True)
+    with open(os.path.join(root, kind, name), "wb") as f:
+        f.write(data)
+
+def safetensors(tensors):  # [(name, dtype, shape, bytes)]
+    hdr, data = {"__metadata__": {"format": "pt"}}, b""
+    for name, dt, shape, raw in tensors:
+        hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    h = json.dumps(hdr).encode()
+    h += b" " * (-len(h) % 8)
+    return struct.pack("<Q", len(h)) + h + data
+
+put("safetensors", "two_tensors", b"\0" + safetensors([("model.a", "BF16", [2, 3], bytes(range(12))),
+                                                        ("model.b", "F32", [4], struct.pack("<4f", 1, 2, 3, 4))]))
+put("safetensors", "f16_empty_dim", b"\0" + safetensors([("x", "F16", [0, 5], b""), ("y", "F16", [3], b"\1\2\3\4\5\6")]))
+put("safetensors", "index", b"\1" + json.dumps({"metadata": {"total_size": 28}, "weight_map": {
+    "model.a": "model-00001-of-00002.safetensors", "model.b": "model-00002-of-00002.safetensors"}}).encode())
+with open(os.path.join(shared, "goldens/mixtral_tiny_f32_2shards/model/model.safetensors.index.json"), "rb") as f:
+    put("safetensors", "golden_index", b"\1" + f.read())
+with open(os.path.join(shared, "goldens/mixtral_tiny_bf16/model/model.safetensors"), "rb") as f:
+    n = struct.unpack("<Q", f.read(8))[0]
+    f.seek(0)
+    put("safetensors", "golden_header_only", b"\0" + f.read(8 + n))  # the data cut off: an error seed
+
+# tokenizer.json: the synthetic one, and the real ones cut to a few hundred ids (structure kept)
+with open(os.path.join(tiny, "tokenizer.json"), "rb") as f:
+    put("tokenizer", "synth_json", b"\0" + f.read())
+for name in ("llama2", "qwen3"):
+    with open(os.path.join(shared, "tokenizers", name, "tokenizer.json")) as f:
+        tj = json.load(f)
+    vocab = tj["model"]["vocab"]
+    keep = {t: i for t, i in vocab.items() if i < 400}
+    tj["model"]["vocab"] = keep
+    merges = []
+    for m in tj["model"].get("merges", []):
+        a, b = m.split(" ") if isinstance(m, str) else m
+        if a in keep and b in keep and a + b in keep:
+            merges.append(m)
+    tj["model"]["merges"] = merges
+    tj["added_tokens"] = [t for t in tj.get("added_tokens", []) if t["id"] < 400]
+    put("tokenizer", name + "_json", b"\0" + json.dumps(tj, ensure_ascii=False).encode())
+with open(moew, "rb") as f:
+    head = f.read(4096)
+    kind, _, off, size = struct.unpack_from("<IIQQ", head, 56)
+    assert kind == 2, "the second section is not the tokenizer"
+    f.seek(off)
+    put("tokenizer", "synth_blob", b"\1" + f.read(size))
+
+# weights: a small .moew with both sections at 4096 multiples and the right hash, and the same
+# appended to an "executable" with a trailer
+M = (1 << 64) - 1
+def moe_hash(seed, data):
+    h = seed
+    i = 0
+    while i + 8 <= len(data):
+        h = ((h ^ struct.unpack_from("<Q", data, i)[0]) * 0x100000001b3) & M
+        h ^= h >> 29
+        i += 8
+    for b in data[i:]:
+        h = ((h ^ b) * 0x100000001b3) & M
+    return h
+seed = moe_hash(0xcbf29ce484222325, b"mixtral")
+weights, tok = bytes((i * 7) & 255 for i in range(3000)), b"tokenizer bytes"
+h = moe_hash(seed, weights + tok)
+hdr = b"MOEWGT01" + struct.pack("<IIQQ", 4, 2, h, 3 * 4096)
+hdr += struct.pack("<IIQQ", 1, 0, 4096, len(weights)) + struct.pack("<IIQQ", 2, 0, 8192, len(tok))
+hdr += bytes(2 * 24) + b"mixtral".ljust(32, b"\0")
+moew_bytes = hdr.ljust(4096, b"\0") + weights.ljust(4096, b"\0") + tok.ljust(4096, b"\0")
+put("weights", "small_moew", moew_bytes)
+put("weights", "small_exe", b"\x7fELF".ljust(4096, b"\0") + moew_bytes + b"MOEEMBED" + struct.pack("<Q", 4096))
+
+put("prompt", "ids", b"\0" + b"1,2,3,384,0,2147483647")
+put("prompt", "ids_bad", b"\0" + b"1,,2,-3,99999999999")
+for i, line in enumerate(open(os.path.join(shared, "tokenizers/llama2/cases.jsonl")).readlines()[:6]):
+    put("prompt", "text%d" % i, b"\1" + json.loads(line)["text"].encode())
