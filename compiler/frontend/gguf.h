@@ -156,9 +156,10 @@ GgufKv gguf_kv_str(const char *key, const char *s);
 GgufKv gguf_kv_arr(const char *key, GgufType elem, uint64_t n, const void *elems);
 
 /* Writes a GGUF v3 file through a temporary name renamed into place: kvs in order (plus
- * general.alignment when alignment is not 32 and kvs lack it), then the tensors in order, each
- * at the next multiple of alignment (a power of two). A tensor's shape is outermost first, as in
- * StWriteTensor; its data holds shape x dtype bytes (rows of whole blocks for quantised types). */
+ * general.alignment when alignment is not 32 and kvs lack it; one among kvs is written as given,
+ * which tests use to make bad files), then the tensors in order, each at the next multiple of
+ * alignment (a power of two). A tensor's shape is outermost first, as in StWriteTensor; its data
+ * holds shape x dtype bytes (rows of whole blocks for quantised types). */
 bool gguf_write_file(Diag *d, const char *path, const GgufKv *kvs, int n_kv, const StWriteTensor *ts, int n_t,
                      uint32_t alignment);
 
