@@ -1,11 +1,23 @@
 #include "frontend.h"
 
+#include "gguf_model.h"
+
 #include <string.h>
 #include <sys/stat.h>
 
 bool model_load_config(Model *m, Arena *a, Diag *d, const char *dir) {
     memset(m, 0, sizeof *m);
     m->dir = arena_strdup(a, dir);
+    int before_path = d->n_errors;
+    if ((m->gguf_path = gguf_model_path(a, d, dir))) {
+        if (!gguf_open(&m->gguf, a, d, m->gguf_path) || !gguf_model_config(&m->gguf, a, d, &m->cfg, &m->arch)) {
+            m->arch = NULL;
+            return false;
+        }
+        m->cfg.dir = m->dir;
+        return true;
+    }
+    if (d->n_errors != before_path) return false;
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         diag_error(d, "%s: not a folder; expected a Hugging Face model folder (config.json + *.safetensors)", dir);
@@ -32,14 +44,16 @@ bool model_load_config(Model *m, Arena *a, Diag *d, const char *dir) {
 
 bool model_load(Model *m, Arena *a, Diag *d, const char *dir) {
     if (!model_load_config(m, a, d, dir)) return false;
-    if (!st_open_dir(&m->tt, a, d, dir)) return false;
+    if (m->gguf_path ? !gguf_model_tensors(&m->gguf, m->arch, &m->cfg, a, d, &m->tt) : !st_open_dir(&m->tt, a, d, dir))
+        return false;
     GraphBuilder b = {
         .g = ir_graph_new(a),
         .c = &m->cfg,
         .tt = &m->tt,
         .d = d,
         .a = a,
-        .weights_file = m->tt.n_shards > 1 ? "model.safetensors.index.json" : "model.safetensors",
+        .weights_file = m->gguf_path ? m->gguf_path
+                        : m->tt.n_shards > 1 ? "model.safetensors.index.json" : "model.safetensors",
     };
     b.g->family = m->arch->model_type;
     int before = d->n_errors;
@@ -49,4 +63,7 @@ bool model_load(Model *m, Arena *a, Diag *d, const char *dir) {
     return ir_verify(m->g, d);
 }
 
-void model_close(Model *m) { st_close(&m->tt); }
+void model_close(Model *m) {
+    st_close(&m->tt);
+    gguf_close(&m->gguf);
+}

@@ -50,6 +50,21 @@ bool cfg_open(ConfigReader *r, Arena *a, Diag *d, const char *dir) {
     return true;
 }
 
+void cfg_from_json(ConfigReader *r, Arena *a, Diag *d, const char *file, cJSON *root, const char *const *key_names) {
+    memset(r, 0, sizeof *r);
+    r->d = d;
+    r->a = a;
+    r->file = file;
+    r->root = root;
+    r->key_names = key_names;
+}
+
+const char *cfg_key(const ConfigReader *r, const char *key) {
+    for (const char *const *k = r->key_names; k && k[0]; k += 2)
+        if (!strcmp(k[0], key)) return k[1];
+    return key;
+}
+
 void cfg_close(ConfigReader *r) {
     cJSON_Delete(r->root);
     r->root = NULL;
@@ -76,7 +91,7 @@ int64_t cfg_int(ConfigReader *r, const char *key, int64_t def) {
     int64_t x;
     if (!as_int(v, &x)) {
         char *s = cJSON_PrintUnformatted(v);
-        diag_error(r->d, "%s: key '%s': expected an integer; got %s", r->file, key, s ? s : "?");
+        diag_error(r->d, "%s: key '%s': expected an integer; got %s", r->file, cfg_key(r, key), s ? s : "?");
         cJSON_free(s);
         return def;
     }
@@ -85,7 +100,7 @@ int64_t cfg_int(ConfigReader *r, const char *key, int64_t def) {
 
 int64_t cfg_int_req(ConfigReader *r, const char *key) {
     if (!get(r, key)) {
-        diag_error(r->d, "%s: key '%s': missing; expected an integer (it fixes the tensor shapes)", r->file, key);
+        diag_error(r->d, "%s: key '%s': missing; expected an integer (it fixes the tensor shapes)", r->file, cfg_key(r, key));
         return 0;
     }
     return cfg_int(r, key, 0);
@@ -96,7 +111,7 @@ double cfg_num(ConfigReader *r, const char *key, double def) {
     if (!v) return def;
     if (!cJSON_IsNumber(v)) {
         char *s = cJSON_PrintUnformatted(v);
-        diag_error(r->d, "%s: key '%s': expected a number; got %s", r->file, key, s ? s : "?");
+        diag_error(r->d, "%s: key '%s': expected a number; got %s", r->file, cfg_key(r, key), s ? s : "?");
         cJSON_free(s);
         return def;
     }
@@ -108,7 +123,7 @@ bool cfg_bool(ConfigReader *r, const char *key, bool def) {
     if (!v) return def;
     if (!cJSON_IsBool(v)) {
         char *s = cJSON_PrintUnformatted(v);
-        diag_error(r->d, "%s: key '%s': expected true or false; got %s", r->file, key, s ? s : "?");
+        diag_error(r->d, "%s: key '%s': expected true or false; got %s", r->file, cfg_key(r, key), s ? s : "?");
         cJSON_free(s);
         return def;
     }
@@ -147,7 +162,7 @@ int cfg_int_list(ConfigReader *r, const char *key, int64_t **out) {
 }
 
 bool cfg_check(ConfigReader *r, bool ok, const char *key, const char *must, int64_t got) {
-    if (!ok) diag_error(r->d, "%s: key '%s': must be %s; got %" PRId64, r->file, key, must, got);
+    if (!ok) diag_error(r->d, "%s: key '%s': must be %s; got %" PRId64, r->file, cfg_key(r, key), must, got);
     return ok;
 }
 

@@ -61,11 +61,19 @@ typedef struct ConfigReader {
     const char *file;                   /* "config.json" path as shown in errors */
     Diag *d;
     Arena *a;
+    /* NULL, or {config key, the name to show for it, ...} NULL-terminated: a config made from
+     * another file's keys (GGUF) names them in errors, e.g. "llama.embedding_length" for hidden_size */
+    const char *const *key_names;
 } ConfigReader;
 
 /* Reads and parses dir/config.json into r (root must be an object); false after diag_error. */
 bool cfg_open(ConfigReader *r, Arena *a, Diag *d, const char *dir);
 void cfg_close(ConfigReader *r);
+/* A reader over a config object made in memory (root is taken over; cfg_close deletes it); file
+ * is what errors name. */
+void cfg_from_json(ConfigReader *r, Arena *a, Diag *d, const char *file, cJSON *root, const char *const *key_names);
+/* The name errors show for key ("hidden_size", or its GGUF key through key_names). */
+const char *cfg_key(const ConfigReader *r, const char *key);
 bool cfg_has(ConfigReader *r, const char *key);          /* present and not null */
 int64_t cfg_int_req(ConfigReader *r, const char *key);   /* required positive-or-zero integer */
 int64_t cfg_int(ConfigReader *r, const char *key, int64_t def); /* absent or null -> def */

@@ -96,8 +96,8 @@ void gb_read_common(ConfigReader *r, ModelConfig *c, const ConfigDefaults *def) 
         cfg_check(r, c->num_attention_heads % c->num_key_value_heads == 0, "num_key_value_heads",
                   "a divisor of num_attention_heads", c->num_key_value_heads);
     cfg_check(r, c->max_position_embeddings > 0, "max_position_embeddings", "> 0", c->max_position_embeddings);
-    if (!(c->rms_norm_eps > 0)) diag_error(r->d, "%s: key 'rms_norm_eps': must be > 0; got %g", r->file, c->rms_norm_eps);
-    if (!(c->rope_theta > 1)) diag_error(r->d, "%s: key 'rope_theta': must be > 1; got %g", r->file, c->rope_theta);
+    if (!(c->rms_norm_eps > 0)) diag_error(r->d, "%s: key '%s': must be > 0; got %g", r->file, cfg_key(r, "rms_norm_eps"), c->rms_norm_eps);
+    if (!(c->rope_theta > 1)) diag_error(r->d, "%s: key '%s': must be > 1; got %g", r->file, cfg_key(r, "rope_theta"), c->rope_theta);
 }
 
 void gb_check_config(ConfigReader *r, ModelConfig *c) {
@@ -109,7 +109,7 @@ void gb_check_config(ConfigReader *r, ModelConfig *c) {
     cfg_check(r, c->head_dim > 0 && c->head_dim % 2 == 0, "head_dim", "a positive even number", c->head_dim);
     cfg_check(r, c->expert_intermediate_size > 0, "intermediate_size", "> 0", c->expert_intermediate_size);
     cfg_check(r, c->sliding_window >= 0, "sliding_window", ">= 1 or null", c->sliding_window);
-    if (c->clip_qkv < 0) diag_error(r->d, "%s: key 'clip_qkv': must be > 0 or null; got %g", r->file, c->clip_qkv);
+    if (c->clip_qkv < 0) diag_error(r->d, "%s: key '%s': must be > 0 or null; got %g", r->file, cfg_key(r, "clip_qkv"), c->clip_qkv);
     at_most(r, "head_dim", c->head_dim, MAX_HEAD_DIM);
     at_most(r, "num_experts", c->num_experts, MAX_EXPERTS);
     at_most(r, "intermediate_size", c->expert_intermediate_size, MAX_WIDTH);

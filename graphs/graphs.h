@@ -28,6 +28,7 @@ typedef struct MoeNames {
 typedef struct Arch {
     const char *model_type;     /* config.json "model_type" */
     const char *hf_class;       /* architectures[0] */
+    const MoeNames *moe_names;  /* HF names of its MoE block (readers of other formats map to them) */
     void (*config)(ConfigReader *r, ModelConfig *c);
     void (*build)(GraphBuilder *b);
 } Arch;

@@ -2,7 +2,7 @@
  * optional sliding window on every layer, head_dim honoured, no biases, no q/k norms. */
 #include "graphs.h"
 
-static const MoeNames mixtral_names = {"block_sparse_moe.", "w1", "w3", "w2"};
+const MoeNames mixtral_names = {"block_sparse_moe.", "w1", "w3", "w2"};
 
 void mixtral_config(ConfigReader *r, ModelConfig *c) {
     static const ConfigDefaults def = {.num_key_value_heads = 8, .num_experts_per_tok = 2, .rms_norm_eps = 1e-5,

@@ -2,7 +2,7 @@
  * head split; clip_qkv clamps q, k and v after the norms; renormalise iff norm_topk_prob. */
 #include "graphs.h"
 
-static const MoeNames olmoe_names = {"mlp.", "gate_proj", "up_proj", "down_proj"};
+const MoeNames olmoe_names = {"mlp.", "gate_proj", "up_proj", "down_proj"};
 
 void olmoe_config(ConfigReader *r, ModelConfig *c) {
     static const ConfigDefaults def = {.num_key_value_heads = 0, .num_experts_per_tok = 8, .rms_norm_eps = 1e-5,
@@ -18,7 +18,7 @@ void olmoe_config(ConfigReader *r, ModelConfig *c) {
     c->qk_norm = QK_NORM_FULL;
     c->clip_qkv = cfg_num(r, "clip_qkv", 0);
     if (cfg_has(r, "clip_qkv") && !(c->clip_qkv > 0))
-        diag_error(r->d, "%s: key 'clip_qkv': must be > 0 or null; got %g", r->file, c->clip_qkv);
+        diag_error(r->d, "%s: key '%s': must be > 0 or null; got %g", r->file, cfg_key(r, "clip_qkv"), c->clip_qkv);
     gb_check_config(r, c);
 }
 

@@ -7,7 +7,7 @@
 
 #include "graphs.h"
 
-static const MoeNames qwen_names = {"mlp.", "gate_proj", "up_proj", "down_proj"};
+const MoeNames qwen_names = {"mlp.", "gate_proj", "up_proj", "down_proj"};
 
 static void qwen_common(ConfigReader *r, ModelConfig *c, const ConfigDefaults *def) {
     gb_read_common(r, c, def);

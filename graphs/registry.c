@@ -3,6 +3,7 @@
 
 #include "graphs.h"
 
+extern const MoeNames mixtral_names, qwen_names, olmoe_names;
 void mixtral_config(ConfigReader *r, ModelConfig *c);
 void mixtral_build(GraphBuilder *b);
 void qwen2_moe_config(ConfigReader *r, ModelConfig *c);
@@ -12,10 +13,10 @@ void olmoe_config(ConfigReader *r, ModelConfig *c);
 void olmoe_build(GraphBuilder *b);
 
 static const Arch archs[] = {
-    {"mixtral", "MixtralForCausalLM", mixtral_config, mixtral_build},
-    {"qwen2_moe", "Qwen2MoeForCausalLM", qwen2_moe_config, qwen_moe_build},
-    {"qwen3_moe", "Qwen3MoeForCausalLM", qwen3_moe_config, qwen_moe_build},
-    {"olmoe", "OlmoeForCausalLM", olmoe_config, olmoe_build},
+    {"mixtral", "MixtralForCausalLM", &mixtral_names, mixtral_config, mixtral_build},
+    {"qwen2_moe", "Qwen2MoeForCausalLM", &qwen_names, qwen2_moe_config, qwen_moe_build},
+    {"qwen3_moe", "Qwen3MoeForCausalLM", &qwen_names, qwen3_moe_config, qwen_moe_build},
+    {"olmoe", "OlmoeForCausalLM", &olmoe_names, olmoe_config, olmoe_build},
 };
 
 const Arch *arch_find(const char *model_type) {

@@ -1,9 +1,10 @@
 # End-to-end tests of `moec compile` (label e2e): every golden through the compiled executable,
 # and the checks of tests/e2e/compile_checks.sh.
-foreach(name ${MOEC_GOLDEN_NAMES})
+foreach(case ${MOEC_GOLDEN_CASES})
+  get_filename_component(name ${case} NAME)
   add_test(NAME golden_compiled_${name}
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/compiled_golden.sh $<TARGET_FILE:moec> $<TARGET_FILE:golden_check>
-                   ${MOEC_SHARED_DIR}/goldens/${name} ${CMAKE_CURRENT_BINARY_DIR}/tmp/compiled_${name})
+                   ${case} ${CMAKE_CURRENT_BINARY_DIR}/tmp/compiled_${name})
   set_tests_properties(golden_compiled_${name} PROPERTIES LABELS "golden;e2e" SKIP_RETURN_CODE 77 TIMEOUT 600)
 endforeach()
 foreach(check selfcontained sidecar capacity aarch64 atomic llvm errors text lastrow amx bench demo mixed)
@@ -17,3 +18,8 @@ add_test(NAME compile_bench_identical
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/compile_checks.sh $<TARGET_FILE:moec>
                  ${CMAKE_CURRENT_BINARY_DIR}/tmp/compile_bench_identical bench_identical)
 set_tests_properties(compile_bench_identical PROPERTIES LABELS "e2e;slow" TIMEOUT 1200 RUN_SERIAL TRUE)
+# LLVM's fatal errors become one error line and exit status 1 (cg_new's handler), never an abort.
+add_executable(llvm_fatal ${CMAKE_CURRENT_SOURCE_DIR}/e2e/llvm_fatal.c)
+target_link_libraries(llvm_fatal PRIVATE moec_core)
+add_test(NAME compile_llvm_fatal COMMAND llvm_fatal)
+set_tests_properties(compile_llvm_fatal PROPERTIES LABELS e2e TIMEOUT 60)

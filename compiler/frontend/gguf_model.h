@@ -1,0 +1,34 @@
+/* gguf_model: a GGUF file (llama.cpp's format) as a moec model, behind the interfaces a Hugging
+ * Face folder uses, so graphs/ builds it unchanged:
+ *   config   the <arch>.* keys become the config.json keys of the family, in one JSON object that
+ *            the family's own <arch>_config reads (the same defaults and validation as config.json;
+ *            errors name the GGUF key). Architectures: llama with experts (Mixtral), qwen2moe,
+ *            qwen3moe, olmoe. A key that changes the computation and that moec does not implement
+ *            is refused by name.
+ *   tensors  every tensor gets its Hugging Face name and shape in a TensorTable pointing into the
+ *            mapping: stacked experts (blk.N.ffn_*_exps) as per-expert slices of the same bytes,
+ *            the old per-expert layout (blk.N.ffn_gate.E) as it is. Only llama's attn_q / attn_k
+ *            rows are copied (into the arena): the converter permutes them within each head for
+ *            ggml's interleaved RoPE, and moec computes HF's rotate-half RoPE, so the permutation is
+ *            undone (whole rows, so quantised rows move as they are).
+ * Dense layers of the qwen families are the layers without a router (ffn_gate_inp). */
+#ifndef MOEC_GGUF_MODEL_H
+#define MOEC_GGUF_MODEL_H
+#include <stdbool.h>
+
+#include "gguf.h"
+#include "graphs.h"
+
+/* The GGUF file a model path names: path itself when it is a file ending in .gguf, or the one
+ * model in a folder that has no config.json but .gguf files (one file, or the first part of a
+ * split set). NULL when path is not a GGUF model (an HF folder, or nothing); when a folder holds
+ * several GGUF models, NULL after diag_error listing them. */
+const char *gguf_model_path(Arena *a, Diag *d, const char *path);
+/* The family and config of an open GGUF file: *arch set; false after diag_error. */
+bool gguf_model_config(const GgufFile *g, Arena *a, Diag *d, ModelConfig *c, const Arch **arch);
+/* The tensors under their HF names (sorted, for st_find); tt->n_shards = 0 (the GgufFile owns
+ * the mappings). False after diag_error naming the tensor. */
+bool gguf_model_tensors(const GgufFile *g, const Arch *arch, const ModelConfig *c, Arena *a, Diag *d,
+                        TensorTable *tt);
+
+#endif
