@@ -1,12 +1,14 @@
 /* fuzz_gguf: libFuzzer target for the GGUF reader (compiler/frontend/gguf.c).
  * Parses the input as one GGUF image in memory (gguf_open_buffer, the same parser gguf_open
  * uses on each mapped part) with a quiet Diag, then walks whatever it accepted: every key
- * through the formatter and the typed getters, every tensor through gguf_find and its bytes.
+ * through the formatter and the typed getters, every tensor through gguf_find and its bytes;
+ * then reads it as a model as `moec run file.gguf` does (frontend/gguf_model.c: the metadata
+ * through the family's config reader, the tensors renamed, sliced and unpermuted).
  * Seeds: tests/fuzz/corpus/gguf/ (small files from gguf_write_file, a truncated golden header). */
 #include <stddef.h>
 #include <stdint.h>
 
-#include "gguf.h"
+#include "gguf_model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -48,6 +50,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (t->ti.nbytes) sum ^= p[0] ^ p[t->ti.nbytes - 1];
         }
         (void)sum;
+        ModelConfig c;
+        const Arch *arch;
+        TensorTable tt;
+        Diag q = {.quiet = true};
+        if (gguf_model_config(&g, a, &q, &c, &arch)) (void)gguf_model_tensors(&g, arch, &c, a, &q, &tt);
     } else if (d.n_errors == 0) {
         __builtin_trap(); /* a failure must say why */
     }

@@ -87,3 +87,63 @@ put("prompt", "ids", b"\0" + b"1,2,3,384,0,2147483647")
 put("prompt", "ids_bad", b"\0" + b"1,,2,-3,99999999999")
 for i, line in enumerate(open(os.path.join(shared, "tokenizers/llama2/cases.jsonl")).readlines()[:6]):
     put("prompt", "text%d" % i, b"\1" + json.loads(line)["text"].encode())
+
+# gguf: each GGUF golden's metadata (every key, as llama.cpp wrote it) with a few small F32
+# tensors under its names, so that seeds reach the model reader (frontend/gguf_model.c)
+def gguf_kvs(path):
+    b = open(path, "rb").read()
+    assert b[:4] == b"GGUF"
+    n_t, n_kv = struct.unpack_from("<QQ", b, 8)
+    at, out = 24, []
+    def rstr(at):
+        n = struct.unpack_from("<Q", b, at)[0]
+        return b[at + 8:at + 8 + n], at + 8 + n
+    size = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+    def rval(t, at):
+        if t == 8:
+            s, e = rstr(at)
+            return b[at:e], e
+        if t == 9:
+            et, n = struct.unpack_from("<IQ", b, at)
+            e = at + 12
+            for _ in range(n):
+                _, e = rval(et, e)
+            return b[at:e], e
+        return b[at:at + size[t]], at + size[t]
+    for _ in range(n_kv):
+        key, at = rstr(at)
+        t = struct.unpack_from("<I", b, at)[0]
+        raw, at = rval(t, at + 4)
+        out.append((key, t, raw))
+    return out
+
+def gguf_write(kvs, tensors):  # tensors: [(name, ne list, float32 bytes)]
+    out = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs))
+    for key, t, raw in kvs:
+        out += struct.pack("<Q", len(key)) + key + struct.pack("<I", t) + raw
+    off, infos, data = 0, b"", b""
+    for name, ne, raw in tensors:
+        infos += struct.pack("<Q", len(name)) + name.encode() + struct.pack("<I", len(ne))
+        infos += b"".join(struct.pack("<q", x) for x in ne) + struct.pack("<IQ", 0, off)
+        data += raw + bytes(-len(raw) % 32)
+        off = len(data)
+    out += infos
+    return out + bytes(-len(out) % 32) + data
+
+def f32(*ne):
+    n = 1
+    for x in ne:
+        n *= x
+    return bytes(4 * n)
+
+for case in ("gguf_mixtral_q8_0", "gguf_qwen2_moe_q4_0", "gguf_qwen3_moe_q8_0", "gguf_olmoe_bf16",
+             "gguf_mixtral_per_expert_q4_0"):
+    d = os.path.join(shared, "goldens/gguf", case, "model")
+    kvs = [kv for kv in gguf_kvs(os.path.join(d, sorted(os.listdir(d))[0]))
+           if not kv[0].startswith(b"tokenizer.ggml.") or kv[0].endswith(b"_id")]  # drop the big vocab arrays
+    ts = [("token_embd.weight", [64, 8], f32(64, 8)), ("output_norm.weight", [64], f32(64)),
+          ("blk.0.attn_q.weight", [64, 64], f32(64, 64)), ("blk.0.attn_k.weight", [64, 32], f32(64, 32)),
+          ("blk.0.ffn_gate_inp.weight", [64, 4], f32(64, 4)), ("blk.1.ffn_up_exps.weight", [64, 2, 4], f32(64, 2, 4)),
+          ("blk.1.ffn_gate.3.weight", [64, 2], f32(64, 2)), ("blk.0.ffn_up_shexp.weight", [64, 2], f32(64, 2)),
+          ("blk.0.ffn_gate_inp_shexp.weight", [64], f32(64))]
+    put("gguf", "model_" + case, gguf_write(kvs, ts))
