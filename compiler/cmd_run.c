@@ -34,6 +34,8 @@ static const char run_usage[] =
     "  --temp X, --top-k K, --top-p P, --seed S   sampling (default greedy; as compiled executables)\n"
     "  --threads T            OpenMP threads (default: all cores)\n"
     "  --capacity-factor F    expert capacity C = ceil(F*T*k/E) per step (default 0: dropless)\n"
+    "  --act exact|int8       block-quantised weights: f32 activations times the dequantised weights\n"
+    "                         (exact, default) or activations quantised to int8 per 32 (int8, as ggml)\n"
     "  --logits-out FILE      write the logits as raw little-endian float32: [T, V] prompt rows,\n"
     "                         then [N, V] rows, row s being the logits that chose generated token s\n"
     "  --trace FILE           write prompt/generated ids and router choices per layer and position (JSON)\n"
@@ -47,6 +49,7 @@ typedef struct RunOptions {
     int64_t n_prompt, n_gen;
     int64_t threads;
     double capacity_factor;
+    GkAct act;               /* --act */
     const char *logits_out, *trace_out;
     bool stats, dump_ir, verbose;
     char *text;              /* text prompt (malloc'd), or NULL */
@@ -91,6 +94,13 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
         } else if (!strcmp(a, "--capacity-factor")) {
             if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_double(d, a, v, 0, 1e6, &o->capacity_factor))
                 return 2;
+        } else if (!strcmp(a, "--act")) {
+            if (!(v = cli_value(d, argc, argv, &i))) return 2;
+            if (strcmp(v, "exact") && strcmp(v, "int8")) {
+                diag_error(d, "--act: expected exact or int8; got '%s'", v);
+                return 2;
+            }
+            o->act = strcmp(v, "int8") ? GK_ACT_EXACT : GK_ACT_INT8;
         } else if (!strcmp(a, "--logits-out")) {
             if (!(o->logits_out = cli_value(d, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--trace")) {
@@ -220,7 +230,7 @@ int cmd_run(int argc, char **argv) {
                    o.n_prompt, o.n_gen, ctx, c->max_position_embeddings);
         goto out;
     }
-    ip = interp_new(m.g, ctx, o.n_prompt, o.capacity_factor);
+    ip = interp_new(m.g, ctx, o.n_prompt, o.capacity_factor, o.act);
     if (!ip) {
         diag_error(&d, "run: cannot allocate the activations and KV cache for %" PRId64 " positions", ctx);
         goto out;

@@ -117,7 +117,11 @@ static bool is_act_t(const Node *n, int64_t n_tok) {
     return n->dtype == DT_F32 && n->rank == 2 && n->shape[0] == (n_tok ? n_tok : SYM_T);
 }
 #define is_act(n) is_act_t((n), g->n_tok)
-static bool is_weight_dtype(DType t) { return t == DT_F32 || t == DT_F16 || t == DT_BF16; }
+static bool is_weight_dtype(DType t) { return t == DT_F32 || t == DT_F16 || t == DT_BF16 || dtype_is_quant(t); }
+/* A block-quantised weight is a matrix (or a stack of them) whose rows are whole blocks. */
+static bool is_quant_ok(const Node *n) {
+    return !dtype_is_quant(n->dtype) || (n->rank >= 2 && n->shape[n->rank - 1] % dtype_block_elems(n->dtype) == 0);
+}
 
 bool ir_verify(const Graph *g, Diag *d) {
     Verify vf = {g, d, 0};
@@ -139,7 +143,8 @@ bool ir_verify(const Graph *g, Diag *d) {
         case OP_WEIGHT:
             vcheck(&vf, n->a.weight.pack == PACK_ROPE || (n->a.weight.n_parts >= 1 && n->a.weight.parts),
                    "weight without tensors");
-            vcheck(&vf, is_weight_dtype(n->dtype), "weight dtype must be f32, f16 or bf16");
+            vcheck(&vf, is_weight_dtype(n->dtype), "weight dtype must be f32, f16, bf16 or a block type");
+            vcheck(&vf, is_quant_ok(n), "a block-quantised weight must be a matrix of whole blocks per row");
             break;
         case OP_EMBED:
             vcheck(&vf, x->op == OP_INPUT_IDS, "first input must be the ids");
@@ -148,7 +153,7 @@ bool ir_verify(const Graph *g, Diag *d) {
             break;
         case OP_RMSNORM:
             vcheck(&vf, is_act(x), "x must be [T, N] f32");
-            vcheck(&vf, w->rank == 1 && w->shape[0] > 0 && x->shape[1] % w->shape[0] == 0,
+            vcheck(&vf, w->rank == 1 && w->shape[0] > 0 && x->shape[1] % w->shape[0] == 0 && !dtype_is_quant(w->dtype),
                    "weight must be [G] with G dividing N");
             break;
         case OP_MATMUL:

@@ -9,6 +9,7 @@ struct Interp {
     const Graph *g;
     int64_t max_ctx, max_tok, pos;
     double capacity_factor;
+    GkAct act;           /* block-quantised weights: exact f32 or int8 activations */
     void **buf;          /* [g->n] per node output, NULL for weights */
     float **kcache;      /* [g->n] per ATTENTION node: [max_ctx, nkv*hd] */
     float **vcache;
@@ -19,13 +20,14 @@ struct Interp {
 
 static const void *weight_data(const Node *w) { return w->a.weight.parts[0]->data; }
 
-Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, double capacity_factor) {
+Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, double capacity_factor, GkAct act) {
     Interp *ip = calloc(1, sizeof *ip);
     if (!ip) return NULL;
     ip->g = g;
     ip->max_ctx = max_ctx;
     ip->max_tok = max_tok;
     ip->capacity_factor = capacity_factor;
+    ip->act = act;
     ip->buf = calloc(g->n, sizeof(void *));
     ip->kcache = calloc(g->n, sizeof(float *));
     ip->vcache = calloc(g->n, sizeof(float *));
@@ -100,7 +102,7 @@ void interp_step(Interp *ip, const int32_t *ids, int64_t T) {
         case OP_MATMUL: {
             const Node *b = n->n_in > 2 ? ir_node(g, n->in[2]) : NULL;
             gk_matmul(y, x0, T, in0->shape[1], weight_data(in1), in1->dtype, row, b ? weight_data(b) : NULL,
-                      b ? b->dtype : DT_F32);
+                      b ? b->dtype : DT_F32, ip->act);
             break;
         }
         case OP_ADD: gk_add(y, x0, x1, T * row); break;
@@ -128,7 +130,8 @@ void interp_step(Interp *ip, const int32_t *ids, int64_t T) {
                 pd[e] = down->a.weight.parts[e]->data;
             }
             GkExperts ex = {.n_exp = n->a.moe.n_exp, .top_k = n->a.moe.top_k, .d_model = row, .d_ff = gate->shape[1],
-                            .dtype = gate->dtype, .gate = pg, .up = pu, .down = pd};
+                            .gate_dt = gate->dtype, .up_dt = up->dtype, .down_dt = down->dtype, .act = ip->act,
+                            .gate = pg, .up = pu, .down = pd};
             int64_t cap = gk_capacity(ip->capacity_factor, T, ex.top_k, ex.n_exp);
             gk_moe_ffn(y, x0, x1, T, &ex, cap, ip->moe_scratch, &ip->dropped[n->a.moe.layer],
                        ip->counts[n->a.moe.layer]);

@@ -5,11 +5,13 @@
 #ifndef MOEC_INTERP_H
 #define MOEC_INTERP_H
 #include "ir.h"
+#include "kernels.h"
 
 typedef struct Interp Interp;
 
-/* capacity_factor <= 0: dropless. Returns NULL when the buffers cannot be allocated. */
-Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, double capacity_factor);
+/* capacity_factor <= 0: dropless; act: how block-quantised weights meet the activations
+ * (kernels.h). Returns NULL when the buffers cannot be allocated. */
+Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, double capacity_factor, GkAct act);
 void interp_free(Interp *ip);
 /* Runs one step of T tokens (1 <= T <= max_tok, pos + T <= max_ctx; asserted). */
 void interp_step(Interp *ip, const int32_t *ids, int64_t T);

@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "diag.h"
+#include "quant.h"
+
 static inline float dot_f32(const float *a, const float *b, int64_t n) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -14,7 +17,7 @@ static inline float dot_f32(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-/* Widens n elements of a weight row to f32. */
+/* Widens n elements of a weight row to f32 (a block type: dequantised, n a multiple of its block). */
 static inline void widen(float *dst, const void *src, DType dt, int64_t n) {
     if (dt == DT_BF16) {
         const uint16_t *s = src;
@@ -26,14 +29,16 @@ static inline void widen(float *dst, const void *src, DType dt, int64_t n) {
     } else if (dt == DT_F16) {
         const uint16_t *s = src;
         for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32(s[i]);
+    } else if (dtype_is_quant(dt)) {
+        quant_dequant_row(dt, src, dst, n);
     } else {
         memcpy(dst, src, sizeof(float) * (size_t)n);
     }
 }
 
 void gk_embed(float *y, const int32_t *ids, int64_t T, const void *table, DType dt, int64_t H) {
-    size_t es = dtype_size(dt);
-    for (int64_t t = 0; t < T; t++) widen(y + t * H, (const char *)table + (size_t)ids[t] * (size_t)H * es, dt, H);
+    size_t rb = quant_row_bytes(dt, H);
+    for (int64_t t = 0; t < T; t++) widen(y + t * H, (const char *)table + (size_t)ids[t] * rb, dt, H);
 }
 
 void gk_rmsnorm(float *y, const float *x, int64_t T, int64_t N, const void *w, DType wdt, int64_t G, float eps) {
@@ -51,11 +56,38 @@ void gk_rmsnorm(float *y, const float *x, int64_t T, int64_t N, const void *w, D
     free(wf);
 }
 
-/* Rows of w in blocks of 4, widened once into a thread-local buffer; each token's x row is then
- * read once per block for 4 dot products. Shape-generic: K, N and T are runtime values. */
+/* The int8 activation mode: each x row quantised once (quant_act_q8), then every weight row's
+ * quant_dot_int8 with the T quantised rows while the row is in cache; rows split over threads. */
+static void matmul_int8(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N,
+                        const void *bias, DType bdt) {
+    size_t stride = (quant_act_bytes(K) + 63) & ~(size_t)63, rb = quant_row_bytes(wdt, K);
+    char *buf = malloc(stride * (size_t)T);
+    QuantAct *xa = malloc(sizeof(QuantAct) * (size_t)T);
+    MOE_ASSERT(buf && xa);
+#pragma omp parallel for if (T * K > 65536)
+    for (int64_t t = 0; t < T; t++) {
+        xa[t] = quant_act_view(buf + (size_t)t * stride, K);
+        quant_act_q8(x + t * K, &xa[t]);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t row = 0; row < N; row++) {
+        const void *wr = (const char *)w + (size_t)row * rb;
+        float b = bias ? dtype_load_f32(bdt, bias, (size_t)row) : 0.0f;
+        for (int64_t t = 0; t < T; t++) y[t * N + row] = quant_dot_int8(wdt, wr, &xa[t], K) + b;
+    }
+    free(xa);
+    free(buf);
+}
+
+/* Rows of w in blocks of 4, widened (or dequantised) once into a thread-local buffer; each token's
+ * x row is then read once per block for 4 dot products. Shape-generic: K, N and T are runtime values. */
 void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N, const void *bias,
-               DType bdt) {
-    size_t es = dtype_size(wdt);
+               DType bdt, GkAct act) {
+    if (dtype_is_quant(wdt) && act == GK_ACT_INT8) {
+        matmul_int8(y, x, T, K, w, wdt, N, bias, bdt);
+        return;
+    }
+    size_t rb = quant_row_bytes(wdt, K);
     int64_t n_blocks = (N + 3) / 4;
 #pragma omp parallel
     {
@@ -65,7 +97,7 @@ void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DT
             int64_t n0 = blk * 4, nr = N - n0 < 4 ? N - n0 : 4;
             const float *wr[4] = {NULL, NULL, NULL, NULL};
             for (int64_t r = 0; r < nr; r++) {
-                const void *src = (const char *)w + (size_t)(n0 + r) * (size_t)K * es;
+                const void *src = (const char *)w + (size_t)(n0 + r) * rb;
                 if (wdt == DT_F32) {
                     wr[r] = src;
                 } else {
@@ -232,10 +264,10 @@ void gk_moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, con
         if (counts) counts[e] += n;
         if (n == 0) continue;
         for (int64_t i = 0; i < n; i++) memcpy(xs + i * H, x + tok[i] * H, sizeof(float) * (size_t)H);
-        gk_matmul(g, xs, n, H, ex->gate[e], ex->dtype, I, NULL, DT_F32);
-        gk_matmul(u, xs, n, H, ex->up[e], ex->dtype, I, NULL, DT_F32);
+        gk_matmul(g, xs, n, H, ex->gate[e], ex->gate_dt, I, NULL, DT_F32, ex->act);
+        gk_matmul(u, xs, n, H, ex->up[e], ex->up_dt, I, NULL, DT_F32, ex->act);
         gk_swiglu(g, g, u, n * I);
-        gk_matmul(d, g, n, I, ex->down[e], ex->dtype, H, NULL, DT_F32);
+        gk_matmul(d, g, n, I, ex->down[e], ex->down_dt, H, NULL, DT_F32, ex->act);
         for (int64_t i = 0; i < n; i++)
             for (int64_t c = 0; c < H; c++) y[tok[i] * H + c] += wt[i] * d[i * H + c];
     }

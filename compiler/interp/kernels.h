@@ -1,7 +1,9 @@
 /* kernels: the generic path's shape-generic, unfused kernels (f32 compute; weights read in their
- * stored dtype and widened as they are read). Each kernel parallelises itself with OpenMP over
- * independent rows; none allocates except gk_moe_ffn's caller-provided scratch. Every kernel has a
- * plain reference twin in tests/ref/ref_ops.c. Shapes are outermost first. */
+ * stored dtype and widened as they are read; block-quantised weights (runtime/quant.h) dequantised
+ * a few rows at a time, or in the int8 activation mode multiplied as integers). Each kernel
+ * parallelises itself with OpenMP over independent rows and keeps only per-call work buffers.
+ * Every kernel has a plain reference twin in tests/ref/ (ref_ops.c, ref_qops.c for block types).
+ * Shapes are outermost first; a weight row of K elements is quant_row_bytes(dtype, K) bytes. */
 #ifndef MOEC_INTERP_KERNELS_H
 #define MOEC_INTERP_KERNELS_H
 #include <stdbool.h>
@@ -9,13 +11,20 @@
 
 #include "dtype.h"
 
-/* y[T, H] = table[ids[t], :] */
+/* How a matrix of a block-quantised type meets the f32 activations (f32/f16/bf16 weights: always f32):
+ *   GK_ACT_EXACT  f32 activations times the dequantised weights (quant_dequant_row), f32 sums;
+ *   GK_ACT_INT8   each activation row quantised per 32 elements (quant_act_q8), then
+ *                 quant_dot_int8 per weight row: integer dot products, as ggml's CPU backend. */
+typedef enum GkAct { GK_ACT_EXACT, GK_ACT_INT8 } GkAct;
+
+/* y[T, H] = table[ids[t], :] (rows of a block type dequantised) */
 void gk_embed(float *y, const int32_t *ids, int64_t T, const void *table, DType dt, int64_t H);
 /* y[T, N]: each group of G consecutive values of a row normalised by its RMS, times w[G]. */
 void gk_rmsnorm(float *y, const float *x, int64_t T, int64_t N, const void *w, DType wdt, int64_t G, float eps);
-/* y[T, N] = x[T, K] w[N, K]^T (+ bias[N]); bias may be NULL. */
+/* y[T, N] = x[T, K] w[N, K]^T (+ bias[N]); bias may be NULL. w of any weight dtype; act says how a
+ * block-type w is multiplied (ignored for f32/f16/bf16). */
 void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N, const void *bias,
-               DType bdt);
+               DType bdt, GkAct act);
 void gk_add(float *y, const float *a, const float *b, int64_t n);
 void gk_clamp(float *y, const float *x, int64_t n, float c);
 void gk_swiglu(float *y, const float *g, const float *u, int64_t n);
@@ -34,7 +43,8 @@ void gk_router(MoeRoute *routes, const float *logits, int64_t T, int64_t E, int6
 
 typedef struct GkExperts {
     int64_t n_exp, top_k, d_model, d_ff;
-    DType dtype;
+    DType gate_dt, up_dt, down_dt;     /* each matrix its own dtype (Q4_K_M mixes Q4_K and Q6_K) */
+    GkAct act;
     const void *const *gate;           /* [n_exp] -> [d_ff, d_model] */
     const void *const *up;             /* [n_exp] -> [d_ff, d_model] */
     const void *const *down;           /* [n_exp] -> [d_model, d_ff] */

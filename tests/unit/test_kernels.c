@@ -1,10 +1,14 @@
 /* The generic path's kernels (compiler/interp/kernels.c) against their reference twins
- * (tests/ref/ref_ops.c), each at several shapes: one ragged, one with top_k = 1, bf16/f16/f32
- * weights. NMSE <= 1e-10 where both compute in f32 from identical inputs (1e-6 is the STYLE bound). */
+ * (tests/ref/ref_ops.c, ref_qops.c), each at several shapes: one ragged, one with top_k = 1,
+ * bf16/f16/f32 weights, and every block-quantised type in both activation modes (odd row counts,
+ * T = 1 and T > 1). NMSE <= 1e-10 where both compute in f32 from identical inputs (1e-6 is the
+ * STYLE bound). */
 #include <stdlib.h>
 
 #include "interp/kernels.h"
+#include "quant.h"
 #include "ref/ref_ops.h"
+#include "ref/ref_qops.h"
 #include "test.h"
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
@@ -42,7 +46,7 @@ static void t_matmul(int64_t T, int64_t K, int64_t N, DType dt, bool bias) {
     float *x = randv(T * K, 1), *wf, *b = bias ? randv(N, 1) : NULL;
     void *w = randw(N * K, dt, 0.5f, &wf);
     float *y = malloc(sizeof(float) * (size_t)(T * N)), *r = malloc(sizeof(float) * (size_t)(T * N));
-    gk_matmul(y, x, T, K, w, dt, N, b, DT_F32);
+    gk_matmul(y, x, T, K, w, dt, N, b, DT_F32, GK_ACT_INT8); /* the mode does not touch plain weights */
     ref_matmul(r, x, T, K, w, dt, N, b);
     NMSE_OK(y, r, T * N, "matmul");
     free(x), free(wf), free(b), free(w), free(y), free(r);
@@ -118,7 +122,7 @@ static void t_moe(int64_t T, int64_t E, int64_t k, int64_t H, int64_t I, DType d
         pu[e] = (char *)u + (size_t)(e * I * H) * es;
         pd[e] = (char *)d + (size_t)(e * H * I) * es;
     }
-    GkExperts ex = {E, k, H, I, dt, pg, pu, pd};
+    GkExperts ex = {E, k, H, I, dt, dt, dt, GK_ACT_EXACT, pg, pu, pd};
     int64_t cap = gk_capacity(factor, T, k, E);
     void *scratch = malloc(gk_moe_scratch_bytes(&ex, T));
     float *y = malloc(sizeof(float) * (size_t)(T * H)), *r = malloc(sizeof(float) * (size_t)(T * H));
@@ -133,6 +137,106 @@ static void t_moe(int64_t T, int64_t E, int64_t k, int64_t H, int64_t I, DType d
     if (factor > 0 && factor < 1 && T >= 8) EXPECT_TRUE(dropped > 0); /* the case really drops */
     free(x), free(l), free(gf), free(uf), free(df), free(g), free(u), free(d), free(routes), free(scratch), free(y),
         free(r);
+}
+
+/* ---- block-quantised weights ---- */
+
+static const DType qtypes[] = {DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K};
+enum { N_QTYPES = sizeof qtypes / sizeof qtypes[0] };
+
+/* rows x K random values quantised to t with the runtime's quantiser (the twins decode them on their own). */
+static void *randq(int64_t rows, int64_t K, DType t, float scale) {
+    float *f = randv(rows * K, scale);
+    size_t rb = quant_row_bytes(t, K);
+    char *w = malloc(rb * (size_t)rows);
+    for (int64_t r = 0; r < rows; r++) quant_quantize_row(t, f + r * K, w + (size_t)r * rb, K);
+    free(f);
+    return w;
+}
+
+#define NMSE_LE(got, want, n, bound, what)                                                           \
+    do {                                                                                             \
+        double e_ = test_nmse(got, want, (size_t)(n));                                               \
+        if (e_ > (bound)) fprintf(stderr, "%s %s: nmse %.3g\n", what, dtype_name(t), e_);             \
+        EXPECT_TRUE(e_ <= (bound));                                                                  \
+    } while (0)
+
+static void t_qmatmul(DType t, int64_t T, int64_t K, int64_t N, bool bias) {
+    float *x = randv(T * K, 1), *b = bias ? randv(N, 1) : NULL;
+    void *w = randq(N, K, t, 0.5f);
+    float *y = malloc(sizeof(float) * (size_t)(T * N)), *r = malloc(sizeof(float) * (size_t)(T * N));
+    gk_matmul(y, x, T, K, w, t, N, b, DT_F32, GK_ACT_EXACT);
+    ref_qmatmul(r, x, T, K, w, t, N, b);
+    NMSE_LE(y, r, T * N, 1e-10, "qmatmul exact");
+    gk_matmul(y, x, T, K, w, t, N, b, DT_F32, GK_ACT_INT8);
+    ref_qmatmul_int8(r, x, T, K, w, t, N, b);
+    int same = 0;
+    for (int64_t i = 0; i < T * N; i++) same += y[i] == r[i];
+    EXPECT_EQ(same, T * N); /* the same arithmetic, so the same bits */
+    /* int8 stays close to exact: activations keep ~7 bits per 32 */
+    float *ex = malloc(sizeof(float) * (size_t)(T * N));
+    ref_qmatmul(ex, x, T, K, w, t, N, b);
+    NMSE_LE(y, ex, T * N, 1e-3, "qmatmul int8 vs exact");
+    free(x), free(b), free(w), free(y), free(r), free(ex);
+}
+
+static void t_qembed(DType t) {
+    int64_t V = 37, H = dtype_block_elems(t) * 2;
+    void *table = randq(V, H, t, 1);
+    int32_t ids[4] = {36, 0, 5, 36};
+    float *y = malloc(sizeof(float) * (size_t)(4 * H)), *r = malloc(sizeof(float) * (size_t)(4 * H));
+    gk_embed(y, ids, 4, table, t, H);
+    ref_qembed(r, ids, 4, table, t, H);
+    int same = 0;
+    for (int64_t i = 0; i < 4 * H; i++) same += y[i] == r[i];
+    EXPECT_EQ(same, 4 * H);
+    free(table), free(y), free(r);
+}
+
+/* Experts whose gate, up and down each have their own type (gdt, udt, ddt), both modes. */
+static void t_qmoe(int64_t T, int64_t E, int64_t k, int64_t H, int64_t I, DType gdt, DType udt, DType ddt,
+                   double factor) {
+    float *x = randv(T * H, 1), *l = randv(T * E, 2);
+    const void *pg[16], *pu[16], *pd[16];
+    for (int64_t e = 0; e < E; e++) {
+        pg[e] = randq(I, H, gdt, 0.3f);
+        pu[e] = randq(I, H, udt, 0.3f);
+        pd[e] = randq(H, I, ddt, 0.3f);
+    }
+    MoeRoute *routes = malloc(sizeof(MoeRoute) * (size_t)(T * k));
+    ref_router(routes, l, T, E, k, true);
+    float *y = malloc(sizeof(float) * (size_t)(T * H)), *r = malloc(sizeof(float) * (size_t)(T * H));
+    int64_t cap = gk_capacity(factor, T, k, E);
+    for (int mode = 0; mode < 2; mode++) {
+        GkExperts ex = {E, k, H, I, gdt, udt, ddt, mode ? GK_ACT_INT8 : GK_ACT_EXACT, pg, pu, pd};
+        void *scratch = malloc(gk_moe_scratch_bytes(&ex, T));
+        int64_t dropped = 0, dropped_ref = 0;
+        gk_moe_ffn(y, x, routes, T, &ex, cap, scratch, &dropped, NULL);
+        ref_qmoe_ffn(r, x, routes, T, E, k, H, I, pg, gdt, pu, udt, pd, ddt, mode, cap, &dropped_ref);
+        DType t = ddt;
+        /* int8: the down projection quantises silu(g) * u, which the two sides round alike but for
+         * the order of float sums in y; a level that flips moves one element by 1/127 of a block */
+        NMSE_LE(y, r, T * H, mode ? 1e-6 : 1e-10, mode ? "qmoe int8" : "qmoe exact");
+        EXPECT_EQ(dropped, dropped_ref);
+        free(scratch);
+    }
+    for (int64_t e = 0; e < E; e++) free((void *)pg[e]), free((void *)pu[e]), free((void *)pd[e]);
+    free(x), free(l), free(routes), free(y), free(r);
+}
+
+static void t_quant_all(void) {
+    for (int i = 0; i < N_QTYPES; i++) {
+        DType t = qtypes[i];
+        int64_t be = dtype_block_elems(t);
+        t_qmatmul(t, 1, be, 13, false);            /* decode, one block per row, odd rows */
+        t_qmatmul(t, 5, 2 * be, 7, true);          /* prefill with a bias */
+        t_qmatmul(t, 3, be == 32 ? 96 : 512, 1, false); /* one row */
+        t_qembed(t);
+    }
+    t_qmoe(5, 4, 2, 256, 256, DT_Q4_K, DT_Q4_K, DT_Q6_K, 0);   /* Q4_K_M's mix */
+    t_qmoe(1, 4, 1, 256, 512, DT_Q5_K, DT_Q4_K, DT_Q8_0, 0);   /* decode, top_k = 1 */
+    t_qmoe(9, 3, 2, 64, 96, DT_Q8_0, DT_Q4_0, DT_Q5_1, 0);     /* ragged expert count, 32-blocks */
+    t_qmoe(16, 4, 2, 32, 64, DT_Q4_1, DT_Q5_0, DT_Q8_0, 0.5);  /* capacity drops */
 }
 
 int main(void) {
@@ -156,6 +260,7 @@ int main(void) {
     t_moe(1, 8, 1, 32, 12, DT_F32, 0);   /* top_k = 1, decode */
     t_moe(23, 6, 2, 19, 7, DT_F16, 0);   /* ragged */
     t_moe(16, 4, 2, 16, 8, DT_BF16, 0.5);/* capacity drops */
+    t_quant_all();
     EXPECT_EQ(gk_capacity(0, 10, 2, 4), 10);
     EXPECT_EQ(gk_capacity(1.0, 10, 2, 4), 5);
     EXPECT_EQ(gk_capacity(1.25, 7, 2, 8), 3);   /* ceil(2.1875) */
