@@ -18,8 +18,8 @@
 #                  --amx-planes 2, gives the ids of `moec run` and of an executable compiled with
 #                  --features -amx-bf16, logits within 1e-4 of it
 #   mixed          qwen2_moe / qwen3_moe with dense layers first, in the middle and last, dense widths
-#                  other than the experts' and one equal to it: compiled == generic (ids and routes
-#                  exact, logits within 1e-4), prefill in one chunk and in several
+#                  other than the experts' and one equal to them: compiled == generic (ids and
+#                  routes exact, logits within 1e-4), prefill in one chunk and in several
 #   demo           moec demo (synth + compile + both paths on a text prompt): both texts, identical
 #                  tokens, a speed table; run again it reuses the model; a bad --dir is one error line
 set -u
@@ -196,20 +196,20 @@ bench)
     grep -q "$f" "$work/b.txt" || fail "no '$f' in the table"; done
   grep -q '"figures"' "$work/b.json" && grep -q '<polyline' "$work/b.svg" || fail "json or svg missing" ;;
 mixed)
-  # name, arch, prefill chunk, synth options. 4 layers; dense layers first and in the middle (decoder_sparse_step 2:
-  # layers 1 and 3 MoE), or in the middle and last (mlp_only_layers 1,3); the tiny presets' dense width is 192,
-  # the experts' 96. A chunk of 16: the 12-token prompt in one partial chunk, 23 tokens in a full and a partial one.
-  while read -r name arch chunk opts; do
-    echo "$name: $arch --prefill-chunk $chunk $opts"
-    "$moec" synth "$work/$name" --arch "$arch" --layers 4 --seed 3 $opts >/dev/null 2>&1 || fail "synth $name"
+  # name, arch, layers, prefill chunk, synth options. decoder_sparse_step 2 on 5 layers: dense layers 0, 2, 4
+  # (first, middle, last), MoE 1, 3; mlp_only_layers 1,3 on 4 layers: MoE first, dense in the middle and last.
+  # The tiny presets' dense width is 192, the experts' 96. A chunk of 16: the 12-token prompt in one partial
+  # chunk, then 23 tokens in a full and a partial one.
+  while read -r name arch layers chunk opts; do
+    echo "$name: $arch --layers $layers --prefill-chunk $chunk $opts"
+    "$moec" synth "$work/$name" --arch "$arch" --layers "$layers" --seed 3 $opts >/dev/null 2>&1 || fail "synth $name"
     "$moec" compile "$work/$name" -o "$work/$name.exe" --prefill-chunk "$chunk" --threads 2 -q || fail "compile $name"
     same_paths "$work/$name" "$work/$name.exe" $prompt 6
     [ "$chunk" = 16 ] && same_paths "$work/$name" "$work/$name.exe" "$(seq -s, 7 7 161)" 4
   done <<CASES
-q2_step  qwen2_moe 128 --decoder-sparse-step 2
-q2_only  qwen2_moe 16  --mlp-only-layers 1,3 --dense-intermediate-size 48
-q3_step  qwen3_moe 16  --decoder-sparse-step 2 --dense-intermediate-size 96
-q3_only  qwen3_moe 128 --mlp-only-layers 1,3 --dense-intermediate-size 40
+q2_step  qwen2_moe 5 16  --decoder-sparse-step 2 --dense-intermediate-size 48
+q3_only  qwen3_moe 4 128 --mlp-only-layers 1,3 --dense-intermediate-size 96
+q3_first qwen3_moe 3 16  --mlp-only-layers 0
 CASES
   ;;
 demo)
