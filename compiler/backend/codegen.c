@@ -59,8 +59,10 @@ struct Codegen {
     LLVMTargetMachineRef tm;
     CgTypes ty;
     const char *triple, *cpu, *features; // what LLVM was given
+    const char *what;                    // "T, CPU 'c'[, features '+f']" (features as the user gave them)
     int opt_level, vector_bits;
     bool optimized;
+    int llvm_errors; // error diagnostics LLVM sent (only the first is shown: they repeat per function)
     CgSpec *specs;
     unsigned k_alwaysinline, k_noinline, k_optnone, k_nounwind; // enum attribute kinds
 };
@@ -78,7 +80,28 @@ static _Noreturn __attribute__((format(printf, 3, 4))) void bug(const char *file
 
 /* ---- targets ---------------------------------------------------------------------------------- */
 
+/* LLVM's fatal errors (report_fatal_error: "64-bit code requested on a subtarget that doesn't
+ * support it!", "Do not know how to expand ...") print and abort the process, and LLVM-C's handler
+ * takes no user pointer. What cg_new checks keeps user input away from them; anything that still
+ * slips through becomes one error line and exit status 1, not an abort. The handler's context is
+ * process-wide because the handler is: what is being compiled for, and the temporary output file
+ * cg_emit is writing (removed). */
+static struct {
+    char target[256]; /* Codegen.what of the last cg_new */
+    char tmp[4096];   /* cg_emit's temporary file while it writes it, else "" */
+} fatal_ctx;
+
+static void on_llvm_fatal(const char *reason) {
+    if (fatal_ctx.tmp[0]) unlink(fatal_ctx.tmp);
+    size_t n = strcspn(reason, "\n");
+    fprintf(stderr, "moec: error: LLVM cannot generate code for %s: %.*s\n",
+            fatal_ctx.target[0] ? fatal_ctx.target : "this target", (int)n, reason);
+    fflush(stderr);
+    _exit(1); /* LLVM's state is not to be trusted any more: no atexit handlers, no destructors */
+}
+
 static void init_llvm(void) { /* idempotent: LLVM ignores repeated registration */
+    LLVMInstallFatalErrorHandler(on_llvm_fatal);
     LLVMInitializeX86TargetInfo();
     LLVMInitializeX86Target();
     LLVMInitializeX86TargetMC();
@@ -91,15 +114,22 @@ static void init_llvm(void) { /* idempotent: LLVM ignores repeated registration 
     LLVMInitializeAArch64AsmParser();
 }
 
-/* Routes LLVM's diagnostics: errors to diag_error, warnings to diag_note, remarks dropped. Without a
- * handler LLVM prints errors itself and calls exit(1). */
+/* Routes LLVM's diagnostics: the first error to diag_error (the same error comes once per kernel,
+ * e.g. "SSE register return with SSE disabled": the rest are counted, not shown), warnings to
+ * diag_note, remarks dropped. Without a handler LLVM prints errors itself and calls exit(1). */
 static void on_llvm_diag(LLVMDiagnosticInfoRef di, void *arg) {
     Codegen *cg = arg;
     LLVMDiagnosticSeverity sev = LLVMGetDiagInfoSeverity(di);
     if (sev != LLVMDSError && sev != LLVMDSWarning) return;
+    if (sev == LLVMDSError && cg->llvm_errors++ > 0) return;
     char *msg = LLVMGetDiagInfoDescription(di);
-    if (sev == LLVMDSError) diag_error(cg->d, "LLVM (%s): %s", cg->triple ? cg->triple : "?", msg);
-    else diag_note(cg->d, "LLVM warning (%s): %s", cg->triple ? cg->triple : "?", msg);
+    const char *m = msg; /* "<unknown>:0:0: in function k_x void (ptr, ...): what" */
+    if (strncmp(m, "<unknown>:", 10) == 0) m += 10 + strspn(m + 10, "0123456789:"), m += strspn(m, " ");
+    int n = (int)strlen(m);
+    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' ')) n--;
+    if (sev == LLVMDSError)
+        diag_error(cg->d, "LLVM cannot generate code for %s: %.*s", cg->what, n, m);
+    else diag_note(cg->d, "LLVM warning (%s): %.*s", cg->triple, n, m);
     LLVMDisposeMessage(msg);
 }
 
@@ -296,6 +326,72 @@ static const char *normal_features(Arena *a, const char *f) {
     return out;
 }
 
+/* x86 CPUs of LLVM 19 without 64-bit support (no "64bit" feature): LLVM aborts when asked for
+ * x86_64 code on them ("64-bit code requested on a subtarget that doesn't support it!"). Checked
+ * against LLVM 19's whole table: `llc -mtriple=x86_64-linux-gnu -mcpu=C` fails for exactly these. */
+static const char *const x86_32bit_cpus[] = {
+    "athlon", "athlon-4", "athlon-mp", "athlon-tbird", "athlon-xp", "c3", "c3-2", "geode", "i386", "i486",
+    "i586", "i686", "k6", "k6-2", "k6-3", "lakemont", "pentium", "pentium-m", "pentium-mmx", "pentium2",
+    "pentium3", "pentium3m", "pentium4", "pentium4m", "pentium_4", "pentium_4_sse3", "pentium_ii", "pentium_iii",
+    "pentium_iii_no_xmm_regs", "pentium_m", "pentium_mmx", "pentium_pro", "pentiumpro", "prescott", "winchip-c6",
+    "winchip2", "yonah",
+};
+
+/* '+' or '-' of the last mention of feature name in features ("+a,-b"; the last one wins, as in
+ * LLVM), 0 when it is not there. */
+static char feature_sign(const char *features, const char *name) {
+    size_t len = strlen(name);
+    char sign = 0;
+    for (const char *p = features; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == len + 1 && (p[0] == '+' || p[0] == '-') && memcmp(p + 1, name, len) == 0) sign = p[0];
+        p += n + (p[n] == ',');
+    }
+    return sign;
+}
+
+/* What LLVM would accept but then abort on, or compile into code the runtime cannot call: refused
+ * with an error before the target machine exists. */
+static bool check_cpu_features(Codegen *cg) {
+    char arch[32];
+    triple_arch(cg->triple, arch, sizeof arch);
+    bool x86 = !strcmp(arch, "x86_64") || (arch[0] == 'i' && !strcmp(arch + 2, "86"));
+    int before = cg->d->n_errors;
+    static const char *const modes[] = {"64bit-mode", "32bit-mode", "16bit-mode"};
+    for (size_t i = 0; x86 && i < sizeof modes / sizeof modes[0]; i++)
+        if (feature_sign(cg->features, modes[i]))
+            diag_error(cg->d, "feature '%c%s': the code mode comes from the target triple (%s); leave it out",
+                       feature_sign(cg->features, modes[i]), modes[i], cg->triple);
+    if (feature_sign(cg->features, "soft-float") == '+')
+        diag_error(cg->d, "feature '+soft-float': the kernels and the runtime use the hard-float ABI; leave it out");
+    if (!strcmp(arch, "x86_64")) {
+        char sign = feature_sign(cg->features, "64bit");
+        bool cpu32 = false;
+        for (size_t i = 0; i < sizeof x86_32bit_cpus / sizeof x86_32bit_cpus[0]; i++)
+            cpu32 |= !strcmp(cg->cpu, x86_32bit_cpus[i]);
+        if (sign == '-')
+            diag_error(cg->d, "feature '-64bit': the target %s is 64-bit; leave it out", cg->triple);
+        else if (cpu32 && sign != '+')
+            diag_error(cg->d, "CPU '%s': a 32-bit x86 CPU; the target %s needs one with 64-bit support, e.g. "
+                       "x86-64, x86-64-v3, skylake, znver4 or 'native'", cg->cpu, cg->triple);
+    }
+    return cg->d->n_errors == before;
+}
+
+/* The data layout the runtime is written for: 64-bit pointers, little-endian (format.h: the
+ * manifest's bytes are the same on every LP64 little-endian target). */
+static bool check_data_layout(Codegen *cg) {
+    LLVMTargetDataRef td = LLVMCreateTargetDataLayout(cg->tm);
+    unsigned ptr = LLVMPointerSize(td);
+    bool little = LLVMByteOrder(td) == LLVMLittleEndian;
+    LLVMDisposeTargetData(td);
+    if (ptr == 8 && little) return true;
+    diag_error(cg->d, "target %s: %s; moec's runtime needs 64-bit pointers and little-endian, e.g. x86_64-linux-gnu "
+               "or aarch64-linux-gnu", cg->triple, ptr != 8 ? arena_printf(cg->arena, "%u-bit pointers", ptr * 8)
+               : "big-endian");
+    return false;
+}
+
 /* Resolves cpu/features (native, defaults), creates and checks the target machine. */
 static bool setup_target(Codegen *cg, const CgTarget *t) {
     LLVMTargetRef target = find_target(cg->d, cg->triple, t->triple ? t->triple : cg->triple);
@@ -323,6 +419,11 @@ static bool setup_target(Codegen *cg, const CgTarget *t) {
         cg->features = extra;
     }
 
+    cg->what = extra[0] ? arena_printf(cg->arena, "%s, CPU '%s', features '%s'", cg->triple, cg->cpu, extra)
+                        : arena_printf(cg->arena, "%s, CPU '%s'", cg->triple, cg->cpu);
+    snprintf(fatal_ctx.target, sizeof fatal_ctx.target, "%s", cg->what);
+    if (!check_cpu_features(cg)) return false;
+
     static const LLVMCodeGenOptLevel levels[] = {LLVMCodeGenLevelNone, LLVMCodeGenLevelLess, LLVMCodeGenLevelDefault,
                                                  LLVMCodeGenLevelAggressive};
     char *captured = NULL;
@@ -331,7 +432,7 @@ static bool setup_target(Codegen *cg, const CgTarget *t) {
     if (captured) check_captured(cg, target, captured);
     free(captured);
     if (!cg->tm) diag_error(cg->d, "target %s: LLVM could not create a target machine for CPU '%s'", cg->triple, cg->cpu);
-    return cg->tm && cg->d->n_errors == before;
+    return cg->tm && cg->d->n_errors == before && check_data_layout(cg);
 }
 
 /* ---- templates -------------------------------------------------------------------------------- */
@@ -466,16 +567,7 @@ const char *cg_triple(Codegen *cg) { return cg->triple; }
 const char *cg_cpu(Codegen *cg) { return cg->cpu; }
 const char *cg_features(Codegen *cg) { return cg->features; }
 
-bool cg_has_feature(Codegen *cg, const char *feat) {
-    size_t len = strlen(feat);
-    bool on = false; /* the last mention wins, as in LLVM */
-    for (const char *p = cg->features; *p;) {
-        size_t n = strcspn(p, ",");
-        if (n == len + 1 && (p[0] == '+' || p[0] == '-') && memcmp(p + 1, feat, len) == 0) on = p[0] == '+';
-        p += n + (p[n] == ',');
-    }
-    return on;
-}
+bool cg_has_feature(Codegen *cg, const char *feat) { return feature_sign(cg->features, feat) == '+'; }
 
 bool cg_list_cpus(Diag *d, const char *triple, FILE *out) {
     int before = d->n_errors;
@@ -732,6 +824,7 @@ bool cg_emit(Codegen *cg, CgEmitKind kind, const char *path) {
     char *err = NULL;
     bool ok = false;
     errno = 0;
+    snprintf(fatal_ctx.tmp, sizeof fatal_ctx.tmp, "%s", tmp);
     switch (kind) {
     case CG_EMIT_OBJ:
     case CG_EMIT_ASM: {
@@ -745,6 +838,7 @@ bool cg_emit(Codegen *cg, CgEmitKind kind, const char *path) {
     case CG_EMIT_LLVM: ok = !LLVMPrintModuleToFile(cg->mod, tmp, &err); break;
     case CG_EMIT_BC: ok = LLVMWriteBitcodeToFile(cg->mod, tmp) == 0; break;
     }
+    fatal_ctx.tmp[0] = 0;
     if (ok && cg->d->n_errors == before && rename(tmp, path) == 0) {
         LLVMDisposeMessage(err);
         return true;

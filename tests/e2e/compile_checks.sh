@@ -8,7 +8,10 @@
 #   aarch64        --target aarch64-linux-gnu --emit obj writes an AArch64 ELF object
 #   atomic         a failed compile leaves no partial output and does not clobber an existing OUT
 #   llvm           --emit llvm: kernels have no shape parameters
-#   errors         unknown triple / CPU: one clear error line, exit 1
+#   errors         unknown triple / CPU, a CPU or features the target cannot run (32-bit x86 CPUs
+#                  for x86_64, -64bit, code-mode features, -sse), a 32-bit or big-endian triple: one
+#                  clear error line (and at most one note), exit 1, never an LLVM abort; -sse2 and
+#                  an old 64-bit CPU give executables that run
 #   text           --prompt / --prompt-file / stdin give the same text on both paths
 #   lastrow        without --logits-out the prefill computes the last prompt row's logits only
 #                  (moe_step_prefill_last): the same ids (greedy and sampled) as with it and as
@@ -119,7 +122,37 @@ errors)
   cat "$work/e1"; [ $rc = 1 ] && [ "$(wc -l <"$work/e1")" -le 2 ] || fail "unknown triple: status $rc"
   grep -qi "aarch64\|x86" "$work/e1" || fail "the error does not list the available targets"
   "$moec" compile "$work/m" -o "$work/x" --cpu notacpu9000 -q 2>"$work/e2"; rc=$?
-  cat "$work/e2"; [ $rc = 1 ] && grep -q notacpu9000 "$work/e2" || fail "unknown cpu: status $rc" ;;
+  cat "$work/e2"; [ $rc = 1 ] && grep -q notacpu9000 "$work/e2" || fail "unknown cpu: status $rc"
+  # REGEX ARGS...: exit status 1, one "moec: error:" line matching REGEX, at most one note after it
+  one_error() {
+    local regex=$1; shift
+    "$moec" compile "$work/m" -o "$work/x" -q "$@" 2>"$work/e"; local rc=$?
+    echo "$* -> status $rc:"; cat "$work/e"
+    [ $rc = 1 ] || fail "$*: status $rc, expected 1"
+    [ "$(grep -c '^moec: error: ' "$work/e")" = 1 ] && [ "$(grep -vc '^moec: note: ' "$work/e")" = 1 ] \
+      || fail "$*: expected one error line (and at most one note)"
+    grep -Eq -- "$regex" "$work/e" || fail "$*: the error does not match /$regex/"
+    [ -e "$work/x" ] && fail "$*: output written" || true
+  }
+  one_error "CPU 'pentium2': a 32-bit x86 CPU" --target x86_64-linux-gnu --cpu pentium2
+  one_error "CPU 'prescott': a 32-bit x86 CPU" --target x86_64-linux-gnu --cpu prescott --emit obj
+  one_error "feature '-64bit'" --target x86_64-linux-gnu --features -64bit
+  one_error "feature '-64bit-mode'" --target x86_64-linux-gnu --cpu x86-64 --features +avx2,-64bit-mode
+  one_error "feature '\\+nonsense': not a feature" --target x86_64-linux-gnu --features +nonsense
+  one_error "SSE disabled" --target x86_64-linux-gnu --cpu x86-64 --features -sse
+  one_error "CPU 'skylake': not a CPU LLVM knows for aarch64" --target aarch64-linux-gnu --cpu skylake
+  one_error "target triple 'riscv64-linux-gnu': no LLVM target" --target riscv64-linux-gnu
+  one_error "target triple 'garbage': no LLVM target" --target garbage
+  one_error "i686-unknown-linux-gnu: 32-bit pointers" --target i686-linux-gnu --emit obj
+  one_error "aarch64_be-unknown-linux-gnu: big-endian" --target aarch64_be-linux-gnu --emit obj
+  # what a 64-bit target can run compiles: an old 64-bit CPU, a 32-bit one with +64bit, SSE2 off
+  [ "$(uname -m)" = x86_64 ] || { echo "PASS (not an x86_64 host: the x86_64 executables are not run)"; exit 0; }
+  want=$("$moec" run "$work/m" --tokens $prompt -n 4) || fail "moec run"
+  for args in "--cpu nocona" "--cpu pentium4 --features +64bit" "--cpu x86-64 --features -sse2"; do
+    "$moec" compile "$work/m" -o "$work/ok.exe" -q --target x86_64-linux-gnu $args || fail "compile $args"
+    got=$("$work/ok.exe" --tokens $prompt -n 4) || fail "run of $args"
+    echo "$args: generic $want | compiled $got"; [ "$got" = "$want" ] || fail "$args: ids differ"
+  done ;;
 text)
   synth m mixtral
   "$moec" compile "$work/m" -o "$work/t.exe" -q || fail "compile"

@@ -18,3 +18,8 @@ add_test(NAME compile_bench_identical
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/compile_checks.sh $<TARGET_FILE:moec>
                  ${CMAKE_CURRENT_BINARY_DIR}/tmp/compile_bench_identical bench_identical)
 set_tests_properties(compile_bench_identical PROPERTIES LABELS "e2e;slow" TIMEOUT 1200 RUN_SERIAL TRUE)
+# LLVM's fatal errors become one error line and exit status 1 (cg_new's handler), never an abort.
+add_executable(llvm_fatal ${CMAKE_CURRENT_SOURCE_DIR}/e2e/llvm_fatal.c)
+target_link_libraries(llvm_fatal PRIVATE moec_core)
+add_test(NAME compile_llvm_fatal COMMAND llvm_fatal)
+set_tests_properties(compile_llvm_fatal PROPERTIES LABELS e2e TIMEOUT 60)
