@@ -184,10 +184,10 @@ typedef struct Loader {
     int32_t bos_id, eos_id;
 } Loader;
 
-static const char QWEN2_SPLIT[] =
+const char tokjson_qwen2_split[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char LLAMA3_SPLIT[] =
+const char tokjson_llama3_split[] =
     "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|"
     "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
@@ -291,7 +291,7 @@ static void parse_pretok_one(Loader *L, const cJSON *n, int index, int count) {
                        "%s: pre_tokenizer 'Split' with a String pattern: not supported; supported: the Qwen2 and "
                        "Llama-3 regexes",
                        L->file);
-        } else if (strcmp(re->valuestring, QWEN2_SPLIT) && strcmp(re->valuestring, LLAMA3_SPLIT)) {
+        } else if (strcmp(re->valuestring, tokjson_qwen2_split) && strcmp(re->valuestring, tokjson_llama3_split)) {
             diag_error(
                 L->d,
                 "%s: pre_tokenizer 'Split': regex '%.120s': not supported; supported: the Qwen2 and Llama-3 regexes",
@@ -305,7 +305,7 @@ static void parse_pretok_one(Loader *L, const cJSON *n, int index, int count) {
             diag_error(L->d, "%s: pre_tokenizer 'Split': only supported first in the Sequence", L->file);
         } else {
             L->pretok = MOE_TOK_PRE_SPLIT_QWEN;
-            L->max_digits = strcmp(re->valuestring, QWEN2_SPLIT) ? 3 : 1;
+            L->max_digits = strcmp(re->valuestring, tokjson_qwen2_split) ? 3 : 1;
         }
     } else if (!strcmp(type, "ByteLevel")) {
         if (get_bool(L, n, "use_regex", true, "pre_tokenizer 'ByteLevel'"))
@@ -716,26 +716,16 @@ static int32_t first_added(Loader *L, const char *const *names) {
     return -1;
 }
 
-static void find_bos_eos(Loader *L, Arena *a, const char *json_path) {
+/* bos/eos: config's bos_token/eos_token when it has them, otherwise the post-processor's first
+ * prefix / suffix id, otherwise the first added token with a usual name. */
+static void find_bos_eos(Loader *L, const char *cfg_name, const cJSON *cfg) {
     static const char *const bos_names[] = {"<s>", "<|begin_of_text|>", "<bos>", NULL};
     static const char *const eos_names[] = {"</s>",  "<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>",
                                             "<eos>", NULL};
     bool have_bos = false, have_eos = false;
-    const char *slash = strrchr(json_path, '/');
-    char *cfg_path = slash ? arena_printf(a, "%.*s/tokenizer_config.json", (int)(slash - json_path), json_path)
-                           : arena_strdup(a, "tokenizer_config.json");
-    size_t len;
-    char *text = moe_read_text(cfg_path, &len);
-    if (text) {
-        cJSON *cfg = cJSON_ParseWithLength(text, len);
-        if (!cJSON_IsObject(cfg)) {
-            diag_error(L->d, "%s: not a valid JSON object", cfg_path);
-        } else {
-            have_bos = config_token(L, cfg_path, cfg, "bos_token", &L->bos_id);
-            have_eos = config_token(L, cfg_path, cfg, "eos_token", &L->eos_id);
-        }
-        cJSON_Delete(cfg);
-        free(text);
+    if (cfg) {
+        have_bos = config_token(L, cfg_name, cfg, "bos_token", &L->bos_id);
+        have_eos = config_token(L, cfg_name, cfg, "eos_token", &L->eos_id);
     }
     if (!have_bos) L->bos_id = L->n_prefix ? L->prefix[0] : first_added(L, bos_names);
     if (!have_eos) L->eos_id = L->n_suffix ? L->suffix[0] : first_added(L, eos_names);
@@ -785,19 +775,11 @@ static void put_blob(Loader *L, Buf *b) {
     }
 }
 
-bool tokjson_load(Arena *a, Diag *d, const char *path, void **blob, size_t *blob_len) {
-    const char *file = is_dir(path) ? arena_printf(a, "%s/tokenizer.json", path) : path;
-    size_t len;
-    char *text = moe_read_text(file, &len);
-    if (!text) {
-        diag_error(d, "%s: cannot read: %s", file, strerror(errno));
-        return false;
-    }
-    cJSON *root = cJSON_ParseWithLength(text, len);
-    free(text);
+bool tokjson_load_json(Arena *a, Diag *d, const char *name, const cJSON *root, const char *config_name,
+                       const cJSON *config, void **blob, size_t *blob_len) {
+    const char *file = name;
     if (!cJSON_IsObject(root)) {
         diag_error(d, "%s: not a valid JSON object", file);
-        cJSON_Delete(root);
         return false;
     }
     Loader L = {.d = d, .file = file, .unk_id = -1, .bos_id = -1, .eos_id = -1};
@@ -822,7 +804,7 @@ bool tokjson_load(Arena *a, Diag *d, const char *path, void **blob, size_t *blob
         ok = !diag_failed(d);
     }
     if (ok) {
-        find_bos_eos(&L, a, file);
+        find_bos_eos(&L, config_name ? config_name : file, config);
         ok = !diag_failed(d);
     }
     if (ok) {
@@ -838,6 +820,40 @@ bool tokjson_load(Arena *a, Diag *d, const char *path, void **blob, size_t *blob
     free(L.toks);
     map_free(&L.vocab);
     map_free(&L.added);
+    return ok;
+}
+
+bool tokjson_load(Arena *a, Diag *d, const char *path, void **blob, size_t *blob_len) {
+    const char *file = is_dir(path) ? arena_printf(a, "%s/tokenizer.json", path) : path;
+    size_t len;
+    char *text = moe_read_text(file, &len);
+    if (!text) {
+        diag_error(d, "%s: cannot read: %s", file, strerror(errno));
+        return false;
+    }
+    cJSON *root = cJSON_ParseWithLength(text, len);
+    free(text);
+    if (!cJSON_IsObject(root)) {
+        diag_error(d, "%s: not a valid JSON object", file);
+        cJSON_Delete(root);
+        return false;
+    }
+    /* bos/eos come from tokenizer_config.json beside it, when there is one */
+    const char *slash = strrchr(file, '/');
+    char *cfg_path = slash ? arena_printf(a, "%.*s/tokenizer_config.json", (int)(slash - file), file)
+                           : arena_strdup(a, "tokenizer_config.json");
+    cJSON *cfg = NULL;
+    bool ok = true;
+    if ((text = moe_read_text(cfg_path, &len))) {
+        cfg = cJSON_ParseWithLength(text, len);
+        free(text);
+        if (!cJSON_IsObject(cfg)) {
+            diag_error(d, "%s: not a valid JSON object", cfg_path);
+            ok = false;
+        }
+    }
+    ok = ok && tokjson_load_json(a, d, file, root, cfg_path, cfg, blob, blob_len);
+    cJSON_Delete(cfg);
     cJSON_Delete(root);
     return ok;
 }
