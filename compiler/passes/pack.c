@@ -8,14 +8,18 @@
  *                    reads both in one forward stream
  *   PACK_ROPE     [S][hd]: cos(p*inv_freq[i]) * mscale for i < hd/2, then the sines (float32 angle,
  *                 as HF and the generic path compute it)
- * Dtypes: bf16 matrices stay bf16; f16 and f32 become f32 (exact); vectors become f32. Entries are
- * 64-byte aligned and shared between the prefill and decode graphs when identical. */
+ * Dtypes: bf16 matrices stay bf16; f16 and f32 become f32 (exact); vectors become f32. A tensor of a
+ * GGUF block type (runtime/quant.h) whose packed dtype is f32 is dequantised row by row with
+ * quant_dequant_row (exact: ggml's values). Stored rows are sized with quant_row_bytes, never
+ * dtype_size (0 for block types). Entries are 64-byte aligned and shared between the prefill and
+ * decode graphs when identical. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kt_common.h"
 #include "passes.h"
+#include "quant.h"
 
 static bool same_entry(const PackEntry *e, PackKind kind, const Node *w) {
     if (e->kind != kind || e->n_parts != w->a.weight.n_parts || e->dtype != w->dtype) return false;
@@ -66,6 +70,10 @@ void pass_pack(Arena *a, PackTable *pt, Graph *g) {
             e->rope = w->a.weight.rope;
             e->rope_positions = w->a.weight.rope_positions;
             e->bytes = packed_elems(e) * (int64_t)dtype_size(e->dtype);
+            if (e->kind != PACK_ROWS && e->kind != PACK_ROPE)
+                for (int p = 0; p < e->n_parts; p++)
+                    if (dtype_is_quant(e->parts[p]->dtype) && e->parts[p]->dtype != e->dtype)
+                        pt->dequantised |= 1u << e->parts[p]->dtype;
             e->offset = (pt->total + 63) & ~(int64_t)63;
             pt->total = e->offset + e->bytes;
             found = pt->n++;
@@ -91,16 +99,23 @@ static void convert(void *dst, DType to, const void *srcp, DType from, int64_t n
     for (int64_t i = 0; i < n; i++) convert_at(dst, to, i, srcp, from, i);
 }
 
-/* Row r of a panel matrix (K columns, at dst) from a stored row src of dtype from. */
-static void panel_row(char *dst, DType to, int64_t r, const void *src, DType from, int64_t K) {
+/* Row r of a panel matrix (K columns, at dst) from a stored row src of dtype from; a block-type row
+ * is dequantised into tmp[K] first (the packed dtype is then f32). */
+static void panel_row(char *dst, DType to, int64_t r, const void *src, DType from, int64_t K, float *tmp) {
     const int32_t wdt = to == DT_BF16 ? 2 : 0;
+    if (dtype_is_quant(from)) {
+        MOE_ASSERT(to == DT_F32);
+        quant_dequant_row(from, src, tmp, K);
+        src = tmp, from = DT_F32;
+    }
     const int64_t at = kt_panel_index(r, 0, K, wdt), odd = kt_panel_index(r, 1, K, wdt) - at;
     for (int64_t c = 0; c < K; c++) convert_at(dst, to, at + c / 2 * 64 + c % 2 * odd, src, from, c);
 }
 
-static const char *row_of(const TensorInfo *t, int64_t r) {
-    return (const char *)t->data + (size_t)(r * t->shape[1]) * dtype_size(t->dtype);
-}
+/* Bytes of one stored row of t (its innermost dim; whole blocks for a block type). */
+static size_t row_bytes(const TensorInfo *t) { return quant_row_bytes(t->dtype, t->rank ? t->shape[t->rank - 1] : 1); }
+
+static const char *row_of(const TensorInfo *t, int64_t r) { return (const char *)t->data + (size_t)r * row_bytes(t); }
 
 static void fill(const PackEntry *e, char *buf) {
     const size_t es = dtype_size(e->dtype);
@@ -116,27 +131,37 @@ static void fill(const PackEntry *e, char *buf) {
     } else if (e->kind != PACK_ROWS) { /* the panel layouts */
         memset(buf, 0, (size_t)e->bytes); /* padding rows and columns */
         int64_t n_mat, R = panel_rows(e, &n_mat), K = e->cols, r0 = 0;
+        float *tmp = malloc(sizeof(float) * (size_t)K); /* [K] a dequantised row */
+        MOE_ASSERT(tmp);
         const size_t mat_bytes = (size_t)kt_panel_elems(R, K) * es;
         for (int p = 0; p < e->n_parts; p++) {
             const TensorInfo *t = e->parts[p];
             int64_t rows = t->shape[0];
             if (e->kind == PACK_PANEL) { /* stacked: this part's rows follow the previous part's */
-                for (int64_t r = 0; r < rows; r++) panel_row(buf, e->dtype, r0 + r, row_of(t, r), t->dtype, K);
+                for (int64_t r = 0; r < rows; r++) panel_row(buf, e->dtype, r0 + r, row_of(t, r), t->dtype, K, tmp);
                 r0 += rows;
             } else if (e->kind == PACK_PANEL_EACH) {
                 for (int64_t r = 0; r < rows; r++)
-                    panel_row(buf + (size_t)p * mat_bytes, e->dtype, r, row_of(t, r), t->dtype, K);
+                    panel_row(buf + (size_t)p * mat_bytes, e->dtype, r, row_of(t, r), t->dtype, K, tmp);
             } else { /* PACK_GATE_UP: parts[0..n_mat) gate, then up */
                 int64_t ex = p % n_mat, up = p / n_mat;
                 for (int64_t i = 0; i < rows; i++)
                     panel_row(buf + (size_t)ex * mat_bytes, e->dtype, i / 16 * 32 + up * 16 + i % 16, row_of(t, i),
-                              t->dtype, K);
+                              t->dtype, K, tmp);
             }
         }
+        free(tmp);
     } else {
         size_t at = 0;
         for (int p = 0; p < e->n_parts; p++) {
             const TensorInfo *t = e->parts[p];
+            if (dtype_is_quant(t->dtype)) { /* dequantised row by row, straight into the f32 entry */
+                MOE_ASSERT(e->dtype == DT_F32);
+                int64_t K = t->shape[t->rank - 1], rows = (int64_t)(t->nbytes / row_bytes(t));
+                for (int64_t r = 0; r < rows; r++, at += (size_t)K * es)
+                    quant_dequant_row(t->dtype, row_of(t, r), (float *)(buf + at), K);
+                continue;
+            }
             int64_t n = (int64_t)(t->nbytes / dtype_size(t->dtype));
             convert(buf + at, e->dtype, t->data, t->dtype, n);
             at += (size_t)n * es;

@@ -31,6 +31,7 @@ typedef struct PackTable {
     PackEntry *e;
     int n, cap;
     int64_t total;
+    uint32_t dequantised;      /* bit t: a matrix of block type t is packed dequantised to f32 */
 } PackTable;
 void pass_pack(Arena *a, PackTable *pt, Graph *fused);
 /* Writes every entry's bytes (converted and laid out) through write(user, bytes, n) in offset
