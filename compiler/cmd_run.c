@@ -15,6 +15,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "frontend.h"
+#include "gguf_tok.h"
 #include "interp/interp.h"
 #include "outfile.h"
 #include "sampler.h"
@@ -142,18 +143,24 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
     return 0;
 }
 
-/* Text mode: the folder's tokenizer, and the prompt encoded with it; false after diag_error. */
+/* Text mode: the model's tokenizer (the folder's tokenizer.json, or the GGUF file's), and the
+ * prompt encoded with it; false after diag_error. */
 static bool encode_prompt(Diag *d, Arena *a, RunOptions *o, MoeTokenizer **tok) {
     char *path = arena_printf(a, "%s/tokenizer.json", o->model_dir);
     void *blob;
     size_t len, n;
     char err[256];
-    if (access(path, R_OK) != 0) {
+    bool is_gguf;
+    if (!gguf_tokenizer_load(a, d, o->model_dir, &is_gguf, &blob, &len)) return false;
+    if (is_gguf) {
+        path = arena_strdup(a, o->model_dir);
+    } else if (access(path, R_OK) != 0) {
         diag_error(d, "--prompt: %s has no tokenizer.json; expected one for a text prompt (or use --tokens IDS)",
                    o->model_dir);
         return false;
+    } else if (!tokjson_load(a, d, path, &blob, &len)) {
+        return false;
     }
-    if (!tokjson_load(a, d, path, &blob, &len)) return false;
     if (!(*tok = moe_tok_load(blob, len, err, sizeof err))) {
         diag_error(d, "%s: %s", path, err);
         return false;

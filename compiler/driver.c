@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "outfile.h"
 #include "frontend.h"
+#include "gguf_tok.h"
 #include "passes/passes.h"
 #include "tokjson.h"
 
@@ -81,13 +82,18 @@ static void fill_manifest(MoeManifest *m, const Model *md, const CompileOptions 
     }
 }
 
-/* The model folder's tokenizer.json, serialised for the runtime, when there is one it supports;
- * otherwise the executable works with --tokens only (a note says why). */
+/* The model folder's tokenizer.json (or a GGUF model's tokenizer), serialised for the runtime,
+ * when there is one it supports; otherwise the executable works with --tokens only (a note says
+ * why). */
 static void load_tokenizer(Arena *a, const CompileOptions *o, void **blob, size_t *len) {
     char *path = arena_printf(a, "%s/tokenizer.json", o->model_dir);
-    if (access(path, R_OK) != 0) return;
     Diag td = {.quiet = true};
-    if (!tokjson_load(a, &td, path, blob, len)) {
+    bool is_gguf, ok = gguf_tokenizer_load(a, &td, o->model_dir, &is_gguf, blob, len);
+    if (ok && !is_gguf) {
+        if (access(path, R_OK) != 0) return;
+        ok = tokjson_load(a, &td, path, blob, len);
+    }
+    if (!ok) {
         *blob = NULL;
         *len = 0;
         fprintf(stderr, "moec: note: tokenizer not embedded (the executable takes --tokens only): %s\n", td.first);

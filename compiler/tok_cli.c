@@ -12,6 +12,7 @@
 #include "arena.h"
 #include "cli.h"
 #include "diag.h"
+#include "gguf_tok.h"
 #include "outfile.h"
 #include "textio.h"
 #include "tokenizer.h"
@@ -19,7 +20,8 @@
 
 static const char tokenize_usage[] =
     "usage: moec tokenize PATH [--add-special] [--jsonl]\n"
-    "Encodes stdin with the tokenizer at PATH (a tokenizer.json or a model folder holding one).\n"
+    "Encodes stdin with the tokenizer at PATH (a tokenizer.json, a model folder holding one, or a\n"
+    "GGUF model: its tokenizer.ggml.* metadata).\n"
     "  (default)       the whole of stdin is one text; prints one JSON array of ids\n"
     "  --jsonl         each input line is a JSON object with a \"text\" string; prints one JSON\n"
     "                  array of ids per line (blank lines are skipped)\n"
@@ -27,15 +29,16 @@ static const char tokenize_usage[] =
 
 static const char detokenize_usage[] =
     "usage: moec detokenize PATH [--skip-special]\n"
-    "Decodes with the tokenizer at PATH (a tokenizer.json or a model folder holding one): each\n"
+    "Decodes with the tokenizer at PATH (a tokenizer.json, a model folder holding one, or a GGUF\n"
+    "model): each\n"
     "stdin line is a JSON array of ids; prints each text as a JSON string, one per line\n"
     "(blank lines are skipped).\n"
     "  --skip-special  drop special tokens (<s>, <|im_end|>, ...) from the output\n";
 
 static const char tokbench_usage[] =
     "usage: moec tokbench PATH [--file F] [--repeat N]\n"
-    "Measures encoding speed on one thread with the tokenizer at PATH (a tokenizer.json or a\n"
-    "model folder holding one): encodes F (default: a built-in ~5 KB English paragraph) N times\n"
+    "Measures encoding speed on one thread with the tokenizer at PATH (a tokenizer.json, a\n"
+    "model folder holding one, or a GGUF model): encodes F (default: a built-in ~5 KB English paragraph) N times\n"
     "(default 1000) and prints tokens per second.\n";
 
 static bool wants_help(int argc, char **argv) {
@@ -49,7 +52,8 @@ static MoeTokenizer *tok_open(Diag *d, const char *path) {
     void *blob = NULL;
     size_t len = 0;
     MoeTokenizer *t = NULL;
-    if (tokjson_load(a, d, path, &blob, &len)) {
+    bool is_gguf;
+    if (gguf_tokenizer_load(a, d, path, &is_gguf, &blob, &len) && (is_gguf || tokjson_load(a, d, path, &blob, &len))) {
         char err[256];
         t = moe_tok_load(blob, len, err, sizeof err);
         if (!t) diag_error(d, "%s: %s", path, err);
