@@ -441,6 +441,7 @@ static bool parse_part(Arena *a, Diag *d, GgufPart *pt, int part_no, Parsed *out
     pt->data_start = data_start;
     pt->n_tensors = (int)n_t;
 
+    int past_end = 0;
     for (uint64_t i = 0; i < n_t; i++) {
         GgufTensor *x = &t[i];
         snprintf(subj, sizeof subj, "tensor '%s'", x->ti.name);
@@ -499,6 +500,8 @@ static bool parse_part(Arena *a, Diag *d, GgufPart *pt, int part_no, Parsed *out
             continue;
         }
         if (x->offset > data_size || nbytes > data_size - x->offset) {
+            ok = false;
+            if (past_end++) continue; /* a truncated file: its first tensor past the end says it */
             char end[48];
             if (x->offset > UINT64_MAX - nbytes) snprintf(end, sizeof end, "more than 2^64");
             else snprintf(end, sizeof end, "%" PRIu64, x->offset + nbytes);

@@ -65,6 +65,11 @@ typedef struct Cfg {
 static const char *akey(Cfg *c, const char *suffix) { return arena_printf(c->a, "%s.%s", c->arch, suffix); }
 
 static void name_key(Cfg *c, const char *hf, const char *gguf_key) {
+    for (int i = 0; i < c->n_names; i++)
+        if (!strcmp(c->names[2 * i], hf)) { /* the last GGUF key tried for it */
+            c->names[2 * i + 1] = gguf_key;
+            return;
+        }
     c->names[2 * c->n_names] = hf;
     c->names[2 * c->n_names + 1] = gguf_key;
     c->n_names++;
@@ -110,10 +115,10 @@ static bool put_num(Cfg *c, const char *hf, const char *suffix) {
     const char *key = akey(c, suffix);
     const GgufKv *kv = gguf_kv_find(c->g, key);
     double v;
+    name_key(c, hf, key); /* also when absent: "missing" names the GGUF key */
     if (!kv || !kv_number(c, kv, &v)) return false;
     cJSON_DeleteItemFromObjectCaseSensitive(c->root, hf);
     cJSON_AddNumberToObject(c->root, hf, v);
-    name_key(c, hf, key);
     return true;
 }
 
@@ -361,32 +366,37 @@ static int by_name(const void *x, const void *y) {
     return strcmp(((const TensorInfo *)x)->name, ((const TensorInfo *)y)->name);
 }
 
-/* blk.N.<suffix> -> model.layers.N.<HF suffix> (NULL: not a per-layer tensor moec knows) */
-static const char *layer_name(const char *suffix, const MoeNames *nm, Arena *a) {
-    static const char *const plain[][2] = {
-        {"attn_norm.weight", "input_layernorm.weight"},
-        {"ffn_norm.weight", "post_attention_layernorm.weight"},
-        {"attn_q.weight", "self_attn.q_proj.weight"},
-        {"attn_k.weight", "self_attn.k_proj.weight"},
-        {"attn_v.weight", "self_attn.v_proj.weight"},
-        {"attn_output.weight", "self_attn.o_proj.weight"},
-        {"attn_q.bias", "self_attn.q_proj.bias"},
-        {"attn_k.bias", "self_attn.k_proj.bias"},
-        {"attn_v.bias", "self_attn.v_proj.bias"},
-        {"attn_output.bias", "self_attn.o_proj.bias"},
-        {"attn_q_norm.weight", "self_attn.q_norm.weight"},
-        {"attn_k_norm.weight", "self_attn.k_norm.weight"},
-        {"ffn_gate.weight", "mlp.gate_proj.weight"},
-        {"ffn_up.weight", "mlp.up_proj.weight"},
-        {"ffn_down.weight", "mlp.down_proj.weight"},
-        {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
-        {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
-        {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
-        {"ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight"},
-    };
-    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++)
-        if (!strcmp(suffix, plain[i][0])) return plain[i][1];
-    if (!strcmp(suffix, "ffn_gate_inp.weight")) return arena_printf(a, "%sgate.weight", nm->prefix);
+/* Per-layer tensors: GGUF suffix (after "blk.N.") and HF suffix (after "model.layers.N."). The
+ * router (ffn_gate_inp) and the experts depend on the family's MoeNames and are handled apart. */
+static const char *const layer_names[][2] = {
+    {"attn_norm.weight", "input_layernorm.weight"},
+    {"ffn_norm.weight", "post_attention_layernorm.weight"},
+    {"attn_q.weight", "self_attn.q_proj.weight"},
+    {"attn_k.weight", "self_attn.k_proj.weight"},
+    {"attn_v.weight", "self_attn.v_proj.weight"},
+    {"attn_output.weight", "self_attn.o_proj.weight"},
+    {"attn_q.bias", "self_attn.q_proj.bias"},
+    {"attn_k.bias", "self_attn.k_proj.bias"},
+    {"attn_v.bias", "self_attn.v_proj.bias"},
+    {"attn_output.bias", "self_attn.o_proj.bias"},
+    {"attn_q_norm.weight", "self_attn.q_norm.weight"},
+    {"attn_k_norm.weight", "self_attn.k_norm.weight"},
+    {"ffn_gate.weight", "mlp.gate_proj.weight"},
+    {"ffn_up.weight", "mlp.up_proj.weight"},
+    {"ffn_down.weight", "mlp.down_proj.weight"},
+    {"ffn_gate_shexp.weight", "mlp.shared_expert.gate_proj.weight"},
+    {"ffn_up_shexp.weight", "mlp.shared_expert.up_proj.weight"},
+    {"ffn_down_shexp.weight", "mlp.shared_expert.down_proj.weight"},
+    {"ffn_gate_inp_shexp.weight", "mlp.shared_expert_gate.weight"},
+};
+
+const char *gguf_layer_name(const char *suffix, const MoeNames *nm, bool to_hf, Arena *a) {
+    int from = to_hf ? 0 : 1;
+    for (size_t i = 0; i < sizeof layer_names / sizeof layer_names[0]; i++)
+        if (!strcmp(suffix, layer_names[i][from])) return layer_names[i][1 - from];
+    const char *router = arena_printf(a, "%sgate.weight", nm->prefix);
+    if (to_hf && !strcmp(suffix, "ffn_gate_inp.weight")) return router;
+    if (!to_hf && !strcmp(suffix, router)) return "ffn_gate_inp.weight";
     return NULL;
 }
 
@@ -460,7 +470,7 @@ bool gguf_model_tensors(const GgufFile *g, const Arch *arch, const ModelConfig *
             tab_add(&tb, src, arena_printf(a, "%s%sexperts.%d.%s.weight", base, nm->prefix, expert, expert_part(which, nm)));
             continue;
         }
-        const char *hf = layer_name(rest, nm, a);
+        const char *hf = gguf_layer_name(rest, nm, true, a);
         if (!hf) {
             diag_error(d, "%s: tensor '%s': not a tensor of a %s model moec knows", g->path, name, arch->model_type);
             continue;

@@ -31,4 +31,15 @@ bool gguf_model_config(const GgufFile *g, Arena *a, Diag *d, ModelConfig *c, con
 bool gguf_model_tensors(const GgufFile *g, const Arch *arch, const ModelConfig *c, Arena *a, Diag *d,
                         TensorTable *tt);
 
+/* A per-layer tensor's name after "blk.N." (GGUF) or "model.layers.N." (HF), in the other format
+ * (to_hf: GGUF -> HF); NULL when it is not one (experts are not: their layouts differ). */
+const char *gguf_layer_name(const char *suffix, const MoeNames *nm, bool to_hf, Arena *a);
+
+/* Writes model m (a loaded HF folder) as a GGUF v3 file the way llama.cpp's converter lays it out:
+ * <arch>.* metadata, stacked experts, llama's q/k rows permuted for interleaved RoPE, ggml's
+ * dimension order; tensors in their dtype (F32, F16, BF16 or block types). No tokenizer metadata.
+ * Through a temporary name renamed into place; false after diag_error. */
+typedef struct Model Model;
+bool gguf_export(const Model *m, Arena *a, Diag *d, const char *path);
+
 #endif
