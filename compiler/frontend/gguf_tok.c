@@ -324,7 +324,7 @@ static bool family(const Vocab *v, cJSON *root, cJSON *model, bool *is_spm, bool
         return true;
     }
     if (strcmp(kind, "gpt2")) {
-        diag_error(v->d, "%s: key 'tokenizer.ggml.model': tokenizer '%s': not supported; expected llama or gpt2",
+        diag_error(v->d, "%s: key 'tokenizer.ggml.model': tokenizer not supported; expected llama or gpt2, got '%s'",
                    v->file, kind);
         return false;
     }
@@ -344,8 +344,8 @@ static bool family(const Vocab *v, cJSON *root, cJSON *model, bool *is_spm, bool
         *add_bos_dflt = true;
     } else {
         diag_error(v->d,
-                   "%s: key 'tokenizer.ggml.pre': pre-tokenizer '%s': not supported; expected qwen2, llama-bpe, llama3 "
-                   "or llama-v3",
+                   "%s: key 'tokenizer.ggml.pre': pre-tokenizer not supported; expected qwen2, llama-bpe, llama3 or "
+                   "llama-v3, got '%s'",
                    v->file, pre);
         return false;
     }
@@ -385,7 +385,8 @@ bool gguf_tokenizer_blob(const GgufFile *g, Arena *a, Diag *d, void **blob, size
         if (is_spm || v.type[id] != TT_UNUSED) cJSON_AddItemToObjectCS(vocab, v.s[id], cJSON_CreateNumber(id));
     static const char *const id_keys[4] = {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
                                            "tokenizer.ggml.unknown_token_id", NULL};
-    for (int k = 0; k < 3 && ok; k++) ok = token_id_key(&v, id_keys[k], !is_spm, &ids[k]);
+    ids[2] = -1; /* unknown_token_id: only a llama tokenizer uses it */
+    for (int k = 0; k < (is_spm ? 3 : 2) && ok; k++) ok = token_id_key(&v, id_keys[k], !is_spm, &ids[k]);
     bool add_bos = false, add_eos = false;
     ok = ok && bool_key(&v, "tokenizer.ggml.add_bos_token", add_bos_dflt, &add_bos) &&
          bool_key(&v, "tokenizer.ggml.add_eos_token", false, &add_eos);

@@ -12,8 +12,15 @@
  *          adjacent pair whose concatenation scores highest, leftmost first) when the tokens made by
  *          merges have distinct scores; ties are refused. Normaliser Prepend("▁") + Replace(" ",
  *          "▁"), decoder Replace("▁", " "), ByteFallback, Fuse, Strip.
- * CONTROL, UNKNOWN and USER_DEFINED tokens become added tokens (special unless USER_DEFINED);
- * tokenizer.ggml.add_bos_token / add_eos_token make the post-processor. */
+ * CONTROL, UNKNOWN and USER_DEFINED tokens become added tokens (special unless USER_DEFINED), as
+ * llama.cpp treats them (a tokenizer.json may mark a CONTROL token such as Qwen's <|fim_prefix|>
+ * non-special; the file does not say so, and only decode with skip_special sees it);
+ * tokenizer.ggml.add_bos_token / add_eos_token make the post-processor (llama.cpp's defaults when
+ * absent). Refused: other tokenizer models (bert, t5, rwkv, ...), other pre-tokenizers (gpt2 with
+ * default = llama.cpp's own four-regex split, or olmo = GPT-2's regex: the runtime implements
+ * neither), precompiled_charsmap, remove_extra_whitespaces; for llama, a vocabulary without the 256
+ * byte tokens, tied scores among tokens made by merges, and a token that joins a character which is
+ * not itself a token (llama.cpp would merge it; a BPE cannot). */
 #ifndef MOEC_GGUF_TOK_H
 #define MOEC_GGUF_TOK_H
 #include <stdbool.h>
