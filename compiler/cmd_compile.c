@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "driver.h"
+#include "quantize.h"
 
 static const char compile_usage[] =
     "usage: moec compile MODEL_DIR -o OUT [options]\n"
@@ -26,6 +27,8 @@ static const char compile_usage[] =
     "  --features +a,-b        extra target features (e.g. -amx-bf16: prefill on AVX-512 FMA, not AMX tiles)\n"
     "  --amx-planes 3|2|1      with AMX tiles, bf16 planes per f32 activation: 3 exact (default); 2 keeps\n"
     "                          16 bits (logits move ~1e-5, prefill ~20% faster); 1 rounds activations to bf16\n"
+    "  --quant SPEC            block-quantise the weights at load, as 'moec run --quant' (TYPE[,CLASS=TYPE...],\n"
+    "                          e.g. q4_k,attn=q8_0; see 'moec inspect --quant SPEC')\n"
     "  --threads N             most threads a step will run (sizes per-thread buffers; default: cores)\n"
     "  --weights embed|sidecar weights inside OUT (default) or beside it in OUT.moew\n"
     "  --emit exe|obj|llvm|asm what to write (default exe; obj/llvm/asm write only the program)\n"
@@ -35,6 +38,7 @@ static const char compile_usage[] =
 int cmd_compile(int argc, char **argv) {
     Diag d = {0};
     CompileOptions o = {.batch = 1};
+    QuantSpec spec;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         bool takes = strcmp(a, "-q") && strcmp(a, "--quiet") && strcmp(a, "-h") && strcmp(a, "--help") && a[0] == '-';
@@ -81,6 +85,9 @@ int cmd_compile(int argc, char **argv) {
                 diag_error(&d, "--emit: expected exe, obj, llvm or asm; got '%s'", v);
                 return 2;
             }
+        } else if (!strcmp(a, "--quant")) {
+            if (!quantize_spec_parse(&d, v, &spec)) return 2;
+            o.quant = &spec;
         } else if (!strcmp(a, "--dump-after")) {
             o.dump_after = v;
         } else if (a[0] == '-') {

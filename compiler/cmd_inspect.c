@@ -3,13 +3,19 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cli.h"
 #include "commands.h"
 #include "frontend.h"
+#include "quantize.h"
 
 static const char inspect_usage[] =
-    "usage: moec inspect MODEL_DIR\n"
+    "usage: moec inspect MODEL_DIR [--quant SPEC]\n"
     "Prints the family, layers, experts, top-k, parameters (total and active per token), bytes\n"
-    "of weights per dtype and KV-cache bytes per token of a Hugging Face MoE checkpoint.\n";
+    "of weights per dtype and KV-cache bytes per token of a Hugging Face MoE checkpoint.\n"
+    "\n"
+    "  --quant SPEC   also the bytes per class of matrix with the weights block-quantised as\n"
+    "                 'moec run/compile --quant SPEC' would (TYPE[,CLASS=TYPE...]; classes experts,\n"
+    "                 attn, shared, embed, head), and every matrix that falls back to another type\n";
 
 typedef struct ParamCount {
     int64_t total, active;
@@ -41,20 +47,65 @@ static void human(char *buf, size_t n, double bytes) {
     snprintf(buf, n, "%.2f %s", bytes, unit[u]);
 }
 
-int cmd_inspect(int argc, char **argv) {
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        fputs(inspect_usage, stdout);
-        return 0;
+/* The --quant table: bytes per class at the spec, then each matrix that falls back. */
+static void print_quant(const QuantReport *qr, const QuantSpec *spec) {
+    char b0[32], b1[32];
+    size_t before = qr->bytes_other, after = qr->bytes_other;
+    printf("quant        %s (as run and compile would load it)\n", spec->text);
+    for (int c = 0; c < QC_COUNT; c++) {
+        if (!qr->n_mats[c]) continue;
+        human(b0, sizeof b0, (double)qr->bytes_before[c]);
+        human(b1, sizeof b1, (double)qr->bytes_after[c]);
+        printf("  %-8s %4d matri%s  %-9s %12s -> %s\n", quantize_class_name((QuantClass)c), qr->n_mats[c],
+               qr->n_mats[c] == 1 ? "x  " : "ces", spec->type[c] == DT_COUNT ? "as stored" : dtype_name(spec->type[c]),
+               b0, b1);
+        before += qr->bytes_before[c];
+        after += qr->bytes_after[c];
     }
-    if (argc != 2 || argv[1][0] == '-') {
+    human(b0, sizeof b0, (double)qr->bytes_other);
+    printf("  %-8s %-15s %-9s %12s (router, norms, biases, gates)\n", "other", "", "as stored", b0);
+    human(b0, sizeof b0, (double)before);
+    human(b1, sizeof b1, (double)after);
+    printf("  %-8s %-15s %-9s %12s -> %s\n", "total", "", "", b0, b1);
+    if (qr->n_skipped) printf("  %d matrices already block-quantised in the file: kept\n", qr->n_skipped);
+    for (int i = 0; i < qr->n_fallback; i++) {
+        const QuantFallback *f = &qr->fallback[i];
+        printf("fallback     %s (%s): rows of %" PRId64 ", not a multiple of %" PRId64 ": %s -> %s%s\n", f->name,
+               quantize_class_name(f->cls), f->cols, dtype_block_elems(f->want), dtype_name(f->want),
+               dtype_name(f->got), dtype_is_quant(f->got) ? "" : " (kept as stored)");
+    }
+}
+
+int cmd_inspect(int argc, char **argv) {
+    const char *dir = NULL;
+    bool quant = false;
+    QuantSpec spec;
+    Diag d = {0};
+    for (int i = 1; i < argc; i++) {
+        const char *v;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            fputs(inspect_usage, stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--quant")) {
+            if (!(v = cli_value(&d, argc, argv, &i)) || !quantize_spec_parse(&d, v, &spec)) return 2;
+            quant = true;
+        } else if (argv[i][0] == '-' || dir) {
+            fputs(inspect_usage, stderr);
+            return 2;
+        } else {
+            dir = argv[i];
+        }
+    }
+    if (!dir) {
         fputs(inspect_usage, stderr);
         return 2;
     }
-    Diag d = {0};
     Arena *a = arena_new();
     Model m;
+    QuantReport qr;
     int rc = 1;
-    if (!model_load(&m, a, &d, argv[1])) goto out;
+    if (!model_load(&m, a, &d, dir)) goto out;
+    if (quant && !quantize_model(&m, a, &d, &spec, true, &qr)) goto out;
     const ModelConfig *c = &m.cfg;
     int n_moe = 0;
     for (int64_t l = 0; l < c->num_hidden_layers; l++) n_moe += c->layer_is_moe[l];
@@ -90,6 +141,7 @@ int cmd_inspect(int argc, char **argv) {
     int64_t kv = 2 * c->num_hidden_layers * c->num_key_value_heads * c->head_dim * 4;
     human(buf, sizeof buf, (double)kv * (double)c->max_position_embeddings);
     printf("kv cache     %" PRId64 " bytes per token (f32 keys and values), %s at max context\n", kv, buf);
+    if (quant) print_quant(&qr, &spec);
     rc = 0;
 out:
     diag_summary(&d);

@@ -18,6 +18,7 @@
 #include "gguf_tok.h"
 #include "interp/interp.h"
 #include "outfile.h"
+#include "quantize.h"
 #include "sampler.h"
 #include "textio.h"
 #include "tokjson.h"
@@ -35,6 +36,9 @@ static const char run_usage[] =
     "  --temp X, --top-k K, --top-p P, --seed S   sampling (default greedy; as compiled executables)\n"
     "  --threads T            OpenMP threads (default: all cores)\n"
     "  --capacity-factor F    expert capacity C = ceil(F*T*k/E) per step (default 0: dropless)\n"
+    "  --quant SPEC           block-quantise the weights at load: TYPE[,CLASS=TYPE...], e.g. q4_k,attn=q8_0\n"
+    "                         (types q4_0 q4_1 q5_0 q5_1 q8_0 q4_k q5_k q6_k; classes experts attn shared\n"
+    "                         embed head; see 'moec inspect --quant SPEC' for the sizes and fallbacks)\n"
     "  --act exact|int8       block-quantised weights: f32 activations times the dequantised weights\n"
     "                         (exact, default) or activations quantised to int8 per 32 (int8, as ggml)\n"
     "  --logits-out FILE      write the logits as raw little-endian float32: [T, V] prompt rows,\n"
@@ -51,6 +55,8 @@ typedef struct RunOptions {
     int64_t threads;
     double capacity_factor;
     GkAct act;               /* --act */
+    bool quant;              /* --quant given: spec holds it */
+    QuantSpec spec;
     const char *logits_out, *trace_out;
     bool stats, dump_ir, verbose;
     char *text;              /* text prompt (malloc'd), or NULL */
@@ -95,6 +101,9 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
         } else if (!strcmp(a, "--capacity-factor")) {
             if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_double(d, a, v, 0, 1e6, &o->capacity_factor))
                 return 2;
+        } else if (!strcmp(a, "--quant")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !quantize_spec_parse(d, v, &o->spec)) return 2;
+            o->quant = true;
         } else if (!strcmp(a, "--act")) {
             if (!(v = cli_value(d, argc, argv, &i))) return 2;
             if (strcmp(v, "exact") && strcmp(v, "int8")) {
@@ -217,6 +226,11 @@ int cmd_run(int argc, char **argv) {
     void *smp_scratch = NULL;
     double t0 = moe_now_s(), t_load, t_prefill, t_end;
     if (!model_load(&m, a, &d, o.model_dir)) goto out;
+    if (o.quant) {
+        QuantReport qr;
+        if (!quantize_model(&m, a, &d, &o.spec, false, &qr)) goto out;
+        quantize_report_summary(&qr, &o.spec, stderr);
+    }
     if (o.text && !encode_prompt(&d, a, &o, &tok)) goto out;
     const ModelConfig *c = &m.cfg;
     if (o.dump_ir) {

@@ -1,5 +1,6 @@
 /* The compile pipeline:
  *   model_load            config.json + safetensors -> graph (T symbolic)
+ *   quantize_model        --quant: weight matrices block-quantised (frontend/quantize.h)
  *   pass_specialize x2    prefill (T = P) and decode (T = B), capacity bound
  *   pass_fuse x2          fused kernel graphs, packed weight nodes
  *   pass_pack             one weights layout for both
@@ -24,6 +25,7 @@
 #include "frontend.h"
 #include "gguf_tok.h"
 #include "passes/passes.h"
+#include "quantize.h"
 #include "tokjson.h"
 
 static void dump(const CompileOptions *o, const char *pass, const char *what, const Graph *g) {
@@ -125,6 +127,11 @@ int compile_model(const CompileOptions *o, Diag *d) {
     int rc = 1;
     char *wtmp = NULL, *otmp = NULL, *etmp = NULL;
     if (!model_load(&md, a, d, o->model_dir)) goto out;
+    if (o->quant) {
+        QuantReport qr;
+        if (!quantize_model(&md, a, d, o->quant, false, &qr)) goto out;
+        if (!o->quiet) quantize_report_summary(&qr, o->quant, stderr);
+    }
     const ModelConfig *c = &md.cfg;
     if (md.cfg.num_hidden_layers > MOE_MAX_LAYERS) {
         diag_error(d, "%s: %" PRId64 " layers; moec supports at most %d", o->model_dir, c->num_hidden_layers,

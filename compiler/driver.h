@@ -23,6 +23,7 @@ typedef struct CompileOptions {
     const char *dump_after;   /* pass name or NULL */
     bool quiet;               /* no progress lines */
     MoeManifest *manifest_out; /* optional: receives the compiled program's manifest */
+    const struct QuantSpec *quant; /* --quant (frontend/quantize.h), or NULL: weights as stored */
 } CompileOptions;
 
 /* Compiles o->model_dir into o->out; returns the exit status (0, 1 user error, 70 internal). */
