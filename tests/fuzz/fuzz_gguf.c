@@ -3,12 +3,17 @@
  * uses on each mapped part) with a quiet Diag, then walks whatever it accepted: every key
  * through the formatter and the typed getters, every tensor through gguf_find and its bytes;
  * then reads it as a model as `moec run file.gguf` does (frontend/gguf_model.c: the metadata
- * through the family's config reader, the tensors renamed, sliced and unpermuted).
+ * through the family's config reader, the tensors renamed, sliced and unpermuted), and its
+ * tokenizer.ggml.* metadata as a tokenizer (frontend/gguf_tok.c), which encodes a short text.
  * Seeds: tests/fuzz/corpus/gguf/ (small files from gguf_write_file, a truncated golden header). */
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdlib.h>
+
 #include "gguf_model.h"
+#include "gguf_tok.h"
+#include "tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -55,6 +60,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         TensorTable tt;
         Diag q = {.quiet = true};
         if (gguf_model_config(&g, a, &q, &c, &arch)) (void)gguf_model_tensors(&g, arch, &c, a, &q, &tt);
+        void *blob;
+        size_t len;
+        char err[256];
+        MoeTokenizer *tok = gguf_tokenizer_blob(&g, a, &q, &blob, &len) ? moe_tok_load(blob, len, err, sizeof err) : NULL;
+        int32_t *ids = NULL;
+        size_t n_ids = 0;
+        if (tok && moe_tok_encode(tok, "Hello, world! caf\xc3\xa9 12", 19, true, &ids, &n_ids) == 0) free(ids);
+        moe_tok_free(tok);
     } else if (d.n_errors == 0) {
         __builtin_trap(); /* a failure must say why */
     }

@@ -147,3 +147,44 @@ for case in ("gguf_mixtral_q8_0", "gguf_qwen2_moe_q4_0", "gguf_qwen3_moe_q8_0", 
           ("blk.1.ffn_gate.3.weight", [64, 2], f32(64, 2)), ("blk.0.ffn_up_shexp.weight", [64, 2], f32(64, 2)),
           ("blk.0.ffn_gate_inp_shexp.weight", [64], f32(64))]
     put("gguf", "model_" + case, gguf_write(kvs, ts))
+
+# gguf: the two tokenizer GGUFs with their vocabularies cut to a few hundred ids (merges kept when
+# both halves and the result survive), so seeds reach the GGUF tokenizer (frontend/gguf_tok.c)
+def arr_items(raw):
+    et, n = struct.unpack_from("<IQ", raw, 0)
+    at, items = 12, []
+    for _ in range(n):
+        if et == 8:
+            ln = struct.unpack_from("<Q", raw, at)[0]
+            items.append(raw[at + 8:at + 8 + ln])
+            at += 8 + ln
+        else:
+            w = {4: 4, 5: 4, 6: 4}[et]
+            items.append(raw[at:at + w])
+            at += w
+    return et, items
+
+def arr_raw(et, items):
+    out = struct.pack("<IQ", et, len(items))
+    for it in items:
+        out += struct.pack("<Q", len(it)) + it if et == 8 else it
+    return out
+
+for name, keep in (("llama2", 300), ("qwen3", 400)):
+    kvs = gguf_kvs(os.path.join(shared, "goldens/gguf/tokenizers", name + ".gguf"))
+    vocab = None
+    for key, t, raw in kvs:
+        if key == b"tokenizer.ggml.tokens":
+            vocab = set(arr_items(raw)[1][:keep])
+    out = []
+    for key, t, raw in kvs:
+        if t == 9 and key.startswith(b"tokenizer.ggml.") and key != b"tokenizer.ggml.merges":
+            et, items = arr_items(raw)
+            raw = arr_raw(et, items[:keep])
+        elif key == b"tokenizer.ggml.merges":
+            et, items = arr_items(raw)
+            raw = arr_raw(et, [m for m in items if all(p in vocab for p in m.split(b" ")) and m.replace(b" ", b"") in vocab])
+        elif key == b"tokenizer.chat_template" or key.endswith(b"_token_id") and struct.unpack_from("<I", raw)[0] >= keep:
+            continue
+        out.append((key, t, raw))
+    put("gguf", "tokenizer_" + name, gguf_write(out, []))
