@@ -47,6 +47,44 @@ static void human(char *buf, size_t n, double bytes) {
     snprintf(buf, n, "%.2f %s", bytes, unit[u]);
 }
 
+/* A GGUF file's tensor types per tensor class ("blk.N.ffn_down_exps.weight q6_k (1), q4_k (1)"),
+ * the summary llama.cpp users read to tell a Q4_K_M file from a Q4_K_S one. */
+static void print_gguf_types(const GgufFile *g) {
+    enum { MAX_CLASSES = 64 };
+    struct {
+        char name[96];
+        int count[DT_COUNT];
+    } cls[MAX_CLASSES];
+    int n = 0;
+    for (int i = 0; i < g->n_tensors; i++) {
+        const char *name = g->t[i].ti.name;
+        char key[96];
+        int layer, used = 0;
+        if (sscanf(name, "blk.%d.%n", &layer, &used) == 1 && used > 0) snprintf(key, sizeof key, "blk.N.%s", name + used);
+        else snprintf(key, sizeof key, "%s", name);
+        int k = 0;
+        while (k < n && strcmp(cls[k].name, key)) k++;
+        if (k == n) {
+            if (n == MAX_CLASSES) continue;
+            memset(&cls[n], 0, sizeof cls[n]);
+            snprintf(cls[n].name, sizeof cls[n].name, "%s", key);
+            n++;
+        }
+        cls[k].count[g->t[i].ti.dtype]++;
+    }
+    for (int k = 0; k < n; k++) {
+        printf("%-13s%-32s", k ? "" : "types", cls[k].name);
+        bool first = true;
+        for (int t = 0; t < DT_COUNT; t++) {
+            if (!cls[k].count[t]) continue;
+            printf("%s%s", first ? " " : ", ", dtype_name((DType)t));
+            if (cls[k].count[t] > 1 || cls[k].name[0] == 'b') printf(" (%d)", cls[k].count[t]);
+            first = false;
+        }
+        printf("\n");
+    }
+}
+
 /* The --quant table: bytes per class at the spec, then each matrix that falls back. */
 static void print_quant(const QuantReport *qr, const QuantSpec *spec) {
     char b0[32], b1[32];
@@ -128,16 +166,17 @@ int cmd_inspect(int argc, char **argv) {
     printf("parameters   %" PRId64 " total (%.1f M), %" PRId64 " active per token (%.1f M)\n", pc.total,
            (double)pc.total / 1e6, pc.active, (double)pc.active / 1e6);
     printf("weights      ");
-    const DType dts[] = {DT_BF16, DT_F16, DT_F32};
     bool first = true;
-    for (size_t i = 0; i < 3; i++) {
-        size_t b = st_bytes_of(&m.tt, dts[i]);
+    for (int t = 0; t < DT_COUNT; t++) {
+        size_t b = t == DT_I32 || t == DT_ROUTE ? 0 : st_bytes_of(&m.tt, (DType)t);
         if (!b) continue;
         human(buf, sizeof buf, (double)b);
-        printf("%s%s %s", first ? "" : ", ", dtype_name(dts[i]), buf);
+        printf("%s%s %s", first ? "" : ", ", dtype_name((DType)t), buf);
         first = false;
     }
-    printf(" in %d file%s\n", m.tt.n_shards, m.tt.n_shards == 1 ? "" : "s");
+    int n_files = m.gguf_path ? m.gguf.n_parts : m.tt.n_shards;
+    printf(" in %d %sfile%s\n", n_files, m.gguf_path ? "GGUF " : "", n_files == 1 ? "" : "s");
+    if (m.gguf_path) print_gguf_types(&m.gguf);
     int64_t kv = 2 * c->num_hidden_layers * c->num_key_value_heads * c->head_dim * 4;
     human(buf, sizeof buf, (double)kv * (double)c->max_position_embeddings);
     printf("kv cache     %" PRId64 " bytes per token (f32 keys and values), %s at max context\n", kv, buf);

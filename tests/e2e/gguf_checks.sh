@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# gguf_checks.sh MOEC WORK: GGUF models end to end, the way a user drives them.
+# gguf_checks.sh MOEC WORK [SHARED]: GGUF models end to end, the way a user drives them.
 #   roundtrip  each family (and qwen with dense layers first and last, a dense width of its own)
 #              synthesised, converted with `moec convert`, runs with bit-identical logits and the
 #              same ids from the .gguf and from the folder, on both paths, and compiles from either
 #              into executables giving the same ids
+#   inspect    `moec inspect` of a GGUF file lists its tensor types per class; on the Q4_K_M golden
+#              (SHARED given) exactly the mix llama-quantize wrote (case.json tensor_types_by_class)
 #   errors     broken GGUF files (bad magic, truncated, a tensor's offset past the end, an unknown
 #              type, a missing key, a refused key, a wrong shape) each give one error line, exit 1
 set -u
-moec=$1 work=$2
+moec=$1 work=$2 shared=${3:-}
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 p=5,17,99,3,250,31,8,64,12,200,7,1
@@ -33,6 +35,21 @@ for spec in "mixtral" "qwen2_moe" "qwen3_moe" "olmoe" \
   a=$("$work/$name.g.exe" --tokens $p -n $n) && b=$("$work/$name.f.exe" --tokens $p -n $n) || fail "compiled runs"
   [ "$a" = "$(cat "$work/a.out")" ] && [ "$b" = "$a" ] || fail "$name: compiled ids $a / $b differ from $(cat "$work/a.out")"
 done
+
+# inspect: types per tensor class
+"$moec" inspect "$work/qwen2_moe.gguf" >"$work/inspect.out" || fail "inspect"
+grep -Eq "^weights .* in 1 GGUF file" "$work/inspect.out" && grep -Eq "blk.N.ffn_up_exps.weight +bf16 \(2\)" "$work/inspect.out" &&
+  grep -Eq "blk.N.ffn_gate_inp_shexp.weight +bf16 \(2\)" "$work/inspect.out" || { cat "$work/inspect.out"; fail "inspect types"; }
+km="$shared/goldens/gguf/gguf_mixtral_k_small_q4_k_m/model"
+if [ -n "$shared" ] && [ -d "$km" ]; then
+  "$moec" inspect "$km" >"$work/inspect.out" || fail "inspect q4_k_m"
+  for want in "output.weight +q6_k" "token_embd.weight +q4_k" "blk.N.attn_v.weight +q4_k \(1\), q6_k \(1\)" \
+              "blk.N.ffn_down_exps.weight +q4_k \(1\), q6_k \(1\)" "blk.N.ffn_gate_exps.weight +q4_k \(2\)" \
+              "blk.N.ffn_gate_inp.weight +f32 \(2\)"; do
+    grep -Eq "$want" "$work/inspect.out" || { cat "$work/inspect.out"; fail "inspect q4_k_m: no /$want/"; }
+  done
+  echo "  inspect: the Q4_K_M golden's types per class as llama-quantize wrote them"
+fi
 
 # errors: each broken file gives exactly one line naming the problem, and exit status 1
 g="$work/mixtral.gguf"
