@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kt_quant.h"
 
 enum { MAX_ARGS = 32 };
 
@@ -199,13 +200,16 @@ static bool emit_node(Emitter *e, const Node *n) {
         const Node *x = ir_node(e->g, n->in[0]);
         const int64_t threads = n->a.ffn.threads, H = x->shape[1];
         int64_t wmax = n->a.ffn.d_ff > n->a.ffn.d_shared ? n->a.ffn.d_ff : n->a.ffn.d_shared;
-        int64_t per_thread = kt_experts_scratch(T, H, wmax, threads, n->a.ffn.amx);
+        int32_t q = 0; /* a block-type weight: the scratch holds a dequantised block (as fuse sized it) */
+        for (int k = 3; k < 7; k++) q |= kt_is_q(wdt_of(e, n, k));
+        int64_t per_thread = kt_experts_scratch(T, H, wmax, threads, n->a.ffn.amx, q);
         keep(&c, out);
         for (int k = 0; k < 8; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
         ffn_binds(&c, n, T, H);
         cfp(&c, n->a.ffn.eps), cint(&c, per_thread);
-        cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 5)), cint(&c, n->a.ffn.amx);
+        for (int k = 3; k < 7; k++) cint(&c, wdt_of(e, n, k)); /* gate_up, down, sh_gate_up, sh_down */
+        cint(&c, n->a.ffn.amx);
         snprintf(kname, sizeof kname, "k_%s_T%lld", ffn_kind(n), (long long)T);
         return emit_call(e, "kt_experts", kname, &c, 0);
     }
@@ -215,7 +219,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         for (int k = 0; k < 6; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
         ffn_binds(&c, n, T, x->shape[1]);
-        cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 4));
+        cfp(&c, n->a.ffn.eps), cint(&c, wdt_of(e, n, 3)), cint(&c, wdt_of(e, n, 4)); /* gate_up, sh_gate_up */
         snprintf(kname, sizeof kname, "k_%s_act_T%lld", ffn_kind(n), (long long)T);
         return emit_call(e, "kt_experts_act", kname, &c, 0);
     }
@@ -223,7 +227,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, out);
         for (int k = 0; k < 5; k++) keep(&c, in_ptr(e, n, k));
         ffn_binds(&c, n, T, n->shape[1]);
-        cint(&c, n->a.ffn.n_exp ? wdt_of(e, n, 3) : wdt_of(e, n, 4));
+        cint(&c, wdt_of(e, n, 3)), cint(&c, wdt_of(e, n, 4)); /* down, sh_down */
         snprintf(kname, sizeof kname, "k_%s_down_T%lld", ffn_kind(n), (long long)T);
         return emit_call(e, "kt_experts_down", kname, &c, 0);
     }

@@ -9,7 +9,10 @@
  * restrict pointers, loops LLVM can vectorise once shapes are constants.
  * Every kernel splits its independent rows by (ith, nth) with kt_split; it never synchronises —
  * the step program puts a barrier between dependent kernels.
- * Weight dtypes (wdt): 0 = f32, 2 = bf16 (runtime/dtype.h values). Activations are f32.
+ * Weight dtypes (wdt): 0 = f32, 2 = bf16, and the GGUF block types with kernels (kt_quant.h: Q4_0 5,
+ * Q8_0 9, Q4_K 10, Q5_K 11, Q6_K 12, in the quantised panel layout; runtime/dtype.h values).
+ * Activations are f32; block-type weights are dequantised exactly (ggml's values) in registers, or for
+ * a prefill tile into f32 scratch (the *_scratch helpers below take q: some weight is a block type).
  * amx (kt_norm_matmul, kt_experts): 0, or when the target has AMX-BF16 and the step has T >= 16
  * tokens the activation planes, 1 to 3 (3, the default, is exact): bf16 weight tiles of enough
  * rows then go through kt_amx.h's tile products (the thread's scratch must then include the packed
@@ -36,7 +39,7 @@ static inline int64_t kt_dispatch_bytes(int64_t T, int64_t k, int64_t E, int64_t
 
 /* y[T, N] = (resid[T, N] +) rmsnorm(x)[T, K] w[N, K]^T (+ bias[N]).
  * has_norm: x is normalised first with norm_w[K] and eps (each thread normalises all T rows
- * into its own scratch region, scratch + ith * kt_norm_matmul_scratch(T, K, has_norm, amx) floats;
+ * into its own scratch region, scratch + ith * kt_norm_matmul_scratch(T, K, has_norm, amx, q) floats;
  * scratch may be NULL when that is 0). Output rows n split between threads. */
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
                     const void *restrict w, const float *restrict bias, const float *restrict resid,
@@ -96,14 +99,16 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
  * sh_gate_up and sh_down in the same layouts, over every token. E = 0 means no routed experts.
  * part = partials + ith * T * H is this thread's [T, H] partial sum (zeroed here); kt_reduce adds
  * them up. scratch + ith * scratch_per_thread floats is this thread's work space, needing
- * kt_experts_scratch(T, H, max(I, SI), nth, amx) floats. Threads split the I (or SI) rows in units
- * of 32 (two gate/up blocks), so each thread's down columns start on an AMX K step. */
+ * kt_experts_scratch(T, H, max(I, SI), nth, amx, q) floats. Threads split the I (or SI) rows in units
+ * of 32 (two gate/up blocks), so each thread's down columns start on an AMX K step (and on a group of
+ * 32 columns of a block type). wgu, wdn, wsgu, wsdn: the dtypes of gate_up, down, sh_gate_up, sh_down
+ * (a GGUF mixture may give each its own). */
 void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
                 float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
-                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t amx,
-                int64_t n, int32_t ith, int32_t nth);
+                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wgu, int32_t wdn,
+                int32_t wsgu, int32_t wsdn, int32_t amx, int64_t n, int32_t ith, int32_t nth);
 
 /* Steps of fewer than KT_TILE_T tokens (decode) use the FMA tile and the decode form of kt_experts
  * below; steps of at least KT_TILE_T (prefill) the AMX tiles where the target has them (16 rows each)
@@ -124,12 +129,12 @@ enum { KT_TILE_T = 16 };
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
                     const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
                     const void *restrict sg_w, float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E,
-                    int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps, int32_t wdt, int64_t n,
-                    int32_t ith, int32_t nth);
+                    int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps, int32_t wgu, int32_t wsgu,
+                    int64_t n, int32_t ith, int32_t nth);
 void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
                      const float *restrict act, const void *restrict down, const void *restrict sh_down, int64_t T,
                      int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind,
-                     int32_t wdt, int64_t n, int32_t ith, int32_t nth);
+                     int32_t wdn, int32_t wsdn, int64_t n, int32_t ith, int32_t nth);
 static inline int64_t kt_experts_act_floats(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI) {
     return E * C * kt_round16(I) + T * kt_round16(SI);
 }
@@ -147,15 +152,18 @@ void kt_embed(float *restrict y, const int32_t *restrict ids, const void *restri
 static inline int64_t kt_experts_slice(int64_t W, int64_t nth) { return 32 * (((W + 31) / 32 + nth - 1) / nth); }
 
 /* Floats of one thread's scratch for kt_norm_matmul (T rows of K) and kt_experts (T rows of H,
- * widest expert W): normalised rows, act rows, and with amx the packed activations of one chunk
- * (kt_amx.h) and a 32 x 32 output tile. */
+ * widest expert W): normalised rows, act rows, with q (a block-type weight) in a prefill step
+ * (T >= KT_TILE_T) one dequantised 32-row block (kt_quant.h), and with amx the packed activations of
+ * one chunk (kt_amx.h) and a 32 x 32 output tile. */
 static inline int64_t kt_amx_scratch(int64_t K) { return kt_amx_pack_bytes(kt_amx_chunk(K), K) / 4; }
-static inline int64_t kt_norm_matmul_scratch(int64_t T, int64_t K, int32_t has_norm, int32_t amx) {
-    return (has_norm ? T * K : 0) + (amx ? kt_amx_scratch(K) + 32 * 32 : 0);
+static inline int64_t kt_dq_scratch(int64_t K) { return 64 * ((K + 31) / 32 * 16); } /* 32 rows of K, f32 panel */
+static inline int64_t kt_norm_matmul_scratch(int64_t T, int64_t K, int32_t has_norm, int32_t amx, int32_t q) {
+    return (has_norm ? T * K : 0) + (amx ? kt_amx_scratch(K) + 32 * 32 : 0) +
+           (q && T >= KT_TILE_T ? kt_dq_scratch(K) : 0);
 }
-static inline int64_t kt_experts_scratch(int64_t T, int64_t H, int64_t W, int64_t nth, int32_t amx) {
+static inline int64_t kt_experts_scratch(int64_t T, int64_t H, int64_t W, int64_t nth, int32_t amx, int32_t q) {
     int64_t sl = kt_experts_slice(W, nth), a = kt_amx_scratch(H), b = kt_amx_scratch(sl);
-    return T * H + T * sl + (amx ? (a > b ? a : b) + 32 * 32 : 0);
+    return T * H + T * sl + (q ? kt_dq_scratch(H > sl ? H : sl) : 0) + (amx ? (a > b ? a : b) + 32 * 32 : 0);
 }
 
 /* [lo, hi) of n items for thread ith of nth (contiguous, balanced). */

@@ -19,11 +19,15 @@ enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
  * it the chunk's tokens in tiles: TILE(tb) with s the tile's first token, tb = KT_TB, then one tile
  * each of 4, 2 and 1 as needed. b and s are the caller's names for the loop variables; TILE is a
  * macro of the caller, and tb a literal at each expansion, so every tile's loops unroll. */
-#define KT_FOR_TILES(n, tc, b, b0, b1, s, TILE)                                                            \
+#define KT_FOR_TILES(n, tc, b, b0, b1, s, TILE) KT_FOR_TILES_AT(n, tc, b, b0, b1, s, KT_NO_BLOCK, TILE)
+/* The same with BLOCK(b) run once per block and chunk before its tiles (kt_quant.h: dequantise it). */
+#define KT_NO_BLOCK(b) (void)0
+#define KT_FOR_TILES_AT(n, tc, b, b0, b1, s, BLOCK, TILE)                                                  \
     for (int64_t kt_c0 = 0; kt_c0 < (n); kt_c0 += (tc)) {                                                  \
         int64_t kt_c1 = kt_c0 + (tc) < (n) ? kt_c0 + (tc) : (n);                                            \
         for (int64_t b = (b0); b < (b1); b++) {                                                            \
             int64_t s = kt_c0;                                                                             \
+            BLOCK(b);                                                                                      \
             for (; s + KT_TB <= kt_c1; s += KT_TB) TILE(KT_TB);                                            \
             if (s + 4 <= kt_c1) TILE(4), s += 4;                                                           \
             if (s + 2 <= kt_c1) TILE(2), s += 2;                                                           \

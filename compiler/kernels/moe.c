@@ -40,16 +40,23 @@
  *                    for each expert e, for c in clo..chi: y[tok[s]][32 c ..] += down_e block c . act[e][s]
  *                    (all of I: one forward stream per expert and thread)
  *
- * Specialised: T, H, I, E, k, C, SI, shared_kind, eps, renorm and wdt are constants. The block
+ * Block-type weights (kt_quant.h; each of gate_up, down, sh_gate_up and sh_down has its own wdt, as
+ * GGUF mixtures such as Q4_K_M give down another type): the same loops on the quantised panels. A
+ * tile of the decode form, or of a list shorter than KT_Q_DEQ_ROWS tokens, dequantises each column of
+ * 16 rows in registers (kt_qpanel_tile); a longer list dequantises each 32-row block of its slice
+ * once per token chunk into f32 scratch (kt_qpanel_dequant) and runs kt_panel_tile on it.
+ *
+ * Specialised: T, H, I, E, k, C, SI, shared_kind, eps, renorm and the wdts are constants. The block
  * bounds depend on ith (runtime), so the down dot products have a runtime trip count. Weights:
  * gate_up [E] x (PACK_GATE_UP panels of ceil(I/16) blocks over H), down [E] x (panels of H rows
- * over I): see kt_common.h. */
+ * over I): see kt_common.h and kt_quant.h. */
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "kernels.h"
 #include "kt_common.h"
+#include "kt_quant.h"
 
 /* One routing choice, laid out as runtime/dtype.h's MoeRoute: 8 bytes. */
 typedef struct KtRoute {
@@ -131,22 +138,32 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
 
 /* ---- kt_experts ---- */
 
+/* Lists of at least this many tokens run an expert's block-type weights through a dequantised f32
+ * block per token chunk (kt_qpanel_dequant) instead of dequantising every token tile in registers. */
+enum { KT_Q_DEQ_ROWS = 8 };
+
+/* Size of one packed matrix of R rows over K columns in the units its offsets count: elements (f32,
+ * bf16) or bytes (block types). */
+static inline int64_t ex_mat_size(int64_t R, int64_t K, int32_t wdt) {
+    return kt_is_q(wdt) ? kt_q_panel_bytes(R, K, wdt) : kt_panel_elems(R, K);
+}
+
 /* The read side of kt_router's dispatch buffer (kernels.h), and each expert's packed weights. */
 typedef struct ExLists {
     const int32_t *count; // [E] tokens kept per expert
     const int32_t *tok;   // [E, C] their indices; expert e's list at tok + e C
     const float *wt;      // [E, C] their routing weights
-    int64_t gu_elems, dn_elems; // elements of one expert's packed gate_up and down
+    int64_t gu_elems, dn_elems; // size of one expert's packed gate_up and down (ex_mat_size units)
 } ExLists;
 
 static inline ExLists ex_lists(const char *restrict dispatch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
-                               int64_t C) {
+                               int64_t C, int32_t wgu, int32_t wdn) {
     ExLists l;
     l.count = (const int32_t *)(dispatch + 8 * T * k);
     l.tok = l.count + E;
     l.wt = (const float *)(l.tok + E * C);
-    l.gu_elems = kt_panel_elems(kt_round16(I) * 2, H);
-    l.dn_elems = kt_panel_elems(H, I);
+    l.gu_elems = ex_mat_size(kt_round16(I) * 2, H, wgu);
+    l.dn_elems = ex_mat_size(H, I, wdn);
     return l;
 }
 
@@ -161,14 +178,18 @@ static inline float ex_shared_gate(const float *restrict hr, const void *restric
 static inline int64_t ex_tok(const int32_t *restrict toks, int64_t s) { return toks ? toks[s] : s; }
 
 /* act[s][16 (b - blo) + lane] = silu(g) u wt[s] for the 16 rows of gate/up block b, tokens s in
- * [s0, s0 + tb). gu0: element offset of this expert's packed gate_up; sl: act row length. */
+ * [s0, s0 + tb). gu0: offset of this expert's packed gate_up (ex_mat_size units); sl: act row length.
+ * dq: block b dequantised to f32 (kt_qpanel_dequant), read instead of gate_up; NULL: none. */
 static inline void ex_gate_up(float *restrict act, const float *restrict h, const void *restrict gate_up, int64_t gu0,
                               const int32_t *restrict toks, const float *restrict wts, int tb, int64_t b,
-                              int64_t blo, int64_t s0, int64_t sl, int64_t H, int32_t wdt) {
+                              int64_t blo, int64_t s0, int64_t sl, int64_t H, int32_t wdt, const float *restrict dq) {
     const float *xs[KT_TB]; // KT_TB x [H]
     for (int t = 0; t < KT_TB; t++) xs[t] = h + ex_tok(toks, s0 + (t < tb ? t : 0)) * H;
     kt_vf acc[2][KT_TB]; // gate, up: [tb] vectors of 16 rows
-    kt_panel_tile(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xs, H / 2, (int)(H % 2), wdt);
+    if (dq) kt_panel_tile(acc, tb, dq, 0, xs, H / 2, 0, 0);
+    else if (kt_is_q(wdt))
+        kt_qpanel_tile(acc, tb, gate_up, gu0 + b * kt_q_block_bytes(H, wdt), xs, 0, H / 32, wdt);
+    else kt_panel_tile(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xs, H / 2, (int)(H % 2), wdt);
     for (int t = 0; t < tb; t++) {
         float w = wts ? wts[s0 + t] : 1.0f, *ar = act + (s0 + t) * sl + (b - blo) * 16; // [16]
         for (int l = 0; l < 16; l++) ar[l] = kt_silu(acc[0][t][l]) * acc[1][t][l] * w;
@@ -176,14 +197,18 @@ static inline void ex_gate_up(float *restrict act, const float *restrict h, cons
 }
 
 /* part[tok s][32 c + 16 q + lane] += down block c . act[s] over pairs [p0, p0 + n2) (+ half), tokens
- * s in [s0, s0 + tb). dn0: element offset of this expert's packed down. */
+ * s in [s0, s0 + tb). dn0: offset of this expert's packed down (ex_mat_size units). Block types: p0 and
+ * n2 are multiples of 16 (whole groups of 32 columns); dq as in ex_gate_up (those pairs only). */
 static inline void ex_down(float *restrict part, const float *restrict act, const void *restrict down, int64_t dn0,
                            const int32_t *restrict toks, int tb, int64_t c, int64_t s0, int64_t sl, int64_t p0,
-                           int64_t n2, int half, int64_t H, int64_t Iw, int32_t wdt) {
+                           int64_t n2, int half, int64_t H, int64_t Iw, int32_t wdt, const float *restrict dq) {
     const float *xs[KT_TB]; // KT_TB x [sl]
     for (int t = 0; t < KT_TB; t++) xs[t] = act + (s0 + (t < tb ? t : 0)) * sl;
     kt_vf acc[2][KT_TB];
-    kt_panel_tile(acc, tb, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xs, n2, half, wdt);
+    if (dq) kt_panel_tile(acc, tb, dq, 0, xs, n2, 0, 0);
+    else if (kt_is_q(wdt))
+        kt_qpanel_tile(acc, tb, down, dn0 + c * kt_q_block_bytes(Iw, wdt), xs, p0 / 16, n2 / 16, wdt);
+    else kt_panel_tile(acc, tb, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xs, n2, half, wdt);
     for (int t = 0; t < tb; t++) {
         float *pr = part + ex_tok(toks, s0 + t) * H; // [H]
         for (int q = 0; q < 2; q++) {
@@ -238,28 +263,45 @@ static void ex_ffn_amx(float *restrict part, const float *restrict h, float *res
 
 /* One expert (routed, or the shared/dense one) of width Iw over its n listed tokens, this thread's
  * blocks [blo, bhi) of its rows, accumulated into part[T, H]. act: [n, 16 (bhi - blo)] work space.
- * amx > 0: through ex_ffn_amx with amx planes when the list fills enough of a tile (abuf and tile
- * its work space). */
+ * wgu, wdn: the dtypes of gate_up and down. amx > 0 (both bf16): through ex_ffn_amx with amx planes
+ * when the list fills enough of a tile (abuf and tile its work space). dq: kt_dq_scratch(max(H, slice))
+ * floats for a dequantised block (block-type weights and n >= KT_Q_DEQ_ROWS). */
 static void ex_ffn(float *restrict part, const float *restrict h, float *restrict act, const void *restrict gate_up,
                    int64_t gu0, const void *restrict down, int64_t dn0, const int32_t *restrict toks,
                    const float *restrict wts, int64_t n, int64_t blo, int64_t bhi, int64_t H, int64_t Iw,
-                   int32_t wdt, int amx, uint16_t *restrict abuf, float *restrict tile) {
-    if (amx && n >= KT_AMX_MIN_ROWS) {
+                   int32_t wgu, int32_t wdn, int amx, uint16_t *restrict abuf, float *restrict tile,
+                   float *restrict dq) {
+    if (amx && wgu == 2 && wdn == 2 && n >= KT_AMX_MIN_ROWS) {
         ex_ffn_amx(part, h, act, (const uint16_t *)gate_up, gu0, (const uint16_t *)down, dn0, toks, wts, n, blo, bhi,
                    H, Iw, abuf, tile, amx);
         return;
     }
     int64_t sl = (bhi - blo) * 16;
     if (sl <= 0 || n <= 0) return;
-#define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, wts, tb, b, blo, s0, sl, H, wdt)
-    KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, GU_TILE) /* h rows of a chunk stay in L2 */
+    /* block types and a list of KT_Q_DEQ_ROWS tokens or more: each block dequantised once per chunk */
+    const int deq = n >= KT_Q_DEQ_ROWS;
+    float *gdq = kt_is_q(wgu) && deq ? dq : NULL, *ddq = kt_is_q(wdn) && deq ? dq : NULL;
+#define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, wts, tb, b, blo, s0, sl, H, wgu, gdq)
+    if (gdq) {
+#define GU_BLOCK(b) kt_qpanel_dequant(gdq, gate_up, gu0 + (b) * kt_q_block_bytes(H, wgu), 0, H / 32, wgu)
+        KT_FOR_TILES_AT(n, kt_chunk(H), b, blo, bhi, s0, GU_BLOCK, GU_TILE)
+#undef GU_BLOCK
+    } else {
+        KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, GU_TILE) /* h rows of a chunk stay in L2 */
+    }
 #undef GU_TILE
     /* down reads columns [16 blo, min(16 bhi, Iw)) of its rows: pairs from 8 blo, the last one
      * half when Iw is odd and this thread holds it */
     int64_t k1 = bhi * 16 < Iw ? bhi * 16 : Iw, p0 = blo * 8, n2 = k1 / 2 - p0;
     int half = (int)(k1 % 2);
-#define DN_TILE(tb) ex_down(part, act, down, dn0, toks, tb, c, s0, sl, p0, n2, half, H, Iw, wdt)
-    KT_FOR_TILES(n, kt_chunk(sl), c, 0, (H + 31) / 32, s0, DN_TILE) /* act rows of a chunk stay in L2 */
+#define DN_TILE(tb) ex_down(part, act, down, dn0, toks, tb, c, s0, sl, p0, n2, half, H, Iw, wdn, ddq)
+    if (ddq) {
+#define DN_BLOCK(c) kt_qpanel_dequant(ddq, down, dn0 + (c) * kt_q_block_bytes(Iw, wdn), p0 / 16, n2 / 16, wdn)
+        KT_FOR_TILES_AT(n, kt_chunk(sl), c, 0, (H + 31) / 32, s0, DN_BLOCK, DN_TILE)
+#undef DN_BLOCK
+    } else {
+        KT_FOR_TILES(n, kt_chunk(sl), c, 0, (H + 31) / 32, s0, DN_TILE) /* act rows of a chunk stay in L2 */
+    }
 #undef DN_TILE
 }
 
@@ -275,21 +317,25 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
                 float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
-                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wdt, int32_t amx,
-                int64_t n, int32_t ith, int32_t nth) {
+                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wgu, int32_t wdn,
+                int32_t wsgu, int32_t wsdn, int32_t amx, int64_t n, int32_t ith, int32_t nth) {
+    const int64_t sl = kt_experts_slice(I > SI ? I : SI, nth);
+    const int q = kt_is_q(wgu) || kt_is_q(wdn) || kt_is_q(wsgu) || kt_is_q(wsdn);
     float *part = partials + (int64_t)ith * T * H;         // [T, H]
     float *h = scratch + (int64_t)ith * scratch_per_thread; // [T, H]
     float *act = h + T * H;                                 // [T, slice]
-    float *tile = act + T * kt_experts_slice(I > SI ? I : SI, nth); // [32, 32] (amx)
+    float *dq = act + T * sl;                               // a dequantised block (block types)
+    float *tile = dq + (q ? kt_dq_scratch(H > sl ? H : sl) : 0); // [32, 32] (amx)
     uint16_t *abuf = (uint16_t *)(tile + 32 * 32);           // packed chunk (amx)
-    const int use_amx = wdt == 2 ? amx : 0; /* planes, or 0 */
+    const int use_amx = amx && ((wgu == 2 && wdn == 2) || (wsgu == 2 && wsdn == 2)); /* planes, or 0 */
     memset(part, 0, sizeof(float) * (size_t)(n * H));
     kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
     if (use_amx) kt_amx_begin();
     int64_t blo, bhi;
     if (shared_kind != 0) {
         ex_blocks(SI, ith, nth, &blo, &bhi);
-        ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, n, blo, bhi, H, SI, wdt, use_amx, abuf, tile);
+        ex_ffn(part, h, act, sh_gate_up, 0, sh_down, 0, NULL, NULL, n, blo, bhi, H, SI, wsgu, wsdn, use_amx ? amx : 0,
+               abuf, tile, dq);
         if (shared_kind == 1 && bhi > blo)
             for (int64_t t = 0; t < n; t++) {
                 float g = ex_shared_gate(h + t * H, sg_w, H), *pr = part + t * H; // [H]
@@ -297,11 +343,11 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
             }
     }
     if (E > 0) {
-        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C);
+        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, wgu, wdn);
         ex_blocks(I, ith, nth, &blo, &bhi);
         for (int64_t e = 0; e < E; e++)
             ex_ffn(part, h, act, gate_up, e * l.gu_elems, down, e * l.dn_elems, l.tok + e * C, l.wt + e * C,
-                   l.count[e], blo, bhi, H, I, wdt, use_amx, abuf, tile);
+                   l.count[e], blo, bhi, H, I, wgu, wdn, use_amx ? amx : 0, abuf, tile, dq);
     }
     if (use_amx) kt_amx_end();
 }
@@ -311,8 +357,8 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
                     const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
                     const void *restrict sg_w, float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E,
-                    int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps, int32_t wdt, int64_t n,
-                    int32_t ith, int32_t nth) {
+                    int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps, int32_t wgu, int32_t wsgu,
+                    int64_t n, int32_t ith, int32_t nth) {
     float *h = scratch + (int64_t)ith * kt_experts_act_scratch(T, H); // [T, H]
     float *gate = h + T * H;                                          // [T] shared-expert gates
     const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
@@ -323,16 +369,17 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
             gate[t] = shared_kind == 1 ? ex_shared_gate(h + t * H, sg_w, H) : 1.0f;
         ex_blocks(SI, ith, nth, &blo, &bhi);
         float *ash = act + E * C * IP; // [T, SIP]
-#define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gate, tb, b, 0, s0, SIP, H, wdt)
+#define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gate, tb, b, 0, s0, SIP, H, wsgu, NULL)
         KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, SH_TILE)
 #undef SH_TILE
     }
     if (E > 0) {
-        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C);
+        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, wgu, 0);
         ex_blocks(I, ith, nth, &blo, &bhi);
         for (int64_t e = 0; e < E; e++) {
             float *ae = act + e * C * IP; // [C, IP]
-#define EX_TILE(tb) ex_gate_up(ae, h, gate_up, e * l.gu_elems, l.tok + e * C, l.wt + e * C, tb, b, 0, s0, IP, H, wdt)
+#define EX_TILE(tb)                                                                                               \
+    ex_gate_up(ae, h, gate_up, e * l.gu_elems, l.tok + e * C, l.wt + e * C, tb, b, 0, s0, IP, H, wgu, NULL)
             KT_FOR_TILES(l.count[e], kt_chunk(H), b, blo, bhi, s0, EX_TILE)
 #undef EX_TILE
         }
@@ -342,7 +389,7 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
 void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
                      const float *restrict act, const void *restrict down, const void *restrict sh_down, int64_t T,
                      int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind,
-                     int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
+                     int32_t wdn, int32_t wsdn, int64_t n, int32_t ith, int32_t nth) {
     const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
     int64_t clo, chi;
     kt_split((H + 31) / 32, ith, nth, &clo, &chi);
@@ -351,15 +398,16 @@ void kt_experts_down(float *restrict y, const float *restrict x, const char *res
         for (int64_t r = r0; r < r1; r++) y[t * H + r] = x[t * H + r];
     if (shared_kind != 0) {
         const float *ash = act + E * C * IP; // [T, SIP]
-#define SH_TILE(tb) ex_down(y, ash, sh_down, 0, NULL, tb, c, s0, SIP, 0, SI / 2, (int)(SI % 2), H, SI, wdt)
+#define SH_TILE(tb) ex_down(y, ash, sh_down, 0, NULL, tb, c, s0, SIP, 0, SI / 2, (int)(SI % 2), H, SI, wsdn, NULL)
         KT_FOR_TILES(n, kt_chunk(SIP), c, clo, chi, s0, SH_TILE)
 #undef SH_TILE
     }
     if (E > 0) {
-        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C);
+        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, 0, wdn);
         for (int64_t e = 0; e < E; e++) { /* rows [r0, r1) of expert e's down: one forward stream */
 #define EX_TILE(tb)                                                                                               \
-    ex_down(y, act + e * C * IP, down, e * l.dn_elems, l.tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, wdt)
+    ex_down(y, act + e * C * IP, down, e * l.dn_elems, l.tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, \
+            wdn, NULL)
             KT_FOR_TILES(l.count[e], kt_chunk(IP), c, clo, chi, s0, EX_TILE)
 #undef EX_TILE
         }

@@ -10,6 +10,10 @@
  *         acc[2][tb] = kt_panel_tile(block b, xn[t0..t0+tb])    // 16 rows per vector
  *         y[t0+t][32b + 16s + lane] = acc[s][t] (+ bias) (+ resid)   for rows < N
  *
+ * Block-type weights (kt_quant.h): decode (T < KT_TILE_T) dequantises each column of 16 rows in
+ * registers (kt_qpanel_tile); prefill dequantises block b once per token chunk into f32 scratch
+ * (kt_qpanel_dequant) and runs the FMA tile on it.
+ *
  * Specialised: T, K, N, eps, has_norm, has_bias, has_resid and wdt are constants, so the pair loop
  * has a constant trip count, every tile has constant tb and the flags and the dtype test fold away.
  * Each weight block is read once per token chunk (TC = kt_chunk(K) tokens, 128 at K = 1024);
@@ -20,6 +24,7 @@
 
 #include "kernels.h"
 #include "kt_common.h"
+#include "kt_quant.h"
 
 /* y[t0 + t][n0 + j] (+ bias) (+ resid) = acc[t][j] for t < tb, j < width and n0 + j < N; acc[t] at
  * stride ld floats (the epilogue of the AMX tile and of the FMA tile's last, partial rows). */
@@ -38,14 +43,18 @@ static inline void nm_store(float *restrict y, const float *restrict acc, int64_
     }
 }
 
-/* Rows [32 b, 32 b + 32) of y for tokens [t0, t0 + tb). */
+/* Rows [32 b, 32 b + 32) of y for tokens [t0, t0 + tb). dq: block b dequantised to f32 (block types
+ * in a prefill step), read instead of w; NULL: none. */
 static inline void nm_block(float *restrict y, const float *restrict xn, const void *restrict w,
                             const float *restrict bias, const float *restrict resid, int tb, int64_t t0,
-                            int64_t b, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid, int32_t wdt) {
+                            int64_t b, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid, int32_t wdt,
+                            const float *restrict dq) {
     const float *xs[KT_TB]; // KT_TB x [K]
     for (int t = 0; t < KT_TB; t++) xs[t] = xn + (t0 + (t < tb ? t : 0)) * K;
     kt_vf acc[2][KT_TB];
-    kt_panel_tile(acc, tb, w, b * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
+    if (dq) kt_panel_tile(acc, tb, dq, 0, xs, K / 2, 0, 0);
+    else if (kt_is_q(wdt)) kt_qpanel_tile(acc, tb, w, b * kt_q_block_bytes(K, wdt), xs, 0, K / 32, wdt);
+    else kt_panel_tile(acc, tb, w, b * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
     for (int t = 0; t < tb; t++)
         for (int s = 0; s < 2; s++) {
             int64_t n0 = b * 32 + s * 16, o = (t0 + t) * N + n0;
@@ -88,7 +97,8 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
                     int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t amx, int64_t n, int32_t ith,
                     int32_t nth) {
     const float *xn = x;                                                               // [T, K]
-    float *own = scratch ? scratch + (int64_t)ith * kt_norm_matmul_scratch(T, K, has_norm, amx) : 0; // [T, K]
+    const int q = kt_is_q(wdt);
+    float *own = scratch ? scratch + (int64_t)ith * kt_norm_matmul_scratch(T, K, has_norm, amx, q) : 0; // [T, K]
     if (has_norm) {
         kt_rmsnorm_rows(own, x, norm_w, n, K, eps);
         xn = own;
@@ -101,7 +111,16 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
                has_bias, has_resid, amx);
         return;
     }
-#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt)
+    if (q && T >= KT_TILE_T) { /* prefill: each block dequantised once per token chunk */
+        float *dq = own + (has_norm ? T * K : 0); // [kt_dq_scratch(K)]
+#define NM_BLOCK(b) kt_qpanel_dequant(dq, w, (b) * kt_q_block_bytes(K, wdt), 0, K / 32, wdt)
+#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, dq)
+        KT_FOR_TILES_AT(n, kt_chunk(K), b, blo, bhi, t, NM_BLOCK, NM_TILE)
+#undef NM_BLOCK
+#undef NM_TILE
+        return;
+    }
+#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, NULL)
     KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
 #undef NM_TILE
 }

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "kernels/kernels.h"
+#include "kernels/kt_quant.h"
 #include "passes.h"
 
 typedef struct Fuser {
@@ -52,10 +53,13 @@ static ValueId mapped(Fuser *fu, ValueId v) {
     return fu->map[v.id];
 }
 
-static DType pack_dtype(const TensorInfo **parts, int n, int rank) {
+/* bf16 matrices stay bf16, and matrices of a block type with a kernel (kernels/kt_quant.h) in the panel
+ * layouts keep it; anything else (f16, other block types, mixed parts, rows) is f32 (exact). */
+static DType pack_dtype(const TensorInfo **parts, int n, int rank, PackKind kind) {
     if (rank == 1) return DT_F32;
     for (int i = 0; i < n; i++)
         if (parts[i]->dtype != parts[0]->dtype) return DT_F32;
+    if (kind != PACK_ROWS && kt_is_q((int32_t)parts[0]->dtype)) return parts[0]->dtype;
     return parts[0]->dtype == DT_BF16 ? DT_BF16 : DT_F32; /* f16 widens exactly to f32 */
 }
 
@@ -78,7 +82,7 @@ static ValueId packed(Fuser *fu, PackKind kind, const ValueId *ws, int n, const 
     nd->a.weight.parts = parts;
     nd->a.weight.n_parts = n_parts;
     nd->a.weight.pack = kind;
-    nd->dtype = pack_dtype(parts, n_parts, rows == 1 || cols == 1 ? 1 : 2);
+    nd->dtype = pack_dtype(parts, n_parts, rows == 1 || cols == 1 ? 1 : 2, kind);
     nd->rank = rows == 1 ? 1 : 2;
     nd->shape[0] = rows == 1 ? cols : rows;
     nd->shape[1] = cols;
@@ -112,8 +116,9 @@ static ValueId norm_matmul(Fuser *fu, const char *name, ValueId x, ValueId norm_
     n->a.norm.eps = eps;
     n->a.norm.amx = fu->amx;
     int64_t K = ir_node(fu->f, x)->shape[1];
-    n->scratch_bytes =
-        (int64_t)sizeof(float) * fu->threads * kt_norm_matmul_scratch(fu->s->n_tok, K, !ir_is_none(norm_w), fu->amx);
+    int32_t q = kt_is_q((int32_t)ir_node(fu->f, w)->dtype);
+    n->scratch_bytes = (int64_t)sizeof(float) * fu->threads *
+                       kt_norm_matmul_scratch(fu->s->n_tok, K, !ir_is_none(norm_w), fu->amx, q);
     return v;
 }
 
@@ -362,7 +367,13 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
     pn->shape[1] = T;
     pn->shape[2] = H;
     pn->a.ffn.amx = fu->amx;
-    pn->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_scratch(T, H, I > SI ? I : SI, fu->threads, fu->amx);
+    int32_t q = 0;
+    for (int i = 0; i < 4; i++) {
+        ValueId wv = (ValueId[]){gate_up, down, sh_gu, sh_d}[i];
+        q |= !ir_is_none(wv) && kt_is_q((int32_t)ir_node(fu->f, wv)->dtype);
+    }
+    pn->scratch_bytes =
+        (int64_t)sizeof(float) * fu->threads * kt_experts_scratch(T, H, I > SI ? I : SI, fu->threads, fu->amx, q);
     fu->map[add.id] = act(fu, OP_FREDUCE, nm, 2, (ValueId[]){x, part}, H);
 }
 

@@ -8,16 +8,19 @@
  *                    reads both in one forward stream
  *   PACK_ROPE     [S][hd]: cos(p*inv_freq[i]) * mscale for i < hd/2, then the sines (float32 angle,
  *                 as HF and the generic path compute it)
- * Dtypes: bf16 matrices stay bf16; f16 and f32 become f32 (exact); vectors become f32. A tensor of a
- * GGUF block type (runtime/quant.h) whose packed dtype is f32 is dequantised row by row with
- * quant_dequant_row (exact: ggml's values). Stored rows are sized with quant_row_bytes, never
- * dtype_size (0 for block types). Entries are 64-byte aligned and shared between the prefill and
- * decode graphs when identical. */
+ * Dtypes: bf16 matrices stay bf16; f16 and f32 become f32 (exact); vectors become f32. Matrices of a
+ * GGUF block type (runtime/quant.h) with a kernel (Q4_0, Q8_0, Q4_K, Q5_K, Q6_K; fuse decides) keep
+ * it, in the quantised panel layout of kernels/kt_quant.h (blocks regrouped, scales unpacked, every
+ * dequantised value unchanged); any other block-type tensor (another type, parts of mixed types,
+ * the embedding and router rows) is dequantised to f32 row by row with quant_dequant_row (exact).
+ * Stored rows are sized with quant_row_bytes, never dtype_size (0 for block types). Entries are
+ * 64-byte aligned and shared between the prefill and decode graphs when identical. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/kt_common.h"
+#include "kernels/kt_quant.h"
 #include "passes.h"
 #include "quant.h"
 
@@ -38,10 +41,11 @@ static int64_t panel_rows(const PackEntry *e, int64_t *n_mat) {
     return (e->parts[0]->shape[0] + 15) / 16 * 32;
 }
 
-static int64_t packed_elems(const PackEntry *e) {
-    if (e->kind == PACK_ROWS || e->kind == PACK_ROPE) return e->rows * e->cols;
+static int64_t packed_bytes(const PackEntry *e) {
+    if (e->kind == PACK_ROWS || e->kind == PACK_ROPE) return e->rows * e->cols * (int64_t)dtype_size(e->dtype);
     int64_t n_mat, r = panel_rows(e, &n_mat);
-    return n_mat * kt_panel_elems(r, e->cols);
+    if (dtype_is_quant(e->dtype)) return n_mat * kt_q_panel_bytes(r, e->cols, (int32_t)e->dtype);
+    return n_mat * kt_panel_elems(r, e->cols) * (int64_t)dtype_size(e->dtype);
 }
 
 void pass_pack(Arena *a, PackTable *pt, Graph *g) {
@@ -69,7 +73,7 @@ void pass_pack(Arena *a, PackTable *pt, Graph *g) {
             e->cols = w->rank == 1 ? w->shape[0] : w->shape[1];
             e->rope = w->a.weight.rope;
             e->rope_positions = w->a.weight.rope_positions;
-            e->bytes = packed_elems(e) * (int64_t)dtype_size(e->dtype);
+            e->bytes = packed_bytes(e);
             if (e->kind != PACK_ROWS && e->kind != PACK_ROPE)
                 for (int p = 0; p < e->n_parts; p++)
                     if (dtype_is_quant(e->parts[p]->dtype) && e->parts[p]->dtype != e->dtype)
@@ -99,10 +103,90 @@ static void convert(void *dst, DType to, const void *srcp, DType from, int64_t n
     for (int64_t i = 0; i < n; i++) convert_at(dst, to, i, srcp, from, i);
 }
 
+/* The fields of one source block of a block type with a kernel: f16 bits of d (and dmin), the integer
+ * sub-block scales (and mins) and every element's stored level (Q8_0: the int8 bits). */
+typedef struct QSrc {
+    uint16_t d, dmin;
+    int sc[16], mn[8];
+    uint8_t lev[256];
+} QSrc;
+
+static void qsrc_decode(DType t, const uint8_t *b, QSrc *q) {
+    memcpy(&q->d, t == DT_Q6_K ? b + 208 : b, 2);
+    if (t == DT_Q8_0)
+        for (int i = 0; i < 32; i++) q->lev[i] = b[2 + i];
+    else if (t == DT_Q4_0)
+        for (int j = 0; j < 16; j++) q->lev[j] = b[2 + j] & 15, q->lev[j + 16] = b[2 + j] >> 4;
+    else if (t == DT_Q4_K || t == DT_Q5_K) {
+        const uint8_t *s = b + 4, *qh = b + 16, *qs = b + (t == DT_Q5_K ? 48 : 16);
+        memcpy(&q->dmin, b + 2, 2);
+        for (int j = 0; j < 8; j++) { /* ggml's get_scale_min_k4 */
+            q->sc[j] = j < 4 ? s[j] & 63 : (s[j + 4] & 15) | (s[j - 4] >> 6) << 4;
+            q->mn[j] = j < 4 ? s[j + 4] & 63 : (s[j + 4] >> 4) | (s[j] >> 6) << 4;
+        }
+        for (int c = 0; c < 4; c++)
+            for (int l = 0; l < 32; l++) {
+                int hi = t == DT_Q5_K ? qh[l] >> 2 * c : 0;
+                q->lev[64 * c + l] = (uint8_t)((qs[32 * c + l] & 15) | (hi & 1) << 4);
+                q->lev[64 * c + 32 + l] = (uint8_t)((qs[32 * c + l] >> 4) | (hi >> 1 & 1) << 4);
+            }
+    } else { /* Q6_K: ql @0, qh @128, scales @192 */
+        const uint8_t *ql = b, *qh = b + 128;
+        for (int j = 0; j < 16; j++) q->sc[j] = (int8_t)b[192 + j];
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 32; l++) {
+                int hb = qh[32 * h + l];
+                q->lev[128 * h + l] = (uint8_t)((ql[64 * h + l] & 15) | (hb & 3) << 4);
+                q->lev[128 * h + 32 + l] = (uint8_t)((ql[64 * h + 32 + l] & 15) | (hb >> 2 & 3) << 4);
+                q->lev[128 * h + 64 + l] = (uint8_t)((ql[64 * h + l] >> 4) | (hb >> 4 & 3) << 4);
+                q->lev[128 * h + 96 + l] = (uint8_t)((ql[64 * h + 32 + l] >> 4) | (hb >> 6 & 3) << 4);
+            }
+    }
+}
+
+/* Row r of a quantised panel matrix (kernels/kt_quant.h, K columns, at dst) from a stored row src of
+ * the same block type t: its lane r % 16 of each sub-panel it falls in. */
+static void qpanel_row(char *dst, DType t, int64_t r, const uint8_t *src, int64_t K) {
+    const int32_t wdt = (int32_t)t;
+    const int64_t bk = kt_q_bk(wdt), lane = r % 16;
+    QSrc q;
+    for (int64_t kb = 0; kb < K / bk; kb++) {
+        qsrc_decode(t, src + (size_t)kb * dtype_block_bytes(t), &q);
+        uint8_t *sub = (uint8_t *)dst + kt_q_sub_offset(r, kb, K, wdt);
+        memcpy(sub + 2 * lane, &q.d, 2);
+        if (t == DT_Q4_K || t == DT_Q5_K) {
+            memcpy(sub + 32 + 2 * lane, &q.dmin, 2);
+            for (int j = 0; j < 8; j++)
+                sub[64 + 16 * j + lane] = (uint8_t)q.sc[j], sub[192 + 16 * j + lane] = (uint8_t)q.mn[j];
+        } else if (t == DT_Q6_K) {
+            for (int j = 0; j < 16; j++) sub[32 + 16 * j + lane] = (uint8_t)q.sc[j];
+        }
+        for (int64_t g = 0; g < bk / 32; g++) {
+            uint8_t *grp = sub + kt_q_hdr(wdt) + g * kt_q_grp(wdt);
+            const uint8_t *lev = q.lev + 32 * g;
+            if (t == DT_Q8_0) {
+                for (int c = 0; c < 32; c++) grp[16 * c + lane] = lev[c];
+                continue;
+            }
+            uint32_t h4 = 0, h5 = 0;
+            for (int c = 0; c < 32; c++) h4 |= (uint32_t)(lev[c] >> 4 & 1) << c, h5 |= (uint32_t)(lev[c] >> 5 & 1) << c;
+            if (t == DT_Q5_K || t == DT_Q6_K) memcpy(grp + 4 * lane, &h4, 4);
+            if (t == DT_Q6_K) memcpy(grp + 64 + 4 * lane, &h5, 4);
+            uint8_t *nib = grp + (t == DT_Q5_K ? 64 : t == DT_Q6_K ? 128 : 0);
+            for (int j = 0; j < 16; j++) nib[16 * j + lane] = (uint8_t)((lev[j] & 15) | (lev[j + 16] & 15) << 4);
+        }
+    }
+}
+
 /* Row r of a panel matrix (K columns, at dst) from a stored row src of dtype from; a block-type row
  * is dequantised into tmp[K] first (the packed dtype is then f32). */
 static void panel_row(char *dst, DType to, int64_t r, const void *src, DType from, int64_t K, float *tmp) {
     const int32_t wdt = to == DT_BF16 ? 2 : 0;
+    if (dtype_is_quant(to)) { /* kept in its block type (fuse chose it for every part) */
+        MOE_ASSERT(from == to);
+        qpanel_row(dst, to, r, src, K);
+        return;
+    }
     if (dtype_is_quant(from)) {
         MOE_ASSERT(to == DT_F32);
         quant_dequant_row(from, src, tmp, K);
@@ -133,7 +217,8 @@ static void fill(const PackEntry *e, char *buf) {
         int64_t n_mat, R = panel_rows(e, &n_mat), K = e->cols, r0 = 0;
         float *tmp = malloc(sizeof(float) * (size_t)K); /* [K] a dequantised row */
         MOE_ASSERT(tmp);
-        const size_t mat_bytes = (size_t)kt_panel_elems(R, K) * es;
+        const size_t mat_bytes = dtype_is_quant(e->dtype) ? (size_t)kt_q_panel_bytes(R, K, (int32_t)e->dtype)
+                                                          : (size_t)kt_panel_elems(R, K) * es;
         for (int p = 0; p < e->n_parts; p++) {
             const TensorInfo *t = e->parts[p];
             int64_t rows = t->shape[0];

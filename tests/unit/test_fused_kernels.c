@@ -107,7 +107,7 @@ static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_nor
             for (int nth = 1; nth <= 3; nth++) {
                 int amx = amx_values[ai];
                 int64_t TL = T + pad; /* layout rows */
-                float *y = sentinels(TL * N), *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, amx));
+                float *y = sentinels(TL * N), *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, amx, 0));
                 for (int ith = 0; ith < nth; ith++)
                     kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid,
                                    dt, amx, T, ith, nth);
@@ -330,7 +330,7 @@ static void t_moe(MoeCase mc) {
     for (int run = 0; run < 6 * n_amx; run++) { /* nth 1..3, again laid out for PAD more rows, per amx */
         int nth = run % 3 + 1, amx = amx_values[run / 6];
         int64_t TL = T + (run % 6 >= 3 ? PAD : 0);
-        int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, amx);
+        int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, amx, 0);
         char *dispatch = E > 0 ? malloc((size_t)kt_dispatch_bytes(TL, k, E, C)) : NULL;
         int64_t stats[65] = {0};
         float *y = sentinels(TL * H), *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);
@@ -361,7 +361,7 @@ static void t_moe(MoeCase mc) {
         }
         for (int ith = 0; ith < nth; ith++)
             kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, TL, H, I, E, k, C, SI,
-                       mc.shared_kind, eps, spt, dt, amx, T, ith, nth);
+                       mc.shared_kind, eps, spt, dt, dt, dt, dt, amx, T, ith, nth);
         for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
         nmse_tol_ok(y, r, T * H, amx ? "moe (amx)" : mc.name, nth, amx_tol(amx));
         if (amx && !(test_nmse(y, r, (size_t)(T * H)) <= amx_tol(amx)))
@@ -371,9 +371,9 @@ static void t_moe(MoeCase mc) {
             float *y2 = sentinels(TL * H);
             for (int ith = 0; ith < nth; ith++)
                 kt_experts_act(act, x, nw, dispatch, gate_up, sh_gate_up, sgwf, ascr, TL, H, I, E, k, C, SI,
-                               mc.shared_kind, eps, dt, T, ith, nth);
+                               mc.shared_kind, eps, dt, dt, T, ith, nth);
             for (int ith = 0; ith < nth; ith++)
-                kt_experts_down(y2, resid, dispatch, act, dp, sdp, TL, H, I, E, k, C, SI, mc.shared_kind, dt, T, ith,
+                kt_experts_down(y2, resid, dispatch, act, dp, sdp, TL, H, I, E, k, C, SI, mc.shared_kind, dt, dt, T, ith,
                                 nth);
             nmse_ok(y2, r, T * H, "moe decode form", nth);
             if (!(test_nmse(y2, r, (size_t)(T * H)) <= NMSE_TOL)) fprintf(stderr, "  that is: %s\n", mc.name);
