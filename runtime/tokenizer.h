@@ -1,5 +1,5 @@
 /* tokenizer: Hugging Face tokenizer.json semantics (BPE) at run time, in plain C11 + libc.
- * The compiler (compiler/tokjson.c) validates a tokenizer.json and serialises it into the blob
+ * The compiler (compiler/frontend/tokjson.c) validates a tokenizer.json and serialises it into the blob
  * described below; moe_tok_load builds a MoeTokenizer from that blob (it copies what it keeps, so
  * the blob may be freed afterwards). A MoeTokenizer is read-only after loading: encode/decode may
  * run on several threads at once; a MoeTokStream belongs to one thread. Every moe_tok_* output
@@ -52,7 +52,7 @@ enum {
     MOE_TOK_EINVAL = -2, /* a NULL argument where one is required */
 };
 
-/* Blob constants shared with compiler/tokjson.c. */
+/* Blob constants shared with compiler/frontend/tokjson.c. */
 enum { MOE_TOK_MODEL_BYTE_FALLBACK = 1, MOE_TOK_MODEL_FUSE_UNK = 2, MOE_TOK_MODEL_IGNORE_MERGES = 4 };
 enum { MOE_TOK_NORM_NFC = 1, MOE_TOK_NORM_PREPEND = 2, MOE_TOK_NORM_REPLACE = 3 };
 enum { MOE_TOK_PRE_NONE = 0, MOE_TOK_PRE_SPLIT_QWEN = 1 };

@@ -1,4 +1,4 @@
-/* test_safetensors: writing and reading the safetensors container (compiler/safetensors.c).
+/* test_safetensors: writing and reading the safetensors container (compiler/frontend/safetensors.c).
  * Good files written by st_write_file / the streaming writer read back exactly (single file and a
  * 2-shard folder with an index); every class of bad input is refused with an error naming the
  * file, the tensor and the expected / found values; the golden checkpoints read back byte-exact
