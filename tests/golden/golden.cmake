@@ -6,9 +6,6 @@ target_link_libraries(golden_check PRIVATE moec_testref)
 target_compile_definitions(golden_check PRIVATE MOEC_TEST_TMP="${CMAKE_CURRENT_BINARY_DIR}/tmp")
 
 file(GLOB GOLDEN_CASES LIST_DIRECTORIES true ${MOEC_SHARED_DIR}/goldens/* ${MOEC_SHARED_DIR}/goldens/gguf/*)
-# quantised GGUF cases wait for the compiled path's quantised kernels (e2e.cmake skips them)
-set(MOEC_GOLDEN_COMPILED_PENDING gguf_mixtral_k_small_q4_k_m gguf_mixtral_per_expert_q4_0 gguf_mixtral_q8_0
-    gguf_qwen2_moe_q4_0 gguf_qwen3_moe_q8_0 gguf_qwen3_moe_split_q6_k)
 set(MOEC_GOLDEN_NAMES "")
 set(MOEC_GOLDEN_CASES "")
 foreach(case ${GOLDEN_CASES})
