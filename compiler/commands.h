@@ -12,5 +12,6 @@ int cmd_compile(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_kld(int argc, char **argv);
 
 #endif

@@ -15,6 +15,7 @@ static const Command commands[] = {
     {"run", cmd_run, "run a model on the generic path (prefill + greedy decode)"},
     {"compile", cmd_compile, "compile a model into a specialised, self-contained executable"},
     {"bench", cmd_bench, "measure compiled vs generic speed against this machine's limits"},
+    {"kld", cmd_kld, "KL divergence, top-1 agreement and perplexity of one model against another"},
     {"convert", cmd_convert, "write a model as a GGUF file (llama.cpp's layout)"},
     {"verify", cmd_verify, "check compiled weights (.moew or executable) for corruption"},
     {"inspect", cmd_inspect, "show a model's family, sizes, parameters and memory needs"},
