@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -103,12 +104,34 @@ bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, cons
 #ifndef MOEC_RUNTIME_LDFLAGS
 #define MOEC_RUNTIME_LDFLAGS ""
 #endif
+#ifndef MOEC_AARCH64_CC
+#define MOEC_AARCH64_CC "aarch64-linux-gnu-gcc" /* cmake/cross_runtime.cmake bakes in the one it used */
+#endif
+#define CROSS_PACKAGES_AARCH64 "gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross"
 
-/* Where libmoert.a and libmoert_main.a are: $MOEC_RUNTIME_DIR, else next to the moec executable
- * (build tree: <build>/runtime), else the build directory moec was configured in. */
-static const char *runtime_dir(char *buf, size_t n) {
-    const char *env = getenv("MOEC_RUNTIME_DIR");
-    if (env && *env) return env;
+/* How an executable for one target is linked: runtime archives from dir, by the driver cc. */
+typedef struct LinkTarget {
+    char dir[4096]; /* holds libmoert.a and libmoert_main.a */
+    char cc[4096];  /* C compiler driver */
+    bool cross;
+} LinkTarget;
+
+static bool readable(const char *dir, const char *file) {
+    char probe[8300];
+    snprintf(probe, sizeof probe, "%s/%s", dir, file);
+    return access(probe, R_OK) == 0;
+}
+
+/* Where the runtime archives for sub ("runtime" for this machine, "aarch64/runtime" for AArch64)
+ * are: env (if set), else beside the moec executable (build tree: <build>/<sub>), else
+ * <moec>/../lib/moec[/aarch64] (installed), else the build directory moec was configured in.
+ * Never fails: the caller checks the archives are there. */
+static void runtime_dir(char *buf, size_t n, const char *env_name, const char *sub, const char *installed_sub) {
+    const char *env = getenv(env_name);
+    if (env && *env) {
+        snprintf(buf, n, "%s", env);
+        return;
+    }
     char self[3900];
     ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
     if (len > 0) {
@@ -116,30 +139,91 @@ static const char *runtime_dir(char *buf, size_t n) {
         char *slash = strrchr(self, '/');
         if (slash) {
             *slash = 0;
-            snprintf(buf, n, "%s/runtime", self);
-            char probe[4200];
-            snprintf(probe, sizeof probe, "%s/libmoert.a", buf);
-            if (access(probe, R_OK) == 0) return buf;
-            snprintf(buf, n, "%s/../lib/moec", self);
-            snprintf(probe, sizeof probe, "%s/libmoert.a", buf);
-            if (access(probe, R_OK) == 0) return buf;
+            snprintf(buf, n, "%s/%s", self, sub);
+            if (readable(buf, "libmoert.a")) return;
+            snprintf(buf, n, "%s/../lib/moec%s", self, installed_sub);
+            if (readable(buf, "libmoert.a")) return;
         }
     }
-    snprintf(buf, n, "%s/runtime", MOEC_BINARY_DIR);
-    return buf;
+    snprintf(buf, n, "%s/%s", MOEC_BINARY_DIR, sub);
 }
 
-bool artifact_link(Diag *d, const char *obj_path, const char *exe_path) {
-    char dir[4096];
-    runtime_dir(dir, sizeof dir);
-    const char *cc = getenv("CC");
-    if (!cc || !*cc) cc = "cc";
+/* cmd is an absolute/relative path that can be executed, or a name found in $PATH. */
+static bool runnable(const char *cmd) {
+    if (strchr(cmd, '/')) return access(cmd, X_OK) == 0;
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        size_t len = strcspn(p, ":");
+        char full[8300];
+        snprintf(full, sizeof full, "%.*s/%s", (int)len, len ? p : ".", cmd);
+        if (access(full, X_OK) == 0) return true;
+        p += len + (p[len] == ':');
+    }
+    return false;
+}
+
+/* The arch part of triple ("aarch64" of "aarch64-unknown-linux-gnu") equals this machine's. */
+static bool host_arch(const char *triple) {
+    struct utsname u;
+    if (uname(&u) != 0) return true;
+    size_t n = strcspn(triple, "-");
+    return strlen(u.machine) == n && strncmp(triple, u.machine, n) == 0;
+}
+
+/* Fills lt for triple: this machine's arch links as it always has (the native runtime, $CC or
+ * cc); AArch64 Linux (GNU) from another machine links the AArch64 runtime built beside moec
+ * (cmake/cross_runtime.cmake) with the cross driver ($MOEC_CROSS_CC, else the one moec was built
+ * with, else aarch64-linux-gnu-gcc). Anything else, a missing runtime or a missing driver is one
+ * error naming what to install. */
+static bool link_target(Diag *d, const char *triple, LinkTarget *lt) {
+    memset(lt, 0, sizeof *lt);
+    if (!triple || host_arch(triple)) {
+        runtime_dir(lt->dir, sizeof lt->dir, "MOEC_RUNTIME_DIR", "runtime", "");
+        const char *cc = getenv("CC");
+        snprintf(lt->cc, sizeof lt->cc, "%s", cc && *cc ? cc : "cc");
+        return true;
+    }
+    size_t n = strlen(triple);
+    bool aarch64_gnu = strncmp(triple, "aarch64-", 8) == 0 && n >= 10 && strcmp(triple + n - 10, "-linux-gnu") == 0;
+    if (!aarch64_gnu) {
+        diag_error(d, "target %s: moec links executables for this machine and for aarch64-linux-gnu only; "
+                      "use --emit obj and link it with libmoert built for the target", triple);
+        return false;
+    }
+    lt->cross = true;
+    runtime_dir(lt->dir, sizeof lt->dir, "MOEC_AARCH64_RUNTIME_DIR", "aarch64/runtime", "/aarch64");
+    const char *cc = getenv("MOEC_CROSS_CC");
+    if (cc && *cc) snprintf(lt->cc, sizeof lt->cc, "%s", cc);
+    else if (runnable(MOEC_AARCH64_CC)) snprintf(lt->cc, sizeof lt->cc, "%s", MOEC_AARCH64_CC);
+    else snprintf(lt->cc, sizeof lt->cc, "aarch64-linux-gnu-gcc");
+    if (!readable(lt->dir, "libmoert.a") || !readable(lt->dir, "libmoert_main.a")) {
+        diag_error(d, "target %s: no AArch64 runtime (libmoert.a) in %s; install %s and rebuild moec, "
+                      "or use --emit obj", triple, lt->dir, CROSS_PACKAGES_AARCH64);
+        return false;
+    }
+    if (!runnable(lt->cc)) {
+        diag_error(d, "target %s: no AArch64 linker driver '%s'; install %s (or set MOEC_CROSS_CC)", triple, lt->cc,
+                   CROSS_PACKAGES_AARCH64);
+        return false;
+    }
+    return true;
+}
+
+bool artifact_can_link(Diag *d, const char *triple) {
+    LinkTarget lt;
+    return link_target(d, triple, &lt);
+}
+
+bool artifact_link(Diag *d, const char *obj_path, const char *exe_path, const char *triple) {
+    LinkTarget lt;
+    if (!link_target(d, triple, &lt)) return false;
+    /* the sanitizer runtimes go with the sanitized native libmoert only */
     char cmd[16384];
-    snprintf(cmd, sizeof cmd, "%s -o '%s' '%s' '%s/libmoert_main.a' '%s/libmoert.a' -fopenmp -lm %s 2>&1", cc, exe_path,
-             obj_path, dir, dir, MOEC_RUNTIME_LDFLAGS);
+    snprintf(cmd, sizeof cmd, "%s -o '%s' '%s' '%s/libmoert_main.a' '%s/libmoert.a' -fopenmp -lm %s 2>&1", lt.cc,
+             exe_path, obj_path, lt.dir, lt.dir, lt.cross ? "" : MOEC_RUNTIME_LDFLAGS);
     FILE *p = popen(cmd, "r");
     if (!p) {
-        diag_error(d, "link: cannot run the C compiler driver '%s': %s", cc, strerror(errno));
+        diag_error(d, "link: cannot run the C compiler driver '%s': %s", lt.cc, strerror(errno));
         return false;
     }
     char out[1024] = "";
@@ -149,7 +233,8 @@ bool artifact_link(Diag *d, const char *obj_path, const char *exe_path) {
     if (st != 0) {
         char *nl = strchr(out, '\n');
         if (nl) *nl = 0;
-        diag_error(d, "link: '%s' failed (runtime from %s): %s", cc, dir, out[0] ? out : "no output");
+        diag_error(d, "link: '%s' failed (runtime from %s): %s%s%s", lt.cc, lt.dir, out[0] ? out : "no output",
+                   lt.cross ? "; the AArch64 link needs " : "", lt.cross ? CROSS_PACKAGES_AARCH64 : "");
         unlink(exe_path);
         return false;
     }

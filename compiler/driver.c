@@ -147,6 +147,7 @@ int compile_model(const CompileOptions *o, Diag *d) {
         goto out;
     }
     if (!(cg = cg_new(d, &(CgTarget){o->triple, o->cpu, o->features, 3}))) goto out;
+    if (o->emit == EMIT_EXE && !artifact_can_link(d, cg_triple(cg))) goto out; /* before the work */
     /* AMX tiles where the target has them ("--features -amx-bf16" turns them off), 3 planes unless asked */
     int amx = cg_has_feature(cg, "amx-tile") && cg_has_feature(cg, "amx-bf16") ? (o->amx_planes ? o->amx_planes : 3) : 0;
     if (o->amx_planes && !amx && !o->quiet)
@@ -209,7 +210,7 @@ int compile_model(const CompileOptions *o, Diag *d) {
     } else {
         otmp = arena_printf(a, "%s.o.tmp.%d", o->out, (int)getpid());
         etmp = arena_printf(a, "%s.tmp.%d", o->out, (int)getpid());
-        if (!cg_emit(cg, CG_EMIT_OBJ, otmp) || !artifact_link(d, otmp, etmp)) goto out;
+        if (!cg_emit(cg, CG_EMIT_OBJ, otmp) || !artifact_link(d, otmp, etmp, cg_triple(cg))) goto out;
         if (!o->sidecar && !artifact_embed(d, etmp, wtmp)) goto out;
         if (o->sidecar) {
             char *side = arena_printf(a, "%s.moew", o->out);
