@@ -8,7 +8,9 @@
  * asked for. From the model's shapes: bytes read per decode token (attention, router, k of E experts
  * per layer, the LM head, one embedding row, plus the KV cache at that context) over the bandwidth
  * is the decode limit; the prefill limit is the lower of FLOPs per token over the compute peak and
- * the bandwidth over the weights each prefill chunk reads, per token of the chunk. */
+ * the bandwidth over the weights each prefill chunk reads, per token of the chunk. With --quant both
+ * paths run the block-quantised model, and the bytes are those each class holds at its types (and
+ * fallbacks), rows sized with quant_row_bytes (quantize_model's plan). */
 #include <errno.h>
 #include <inttypes.h>
 #include <omp.h>
@@ -23,10 +25,13 @@
 #include "cli.h"
 #include "exec.h"
 #include "kernels/kt_amx.h"
+#include "kernels/kt_quant.h"
 #include "outfile.h"
 #include "commands.h"
 #include "driver.h"
 #include "frontend.h"
+#include "quant.h"
+#include "quantize.h"
 #include "synth.h"
 
 static const char bench_usage[] =
@@ -46,6 +51,8 @@ static const char bench_usage[] =
     "  --repeat R        runs per figure (default 3)\n"
     "  --json FILE       all figures as JSON\n"
     "  --plot FILE.svg   decode tokens/s against context length, both paths\n"
+    "  --quant SPEC      both paths on the block-quantised model (as 'moec run --quant', e.g. q4_k); the\n"
+    "                    limits count the bytes of each matrix at its type\n"
     "  --quick           small probes (for smoke tests)\n";
 
 typedef struct Sample {
@@ -205,6 +212,19 @@ static Limits model_limits(const Model *m) {
     return lim;
 }
 
+/* The same limits at --quant, from the bytes each class holds at its types (and fallbacks): every
+ * token reads all of attention, the shared/dense MLPs, the router and norms ("other") and the head,
+ * one embedding row, and top_k of n_exp routed experts; a prefill chunk reads all but the head. */
+static void quant_limits(Limits *lim, const Model *m, const QuantReport *r) {
+    const ModelConfig *c = &m->cfg;
+    double all = (double)(r->bytes_after[QC_ATTN] + r->bytes_after[QC_SHARED] + r->bytes_other),
+           experts = (double)r->bytes_after[QC_EXPERTS], V = (double)c->vocab_size;
+    double embed_row = (double)r->bytes_after[r->n_mats[QC_EMBED] ? QC_EMBED : QC_HEAD] / V;
+    lim->weight_bytes_per_tok = all + (double)r->bytes_after[QC_HEAD] + embed_row +
+                                experts * (double)c->num_experts_per_tok / (double)c->num_experts;
+    lim->chunk_bytes = all + experts;
+}
+
 /* Prefill tokens/s this machine allows: compute (peak FLOP/s over FLOPs per token) or memory (every
  * chunk of `rows` real tokens reads the layers' weights once), whichever binds. */
 static double prefill_limit(const Limits *lim, double peak, double bw, int64_t rows) {
@@ -226,6 +246,7 @@ typedef struct Measure {
 
 typedef struct Bench {
     const char *moec, *model, *exe;
+    const char *quant;     /* --quant SPEC for the generic path, or NULL */
     char threads[16];
     int repeat;
     Measure m[8];
@@ -242,7 +263,7 @@ static bool measure(Bench *b, Measure *m, int path, int64_t vocab) {
     char *ids = ids_arg(m->prompt, vocab), n[32];
     snprintf(n, sizeof n, "%" PRId64, m->gen);
     char *gen_argv[] = {(char *)b->moec, "run", (char *)b->model, "--tokens", ids, "-n", n, "--threads", b->threads,
-                        "--verbose", NULL};
+                        "--verbose", b->quant ? "--quant" : NULL, (char *)b->quant, NULL};
     char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", NULL};
     Sample s;
     bool ok = run_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &s);
@@ -309,7 +330,8 @@ int cmd_bench(int argc, char **argv) {
     int64_t ctx[8] = {1024, 2048};
     int n_ctx_req = 2;
     const char *model = NULL, *json = NULL, *plot = NULL;
-    bool quick = false;
+    bool quick = false, quant = false;
+    QuantSpec spec;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -340,6 +362,9 @@ int cmd_bench(int argc, char **argv) {
             json = v;
         } else if (!strcmp(a, "--plot")) {
             plot = v;
+        } else if (!strcmp(a, "--quant")) {
+            if (!quantize_spec_parse(&d, v, &spec)) return 2;
+            quant = true;
         } else if (a[0] == '-') {
             diag_error(&d, "%s: unknown option; see 'moec bench --help'", a);
             return 2;
@@ -384,6 +409,25 @@ int cmd_bench(int argc, char **argv) {
     }
     const ModelConfig *c = &md.cfg;
     Limits lim = model_limits(&md);
+    QuantReport qr;
+    char kernel_note[256] = "";
+    if (quant) {
+        if (!quantize_model(&md, a, &d, &spec, true, &qr)) {
+            diag_summary(&d);
+            return 1;
+        }
+        quant_limits(&lim, &md, &qr);
+        /* types the compiled kernels do not read as they are (pack dequantises them to f32) */
+        uint32_t seen = 0;
+        for (int k = 0; k < QC_COUNT; k++)
+            if (qr.n_mats[k] && spec.type[k] != DT_COUNT) seen |= 1u << spec.type[k];
+        for (int k = 0; k < qr.n_fallback; k++)
+            if (dtype_is_quant(qr.fallback[k].got)) seen |= 1u << qr.fallback[k].got;
+        for (int t = 0; t < DT_COUNT; t++)
+            if ((seen >> t & 1) && dtype_is_quant((DType)t) && !kt_is_q(t))
+                snprintf(kernel_note + strlen(kernel_note), sizeof kernel_note - strlen(kernel_note), "%s%s",
+                         kernel_note[0] ? ", " : "", dtype_name((DType)t));
+    }
     /* contexts that fit the model: prompt + gen positions */
     int64_t maxctx = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;
     if (prompt + gen > maxctx) prompt = maxctx / 2, gen = maxctx / 4 > 2 ? maxctx / 4 : 2;
@@ -400,7 +444,7 @@ int cmd_bench(int argc, char **argv) {
     snprintf(thr, sizeof thr, "%" PRId64, threads);
     MoeManifest man;
     CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .threads = threads, .quiet = true,
-                         .manifest_out = &man};
+                         .manifest_out = &man, .quant = quant ? &spec : NULL};
     double t0 = moe_now_s();
     int rc = compile_model(&co, &d);
     double compile_s = moe_now_s() - t0;
@@ -417,7 +461,7 @@ int cmd_bench(int argc, char **argv) {
     double amx_peak = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000) : 0;
 
     const int64_t P = man.prefill_chunk;
-    Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat};
+    Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL};
     snprintf(b.threads, sizeof b.threads, "%s", thr);
     b.m[b.n_m++] = (Measure){.what = "prefill", .prompt = prompt, .gen = 1};
     if (long_prompt != prompt) b.m[b.n_m++] = (Measure){.what = "prefill", .prompt = long_prompt, .gen = 1};
@@ -444,6 +488,11 @@ int cmd_bench(int argc, char **argv) {
     /* report */
     printf("moec bench: %s (%s, %.0f M parameters active per token), %s threads\n", model, md.arch->model_type,
            lim.flops_per_tok / 2e6, thr);
+    if (quant)
+        printf("weights: --quant %s on both paths (%.1f MB read per decode token; the compiled path reads\n"
+               "         the same blocks regrouped: kernels/kt_quant.h)%s%s%s\n",
+               spec.text, lim.weight_bytes_per_tok / 1e6, kernel_note[0] ? "\n         compiled: no kernel for " : "",
+               kernel_note, kernel_note[0] ? ": those matrices are packed as f32 (4 bytes per weight)" : "");
     printf("machine: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s", bw / 1e9, peak / 1e9);
     if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", amx_peak / 1e9);
     printf(" (%s threads)\n", thr);
@@ -454,8 +503,9 @@ int cmd_bench(int argc, char **argv) {
     if (json && !js) fprintf(stderr, "moec: error: %s: cannot create: %s\n", json, strerror(errno));
     if (js)
         fprintf(js, "{\n  \"model\": \"%s\", \"family\": \"%s\", \"threads\": %s,\n  \"bandwidth_gbs\": %.3f, "
-                    "\"fma_peak_gflops\": %.3f, \"compile_s\": %.3f,\n  \"figures\": [\n",
-                model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s);
+                    "\"fma_peak_gflops\": %.3f, \"compile_s\": %.3f, \"quant\": %s%s%s,\n  \"figures\": [\n",
+                model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s, quant ? "\"" : "",
+                quant ? spec.text : "null", quant ? "\"" : "");
     bool first = true;
     for (int k = 0; k < b.n_m; k++) {
         const Measure *m = &b.m[k];
