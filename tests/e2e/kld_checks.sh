@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kld_checks.sh MOEC WORK: `moec kld` end to end on the tiny Mixtral (the arithmetic itself is
+# kld_checks.sh MOEC WORK [SHARED]: `moec kld` end to end on the tiny Mixtral (the arithmetic itself is
 # tests/unit/test_kld.c):
 #  - the model against itself: KL exactly 0, top-1 1, equal perplexities;
 #  - against its --quant q8_0 and q4_0 versions (a few hundred tokens of text): a small positive
@@ -7,10 +7,12 @@
 #  - against its compiled executable: KL at rounding level, top-1 1; the executable as REF
 #    tokenises the text with its embedded tokenizer;
 #  - windows: --ctx and --score all give the scored-position counts stated in --help;
+#  - GGUF files (when ../shared is given): the f32 golden against llama-quantize's Q8_0 file gives
+#    the same figures as against itself with --quant q8_0 (the same bytes);
 #  - bad input: a vocabulary mismatch, --quant on an executable, a missing model, usage errors:
 #    one line each (exit 1, or 2 for usage).
 set -u
-moec=$1 work=$2
+moec=$1 work=$2 shared=${3:-}
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 # json FILE KEY: the number after "KEY": in FILE
@@ -76,6 +78,21 @@ lt "$(json "$work/exe.json" kl_max)" 1e-6 || fail "executable: KL $(json "$work/
 "$moec" kld "$work/mx.exe" "$m" --text "$t" --threads 2 --ctx 96 --json "$work/exe2.json" >/dev/null 2>"$work/err" ||
   fail "kld executable vs folder: $(cat "$work/err")"
 [ "$(json "$work/exe2.json" tokens)" = "$(json "$work/exe.json" tokens)" ] || fail "the embedded tokenizer differs"
+
+# GGUF files on both sides
+g=$shared/goldens/gguf
+if [ -f "$g/gguf_mixtral_f32/model/model-F32.gguf" ] && [ -f "$g/gguf_mixtral_q8_0/model/model-Q8_0.gguf" ]; then
+  ids=$(seq -s, 1 120)
+  "$moec" kld "$g/gguf_mixtral_f32/model/model-F32.gguf" "$g/gguf_mixtral_q8_0/model/model-Q8_0.gguf" --tokens "$ids" \
+    --ctx 60 --json "$work/gguf.json" >/dev/null 2>"$work/err" || fail "kld GGUF: $(cat "$work/err")"
+  "$moec" kld "$g/gguf_mixtral_f32/model/model-F32.gguf" "$g/gguf_mixtral_f32/model/model-F32.gguf" --quant q8_0 \
+    --tokens "$ids" --ctx 60 --json "$work/gguf2.json" >/dev/null 2>"$work/err" || fail "kld GGUF --quant: $(cat "$work/err")"
+  k=$(json "$work/gguf.json" kl_mean)
+  lt 0 "$k" && [ "$k" = "$(json "$work/gguf2.json" kl_mean)" ] ||
+    fail "GGUF Q8_0 file: KL $k; --quant q8_0: $(json "$work/gguf2.json" kl_mean)"
+else
+  echo "(no GGUF goldens under '$shared': GGUF checks skipped)"
+fi
 
 # bad input: one line each
 one_line() { # STATUS PATTERN COMMAND...
