@@ -145,10 +145,12 @@ static const DType kernel_types[] = {DT_Q4_0, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K
 enum { N_KTYPES = sizeof kernel_types / sizeof kernel_types[0] };
 
 /* Element (r, c) of a quantised panel matrix at byte m0 of buf (R rows over K), through the kernels'
- * own dequantiser (kt_qg_col). */
+ * own dequantiser (kt_qg_cols). */
 static float qpanel_at(const char *buf, int64_t m0, int64_t r, int64_t c, int64_t K, int32_t wdt) {
     KtQg q = kt_qg_at((const uint8_t *)buf + m0, r / 32 * kt_q_block_bytes(K, wdt), (int)(r / 16 % 2), c / 32, wdt);
-    return kt_qg_col(&q, (int)(c % 32), wdt)[r % 16];
+    kt_vf lo, hi;
+    kt_qg_cols(&q, (int)(c % 16), &lo, &hi, wdt);
+    return (c % 32 < 16 ? lo : hi)[r % 16];
 }
 
 /* Pack (PACK_PANEL_EACH of 2 matrices of 37 rows, PACK_GATE_UP) keeps a kernel type; the kernels'
