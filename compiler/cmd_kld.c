@@ -57,6 +57,10 @@ static const char kld_usage[] =
     "  --act exact|int8   QUANT's activations against block-quantised weights (default exact)\n"
     "  --ref-quant SPEC   the same for REF (default: its weights as stored)\n"
     "  --ref-act exact|int8\n"
+    "  --ref-cache FILE   REF's logits of the scored rows: read from FILE when it holds those of this very\n"
+    "                     run (the same REF path, --ref-quant, --ref-act, tokens, --ctx and --score), else\n"
+    "                     computed and written there, so that one REF serves many QUANTs (as\n"
+    "                     llama-perplexity --kl-divergence-base); REF's path is checked, not its bytes\n"
     "  --json FILE        the figures as JSON\n";
 
 /* One of the two models. */
@@ -81,7 +85,7 @@ typedef struct KldOptions {
     Side side[2];             /* REF, QUANT */
     int32_t *ids;             /* [n] */
     int64_t n, ctx, threads;
-    const char *text_path, *json;
+    const char *text_path, *json, *ref_cache;
     bool score_all;
 } KldOptions;
 
@@ -127,6 +131,8 @@ static int parse_kld(int argc, char **argv, KldOptions *o, Diag *d) {
         } else if (!strcmp(a, "--act") || !strcmp(a, "--ref-act")) {
             if (!(v = cli_value(d, argc, argv, &i)) || !parse_act(d, a, v, &s->act)) return 2;
             s->act_given = true;
+        } else if (!strcmp(a, "--ref-cache")) {
+            if (!(o->ref_cache = cli_value(d, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--json")) {
             if (!(o->json = cli_value(d, argc, argv, &i))) return 2;
         } else if (a[0] == '-' && a[1]) {
@@ -382,6 +388,51 @@ typedef struct Window {
     int64_t first, end;       /* scored rows first .. end - 1; row j predicts ids[start + j + 1] */
 } Window;
 
+/* ---- --ref-cache ------------------------------------------------------------------------- */
+
+/* What REF's cached rows were computed from: a cache is used only when its header is this one. */
+typedef struct RefCacheHeader {
+    char magic[8];            /* "MOEKLDR1" */
+    int64_t vocab, n_tokens, ctx, score_all, scored;
+    uint64_t ids_hash;        /* FNV-1a of the token ids */
+    char ref[480];            /* "path|--ref-quant|--ref-act" */
+} RefCacheHeader;             /* then float32 rows [scored, vocab] */
+
+static void ref_cache_header(const KldOptions *o, int64_t scored, RefCacheHeader *h) {
+    const Side *r = &o->side[0];
+    memset(h, 0, sizeof *h);
+    memcpy(h->magic, "MOEKLDR1", 8);
+    h->vocab = r->vocab, h->n_tokens = o->n, h->ctx = o->ctx, h->score_all = o->score_all, h->scored = scored;
+    h->ids_hash = 1469598103934665603ull;
+    for (int64_t i = 0; i < o->n; i++) h->ids_hash = (h->ids_hash ^ (uint32_t)o->ids[i]) * 1099511628211ull;
+    snprintf(h->ref, sizeof h->ref, "%s|%s|%s", r->path, r->quant ? r->spec.text : "-",
+             r->act == GK_ACT_INT8 ? "int8" : "exact");
+}
+
+/* True when path holds the rows of exactly this run (read into rows, bytes long). */
+static bool ref_cache_read(const char *path, const RefCacheHeader *want, float *rows, size_t bytes) {
+    FILE *f = fopen(path, "rb");
+    RefCacheHeader h;
+    bool ok = f && fread(&h, sizeof h, 1, f) == 1 && !memcmp(&h, want, sizeof h) && fread(rows, 1, bytes, f) == bytes;
+    if (f) fclose(f);
+    return ok;
+}
+
+static bool ref_cache_write(Diag *d, const char *path, const RefCacheHeader *h, const float *rows, size_t bytes) {
+    MoeOutFile out = {0};
+    if (!moe_out_open(&out, path)) {
+        diag_error(d, "%s: cannot create: %s", path, strerror(errno));
+        return false;
+    }
+    moe_out_write(&out, h, sizeof *h);
+    moe_out_write(&out, rows, bytes);
+    if (!moe_out_commit(&out)) {
+        diag_error(d, "%s: cannot write REF's logits", path);
+        return false;
+    }
+    return true;
+}
+
 /* ---- output ------------------------------------------------------------------------------- */
 
 static void json_str(FILE *f, const char *s) {
@@ -516,8 +567,12 @@ int cmd_kld(int argc, char **argv) {
                    scored, (double)ref_bytes / 1e9);
         goto out;
     }
+    RefCacheHeader ch;
+    ref_cache_header(&o, scored, &ch);
+    bool cached = o.ref_cache && ref_cache_read(o.ref_cache, &ch, ref_rows, ref_bytes);
+    if (cached) fprintf(stderr, "moec: kld: REF %s: the logits of %" PRId64 " rows from %s\n", ref->path, scored, o.ref_cache);
     int32_t *wids = xmalloc(sizeof(int32_t) * (size_t)o.ctx);
-    for (int k = 0; k < 2; k++) {
+    for (int k = cached; k < 2; k++) {
         Side *s = &o.side[k];
         double t0 = moe_now_s();
         if (!side_load(s, &d)) {
@@ -545,6 +600,10 @@ int cmd_kld(int argc, char **argv) {
         double t2 = moe_now_s();
         fprintf(stderr, "moec: kld: %s %s: %" PRId64 " windows, %" PRId64 " tokens in %.1f s (%.1f tok/s; load %.1f s)\n",
                 s->role, s->path, n_win, o.n, t2 - t1, (double)o.n / (t2 - t1), t1 - t0);
+        if (k == 0 && o.ref_cache && !ref_cache_write(&d, o.ref_cache, &ch, ref_rows, ref_bytes)) {
+            free(wids);
+            goto out;
+        }
     }
     free(wids);
     KldSummary m = kld_summarize(&st);

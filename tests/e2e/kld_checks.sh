@@ -3,7 +3,7 @@
 # tests/unit/test_kld.c):
 #  - the model against itself: KL exactly 0, top-1 1, equal perplexities;
 #  - against its --quant q8_0 and q4_0 versions (a few hundred tokens of text): a small positive
-#    KL, larger for the coarser q4_0; --act int8 runs too;
+#    KL, larger for the coarser q4_0; --act int8 runs too; --ref-cache reuses REF's logits;
 #  - against its compiled executable: KL at rounding level, top-1 1; the executable as REF
 #    tokenises the text with its embedded tokenizer;
 #  - windows: --ctx and --score all give the scored-position counts stated in --help;
@@ -47,10 +47,13 @@ grep -q "^perplexity " "$work/self.out" || fail "self: no perplexity line"
 
 # quantised: q8_0 closer than q4_0
 for q in q8_0 q4_0; do
-  "$moec" kld "$m" "$m" --quant $q --text "$t" --threads 2 --json "$work/$q.json" >"$work/$q.out" 2>"$work/err" ||
-    fail "kld --quant $q: $(cat "$work/err")"
+  "$moec" kld "$m" "$m" --quant $q --text "$t" --threads 2 --json "$work/$q.json" --ref-cache "$work/ref.bin" \
+    >"$work/$q.out" 2>"$work/err" || fail "kld --quant $q: $(cat "$work/err")"
   grep -E "^KL|^top-1|^perplexity" "$work/$q.out"
 done
+grep -q "^moec: kld: REF $m: the logits of [0-9]* rows from $work/ref.bin" "$work/err" || fail "--ref-cache not read"
+"$moec" kld "$m" "$m" --quant q8_0 --text "$t" --threads 2 --json "$work/q8_0b.json" >/dev/null 2>&1 || fail "kld again"
+cmp -s "$work/q8_0.json" "$work/q8_0b.json" || fail "--ref-cache: other figures than REF run afresh"
 k8=$(json "$work/q8_0.json" kl_mean) k4=$(json "$work/q4_0.json" kl_mean)
 lt 0 "$k8" || fail "q8_0: KL $k8 not positive"
 lt "$k8" "$k4" || fail "KL of q8_0 ($k8) not below q4_0's ($k4)"
