@@ -36,17 +36,10 @@ static StWriteTensor *tensor(Out *o, const char *name, const TensorInfo *ti) {
     return t;
 }
 
-/* llama's converter permutes q/k rows within each head for ggml's interleaved RoPE: the file's row
- * h*hd + 2j + s is HF's row h*hd + s*hd/2 + j (gguf_model.c undoes it). */
+/* llama's converter permutes q/k rows within each head for ggml's interleaved RoPE (gguf_model.h). */
 static const void *permute_rows(Arena *a, const TensorInfo *ti, int64_t heads, int64_t hd) {
-    size_t row_bytes = ti->nbytes / (size_t)ti->shape[0];
     char *out = arena_alloc(a, ti->nbytes);
-    const char *in = ti->data;
-    for (int64_t h = 0; h < heads; h++)
-        for (int64_t s = 0; s < 2; s++)
-            for (int64_t j = 0; j < hd / 2; j++)
-                memcpy(out + (size_t)(h * hd + 2 * j + s) * row_bytes, in + (size_t)(h * hd + s * hd / 2 + j) * row_bytes,
-                       row_bytes);
+    gguf_permute_qk(ti->data, out, ti->nbytes / (size_t)ti->shape[0], heads, hd, false);
     return out;
 }
 

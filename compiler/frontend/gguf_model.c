@@ -348,17 +348,21 @@ static TensorInfo *tab_add(Tab *tb, const TensorInfo *src, const char *name) {
     return t;
 }
 
-/* Undoes llama's q/k permutation: HF row h*hd + s*hd/2 + j is the file's row h*hd + 2j + s. */
-static void unpermute_rows(TensorInfo *t, Arena *a, int64_t heads, int64_t hd) {
-    int64_t rows = t->shape[0];
-    size_t row_bytes = t->nbytes / (size_t)rows;
-    char *out = arena_alloc(a, t->nbytes);
-    const char *in = t->data;
+void gguf_permute_qk(const void *src, void *dst, size_t row_bytes, int64_t heads, int64_t hd, bool to_hf) {
+    const char *in = src;
+    char *out = dst;
     for (int64_t h = 0; h < heads; h++)
         for (int64_t s = 0; s < 2; s++)
-            for (int64_t j = 0; j < hd / 2; j++)
-                memcpy(out + (size_t)(h * hd + s * hd / 2 + j) * row_bytes, in + (size_t)(h * hd + 2 * j + s) * row_bytes,
-                       row_bytes);
+            for (int64_t j = 0; j < hd / 2; j++) {
+                size_t hf = (size_t)(h * hd + s * hd / 2 + j), file = (size_t)(h * hd + 2 * j + s);
+                memcpy(out + (to_hf ? hf : file) * row_bytes, in + (to_hf ? file : hf) * row_bytes, row_bytes);
+            }
+}
+
+/* Undoes llama's q/k permutation into an arena copy of t's bytes. */
+static void unpermute_rows(TensorInfo *t, Arena *a, int64_t heads, int64_t hd) {
+    char *out = arena_alloc(a, t->nbytes);
+    gguf_permute_qk(t->data, out, t->nbytes / (size_t)t->shape[0], heads, hd, true);
     t->data = out;
 }
 

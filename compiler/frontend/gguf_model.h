@@ -35,6 +35,11 @@ bool gguf_model_tensors(const GgufFile *g, const Arch *arch, const ModelConfig *
  * (to_hf: GGUF -> HF); NULL when it is not one (experts are not: their layouts differ). */
 const char *gguf_layer_name(const char *suffix, const MoeNames *nm, bool to_hf, Arena *a);
 
+/* llama's q/k row permutation (the converter's, for ggml's interleaved RoPE): the file's row
+ * h*hd + 2j + s is HF's row h*hd + s*hd/2 + j, for heads x hd rows of row_bytes each. to_hf: file
+ * order (src) -> HF order (dst); else the reverse. */
+void gguf_permute_qk(const void *src, void *dst, size_t row_bytes, int64_t heads, int64_t hd, bool to_hf);
+
 /* Writes model m (a loaded HF folder) as a GGUF v3 file the way llama.cpp's converter lays it out:
  * <arch>.* metadata, stacked experts, llama's q/k rows permuted for interleaved RoPE, ggml's
  * dimension order; tensors in their dtype (F32, F16, BF16 or block types). No tokenizer metadata.
