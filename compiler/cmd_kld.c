@@ -456,9 +456,9 @@ static const char *side_desc(const Side *s, char *buf, size_t n) {
 static void print_report(const KldOptions *o, const KldSummary *m, int64_t n_win, FILE *f) {
     char b0[160], b1[160];
     const Side *r = &o->side[0], *q = &o->side[1];
-    fprintf(f, "moec kld: %" PRId64 " tokens in %" PRId64 " windows of %" PRId64 ", %" PRId64
+    fprintf(f, "moec kld: %" PRId64 " tokens in %" PRId64 " window%s of %" PRId64 ", %" PRId64
                " positions scored (%s)\n\n",
-            o->n, n_win, o->ctx, m->n, o->score_all ? "every row but the last of each window" : "the second half of each window");
+            o->n, n_win, n_win == 1 ? "" : "s", o->ctx, m->n, o->score_all ? "every row but the last of each window" : "the second half of each window");
     fprintf(f, "%-22s %-24s %s\n", "", "REF", "QUANT");
     fprintf(f, "%-22s %-24s %s\n", "model", r->path, q->path);
     fprintf(f, "%-22s %-24s %s\n", "weights", side_desc(r, b0, sizeof b0), side_desc(q, b1, sizeof b1));
@@ -561,6 +561,11 @@ int cmd_kld(int argc, char **argv) {
         win[n_win++] = w;
         scored += w.end - w.first;
     }
+    if (scored == 0) {
+        diag_error(&d, "kld: %" PRId64 " tokens leave no position to score (--score half scores rows L/2 .. L-2 of "
+                       "a window of L); expected at least 3 tokens, or --score all", o.n);
+        goto out;
+    }
     size_t ref_bytes = sizeof(float) * (size_t)scored * (size_t)V;
     if (!(ref_rows = malloc(ref_bytes))) {
         diag_error(&d, "kld: cannot hold REF's logits of %" PRId64 " positions (%.1f GB); expected fewer tokens",
@@ -598,8 +603,8 @@ int cmd_kld(int argc, char **argv) {
         }
         side_close(s);
         double t2 = moe_now_s();
-        fprintf(stderr, "moec: kld: %s %s: %" PRId64 " windows, %" PRId64 " tokens in %.1f s (%.1f tok/s; load %.1f s)\n",
-                s->role, s->path, n_win, o.n, t2 - t1, (double)o.n / (t2 - t1), t1 - t0);
+        fprintf(stderr, "moec: kld: %s %s: %" PRId64 " window%s, %" PRId64 " tokens in %.1f s (%.1f tok/s; load %.1f s)\n",
+                s->role, s->path, n_win, n_win == 1 ? "" : "s", o.n, t2 - t1, (double)o.n / (t2 - t1), t1 - t0);
         if (k == 0 && o.ref_cache && !ref_cache_write(&d, o.ref_cache, &ch, ref_rows, ref_bytes)) {
             free(wids);
             goto out;

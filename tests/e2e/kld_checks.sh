@@ -113,6 +113,7 @@ one_line 1 "is a compiled executable" kld "$m" "$work/mx.exe" --quant q8_0 --tok
 one_line 1 "^moec: error: $work/none" kld "$m" "$work/none" --tokens 1,2,3
 one_line 1 "token id 400 at position 1: must be < vocab_size (384)" kld "$m" "$m" --tokens 1,400
 one_line 1 "expected at least 2" kld "$m" "$m" --tokens 1
+one_line 1 "2 tokens leave no position to score" kld "$m" "$m" --tokens 1,2
 one_line 2 "expected two models" kld "$m" --tokens 1,2
 one_line 2 "expected one of --text FILE and --tokens IDS" kld "$m" "$m"
 one_line 2 "^moec: error: --act: expected exact or int8; got 'int4'" kld "$m" "$m" --act int4 --tokens 1,2
