@@ -24,6 +24,7 @@
 #include "outfile.h"
 #include "frontend.h"
 #include "gguf_tok.h"
+#include "kernels/kt_quant.h"
 #include "passes/passes.h"
 #include "quantize.h"
 #include "tokjson.h"
@@ -173,6 +174,10 @@ int compile_model(const CompileOptions *o, Diag *d) {
     PackTable pt = {0};
     pass_pack(a, &pt, fp);
     pass_pack(a, &pt, fd);
+    for (int t = 0; t < DT_COUNT; t++)
+        if ((pt.dequantised >> t & 1) && !o->quiet)
+            fprintf(stderr, "moec: note: %s matrices run dequantised to f32 (%s)\n", dtype_name((DType)t),
+                    kt_is_q(t) ? "stacked with another type" : "no kernel for it");
     dump(o, "pack", "prefill", fp);
     dump(o, "pack", "decode", fd);
     pass_plan(fp);
