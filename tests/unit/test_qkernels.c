@@ -96,12 +96,14 @@ static void t_pack_dequant(DType t) {
     int ok = 1;
     { /* PACK_PANEL_EACH, 2 experts */
         const TensorInfo *parts[2] = {&a.ti, &b.ti};
-        PackEntry e = {.kind = PACK_PANEL_EACH, .parts = parts, .n_parts = 2, .dtype = DT_F32, .rows = 2 * R, .cols = K};
+        PackEntry e = {.kind = PACK_PANEL_EACH, .parts = parts, .n_parts = 2, .dtype = DT_F32, .rows = 2 * R,
+                       .cols = K};
         e.bytes = 2 * kt_panel_elems(R, K) * 4;
         char *buf = pack_one(e);
         for (int64_t r = 0; r < R; r++)
             for (int64_t c = 0; c < K; c++)
-                ok &= panel_at(buf, 0, R, r, c, K) == a.deq[r * K + c] && panel_at(buf, 1, R, r, c, K) == b.deq[r * K + c];
+                ok &= panel_at(buf, 0, R, r, c, K) == a.deq[r * K + c] &&
+                      panel_at(buf, 1, R, r, c, K) == b.deq[r * K + c];
         free(buf);
     }
     { /* PACK_PANEL: rows of a, then of v (another type) */
@@ -189,7 +191,8 @@ static void t_qlayout(DType t) {
         for (int64_t c = 0; c < K; c++)
             ok &= qpanel_at(buf, 0, i / 16 * 32 + i % 16, c, K, wdt) == a.deq[i * K + c] &&
                   qpanel_at(buf, 0, i / 16 * 32 + 16 + i % 16, c, K, wdt) == b.deq[i * K + c];
-    if (!ok || !dq_ok) fprintf(stderr, "quantised panel %s: the kernels' view differs from quant_dequant_row\n", dtype_name(t));
+    if (!ok || !dq_ok)
+        fprintf(stderr, "quantised panel %s: the kernels' view differs from quant_dequant_row\n", dtype_name(t));
     EXPECT_TRUE(ok);
     EXPECT_TRUE(dq_ok);
     free(buf), free(dq);
@@ -281,7 +284,8 @@ static void t_qmoe(QMoeCase mc) {
     float *gate_w = randv(E * H, 3.0f / sqrtf((float)H), 0), *sg_w = randv(H, 0.5f, 0);
     QTensor *g = calloc((size_t)E + 1, sizeof(QTensor)), *u = calloc((size_t)E + 1, sizeof(QTensor));
     QTensor *d = calloc((size_t)E + 1, sizeof(QTensor));
-    const TensorInfo **gu_parts = calloc(2 * (size_t)E + 1, sizeof(void *)), **d_parts = calloc((size_t)E + 1, sizeof(void *));
+    const TensorInfo **gu_parts = calloc(2 * (size_t)E + 1, sizeof(void *));
+    const TensorInfo **d_parts = calloc((size_t)E + 1, sizeof(void *));
     const void **gp = calloc((size_t)E + 1, sizeof(void *)), **up = calloc((size_t)E + 1, sizeof(void *));
     const void **dp = calloc((size_t)E + 1, sizeof(void *));
     for (int64_t e = 0; e < E; e++) {
@@ -350,7 +354,8 @@ static void t_qmoe(QMoeCase mc) {
             for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
             free(partials), free(scratch);
         } else {
-            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI)), *ascr = zeros(nth * kt_experts_act_scratch(TL, H));
+            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI));
+            float *ascr = zeros(nth * kt_experts_act_scratch(TL, H));
             for (int ith = 0; ith < nth; ith++)
                 kt_experts_act(act, x, nw, dispatch, gate_up, sh_gate_up, sg_w, ascr, TL, H, I, E, k, C, SI,
                                mc.shared_kind, eps, wg, wsg, T, ith, nth);
