@@ -74,6 +74,8 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
             fputs(run_usage, stdout);
             exit(0);
         } else if (!strcmp(a, "--tokens")) {
+            free(o->prompt); /* a later --tokens wins */
+            o->prompt = NULL;
             if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_ids(d, a, v, &o->prompt, &o->n_prompt)) return 2;
         } else if (!strcmp(a, "--prompt")) {
             if (!(v = cli_value(d, argc, argv, &i))) return 2;
@@ -211,7 +213,11 @@ int cmd_run(int argc, char **argv) {
     Diag d = {0};
     RunOptions o;
     int rc = parse_run(argc, argv, &o, &d);
-    if (rc) return rc;
+    if (rc) { /* what parsing allocated before it failed */
+        free(o.prompt);
+        free(o.text);
+        return rc;
+    }
     if (o.threads) omp_set_num_threads((int)o.threads);
     Arena *a = arena_new();
     Model m;
