@@ -443,6 +443,28 @@ bool gguf_model_tensors(const GgufFile *g, const Arch *arch, const ModelConfig *
         }
         const char *base = arena_printf(a, "model.layers.%d.", layer);
         int n_which = 0;
+        /* merged gate and up experts: shape [E, 2 I, H], each expert's gate rows then its up rows */
+        if (!strcmp(rest, "ffn_gate_up_exps.weight")) {
+            if (src->rank != 3 || src->shape[0] != c->num_experts || src->shape[1] % 2) {
+                diag_error(d, "%s: tensor '%s': expected %" PRId64 " stacked experts [%" PRId64 ", 2 x width, cols]; got "
+                           "rank %d, shape[0] %" PRId64 ", shape[1] %" PRId64, g->path, name, c->num_experts,
+                           c->num_experts, src->rank, src->shape[0], src->shape[1]);
+                continue;
+            }
+            size_t half = src->nbytes / (size_t)src->shape[0] / 2;
+            for (int64_t e = 0; e < src->shape[0]; e++)
+                for (int part = 0; part < 2; part++) {
+                    TensorInfo *t = tab_add(&tb, src, arena_printf(a, "%s%sexperts.%" PRId64 ".%s.weight", base, nm->prefix,
+                                                                   e, part ? nm->up : nm->gate));
+                    t->rank = 2;
+                    t->shape[0] = src->shape[1] / 2;
+                    t->shape[1] = src->shape[2];
+                    t->shape[2] = 0;
+                    t->data = (const char *)src->data + (size_t)(2 * e + part) * half;
+                    t->nbytes = half;
+                }
+            continue;
+        }
         /* stacked experts: ne = [cols, rows, E], shape [E, rows, cols] -> E slices [rows, cols] */
         if (sscanf(rest, "ffn_%7[a-z]_exps.weight%n", which, &n_which) == 1 && rest[n_which] == 0 &&
             (!strcmp(which, "gate") || !strcmp(which, "up") || !strcmp(which, "down"))) {

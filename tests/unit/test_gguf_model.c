@@ -3,7 +3,8 @@
  *     llama.cpp's converter wrote into goldens/gguf/gguf_mixtral_f32 (the same checkpoint at f32):
  *     same names, shapes and values, so the layout — ggml dimension order, stacked experts, the
  *     llama q/k row permutation — is the converter's, and the metadata keys both write agree;
- * (b) reading that file back gives the HF tensors of the folder, byte for byte;
+ * (b) reading that file back gives the HF tensors of the folder, byte for byte; and so does the
+ *     same file with each layer's gate and up experts merged into one ffn_gate_up_exps tensor;
  * (c) metadata moec cannot honour is refused with one error naming the GGUF key: an unknown
  *     architecture, per-layer KV head counts, a sigmoid gating function, logit soft-capping,
  *     partial RoPE, a sliding window on qwen, a missing embedding length. */
@@ -68,6 +69,44 @@ static void export_matches_llama_cpp(const char *shared) {
         EXPECT_TRUE(y && y->nbytes == x->nbytes && !memcmp(y->data, x->data, x->nbytes));
     }
     model_close(&back);
+    /* the merged layout: blk.N.ffn_gate_up_exps [E, 2 I, H], each expert's gate rows then up rows */
+    StWriteTensor *ts = arena_alloc(a, sizeof *ts * (size_t)mine.n_tensors);
+    int nt = 0;
+    for (int i = 0; i < mine.n_tensors; i++) {
+        const TensorInfo *ti = &mine.t[i].ti;
+        if (strstr(ti->name, "ffn_up_exps")) continue;
+        StWriteTensor *t = &ts[nt++];
+        *t = (StWriteTensor){ti->name, ti->dtype, ti->rank, {ti->shape[0], ti->shape[1], ti->shape[2]}, ti->data};
+        if (!strstr(ti->name, "ffn_gate_exps")) continue;
+        char up_name[96];
+        snprintf(up_name, sizeof up_name, "%.*sffn_up_exps.weight", (int)(strstr(ti->name, "ffn_gate_exps") - ti->name),
+                 ti->name);
+        const GgufTensor *up = gguf_find(&mine, up_name);
+        EXPECT_TRUE(up != NULL);
+        if (!up) continue;
+        size_t slab = ti->nbytes / (size_t)ti->shape[0];
+        char *merged = arena_alloc(a, 2 * ti->nbytes);
+        for (int64_t e = 0; e < ti->shape[0]; e++) {
+            memcpy(merged + (size_t)(2 * e) * slab, (const char *)ti->data + (size_t)e * slab, slab);
+            memcpy(merged + (size_t)(2 * e + 1) * slab, (const char *)up->ti.data + (size_t)e * slab, slab);
+        }
+        t->name = arena_printf(a, "%.*sffn_gate_up_exps.weight", (int)(strstr(ti->name, "ffn_gate_exps") - ti->name),
+                               ti->name);
+        t->shape[1] *= 2;
+        t->data = merged;
+    }
+    char merged_path[4300];
+    snprintf(merged_path, sizeof merged_path, "%s.merged.gguf", out);
+    EXPECT_TRUE(gguf_write_file(&d, merged_path, mine.kv, mine.n_kv, ts, nt, 32));
+    Model mg;
+    Diag d3 = {0};
+    EXPECT_TRUE(model_load(&mg, a, &d3, merged_path));
+    EXPECT_EQ(mg.tt.n, m.tt.n);
+    for (int i = 0; i < m.tt.n && i < mg.tt.n; i++) {
+        const TensorInfo *x = &m.tt.t[i], *y = st_find(&mg.tt, x->name);
+        EXPECT_TRUE(y && y->nbytes == x->nbytes && !memcmp(y->data, x->data, x->nbytes));
+    }
+    model_close(&mg);
     gguf_close(&mine);
     gguf_close(&theirs);
     model_close(&m);
