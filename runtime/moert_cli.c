@@ -1,5 +1,5 @@
 /* moert_cli: prefill the prompt, then generate N tokens, printing their ids comma-separated on one
- * line, exactly like `moec run`. Output formats (shared with compiler/cmd_run.c):
+ * line, exactly like `moec run`. Output formats (shared with compiler/cli/cmd_run.c):
  *   --logits-out: raw little-endian f32, the T prompt rows [T, V], then N rows [N, V] where row s
  *                 chose generated token s (row 0 is the last prompt row again, row s > 0 comes from
  *                 the decode step that fed generated token s-1);

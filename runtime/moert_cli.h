@@ -1,4 +1,4 @@
-/* moert_cli: the command line of a compiled executable, mirroring `moec run` (compiler/cmd_run.c):
+/* moert_cli: the command line of a compiled executable, mirroring `moec run` (compiler/cli/cmd_run.c):
  * same flags where they overlap, same output (generated ids on one stdout line, --logits-out,
  * --trace, --stats), plus sampling flags and --weights. moert_main.c's main() only calls
  * moert_cli with the linked moe_program; keeping the body here lets tests run it in-process. */
