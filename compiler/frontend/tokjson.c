@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdint.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -532,7 +533,7 @@ static bool parse_model(Loader *L, const cJSON *model, const cJSON *added) {
     if (diag_failed(L->d)) return false;
 
     const cJSON *it;
-    int64_t max_id = -1;
+    int64_t max_id = -1, n_added = 0;
     size_t count = 0;
     cJSON_ArrayForEach(it, vocab) {
         if (!cJSON_IsNumber(it) || it->valuedouble < 0 || it->valuedouble >= (1 << 28) ||
@@ -551,6 +552,15 @@ static bool parse_model(Loader *L, const cJSON *model, const cJSON *added) {
             return false;
         }
         if (id->valueint > max_id) max_id = id->valueint;
+        n_added++;
+    }
+    /* ids index a table: a few gaps are fine, but not ids far beyond the tokens there are (an id
+     * of 2^28 in a small file would size a 4 GB table) */
+    int64_t id_limit = 2 * ((int64_t)count + n_added) + 1024;
+    if (max_id >= id_limit) {
+        diag_error(L->d, "%s: model.vocab: largest id %" PRId64 " for %zu tokens and %" PRId64 " added tokens; expected "
+                   "ids below %" PRId64 " (about one id per token)", L->file, max_id, count, n_added, id_limit);
+        return false;
     }
     if (max_id < 0) {
         diag_error(L->d, "%s: model.vocab: empty", L->file);
