@@ -366,6 +366,17 @@ static void unpermute_rows(TensorInfo *t, Arena *a, int64_t heads, int64_t hd) {
     t->data = out;
 }
 
+/* One expert's [rows, src cols] matrix: nbytes of src's data from offset, under name. */
+static void add_slice(Tab *tb, const TensorInfo *src, const char *name, int64_t rows, size_t offset, size_t nbytes) {
+    TensorInfo *t = tab_add(tb, src, name);
+    t->rank = 2;
+    t->shape[0] = rows;
+    t->shape[1] = src->shape[2];
+    t->shape[2] = 0;
+    t->data = (const char *)src->data + offset;
+    t->nbytes = nbytes;
+}
+
 static int by_name(const void *x, const void *y) {
     return strcmp(((const TensorInfo *)x)->name, ((const TensorInfo *)y)->name);
 }
@@ -453,16 +464,10 @@ bool gguf_model_tensors(const GgufFile *g, const Arch *arch, const ModelConfig *
             }
             size_t half = src->nbytes / (size_t)src->shape[0] / 2;
             for (int64_t e = 0; e < src->shape[0]; e++)
-                for (int part = 0; part < 2; part++) {
-                    TensorInfo *t = tab_add(&tb, src, arena_printf(a, "%s%sexperts.%" PRId64 ".%s.weight", base, nm->prefix,
-                                                                   e, part ? nm->up : nm->gate));
-                    t->rank = 2;
-                    t->shape[0] = src->shape[1] / 2;
-                    t->shape[1] = src->shape[2];
-                    t->shape[2] = 0;
-                    t->data = (const char *)src->data + (size_t)(2 * e + part) * half;
-                    t->nbytes = half;
-                }
+                for (int part = 0; part < 2; part++)
+                    add_slice(&tb, src, arena_printf(a, "%s%sexperts.%" PRId64 ".%s.weight", base, nm->prefix, e,
+                                                     part ? nm->up : nm->gate),
+                              src->shape[1] / 2, (size_t)(2 * e + part) * half, half);
             continue;
         }
         /* stacked experts: ne = [cols, rows, E], shape [E, rows, cols] -> E slices [rows, cols] */
@@ -474,16 +479,10 @@ bool gguf_model_tensors(const GgufFile *g, const Arch *arch, const ModelConfig *
                 continue;
             }
             size_t slab = src->nbytes / (size_t)src->shape[0];
-            for (int64_t e = 0; e < src->shape[0]; e++) {
-                TensorInfo *t = tab_add(&tb, src, arena_printf(a, "%s%sexperts.%" PRId64 ".%s.weight", base, nm->prefix, e,
-                                                               expert_part(which, nm)));
-                t->rank = 2;
-                t->shape[0] = src->shape[1];
-                t->shape[1] = src->shape[2];
-                t->shape[2] = 0;
-                t->data = (const char *)src->data + (size_t)e * slab;
-                t->nbytes = slab;
-            }
+            for (int64_t e = 0; e < src->shape[0]; e++)
+                add_slice(&tb, src, arena_printf(a, "%s%sexperts.%" PRId64 ".%s.weight", base, nm->prefix, e,
+                                                 expert_part(which, nm)),
+                          src->shape[1], (size_t)e * slab, slab);
             continue;
         }
         /* the old per-expert layout: blk.N.ffn_gate.E.weight */

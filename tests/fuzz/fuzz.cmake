@@ -5,6 +5,16 @@
 # Each test runs its target for MOEC_FUZZ_SECONDS on a scratch copy of the corpus (new inputs go
 # to the scratch folder; the checked-in corpus only changes by hand); a crash, leak, timeout or
 # sanitizer report fails it, and libFuzzer leaves the input as crash-*/leak-*/timeout-* in WORK.
+# Which target reaches which reader:
+#   fuzz_config       frontend/frontend.c, hfconfig.c and every graphs/<family>.c config reader
+#   fuzz_safetensors  frontend/safetensors.c (a file, or an index beside real shards)
+#   fuzz_tokenizer    frontend/tokjson.c (tokenizer.json) and runtime/tokenizer.c (the blob)
+#   fuzz_gguf         frontend/gguf.c, then gguf_model.c (config mapping, tensor names: through
+#                     hfconfig.c's cfg_from_json and the family readers) and gguf_tok.c (through
+#                     tokjson.c and the runtime tokenizer)
+#   fuzz_weights      runtime/model.c's weights header, trailer and hash (moe_weights_verify)
+#   fuzz_prompt       runtime/textio.c (--tokens, prompt files) and the tokenizer on them
+# frontend/gguf_export.c reads no file: it writes a model the readers above have already accepted.
 set(MOEC_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs under ctest")
 add_custom_target(fuzz)
 file(GLOB FUZZ_TARGETS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)

@@ -15,8 +15,6 @@
 #include "gguf_model.h"
 #include "test.h"
 
-static float widen(DType t, const void *p, size_t i) { return dtype_load_f32(t, p, i); }
-
 static void export_matches_llama_cpp(const char *shared) {
     char hf[4200], ref[4200], out[4200];
     snprintf(hf, sizeof hf, "%s/goldens/mixtral_tiny_bf16/model", shared);
@@ -42,7 +40,7 @@ static void export_matches_llama_cpp(const char *shared) {
         for (int k = 0; k < t->ti.rank; k++) EXPECT_EQ(u->ne[k], t->ne[k]);
         size_t n = 1, bad = 0;
         for (int k = 0; k < t->ti.rank; k++) n *= (size_t)t->ne[k];
-        for (size_t j = 0; j < n; j++) bad += widen(u->ti.dtype, u->ti.data, j) != widen(t->ti.dtype, t->ti.data, j);
+        for (size_t j = 0; j < n; j++) bad += dtype_load_f32(u->ti.dtype, u->ti.data, j) != dtype_load_f32(t->ti.dtype, t->ti.data, j);
         if (bad) test_check(false, __FILE__, __LINE__, "values equal to llama.cpp's", t->ti.name, "differ");
         compared++;
     }
