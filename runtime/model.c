@@ -40,6 +40,7 @@
 #include "dtype.h"
 #include "exec.h"
 #include "hash.h"
+#include "tokenizer.h"
 
 enum { STEP_NONE, STEP_PREFILL, STEP_DECODE };
 enum { ERR_BYTES = 512, BIG_BYTES = 4 << 20 };
@@ -54,6 +55,7 @@ struct MoeModel {
     const char *tokenizer;   /* MOE_SECTION_TOKENIZER or NULL, tokenizer_bytes */
     uint64_t tokenizer_bytes;
     const char *weights_name; /* the weights file as shown in messages */
+    MoeTokenizer *tok;       /* built from the tokenizer section at load, or NULL */
     char *arena;             /* [arena_bytes] activations, laid out by the plan pass */
     char *kv;                /* [kv_bytes] KV cache */
     int64_t *stats;          /* [batch][n_layers][n_exp + 1] */
@@ -394,6 +396,11 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
                       "%s: cannot allocate the arena (%" PRId64 " bytes) and KV cache (%" PRId64 " bytes)", name,
                       mf->arena_bytes, mf->kv_bytes);
     }
+    if (rc == MOE_OK && m->tokenizer) {
+        char tok_err[200];
+        if (!(m->tok = moe_tok_load(m->tokenizer, (size_t)m->tokenizer_bytes, tok_err, sizeof tok_err)))
+            rc = fail(m, MOE_ERR_FORMAT, "%s: embedded tokenizer: %s", name, tok_err);
+    }
     if (rc != MOE_OK) {
         if (err && errlen) snprintf(err, errlen, "%s", m->err);
         moe_model_free(m);
@@ -421,6 +428,7 @@ MoeStatus moert_model_load_embedded(MoeModel **out, const MoeProgram *prog, cons
 void moe_model_free(MoeModel *m) {
     if (!m) return;
     if (m->map) munmap(m->map, m->map_len);
+    moe_tok_free(m->tok);
     free(m->arena);
     free(m->kv);
     free(m->stats);
@@ -434,6 +442,8 @@ void moe_model_free(MoeModel *m) {
 
 const char *moe_model_error(const MoeModel *m) { return m ? m->err : "no model (NULL handle)"; }
 const MoeManifest *moe_model_manifest(const MoeModel *m) { return m ? m->man : NULL; }
+int64_t moe_model_vocab(const MoeModel *m) { return m ? m->man->vocab_size : 0; }
+int64_t moe_model_context(const MoeModel *m) { return m ? m->man->context : 0; }
 int moert_model_threads(const MoeModel *m) { return m->n_threads; }
 
 const void *moert_model_tokenizer(const MoeModel *m, uint64_t *bytes) {
@@ -602,4 +612,50 @@ const MoeRoute *moe_model_routes(const MoeModel *m, int layer, int64_t *n_rows) 
     if (off < 0) return NULL;
     *n_rows = m->step_rows;
     return (const MoeRoute *)(m->arena + off);
+}
+
+/* ---- text -------------------------------------------------------------------------------- */
+
+int32_t moe_model_eos(const MoeModel *m) {
+    if (!m) return -1;
+    int32_t e = m->tok ? moe_tok_eos(m->tok) : -1;
+    return e >= 0 ? e : (int32_t)m->man->eos_token_id;
+}
+
+static bool have_tok(MoeModel *m, const char *what) {
+    if (m->tok) return true;
+    fail(m, MOE_ERR_ARG, "%s: no tokenizer embedded (the model folder had none when it was compiled)", what);
+    return false;
+}
+
+int64_t moe_tokenize(MoeModel *m, const char *text, bool add_special, int32_t *ids, int64_t cap) {
+    if (!m || !text || (cap > 0 && !ids)) return -1;
+    if (!have_tok(m, "tokenize")) return -1;
+    int32_t *v;
+    size_t n;
+    if (moe_tok_encode(m->tok, text, strlen(text), add_special, &v, &n) != MOE_TOK_OK) {
+        fail(m, MOE_ERR_NOMEM, "tokenize: out of memory");
+        return -1;
+    }
+    memcpy(ids, v, sizeof(int32_t) * (size_t)((int64_t)n < cap ? (int64_t)n : cap > 0 ? cap : 0));
+    free(v);
+    return (int64_t)n;
+}
+
+int64_t moe_detokenize(MoeModel *m, const int32_t *ids, int64_t n, char *buf, int64_t cap) {
+    if (!m || (n > 0 && !ids) || (cap > 0 && !buf) || n < 0) return -1;
+    if (!have_tok(m, "detokenize")) return -1;
+    char *t;
+    size_t len;
+    if (moe_tok_decode(m->tok, ids, (size_t)n, true, &t, &len) != MOE_TOK_OK) {
+        fail(m, MOE_ERR_NOMEM, "detokenize: out of memory");
+        return -1;
+    }
+    if (cap > 0) {
+        size_t k = (int64_t)len < cap ? len : (size_t)cap - 1;
+        memcpy(buf, t, k);
+        buf[k] = 0;
+    }
+    free(t);
+    return (int64_t)len;
 }
