@@ -1,5 +1,5 @@
 /* generate: the C API's worked example. Loads a model compiled into this program and generates
- * text for a prompt, greedily, printing it as it comes.
+ * text for a prompt, greedily.
  *
  *   moec compile MODEL_DIR -o model.o --emit obj --weights sidecar   # model.o + model.o.moew
  *   cc -o generate generate.c model.o $(pkg-config --cflags --libs moert)
@@ -52,26 +52,21 @@ int main(int argc, char **argv) {
         moe_model_free(m);
         return 1;
     }
-    /* Generate; print the text decoded so far beyond what is already printed (a token may end
-     * in the middle of a UTF-8 character, so the whole output is decoded each time). */
+    /* generate greedily up to the end-of-sequence token, then print the text (decoded as a whole:
+     * a single token may end inside a UTF-8 character) */
     int32_t *gen = ids + n;
-    char text[8192];
-    int64_t shown = 0;
-    for (int i = 0; i < n_gen; i++) {
-        gen[i] = argmax(logits, vocab);
-        if (gen[i] == moe_model_eos(m)) break;
-        int64_t len = moe_detokenize(m, gen, i + 1, text, sizeof text);
-        if (len > shown && len < (int64_t)sizeof text) {
-            fwrite(text + shown, 1, (size_t)(len - shown), stdout);
-            fflush(stdout);
-            shown = len;
-        }
-        if (i + 1 < n_gen && moe_decode(m, gen[i], &logits) != MOE_OK) {
-            fprintf(stderr, "\n%s\n", moe_model_error(m));
+    int k = 0;
+    while (k < n_gen) {
+        gen[k] = argmax(logits, vocab);
+        if (gen[k] == moe_model_eos(m)) break;
+        if (++k < n_gen && moe_decode(m, gen[k - 1], &logits) != MOE_OK) {
+            fprintf(stderr, "%s\n", moe_model_error(m));
             break;
         }
     }
-    putchar('\n');
+    static char text[1 << 16];
+    moe_detokenize(m, gen, k, text, sizeof text);
+    printf("%s\n", text);
     free(ids);
     moe_model_free(m);
     return 0;
