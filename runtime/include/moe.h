@@ -21,6 +21,9 @@
  *   moe_slots_decode(m, 2, slots, ids, lg);                // lg[0]: s's logits, lg[1]: t's
  *   moe_slot_free(m, s);
  *
+ * From load on, a background thread maps the weights' pages in (so that the first steps of a
+ * fresh process do not fault them in one by one); MOE_NO_PREFAULT=1 in the environment turns it off.
+ *
  * Everything is allocated in moe_model_load (weights mmap'd read-only, arena, KV cache, stats,
  * the embedded tokenizer); no step allocates (moe_tokenize and moe_detokenize use temporary memory). A pointer the runtime hands out is borrowed: it stays valid until the
  * next call on the same handle. No call exits or aborts on bad input: each returns a MoeStatus,
