@@ -57,7 +57,7 @@ struct MoeModel {
     const char *tokenizer;   /* MOE_SECTION_TOKENIZER or NULL, tokenizer_bytes */
     uint64_t tokenizer_bytes;
     const char *weights_name; /* the weights file as shown in messages */
-    MoeTokenizer *tok;       /* built from the tokenizer section at load, or NULL */
+    MoeTokenizer *tok;       /* built from the tokenizer section by the first moe_tokenize/detokenize */
     pthread_t prefault;      /* maps the weights' pages in the background (prefault_main) */
     bool prefaulting;
     atomic_bool stop_prefault;
@@ -443,11 +443,6 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
                       mf->arena_bytes, mf->kv_bytes);
     }
     if (rc == MOE_OK && !getenv("MOE_NO_PREFAULT")) prefault_start(m);
-    if (rc == MOE_OK && m->tokenizer) {
-        char tok_err[200];
-        if (!(m->tok = moe_tok_load(m->tokenizer, (size_t)m->tokenizer_bytes, tok_err, sizeof tok_err)))
-            rc = fail(m, MOE_ERR_FORMAT, "%s: embedded tokenizer: %s", name, tok_err);
-    }
     if (rc != MOE_OK) {
         if (err && errlen) snprintf(err, errlen, "%s", m->err);
         moe_model_free(m);
@@ -672,8 +667,16 @@ int32_t moe_model_eos(const MoeModel *m) {
 
 static bool have_tok(MoeModel *m, const char *what) {
     if (m->tok) return true;
-    fail(m, MOE_ERR_ARG, "%s: no tokenizer embedded (the model folder had none when it was compiled)", what);
-    return false;
+    if (!m->tokenizer) {
+        fail(m, MOE_ERR_ARG, "%s: no tokenizer embedded (the model folder had none when it was compiled)", what);
+        return false;
+    }
+    char why[200];
+    if (!(m->tok = moe_tok_load(m->tokenizer, (size_t)m->tokenizer_bytes, why, sizeof why))) {
+        fail(m, MOE_ERR_FORMAT, "%s: %s: embedded tokenizer: %s", what, m->weights_name, why);
+        return false;
+    }
+    return true;
 }
 
 int64_t moe_tokenize(MoeModel *m, const char *text, bool add_special, int32_t *ids, int64_t cap) {

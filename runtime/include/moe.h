@@ -24,8 +24,9 @@
  * From load on, a background thread maps the weights' pages in (so that the first steps of a
  * fresh process do not fault them in one by one); MOE_NO_PREFAULT=1 in the environment turns it off.
  *
- * Everything is allocated in moe_model_load (weights mmap'd read-only, arena, KV cache, stats,
- * the embedded tokenizer); no step allocates (moe_tokenize and moe_detokenize use temporary memory). A pointer the runtime hands out is borrowed: it stays valid until the
+ * Everything is allocated in moe_model_load (weights mmap'd read-only, arena, KV cache, stats);
+ * no step allocates (the first moe_tokenize or moe_detokenize builds the embedded tokenizer, and
+ * they use temporary memory). A pointer the runtime hands out is borrowed: it stays valid until the
  * next call on the same handle. No call exits or aborts on bad input: each returns a MoeStatus,
  * and the one-line message of the last failure comes from moe_model_error(m). A handle is used by
  * one thread at a time (each step runs on the handle's own OpenMP threads). */
