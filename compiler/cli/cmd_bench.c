@@ -466,9 +466,9 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
             return 1;
         }
     }
-    printf("moec bench --batch: %s (%s), %s threads, %" PRId64 " prompts of %" PRId64 " tokens + %" PRId64
-           " generated per slot\n",
-           model, c->model_type, thr, bs[0], prompt, gen);
+    printf("moec bench --batch: %s (%s), %s threads, B prompts of %" PRId64 " tokens, %" PRId64
+           " generated each, on an executable compiled with --batch B\n",
+           model, c->model_type, thr, prompt, gen);
     printf("machine: read bandwidth %.1f GB/s (%s threads)\n\n", bw / 1e9, thr);
     printf("%-6s %-24s %-24s %8s %10s %9s %11s %9s\n", "batch", "compiled tok/s (agg)", "generic tok/s (agg)", "ratio",
            "per seq", "bound", "comp/bound", "experts");
