@@ -189,7 +189,7 @@ int compile_model(const CompileOptions *o, Diag *d) {
         goto out;
     }
     KvLayout kv;
-    program_kv_layout(fp, S, &kv); /* a partial chunk writes the KV of its real rows only */
+    program_kv_layout(fp, S, o->batch, &kv); /* a partial chunk writes the KV of its real rows only */
 
     /* weights first: the manifest carries their hash */
     uint64_t hash;

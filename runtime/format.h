@@ -30,12 +30,14 @@
 #define MOE_FORMAT_H
 #include <stdint.h>
 
-#define MOE_FORMAT_VERSION 4u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row; 3: prefill steps
+#define MOE_FORMAT_VERSION 5u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row; 3: prefill steps
                                   compute rows 0..last_row only (padding is not routed); 4: panel pairs
-                                  padded to 16, MoeManifest.needs, the tiled KV cache, weights at 2 MiB */
+                                  padded to 16, MoeManifest.needs, the tiled KV cache, weights at 2 MiB;
+                                  5: batch slots: per-row positions and slots, KV cache and stats per slot */
 #define MOE_WEIGHTS_MAGIC "MOEWGT01"  /* 8 bytes, no NUL */
 #define MOE_TRAILER_MAGIC "MOEEMBED"  /* 8 bytes, no NUL */
 enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_ALIGN = 4096 };
+enum { MOE_MAX_BATCH = 1024 }; /* most sequence slots a program may be compiled for */
 enum { MOE_HUGE_ALIGN = 2 << 20, MOE_WEIGHTS_OFFSET = 2 << 20 }; /* a huge page (x86-64, AArch64 4K granule) */
 
 typedef enum MoeSectionKind { MOE_SECTION_NONE = 0, MOE_SECTION_WEIGHTS = 1, MOE_SECTION_TOKENIZER = 2 } MoeSectionKind;
@@ -62,16 +64,20 @@ typedef struct MoeTrailer {
     uint64_t header_offset;  /* file offset of the MoeWeightsHeader */
 } MoeTrailer;
 
-/* What one step function reads and writes. */
+/* What one step function reads and writes. Rows 0 .. last_row of a step are real tokens, each of
+ * one sequence slot (its KV cache and stats) at one position: a prefill step's rows are one slot's
+ * consecutive positions; a decode step's rows are distinct slots in ascending slot order (expert
+ * capacity counts assignments in row order). Rows after last_row are padding that no kernel reads
+ * or writes. */
 typedef struct MoeStepArgs {
     char *arena;             /* activations, manifest.arena_bytes; laid out by the plan pass */
     const char *weights;     /* the MOE_SECTION_WEIGHTS bytes */
-    char *kv;                /* KV cache, manifest.kv_bytes */
-    const int32_t *ids;      /* [T] token ids of the step (padded by the runtime to T) */
-    int64_t pos0;            /* sequence position of ids[0] */
-    int64_t *stats;          /* [n_layers][n_exp + 1]: tokens per expert, then dropped assignments */
-    int64_t last_row;        /* prefill steps: the last real row (< T); rows after it are padding that no
-                                kernel reads or writes; prefill_last computes its logits, into row 0 */
+    char *kv;                /* KV cache, manifest.kv_bytes: per layer, keys [batch][...] then values [batch][...] */
+    const int32_t *ids;      /* [T] token ids of the step */
+    const int64_t *pos;      /* [T] sequence position of each row (< context) */
+    const int32_t *slot;     /* [T] slot of each row (< batch) */
+    int64_t *stats;          /* [batch][n_layers][n_exp + 1]: tokens per expert, then dropped assignments */
+    int64_t last_row;        /* the last real row (< T); prefill_last computes its logits, into row 0 */
 } MoeStepArgs;
 
 typedef void (*MoeStepFn)(const MoeStepArgs *args, int32_t ith, int32_t nth);
@@ -83,8 +89,9 @@ typedef struct MoeManifest {
     char family[32];         /* "mixtral", ... */
     char target[64];         /* triple */
     char cpu[64];
-    int64_t vocab_size, n_exp, top_k, batch;
-    int64_t context;         /* S: positions the KV cache holds */
+    int64_t vocab_size, n_exp, top_k;
+    int64_t batch;           /* B: sequence slots, each with its own KV cache; rows of a decode step */
+    int64_t context;         /* S: positions the KV cache of each slot holds */
     int64_t prefill_chunk;   /* P: tokens per prefill step */
     int64_t capacity_prefill, capacity_decode; /* C per step kind */
     int64_t arena_bytes, kv_bytes, weights_bytes;
@@ -103,7 +110,7 @@ enum { MOE_NEED_AMX = 1u }; /* x86 AMX tiles: the process must be granted the AM
 typedef struct MoeProgram {
     const MoeManifest *manifest;
     MoeStepFn prefill;       /* T = prefill_chunk: logits of every row */
-    MoeStepFn decode;        /* T = batch */
+    MoeStepFn decode;        /* T = batch: one row per live slot */
     MoeStepFn prefill_last;  /* prefill with the logits of row args.last_row only, at logits_prefill */
 } MoeProgram;
 

@@ -15,8 +15,14 @@
  * prefill_last, which computes them for the step's last real row only, into row 0 of the logits
  * buffer (the lm_head of the other rows is about 10% of a prefill step on the bench preset).
  *
- * Stats: the kernels add to args.stats, [n_layers][n_exp + 1], the tokens each expert processed
- * (kept within capacity) and the assignments dropped, over the real rows of each step. */
+ * Stats: the kernels add to args.stats, [batch][n_layers][n_exp + 1], the tokens each expert
+ * processed (kept within capacity) and the assignments dropped, over the real rows of each step,
+ * each row into its slot's stats.
+ *
+ * Slots: a program compiled for batch B has B sequence slots, each with its own KV cache region,
+ * position and stats. A prefill step runs one slot's tokens; a decode step runs one row per live
+ * slot given, in ascending slot order (the order expert capacity counts in). The single-sequence
+ * calls (moe_prefill, moe_decode, moe_model_reset, moe_model_pos, moe_model_stats) are slot 0. */
 #include "model.h"
 
 #include <errno.h>
@@ -50,9 +56,13 @@ struct MoeModel {
     const char *weights_name; /* the weights file as shown in messages */
     char *arena;             /* [arena_bytes] activations, laid out by the plan pass */
     char *kv;                /* [kv_bytes] KV cache */
-    int64_t *stats;          /* [n_layers][n_exp + 1] */
+    int64_t *stats;          /* [batch][n_layers][n_exp + 1] */
+    int64_t stats_per_slot;  /* n_layers (n_exp + 1) */
     int32_t *ids;            /* [max(prefill_chunk, batch)] the step's token ids */
-    int64_t pos;             /* tokens in the KV cache */
+    int64_t *row_pos;        /* [max(prefill_chunk, batch)] the step's row positions */
+    int32_t *row_slot;       /* [max(prefill_chunk, batch)] the step's row slots */
+    int64_t *pos;            /* [batch] tokens in each slot's KV cache */
+    bool *live;              /* [batch] the slot holds a sequence (started, not freed) */
     int step_kind;           /* STEP_*: which arena offsets hold the last step's outputs */
     int64_t step_rows;       /* valid rows of the last step */
     const float *step_last;  /* [V] the logits of the last step's last valid row, in the arena */
@@ -105,8 +115,8 @@ static MoeStatus check_program(MoeModel *m, const MoeProgram *prog) {
                     "program: bad shapes: vocab_size %" PRId64 ", context %" PRId64 ", prefill_chunk %" PRId64
                     ", n_exp %" PRId64 ", top_k %" PRId64,
                     mf->vocab_size, mf->context, mf->prefill_chunk, mf->n_exp, mf->top_k);
-    if (mf->batch != 1)
-        return fail(m, MOE_ERR_FORMAT, "program: compiled for batch %" PRId64 "; this runtime runs batch 1", mf->batch);
+    if (mf->batch < 1 || mf->batch > MOE_MAX_BATCH)
+        return fail(m, MOE_ERR_FORMAT, "program: batch %" PRId64 "; expected 1 to %d", mf->batch, MOE_MAX_BATCH);
     if (mf->arena_bytes < 0 || mf->kv_bytes < 0 || mf->weights_bytes < 0)
         return fail(m, MOE_ERR_FORMAT, "program: negative arena, KV or weights size");
     const int64_t P = mf->prefill_chunk, V = mf->vocab_size, k = mf->top_k;
@@ -370,11 +380,16 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
     if (rc == MOE_OK) {
         const MoeManifest *mf = m->man;
         int64_t n_ids = mf->prefill_chunk > mf->batch ? mf->prefill_chunk : mf->batch;
+        m->stats_per_slot = (int64_t)mf->n_layers * (mf->n_exp + 1);
         m->arena = alloc_zeroed((size_t)mf->arena_bytes);
         m->kv = alloc_zeroed((size_t)mf->kv_bytes);
-        m->stats = alloc_zeroed(sizeof(int64_t) * (size_t)mf->n_layers * (size_t)(mf->n_exp + 1));
+        m->stats = alloc_zeroed(sizeof(int64_t) * (size_t)(mf->batch * m->stats_per_slot));
         m->ids = alloc_zeroed(sizeof(int32_t) * (size_t)n_ids);
-        if (!m->arena || !m->kv || !m->stats || !m->ids)
+        m->row_pos = alloc_zeroed(sizeof(int64_t) * (size_t)n_ids);
+        m->row_slot = alloc_zeroed(sizeof(int32_t) * (size_t)n_ids);
+        m->pos = alloc_zeroed(sizeof(int64_t) * (size_t)mf->batch);
+        m->live = alloc_zeroed(sizeof(bool) * (size_t)mf->batch);
+        if (!m->arena || !m->kv || !m->stats || !m->ids || !m->row_pos || !m->row_slot || !m->pos || !m->live)
             rc = fail(m, MOE_ERR_NOMEM,
                       "%s: cannot allocate the arena (%" PRId64 " bytes) and KV cache (%" PRId64 " bytes)", name,
                       mf->arena_bytes, mf->kv_bytes);
@@ -410,13 +425,15 @@ void moe_model_free(MoeModel *m) {
     free(m->kv);
     free(m->stats);
     free(m->ids);
+    free(m->row_pos);
+    free(m->row_slot);
+    free(m->pos);
+    free(m->live);
     free(m);
 }
 
 const char *moe_model_error(const MoeModel *m) { return m ? m->err : "no model (NULL handle)"; }
 const MoeManifest *moe_model_manifest(const MoeModel *m) { return m ? m->man : NULL; }
-int64_t moe_model_pos(const MoeModel *m) { return m ? m->pos : 0; }
-const int64_t *moe_model_stats(const MoeModel *m) { return m ? m->stats : NULL; }
 int moert_model_threads(const MoeModel *m) { return m->n_threads; }
 
 const void *moert_model_tokenizer(const MoeModel *m, uint64_t *bytes) {
@@ -424,13 +441,46 @@ const void *moert_model_tokenizer(const MoeModel *m, uint64_t *bytes) {
     return m->tokenizer;
 }
 
+/* ---- slots ------------------------------------------------------------------------------- */
+
+int moe_model_slots(const MoeModel *m) { return m ? (int)m->man->batch : 0; }
+static bool slot_ok(const MoeModel *m, int slot) { return m && slot >= 0 && slot < m->man->batch; }
+int64_t moe_slot_pos(const MoeModel *m, int slot) { return slot_ok(m, slot) ? m->pos[slot] : 0; }
+const int64_t *moe_slot_stats(const MoeModel *m, int slot) {
+    return slot_ok(m, slot) ? m->stats + slot * m->stats_per_slot : NULL;
+}
+int64_t moe_model_pos(const MoeModel *m) { return moe_slot_pos(m, 0); }
+const int64_t *moe_model_stats(const MoeModel *m) { return moe_slot_stats(m, 0); }
+
+/* Slot s holds a new, empty sequence: position 0, stats cleared. */
+static void slot_clear(MoeModel *m, int s) {
+    m->pos[s] = 0;
+    m->live[s] = true;
+    memset(m->stats + s * m->stats_per_slot, 0, sizeof(int64_t) * (size_t)m->stats_per_slot);
+}
+
+MoeStatus moe_slot_start(MoeModel *m, int *slot) {
+    if (!m || !slot) return MOE_ERR_ARG;
+    for (int s = 0; s < m->man->batch; s++)
+        if (!m->live[s]) {
+            slot_clear(m, s);
+            *slot = s;
+            return MOE_OK;
+        }
+    *slot = -1;
+    return fail(m, MOE_ERR_BUSY, "slot start: all %" PRId64 " slots hold a sequence", m->man->batch);
+}
+
+void moe_slot_free(MoeModel *m, int slot) {
+    if (slot_ok(m, slot)) m->live[slot] = false;
+}
+
 void moe_model_reset(MoeModel *m) {
     if (!m) return;
-    m->pos = 0;
+    slot_clear(m, 0);
     m->step_kind = STEP_NONE;
     m->step_rows = 0;
     m->step_last = NULL;
-    memset(m->stats, 0, sizeof(int64_t) * (size_t)m->man->n_layers * (size_t)(m->man->n_exp + 1));
 }
 
 /* ---- steps ------------------------------------------------------------------------------- */
@@ -439,14 +489,14 @@ static const float *step_logits(const MoeModel *m) {
     return (const float *)(m->arena + (m->step_kind == STEP_PREFILL ? m->man->logits_prefill : m->man->logits_decode));
 }
 
-/* Runs one step on m->ids at m->pos, of which n_valid rows are real tokens. A prefill step
- * computes the logits of every row (all_rows) or, through prefill_last, of row n_valid - 1 only,
- * into row 0; a decode step has one row. */
+/* Runs one step on m->ids, m->row_pos and m->row_slot, of which n_valid rows are real tokens. A
+ * prefill step computes the logits of every row (all_rows) or, through prefill_last, of row
+ * n_valid - 1 only, into row 0; a decode step those of each of its rows. */
 static void run_step(MoeModel *m, int kind, int64_t n_valid, bool all_rows) {
-    MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->pos, m->stats, n_valid - 1};
+    MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->row_pos, m->row_slot, m->stats, n_valid - 1};
     MoeStepFn fn = kind == STEP_DECODE ? m->prog->decode : all_rows ? m->prog->prefill : m->prog->prefill_last;
     moert_exec(fn, &a, m->n_threads);
-    m->pos += n_valid;
+    for (int64_t r = 0; r < n_valid; r++) m->pos[m->row_slot[r]]++;
     m->step_kind = kind;
     m->step_rows = n_valid;
     m->step_last = step_logits(m) + (kind == STEP_PREFILL && all_rows ? n_valid - 1 : 0) * m->man->vocab_size;
@@ -458,22 +508,36 @@ static MoeStatus check_id(MoeModel *m, const char *what, int32_t id, int64_t i) 
                 m->man->vocab_size);
 }
 
-MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_rows, void *user, const float **logits) {
+static MoeStatus check_slot(MoeModel *m, const char *what, int slot) {
+    if (!slot_ok(m, slot))
+        return fail(m, MOE_ERR_ARG, "%s: slot %d: must be in [0, %" PRId64 ")", what, slot, m->man->batch);
+    if (!m->live[slot]) return fail(m, MOE_ERR_ARG, "%s: slot %d holds no sequence (start it first)", what, slot);
+    return MOE_OK;
+}
+
+MoeStatus moe_slot_prefill(MoeModel *m, int slot, const int32_t *ids, int64_t n, MoeRowsFn on_rows, void *user,
+                           const float **logits) {
     if (!m) return MOE_ERR_ARG;
     const MoeManifest *mf = m->man;
+    if (check_slot(m, "prefill", slot)) return MOE_ERR_ARG;
     if (!ids || n < 1)
         return fail(m, MOE_ERR_ARG, "prefill: expected at least one token id; got %" PRId64, ids ? n : 0);
     for (int64_t i = 0; i < n; i++)
         if (check_id(m, "prefill", ids[i], i)) return MOE_ERR_ARG;
-    if (n > mf->context - m->pos)
+    int64_t pos = m->pos[slot];
+    if (n > mf->context - pos)
         return fail(m, MOE_ERR_CONTEXT,
                     "prefill: %" PRId64 " tokens at position %" PRId64 " need %" PRId64
                     " positions; the program was compiled for a context of %" PRId64,
-                    n, m->pos, m->pos + n, mf->context);
+                    n, pos, pos + n, mf->context);
     const int64_t P = mf->prefill_chunk;
     for (int64_t done = 0; done < n;) {
         int64_t rows = n - done < P ? n - done : P;
         memcpy(m->ids, ids + done, sizeof(int32_t) * (size_t)rows);
+        for (int64_t r = 0; r < rows; r++) {
+            m->row_pos[r] = m->pos[slot] + r;
+            m->row_slot[r] = slot;
+        }
         run_step(m, STEP_PREFILL, rows, on_rows != NULL); /* every row's logits only when asked */
         if (on_rows) on_rows(user, step_logits(m), done, rows);
         done += rows;
@@ -482,17 +546,53 @@ MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_r
     return MOE_OK;
 }
 
+MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRowsFn on_rows, void *user, const float **logits) {
+    if (!m) return MOE_ERR_ARG;
+    if (!m->live[0]) slot_clear(m, 0);
+    return moe_slot_prefill(m, 0, ids, n, on_rows, user, logits);
+}
+
+MoeStatus moe_slots_decode(MoeModel *m, int n, const int *slots, const int32_t *ids, const float **logits) {
+    if (!m) return MOE_ERR_ARG;
+    const MoeManifest *mf = m->man;
+    if (!slots || !ids || n < 1 || n > mf->batch)
+        return fail(m, MOE_ERR_ARG, "decode: expected 1 to %" PRId64 " slots; got %d", mf->batch, slots && ids ? n : 0);
+    /* rows in ascending slot order: row_slot[] sorted, then each input's row found again */
+    int64_t rows = 0;
+    for (int s = 0; s < mf->batch; s++) {
+        int i = 0;
+        while (i < n && slots[i] != s) i++;
+        if (i == n) continue;
+        if (check_slot(m, "decode", s) || check_id(m, "decode", ids[i], m->pos[s])) return MOE_ERR_ARG;
+        if (m->pos[s] >= mf->context)
+            return fail(m, MOE_ERR_CONTEXT,
+                        "decode: slot %d: position %" PRId64 " is past the compiled context of %" PRId64 " tokens",
+                        s, m->pos[s], mf->context);
+        m->ids[rows] = ids[i];
+        m->row_pos[rows] = m->pos[s];
+        m->row_slot[rows++] = s;
+    }
+    if (rows != n) { /* a slot outside [0, B) or given twice */
+        for (int i = 0; i < n; i++) {
+            if (check_slot(m, "decode", slots[i])) return MOE_ERR_ARG;
+            for (int j = 0; j < i; j++)
+                if (slots[j] == slots[i]) return fail(m, MOE_ERR_ARG, "decode: slot %d given twice", slots[i]);
+        }
+    }
+    run_step(m, STEP_DECODE, rows, true);
+    if (logits)
+        for (int i = 0; i < n; i++) {
+            int64_t r = 0;
+            while (m->row_slot[r] != slots[i]) r++;
+            logits[i] = step_logits(m) + r * mf->vocab_size;
+        }
+    return MOE_OK;
+}
+
 MoeStatus moe_decode(MoeModel *m, int32_t id, const float **logits) {
     if (!m) return MOE_ERR_ARG;
-    if (check_id(m, "decode", id, m->pos)) return MOE_ERR_ARG;
-    if (m->pos >= m->man->context)
-        return fail(m, MOE_ERR_CONTEXT,
-                    "decode: position %" PRId64 " is past the compiled context of %" PRId64 " tokens", m->pos,
-                    m->man->context);
-    m->ids[0] = id;
-    run_step(m, STEP_DECODE, 1, true);
-    if (logits) *logits = m->step_last;
-    return MOE_OK;
+    if (!m->live[0]) slot_clear(m, 0);
+    return moe_slots_decode(m, 1, (const int[]){0}, &id, logits);
 }
 
 const MoeRoute *moe_model_routes(const MoeModel *m, int layer, int64_t *n_rows) {

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batchgen.h"
 #include "model.h"
 #include "moe.h"
 #include "outfile.h"
@@ -34,6 +35,8 @@ typedef struct CliOptions {
     double temp, top_p;
     const char *logits_out, *trace_out, *weights;
     bool stats, help, verbose, verify;
+    bool batch;                      /* --batch-prompts: every line (or ';'-separated id list) a prompt */
+    const char *tokens_arg;          /* the last --tokens value */
     /* text mode: the prompt is text (--prompt, --prompt-file or stdin), encoded with the tokenizer
      * the compiler embedded (MOE_SECTION_TOKENIZER); the output is streamed text, up to EOS */
     char *text;                      /* malloc'd */
@@ -50,6 +53,10 @@ static const char usage[] =
     "  --tokens IDS           prompt token ids, comma-separated\n"
     "  --prompt TEXT          prompt text (tokenized with the model's tokenizer, BOS added as it asks)\n"
     "  --prompt-file F        prompt text from a file ('-': stdin); without any prompt flag: stdin\n"
+    "  --batch-prompts        every non-empty line of the prompt text is a prompt of its own (with\n"
+    "                         --tokens: id lists separated by ';'); they run together in the compiled\n"
+    "                         batch's slots (continuous batching) and each result is printed after its\n"
+    "                         prompt's number: [1] ..., [2] ...\n"
     "  -n N                   tokens to generate (default 16)\n"
     "  --threads T            OpenMP threads (default: all cores)\n"
     "  --temp X               sampling temperature (default 0: greedy)\n"
@@ -137,7 +144,11 @@ static int parse(int argc, char **argv, CliOptions *o) {
             o->help = true;
             return 0;
         } else if (!strcmp(a, "--tokens")) {
-            if (!(v = value(o, argc, argv, &i)) || !parse_ids(o, a, v)) return 2;
+            if (!(v = value(o, argc, argv, &i))) return 2;
+            if (!strchr(v, ';') && !parse_ids(o, a, v)) return 2;
+            o->tokens_arg = v;
+        } else if (!strcmp(a, "--batch-prompts")) {
+            o->batch = true;
         } else if (!strcmp(a, "--prompt")) {
             if (!(v = value(o, argc, argv, &i))) return 2;
             free(o->text);
@@ -183,6 +194,15 @@ static int parse(int argc, char **argv, CliOptions *o) {
             return 2;
         }
     }
+    if (o->tokens_arg && strchr(o->tokens_arg, ';') && !o->batch) {
+        error(o, "--tokens: ';' separates the prompts of --batch-prompts; got '%s' without it", o->tokens_arg);
+        return 2;
+    }
+    if (o->batch && (o->logits_out || o->trace_out)) {
+        error(o, "--batch-prompts: --logits-out and --trace are per prompt; run the prompt alone for them");
+        return 2;
+    }
+    if (o->batch && o->tokens_arg) return 0;
     if (!o->prompt && !o->text_mode && o->verify) return 0; /* --verify alone */
     if (!o->prompt && !o->text_mode) {
         if (isatty(0)) {
@@ -228,23 +248,23 @@ static void on_prompt_rows(void *user, const float *rows, int64_t first_row, int
     if (k->tr) sink_routes(k);
 }
 
-static void print_stats(const MoeModel *m) {
-    const MoeManifest *mf = moe_model_manifest(m);
-    const int64_t *st = moe_model_stats(m), E = mf->n_exp; /* [n_layers][n_exp + 1] */
+/* Stats st [n_layers][n_exp + 1] of a sequence (or several) of `routed` tokens on f. */
+static void moert_print_stats(FILE *f, const MoeManifest *mf, const int64_t *st, int64_t routed) {
+    const int64_t E = mf->n_exp;
     int64_t total = 0;
-    fprintf(stderr, "expert utilisation (tokens per expert over %" PRId64 " routed tokens):\n", moe_model_pos(m));
+    fprintf(f, "expert utilisation (tokens per expert over %" PRId64 " routed tokens):\n", routed);
     for (uint32_t l = 0; l < mf->n_layers; l++) {
         const int64_t *row = st + (int64_t)l * (E + 1);
         if (mf->routes_prefill[l] < 0) {
-            fprintf(stderr, "  L%02u dense\n", l);
+            fprintf(f, "  L%02u dense\n", l);
             continue;
         }
-        fprintf(stderr, "  L%02u dropped %" PRId64 " |", l, row[E]);
-        for (int64_t e = 0; e < E; e++) fprintf(stderr, " %" PRId64, row[e]);
-        fputc('\n', stderr);
+        fprintf(f, "  L%02u dropped %" PRId64 " |", l, row[E]);
+        for (int64_t e = 0; e < E; e++) fprintf(f, " %" PRId64, row[e]);
+        fputc('\n', f);
         total += row[E];
     }
-    fprintf(stderr, "dropped assignments: %" PRId64 "\n", total);
+    fprintf(f, "dropped assignments: %" PRId64 "\n", total);
 }
 
 /* Checks the prompt against the manifest before anything is loaded; false after an error. */
@@ -265,8 +285,8 @@ static bool check_prompt(const CliOptions *o, const MoeManifest *mf) {
     return true;
 }
 
-/* Text mode: encodes o->text with the embedded tokenizer into o->prompt; false after an error. */
-static bool encode_prompt(CliOptions *o, const MoeModel *m, MoeTokenizer **tok) {
+/* Text mode: the embedded tokenizer into *tok; false after an error. */
+static bool load_tokenizer(const CliOptions *o, const MoeModel *m, MoeTokenizer **tok) {
     uint64_t bytes;
     const void *blob = moert_model_tokenizer(m, &bytes);
     char err[256];
@@ -279,6 +299,12 @@ static bool encode_prompt(CliOptions *o, const MoeModel *m, MoeTokenizer **tok) 
         error(o, "embedded tokenizer: %s", err);
         return false;
     }
+    return true;
+}
+
+/* Text mode: encodes o->text with the embedded tokenizer into o->prompt; false after an error. */
+static bool encode_prompt(CliOptions *o, const MoeModel *m, MoeTokenizer **tok) {
+    if (!load_tokenizer(o, m, tok)) return false;
     size_t n;
     if (moe_tok_encode(*tok, o->text, strlen(o->text), true, &o->prompt, &n) != MOE_TOK_OK || n == 0) {
         error(o, "--prompt: the text encodes to no tokens; expected at least one");
@@ -286,6 +312,115 @@ static bool encode_prompt(CliOptions *o, const MoeModel *m, MoeTokenizer **tok) 
     }
     o->n_prompt = (int64_t)n;
     return true;
+}
+
+/* ---- --batch-prompts: the prompts in the compiled batch's slots (runtime/batchgen.h) ---------- */
+
+typedef struct BatchRun {
+    MoeModel *m;
+    int64_t *stats;          /* [n_seqs][n_layers][n_exp + 1] each sequence's, taken when it ends */
+    int64_t *routed;         /* [n_seqs] its tokens (prompt and fed generated) */
+    int64_t per_seq;
+} BatchRun;
+
+static bool br_start(void *user, int *slot, char *err, size_t errlen) {
+    BatchRun *b = user;
+    if (moe_slot_start(b->m, slot) == MOE_OK) return true;
+    snprintf(err, errlen, "%s", moe_model_error(b->m));
+    return false;
+}
+
+static void br_finish(void *user, int slot, int seq) {
+    BatchRun *b = user;
+    memcpy(b->stats + seq * b->per_seq, moe_slot_stats(b->m, slot), sizeof(int64_t) * (size_t)b->per_seq);
+    b->routed[seq] = moe_slot_pos(b->m, slot);
+    moe_slot_free(b->m, slot);
+}
+
+static bool br_prefill(void *user, int slot, const int32_t *ids, int64_t n, const float **logits, char *err,
+                       size_t errlen) {
+    BatchRun *b = user;
+    if (moe_slot_prefill(b->m, slot, ids, n, NULL, NULL, logits) == MOE_OK) return true;
+    snprintf(err, errlen, "%s", moe_model_error(b->m));
+    return false;
+}
+
+static bool br_decode(void *user, int n, const int *slots, const int32_t *ids, const float **logits, char *err,
+                      size_t errlen) {
+    BatchRun *b = user;
+    if (moe_slots_decode(b->m, n, slots, ids, logits) == MOE_OK) return true;
+    snprintf(err, errlen, "%s", moe_model_error(b->m));
+    return false;
+}
+
+static int generate_batch(CliOptions *o, MoeModel *m, const MoeTokenizer *tok) {
+    const MoeManifest *mf = moe_model_manifest(m);
+    char err[512];
+    MoeGenSeq *seqs = NULL;
+    int n = 0, rc = 1;
+    BatchRun b = {m, NULL, NULL, (int64_t)mf->n_layers * (mf->n_exp + 1)};
+    if (!moe_batch_prompts(tok ? o->text : o->tokens_arg, tok, o->n_gen, &seqs, &n, err, sizeof err)) {
+        error(o, "%s", err);
+        return 1;
+    }
+    for (int i = 0; i < n; i++) {
+        const MoeGenSeq *q = &seqs[i];
+        for (int64_t t = 0; t < q->n_prompt; t++)
+            if (q->prompt[t] >= mf->vocab_size) {
+                error(o, "prompt %d: token id %d at position %" PRId64 ": must be < vocab_size (%" PRId64 ")", i + 1,
+                      q->prompt[t], t, mf->vocab_size);
+                goto out;
+            }
+        if (q->n_prompt + o->n_gen - 1 > mf->context) {
+            error(o, "prompt %d: %" PRId64 " tokens plus %" PRId64 " generated need %" PRId64
+                     " positions; expected at most the compiled context (%" PRId64 ")",
+                  i + 1, q->n_prompt, o->n_gen, q->n_prompt + o->n_gen - 1, mf->context);
+            goto out;
+        }
+    }
+    b.stats = calloc((size_t)(n * b.per_seq), sizeof(int64_t));
+    b.routed = calloc((size_t)n, sizeof(int64_t));
+    if (!b.stats || !b.routed) {
+        error(o, "out of memory");
+        goto out;
+    }
+    MoeGenEngine e = {&b, moe_model_slots(m), mf->vocab_size, br_start, br_finish, br_prefill, br_decode};
+    MoeGenParams p = {o->n_gen, o->temp, o->top_p, o->top_k, (uint64_t)o->seed, (int32_t)mf->eos_token_id, tok != NULL};
+    int64_t steps, rows, fed = 0, made = 0;
+    double t0 = moe_now_s();
+    if (!moe_batch_generate(&e, seqs, n, &p, &steps, &rows, err, sizeof err)) {
+        error(o, "%s", err);
+        goto out;
+    }
+    double dt = moe_now_s() - t0;
+    moe_batch_print(stdout, tok, p.eos, seqs, n);
+    for (int i = 0; i < n; i++) fed += seqs[i].n_prompt, made += seqs[i].n_out;
+    if (o->stats) {
+        int64_t *total = calloc((size_t)b.per_seq, sizeof(int64_t)), routed = 0;
+        for (int i = 0; i <= n && total; i++) {
+            if (i < n) {
+                fprintf(stderr, "prompt %d: ", i + 1);
+                moert_print_stats(stderr, mf, b.stats + i * b.per_seq, b.routed[i]);
+                for (int64_t k = 0; k < b.per_seq; k++) total[k] += b.stats[i * b.per_seq + k];
+                routed += b.routed[i];
+            } else {
+                fprintf(stderr, "all %d prompts: ", n);
+                moert_print_stats(stderr, mf, total, routed);
+            }
+        }
+        free(total);
+    }
+    if (o->verbose)
+        fprintf(stderr, "%d prompts (%" PRId64 " tokens) -> %" PRId64 " tokens in %.3f s on %d slots: %" PRId64
+                        " decode steps of %.2f rows on average, %.1f generated tokens/s in all\n",
+                n, fed, made, dt, moe_model_slots(m), steps, steps ? (double)rows / (double)steps : 0.0,
+                dt > 0 ? (double)made / dt : 0.0);
+    rc = 0;
+out:
+    free(b.stats);
+    free(b.routed);
+    moe_batch_free(seqs, n);
+    return rc;
 }
 
 static int generate(CliOptions *o, const MoeProgram *prog) {
@@ -319,6 +454,11 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
         printf("%s: weights verified: %.1f MB, model hash 0x%016" PRIx64 "\n", o->name,
                (double)mf->weights_bytes / 1e6, mf->model_hash);
         rc = 0;
+        goto out;
+    }
+    if (o->batch) {
+        if (o->text_mode && !load_tokenizer(o, m, &tok)) goto out;
+        rc = generate_batch(o, m, tok);
         goto out;
     }
     if (o->text_mode && (!encode_prompt(o, m, &tok) || !check_prompt(o, mf))) goto out;
@@ -374,7 +514,7 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
         error(o, "%s: cannot write the trace", o->trace_out);
         goto out;
     }
-    if (o->stats) print_stats(m);
+    if (o->stats) moert_print_stats(stderr, mf, moe_model_stats(m), moe_model_pos(m));
     if (o->verbose) moe_print_timing(stderr, t_load - t0, o->n_prompt, t_prefill - t_load, n_gen - 1, t_end - t_prefill);
     rc = 0;
 out:
@@ -399,7 +539,7 @@ int moert_cli(int argc, char **argv, const MoeProgram *prog) {
         printf(usage, o.name, mf->family, mf->context, mf->prefill_chunk, mf->target, mf->cpu,
                mf->needs & MOE_NEED_AMX ? ", prefill on AMX tiles" : "");
     } else if (rc == 0) {
-        rc = o.text_mode || (o.verify && !o.prompt) || check_prompt(&o, mf) ? generate(&o, prog) : 1;
+        rc = o.text_mode || o.batch || (o.verify && !o.prompt) || check_prompt(&o, mf) ? generate(&o, prog) : 1;
     }
     free(o.prompt);
     free(o.text);

@@ -8,8 +8,10 @@
  *   }
  *
  * Every kernel's last three arguments are (n, ith, nth): n = the rows that are real tokens. The
- * prefill steps pass it at run time (kernel names end in _n), so a partial last chunk costs what
- * its real rows cost; decode binds n = T.
+ * steps pass it at run time (kernel names end in _n), so a partial last chunk, or a decode step
+ * with fewer live slots than the batch, costs what its real rows cost; decode of batch 1 binds n = 1.
+ * Each row's position and slot come from args (pos[], slot[]): the RoPE/KV-append and attention
+ * kernels index the row's slot's KV cache, the router the row's slot's stats.
  *
  * Three steps: moe_step_prefill (the prefill graph, T = P), moe_step_decode (the decode graph,
  * T = B) and moe_step_prefill_last, the prefill graph again except that the lm_head ("logits"
@@ -46,8 +48,8 @@ typedef struct Emitter {
     LLVMModuleRef M;
     LLVMBuilderRef B;
     LLVMTypeRef i8, i32, i64, ptr, voidt;
-    LLVMValueRef arena, weights, kv, ids, pos0, stats, last_row, ith, nth;
-    LLVMValueRef n_rows;        /* prefill steps: last_row + 1, the real rows; NULL in decode (all T) */
+    LLVMValueRef arena, weights, kv, ids, pos, slot, stats, last_row, ith, nth;
+    LLVMValueRef n_rows;        /* last_row + 1, the real rows; NULL in a decode step of batch 1 (always 1) */
     bool logits_last;           /* emitting moe_step_prefill_last: the logits node on row last_row */
     LLVMValueRef barrier;
     LLVMTypeRef barrier_ty;
@@ -167,7 +169,8 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, kv_ptr(e, layer, false));
         keep(&c, kv_ptr(e, layer, true));
         for (int k = 0; k < 4; k++) keep(&c, in_ptr(e, n, k));
-        keep(&c, e->pos0);
+        keep(&c, e->pos);
+        keep(&c, e->slot);
         cint(&c, T), cint(&c, n->a.qkv.n_heads), cint(&c, n->a.qkv.n_kv), cint(&c, n->a.qkv.head_dim);
         cint(&c, e->kv_layout->S), cfp(&c, n->a.qkv.eps), cint(&c, n->a.qkv.qk_norm), cfp(&c, n->a.qkv.clip);
         snprintf(kname, sizeof kname, "k_qkv_rope_T%lld", (long long)T);
@@ -179,7 +182,8 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, in_ptr(e, n, 0));
         keep(&c, kv_ptr(e, at->layer, false));
         keep(&c, kv_ptr(e, at->layer, true));
-        keep(&c, e->pos0);
+        keep(&c, e->pos);
+        keep(&c, e->slot);
         cint(&c, T), cint(&c, at->n_heads), cint(&c, at->n_kv), cint(&c, at->head_dim);
         cint(&c, e->kv_layout->S), cint(&c, at->window);
         snprintf(kname, sizeof kname, "k_attention_T%lld", (long long)T);
@@ -191,6 +195,8 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, out);
         for (int k = 0; k < 3; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, offset_ptr(e, e->stats, (int64_t)sizeof(int64_t) * n->a.ffn.layer * (E + 1)));
+        keep(&c, e->slot);
+        cint(&c, (int64_t)e->g->n_layers * (E + 1)); /* stats of one slot */
         cint(&c, T), cint(&c, x->shape[1]), cint(&c, E), cint(&c, n->a.ffn.top_k), cint(&c, n->a.ffn.capacity);
         cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.renorm), cint(&c, wdt_of(e, n, 2));
         snprintf(kname, sizeof kname, "k_router_T%lld", (long long)T);
@@ -258,19 +264,21 @@ static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name, bool
     LLVMValueRef fn = LLVMAddFunction(e->M, name, fty);
     LLVMBasicBlockRef bb = e->bb = LLVMAppendBasicBlockInContext(e->C, fn, "entry");
     LLVMPositionBuilderAtEnd(e->B, bb);
-    /* MoeStepArgs {char *arena; const char *weights; char *kv; const int32_t *ids; int64_t pos0; int64_t *stats;
-     *              int64_t last_row;} */
-    LLVMTypeRef fields[7] = {e->ptr, e->ptr, e->ptr, e->ptr, e->i64, e->ptr, e->i64};
-    LLVMTypeRef st = LLVMStructTypeInContext(e->C, fields, 7, 0);
+    /* MoeStepArgs {char *arena; const char *weights; char *kv; const int32_t *ids; const int64_t *pos;
+     *              const int32_t *slot; int64_t *stats; int64_t last_row;} */
+    LLVMTypeRef fields[8] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->i64};
+    LLVMTypeRef st = LLVMStructTypeInContext(e->C, fields, 8, 0);
     LLVMValueRef args = LLVMGetParam(fn, 0);
     e->arena = load_field(e, st, args, 0, e->ptr, "arena");
     e->weights = load_field(e, st, args, 1, e->ptr, "weights");
     e->kv = load_field(e, st, args, 2, e->ptr, "kv");
     e->ids = load_field(e, st, args, 3, e->ptr, "ids");
-    e->pos0 = load_field(e, st, args, 4, e->i64, "pos0");
-    e->stats = load_field(e, st, args, 5, e->ptr, "stats");
-    e->last_row = prefill ? load_field(e, st, args, 6, e->i64, "last_row") : NULL;
-    e->n_rows = prefill ? LLVMBuildAdd(e->B, e->last_row, LLVMConstInt(e->i64, 1, 0), "n_rows") : NULL;
+    e->pos = load_field(e, st, args, 4, e->ptr, "pos");
+    e->slot = load_field(e, st, args, 5, e->ptr, "slot");
+    e->stats = load_field(e, st, args, 6, e->ptr, "stats");
+    bool rows = prefill || g->n_tok > 1; /* a decode step of batch 1 has its one row */
+    e->last_row = rows ? load_field(e, st, args, 7, e->i64, "last_row") : NULL;
+    e->n_rows = rows ? LLVMBuildAdd(e->B, e->last_row, LLVMConstInt(e->i64, 1, 0), "n_rows") : NULL;
     e->logits_last = logits_last;
     e->ith = LLVMGetParam(fn, 1);
     e->nth = LLVMGetParam(fn, 2);
@@ -286,14 +294,14 @@ static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name, bool
     return fn;
 }
 
-void program_kv_layout(const Graph *g, int64_t S, KvLayout *kv) {
+void program_kv_layout(const Graph *g, int64_t S, int64_t batch, KvLayout *kv) {
     memset(kv, 0, sizeof *kv);
     kv->S = kt_kv_positions(S);
     for (uint32_t i = 0; i < g->n; i++) {
         const Node *n = &g->nodes[i];
         if (n->op != OP_FQKV_ROPE) continue;
         int l = n->a.qkv.layer;
-        kv->layer_bytes[l] = 2 * kv->S * n->a.qkv.n_kv * n->a.qkv.head_dim * (int64_t)sizeof(float);
+        kv->layer_bytes[l] = 2 * batch * kv->S * n->a.qkv.n_kv * n->a.qkv.head_dim * (int64_t)sizeof(float);
         kv->layer_off[l] = kv->total;
         kv->total += kv->layer_bytes[l];
     }

@@ -9,8 +9,8 @@
 #include "format.h"
 #include "ir.h"
 
-/* KV-cache layout shared by the step functions: per layer, keys then values, f32, laid out as
- * compiler/kernels/kernels.h says (kt_k_index, kt_v_index). */
+/* KV-cache layout shared by the step functions: per layer, the keys of every slot then the values
+ * of every slot, f32, each slot's laid out as compiler/kernels/kernels.h says (kt_k_index, kt_v_index). */
 typedef struct KvLayout {
     int64_t S;                 /* positions per layer: the context rounded up to 16 */
     int64_t layer_off[MOE_MAX_LAYERS]; /* byte offset of layer l's keys; values follow */
@@ -18,8 +18,8 @@ typedef struct KvLayout {
     int64_t total;
 } KvLayout;
 
-/* Computes the KV layout from a fused graph's FQKV_ROPE nodes. */
-void program_kv_layout(const Graph *fused, int64_t S, KvLayout *kv);
+/* Computes the KV layout of batch slots from a fused graph's FQKV_ROPE nodes. */
+void program_kv_layout(const Graph *fused, int64_t S, int64_t batch, KvLayout *kv);
 /* Adds the three step functions, the manifest and moe_program to cg's module. */
 bool program_emit(Codegen *cg, const Graph *prefill, const Graph *decode, const KvLayout *kv,
                   const MoeManifest *man, Diag *d);

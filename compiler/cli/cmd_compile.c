@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "commands.h"
 #include "driver.h"
+#include "format.h"
 #include "quantize.h"
 
 static const char compile_usage[] =
@@ -16,7 +17,8 @@ static const char compile_usage[] =
     "(OUT --tokens 1,2,3 -n 16 ...; see OUT --help).\n"
     "\n"
     "  -o OUT                  output path (required)\n"
-    "  --batch B               tokens per decode step (default 1; only 1 is supported for now)\n"
+    "  --batch B               sequence slots decoded together, one token each per decode step\n"
+    "                          (default 1, at most 1024); the KV cache holds B x context positions\n"
     "  --context S             KV-cache positions (default min(max_position_embeddings, 4096))\n"
     "  --prefill-chunk P       prompt tokens per prefill step (default: 128 to 512, so that each\n"
     "                          expert gets about 32 tokens of a full chunk, 128 with AMX; at most S)\n"
@@ -51,7 +53,7 @@ int cmd_compile(int argc, char **argv) {
         } else if (!strcmp(a, "-o")) {
             o.out = v;
         } else if (!strcmp(a, "--batch")) {
-            if (!cli_parse_int(&d, a, v, 1, 1, &o.batch)) return 2;
+            if (!cli_parse_int(&d, a, v, 1, MOE_MAX_BATCH, &o.batch)) return 2;
         } else if (!strcmp(a, "--context")) {
             if (!cli_parse_int(&d, a, v, 1, 1 << 22, &o.context)) return 2;
         } else if (!strcmp(a, "--prefill-chunk")) {

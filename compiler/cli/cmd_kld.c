@@ -311,7 +311,7 @@ static const float *side_window(Side *s, Diag *d, const int32_t *ids, int64_t L,
         return s->rows;
     }
     interp_free(s->ip);
-    if (!(s->ip = interp_new(s->m.g, L, L, 0, s->act))) {
+    if (!(s->ip = interp_new(s->m.g, L, L, 1, 0, s->act))) {
         diag_error(d, "%s: cannot allocate the activations and KV cache for %" PRId64 " positions", s->path, L);
         return NULL;
     }

@@ -12,8 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "batchgen.h"
 #include "cli.h"
 #include "commands.h"
+#include "format.h"
 #include "frontend.h"
 #include "gguf_tok.h"
 #include "interp/interp.h"
@@ -32,6 +34,11 @@ static const char run_usage[] =
     "\n"
     "  --tokens IDS           prompt token ids, comma-separated\n"
     "  --prompt TEXT          prompt text; --prompt-file F reads it from F ('-': stdin)\n"
+    "  --batch-prompts        every non-empty line of the prompt text is a prompt of its own (with\n"
+    "                         --tokens: id lists separated by ';'), run together on --batch slots as a\n"
+    "                         program compiled with --batch B runs them; results printed as [1] ..., [2] ...\n"
+    "  --batch B              slots of --batch-prompts (default: one per prompt, at most 1024); a decode\n"
+    "                         step's expert capacity is then ceil(F*B*k/E)\n"
     "  -n N                   tokens to generate (default 16)\n"
     "  --temp X, --top-k K, --top-p P, --seed S   sampling (default greedy; as compiled executables)\n"
     "  --threads T            OpenMP threads (default: all cores)\n"
@@ -60,6 +67,9 @@ typedef struct RunOptions {
     const char *logits_out, *trace_out;
     bool stats, dump_ir, verbose;
     char *text;              /* text prompt (malloc'd), or NULL */
+    bool batch;              /* --batch-prompts */
+    int64_t slots;           /* --batch; 0: one per prompt */
+    const char *tokens_arg;  /* the last --tokens value */
     double temp, top_p;
     int64_t top_k, seed;
 } RunOptions;
@@ -76,7 +86,13 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
         } else if (!strcmp(a, "--tokens")) {
             free(o->prompt); /* a later --tokens wins */
             o->prompt = NULL;
-            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_ids(d, a, v, &o->prompt, &o->n_prompt)) return 2;
+            if (!(v = cli_value(d, argc, argv, &i))) return 2;
+            if (!strchr(v, ';') && !cli_parse_ids(d, a, v, &o->prompt, &o->n_prompt)) return 2;
+            o->tokens_arg = v;
+        } else if (!strcmp(a, "--batch-prompts")) {
+            o->batch = true;
+        } else if (!strcmp(a, "--batch")) {
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_int(d, a, v, 1, MOE_MAX_BATCH, &o->slots)) return 2;
         } else if (!strcmp(a, "--prompt")) {
             if (!(v = cli_value(d, argc, argv, &i))) return 2;
             free(o->text);
@@ -137,7 +153,19 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
         diag_error(d, "run: expected MODEL_DIR; see 'moec run --help'");
         return 2;
     }
-    if (!o->prompt && !o->text && !o->dump_ir) {
+    if (o->tokens_arg && strchr(o->tokens_arg, ';') && !o->batch) {
+        diag_error(d, "--tokens: ';' separates the prompts of --batch-prompts; got '%s' without it", o->tokens_arg);
+        return 2;
+    }
+    if (o->batch && (o->logits_out || o->trace_out)) {
+        diag_error(d, "--batch-prompts: --logits-out and --trace are per prompt; run the prompt alone for them");
+        return 2;
+    }
+    if (o->slots && !o->batch) {
+        diag_error(d, "--batch: sets the slots of --batch-prompts; got it without");
+        return 2;
+    }
+    if (!o->prompt && !o->text && !o->dump_ir && !(o->batch && o->tokens_arg)) {
         if (isatty(0)) {
             diag_error(d, "run: expected --tokens IDS, --prompt TEXT, --prompt-file F or text on stdin; see 'moec run --help'");
             return 2;
@@ -147,19 +175,19 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
             return 1;
         }
     }
-    if (o->prompt && o->text) {
+    if ((o->prompt || o->tokens_arg) && o->text) {
         diag_error(d, "run: --tokens and a text prompt; expected one of them");
         return 2;
     }
     return 0;
 }
 
-/* Text mode: the model's tokenizer (the folder's tokenizer.json, or the GGUF file's), and the
- * prompt encoded with it; false after diag_error. */
-static bool encode_prompt(Diag *d, Arena *a, RunOptions *o, MoeTokenizer **tok) {
+/* Text mode: the model's tokenizer (the folder's tokenizer.json, or the GGUF file's); false after
+ * diag_error. */
+static bool load_run_tokenizer(Diag *d, Arena *a, RunOptions *o, MoeTokenizer **tok) {
     char *path = arena_printf(a, "%s/tokenizer.json", o->model_dir);
     void *blob;
-    size_t len, n;
+    size_t len;
     char err[256];
     bool is_gguf;
     if (!gguf_tokenizer_load(a, d, o->model_dir, &is_gguf, &blob, &len)) return false;
@@ -176,12 +204,134 @@ static bool encode_prompt(Diag *d, Arena *a, RunOptions *o, MoeTokenizer **tok) 
         diag_error(d, "%s: %s", path, err);
         return false;
     }
+    return true;
+}
+
+/* Text mode: the model's tokenizer, and the prompt encoded with it; false after diag_error. */
+static bool encode_prompt(Diag *d, Arena *a, RunOptions *o, MoeTokenizer **tok) {
+    size_t n;
+    if (!load_run_tokenizer(d, a, o, tok)) return false;
     if (moe_tok_encode(*tok, o->text, strlen(o->text), true, &o->prompt, &n) != MOE_TOK_OK || n == 0) {
         diag_error(d, "--prompt: the text encodes to no tokens; expected at least one");
         return false;
     }
     o->n_prompt = (int64_t)n;
     return true;
+}
+
+/* ---- --batch-prompts: the interpreter's slots under runtime/batchgen.h ---------------------- */
+
+static void print_stats(const Model *m, const Interp *ip, int64_t steps_tokens);
+
+typedef struct BatchInterp {
+    Interp *ip;
+    const Graph *g;
+    int64_t V, slots;
+    bool *used;              /* [slots] */
+    int32_t *row_slot;       /* [max rows] */
+} BatchInterp;
+
+static bool bi_start(void *user, int *slot, char *err, size_t errlen) {
+    BatchInterp *b = user;
+    for (int s = 0; s < b->slots; s++)
+        if (!b->used[s]) {
+            b->used[s] = true;
+            interp_slot_reset(b->ip, s);
+            *slot = s;
+            return true;
+        }
+    snprintf(err, errlen, "batch: no free slot"); /* batchgen starts at most `slots` sequences */
+    return false;
+}
+
+static void bi_finish(void *user, int slot, int seq) {
+    (void)seq;
+    ((BatchInterp *)user)->used[slot] = false;
+}
+
+static bool bi_prefill(void *user, int slot, const int32_t *ids, int64_t n, const float **logits, char *err,
+                       size_t errlen) {
+    BatchInterp *b = user;
+    (void)err, (void)errlen;
+    for (int64_t t = 0; t < n; t++) b->row_slot[t] = slot;
+    interp_step_slots(b->ip, ids, b->row_slot, n, n); /* capacity as a prompt run alone */
+    *logits = (const float *)interp_value(b->ip, b->g->logits) + (n - 1) * b->V;
+    return true;
+}
+
+static bool bi_decode(void *user, int n, const int *slots, const int32_t *ids, const float **logits, char *err,
+                      size_t errlen) {
+    BatchInterp *b = user;
+    (void)err, (void)errlen;
+    for (int i = 0; i < n; i++) b->row_slot[i] = slots[i];
+    interp_step_slots(b->ip, ids, b->row_slot, n, b->slots); /* capacity of a step of B rows */
+    for (int i = 0; i < n; i++) logits[i] = (const float *)interp_value(b->ip, b->g->logits) + i * b->V;
+    return true;
+}
+
+static int run_batch(RunOptions *o, Model *m, Arena *a, Diag *d, const MoeTokenizer *tok) {
+    const ModelConfig *c = &m->cfg;
+    char err[512];
+    MoeGenSeq *seqs = NULL;
+    int n = 0, rc = 1;
+    BatchInterp b = {0};
+    if (!moe_batch_prompts(tok ? o->text : o->tokens_arg, tok, o->n_gen, &seqs, &n, err, sizeof err)) {
+        diag_error(d, "%s", err);
+        return 1;
+    }
+    int64_t max_prompt = 0, ctx = 0;
+    for (int i = 0; i < n; i++) {
+        const MoeGenSeq *q = &seqs[i];
+        for (int64_t t = 0; t < q->n_prompt; t++)
+            if (q->prompt[t] >= c->vocab_size) {
+                diag_error(d, "prompt %d: token id %d at position %" PRId64 ": must be < vocab_size (%" PRId64 ")",
+                           i + 1, q->prompt[t], t, c->vocab_size);
+                goto out;
+            }
+        int64_t need = q->n_prompt + o->n_gen - 1;
+        if (need > c->max_position_embeddings) {
+            diag_error(d, "prompt %d: %" PRId64 " tokens plus %" PRId64 " generated need %" PRId64
+                          " positions; expected at most max_position_embeddings (%" PRId64 ")",
+                       i + 1, q->n_prompt, o->n_gen, need, c->max_position_embeddings);
+            goto out;
+        }
+        max_prompt = q->n_prompt > max_prompt ? q->n_prompt : max_prompt;
+        ctx = need > ctx ? need : ctx;
+    }
+    b.g = m->g;
+    b.V = c->vocab_size;
+    b.slots = o->slots ? o->slots : n < MOE_MAX_BATCH ? n : MOE_MAX_BATCH;
+    int64_t rows = max_prompt > b.slots ? max_prompt : b.slots;
+    b.ip = interp_new(m->g, ctx, rows, b.slots, o->capacity_factor, o->act);
+    b.used = arena_alloc(a, sizeof(bool) * (size_t)b.slots);
+    b.row_slot = arena_alloc(a, sizeof(int32_t) * (size_t)rows);
+    if (!b.ip) {
+        diag_error(d, "run: cannot allocate the activations and KV caches of %" PRId64 " slots of %" PRId64 " positions",
+                   b.slots, ctx);
+        goto out;
+    }
+    memset(b.used, 0, sizeof(bool) * (size_t)b.slots);
+    MoeGenEngine e = {&b, (int)b.slots, b.V, bi_start, bi_finish, bi_prefill, bi_decode};
+    MoeGenParams p = {o->n_gen, o->temp, o->top_p, o->top_k, (uint64_t)o->seed, (int32_t)c->eos_token_id, tok != NULL};
+    int64_t steps, drows, made = 0;
+    double t0 = moe_now_s();
+    if (!moe_batch_generate(&e, seqs, n, &p, &steps, &drows, err, sizeof err)) {
+        diag_error(d, "%s", err);
+        goto out;
+    }
+    double dt = moe_now_s() - t0;
+    moe_batch_print(stdout, tok, p.eos, seqs, n);
+    for (int i = 0; i < n; i++) made += seqs[i].n_out;
+    if (o->stats) print_stats(m, b.ip, -1);
+    if (o->verbose)
+        fprintf(stderr, "%d prompts -> %" PRId64 " tokens in %.3f s on %" PRId64 " slots: %" PRId64
+                        " decode steps of %.2f rows on average, %.1f generated tokens/s in all\n",
+                n, made, dt, b.slots, steps, steps ? (double)drows / (double)steps : 0.0, dt > 0 ? (double)made / dt : 0.0);
+    rc = 0;
+out:
+    interp_free(b.ip);
+    moe_batch_free(seqs, n);
+    return rc;
 }
 
 /* Appends every router node's routes of the last step to the trace. */
@@ -193,7 +343,10 @@ static void trace_step(MoeTrace *tr, const Graph *g, const Interp *ip, int64_t T
 
 static void print_stats(const Model *m, const Interp *ip, int64_t steps_tokens) {
     const ModelConfig *c = &m->cfg;
-    fprintf(stderr, "expert utilisation (tokens per expert over %" PRId64 " routed tokens):\n", steps_tokens);
+    if (steps_tokens >= 0)
+        fprintf(stderr, "expert utilisation (tokens per expert over %" PRId64 " routed tokens):\n", steps_tokens);
+    else
+        fprintf(stderr, "expert utilisation (tokens per expert, all prompts):\n");
     for (int l = 0; l < (int)c->num_hidden_layers; l++) {
         const int64_t *cnt = interp_expert_counts(ip, l);
         if (!cnt) {
@@ -237,6 +390,11 @@ int cmd_run(int argc, char **argv) {
         if (!quantize_model(&m, a, &d, &o.spec, false, &qr)) goto out;
         quantize_report_summary(&qr, &o.spec, stderr);
     }
+    if (o.batch) {
+        if (o.text && !load_run_tokenizer(&d, a, &o, &tok)) goto out;
+        rc = run_batch(&o, &m, a, &d, tok);
+        goto out;
+    }
     if (o.text && !encode_prompt(&d, a, &o, &tok)) goto out;
     const ModelConfig *c = &m.cfg;
     if (o.dump_ir) {
@@ -257,7 +415,7 @@ int cmd_run(int argc, char **argv) {
                    o.n_prompt, o.n_gen, ctx, c->max_position_embeddings);
         goto out;
     }
-    ip = interp_new(m.g, ctx, o.n_prompt, o.capacity_factor, o.act);
+    ip = interp_new(m.g, ctx, o.n_prompt, 1, o.capacity_factor, o.act);
     if (!ip) {
         diag_error(&d, "run: cannot allocate the activations and KV cache for %" PRId64 " positions", ctx);
         goto out;

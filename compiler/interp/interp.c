@@ -7,11 +7,14 @@
 
 struct Interp {
     const Graph *g;
-    int64_t max_ctx, max_tok, pos;
+    int64_t max_ctx, max_tok, n_slots;
+    int64_t *pos;        /* [n_slots] tokens in each slot's KV cache */
+    int64_t *row_pos;    /* [max_tok] the step's row positions */
+    int32_t *row_slot;   /* [max_tok] the step's row slots */
     double capacity_factor;
     GkAct act;           /* block-quantised weights: exact f32 or int8 activations */
     void **buf;          /* [g->n] per node output, NULL for weights */
-    float **kcache;      /* [g->n] per ATTENTION node: [max_ctx, nkv*hd] */
+    float **kcache;      /* [g->n] per ATTENTION node: [n_slots][max_ctx, nkv*hd] */
     float **vcache;
     void *moe_scratch;
     int64_t *dropped;    /* [n_layers] */
@@ -20,12 +23,14 @@ struct Interp {
 
 static const void *weight_data(const Node *w) { return w->a.weight.parts[0]->data; }
 
-Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, double capacity_factor, GkAct act) {
+Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, int64_t n_slots, double capacity_factor,
+                   GkAct act) {
     Interp *ip = calloc(1, sizeof *ip);
     if (!ip) return NULL;
     ip->g = g;
     ip->max_ctx = max_ctx;
     ip->max_tok = max_tok;
+    ip->n_slots = n_slots;
     ip->capacity_factor = capacity_factor;
     ip->act = act;
     ip->buf = calloc(g->n, sizeof(void *));
@@ -33,7 +38,10 @@ Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, double capa
     ip->vcache = calloc(g->n, sizeof(float *));
     ip->dropped = calloc((size_t)g->n_layers + 1, sizeof(int64_t));
     ip->counts = calloc((size_t)g->n_layers + 1, sizeof(int64_t *));
-    bool ok = ip->buf && ip->kcache && ip->vcache && ip->dropped && ip->counts;
+    ip->pos = calloc((size_t)n_slots, sizeof(int64_t));
+    ip->row_pos = calloc((size_t)max_tok, sizeof(int64_t));
+    ip->row_slot = calloc((size_t)max_tok, sizeof(int32_t));
+    bool ok = ip->buf && ip->kcache && ip->vcache && ip->dropped && ip->counts && ip->pos && ip->row_pos && ip->row_slot;
     size_t scratch = 0;
     for (uint32_t i = 0; ok && i < g->n; i++) {
         const Node *n = &g->nodes[i];
@@ -41,7 +49,7 @@ Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, double capa
         size_t bytes = (size_t)ir_elems(n, max_tok) * dtype_size(n->dtype);
         ok = (ip->buf[i] = malloc(bytes ? bytes : 1)) != NULL;
         if (n->op == OP_ATTENTION) {
-            size_t kv = sizeof(float) * (size_t)max_ctx * (size_t)(n->a.attn.n_kv * n->a.attn.head_dim);
+            size_t kv = sizeof(float) * (size_t)(n_slots * max_ctx) * (size_t)(n->a.attn.n_kv * n->a.attn.head_dim);
             ok = ok && (ip->kcache[i] = malloc(kv)) && (ip->vcache[i] = malloc(kv));
         }
         if (n->op == OP_MOE_FFN) {
@@ -75,17 +83,34 @@ void interp_free(Interp *ip) {
     free(ip->kcache);
     free(ip->vcache);
     free(ip->moe_scratch);
+    free(ip->pos);
+    free(ip->row_pos);
+    free(ip->row_slot);
     free(ip);
 }
 
-int64_t interp_pos(const Interp *ip) { return ip->pos; }
+int64_t interp_pos(const Interp *ip) { return ip->pos[0]; }
+int64_t interp_slot_pos(const Interp *ip, int slot) { return ip->pos[slot]; }
+void interp_slot_reset(Interp *ip, int slot) { ip->pos[slot] = 0; }
 const void *interp_value(const Interp *ip, ValueId v) { return ip->buf[v.id]; }
 int64_t interp_dropped(const Interp *ip, int layer) { return ip->dropped[layer]; }
 const int64_t *interp_expert_counts(const Interp *ip, int layer) { return ip->counts[layer]; }
 
 void interp_step(Interp *ip, const int32_t *ids, int64_t T) {
+    MOE_ASSERT(T >= 1 && T <= ip->max_tok);
+    for (int64_t t = 0; t < T; t++) ip->row_slot[t] = 0;
+    interp_step_slots(ip, ids, ip->row_slot, T, T);
+}
+
+void interp_step_slots(Interp *ip, const int32_t *ids, const int32_t *slots, int64_t T, int64_t cap_tokens) {
     const Graph *g = ip->g;
-    MOE_ASSERT(T >= 1 && T <= ip->max_tok && ip->pos + T <= ip->max_ctx);
+    MOE_ASSERT(T >= 1 && T <= ip->max_tok && cap_tokens >= T);
+    for (int64_t t = 0; t < T; t++) { /* a row follows its slot's earlier rows of this step */
+        MOE_ASSERT(slots[t] >= 0 && slots[t] < ip->n_slots);
+        ip->row_slot[t] = slots[t];
+        ip->row_pos[t] = ip->pos[slots[t]]++;
+        MOE_ASSERT(ip->row_pos[t] < ip->max_ctx);
+    }
     for (uint32_t i = 0; i < g->n; i++) {
         const Node *n = &g->nodes[i];
         void *y = ip->buf[i];
@@ -110,12 +135,13 @@ void interp_step(Interp *ip, const int32_t *ids, int64_t T) {
         case OP_SWIGLU: gk_swiglu(y, x0, x1, T * row); break;
         case OP_SIGMOID_SCALE: gk_sigmoid_scale(y, x0, x1, T, row); break;
         case OP_ROPE:
-            gk_rope(y, x0, T, n->a.rope.n_heads, n->a.rope.head_dim, n->a.rope.inv_freq, n->a.rope.mscale, ip->pos);
+            gk_rope(y, x0, T, n->a.rope.n_heads, n->a.rope.head_dim, n->a.rope.inv_freq, n->a.rope.mscale, ip->row_pos);
             break;
         case OP_ATTENTION: {
             const AttnAttr *at = &n->a.attn;
-            gk_attention(y, x0, x1, ip->buf[n->in[2].id], T, ip->kcache[i], ip->vcache[i], at->n_heads, at->n_kv,
-                         at->head_dim, at->window, ip->pos);
+            gk_attention(y, x0, x1, ip->buf[n->in[2].id], T, ip->kcache[i], ip->vcache[i],
+                         ip->max_ctx * at->n_kv * at->head_dim, at->n_heads, at->n_kv, at->head_dim, at->window,
+                         ip->row_pos, ip->row_slot);
             break;
         }
         case OP_ROUTER:
@@ -132,7 +158,8 @@ void interp_step(Interp *ip, const int32_t *ids, int64_t T) {
             GkExperts ex = {.n_exp = n->a.moe.n_exp, .top_k = n->a.moe.top_k, .d_model = row, .d_ff = gate->shape[1],
                             .gate_dt = gate->dtype, .up_dt = up->dtype, .down_dt = down->dtype, .act = ip->act,
                             .gate = pg, .up = pu, .down = pd};
-            int64_t cap = gk_capacity(ip->capacity_factor, T, ex.top_k, ex.n_exp);
+            int64_t cap = gk_capacity(ip->capacity_factor, cap_tokens, ex.top_k, ex.n_exp);
+            cap = cap < T ? cap : T; /* a step's capacity is at most its real rows */
             gk_moe_ffn(y, x0, x1, T, &ex, cap, ip->moe_scratch, &ip->dropped[n->a.moe.layer],
                        ip->counts[n->a.moe.layer]);
             break;
@@ -140,5 +167,4 @@ void interp_step(Interp *ip, const int32_t *ids, int64_t T) {
         default: MOE_UNREACHABLE(); /* fused ops run only compiled */
         }
     }
-    ip->pos += T;
 }

@@ -150,10 +150,10 @@ void gk_sigmoid_scale(float *y, const float *g, const float *x, int64_t T, int64
 }
 
 void gk_rope(float *y, const float *x, int64_t T, int64_t heads, int64_t hd, const float *inv_freq, float mscale,
-             int64_t pos0) {
+             const int64_t *pos) {
     int64_t half = hd / 2;
     for (int64_t t = 0; t < T; t++) {
-        float p = (float)(pos0 + t);
+        float p = (float)pos[t];
         for (int64_t i = 0; i < half; i++) {
             float ang = p * inv_freq[i]; /* float32, as HF */
             float c = (float)cos((double)ang) * mscale, s = (float)sin((double)ang) * mscale;
@@ -169,23 +169,29 @@ void gk_rope(float *y, const float *x, int64_t T, int64_t heads, int64_t hd, con
 }
 
 void gk_attention(float *out, const float *q, const float *k, const float *v, int64_t T, float *kcache, float *vcache,
-                  int64_t nh, int64_t nkv, int64_t hd, int64_t window, int64_t pos0) {
+                  int64_t slot_stride, int64_t nh, int64_t nkv, int64_t hd, int64_t window, const int64_t *pos,
+                  const int32_t *slot) {
     const int64_t kvw = nkv * hd, group = nh / nkv;
-    memcpy(kcache + pos0 * kvw, k, sizeof(float) * (size_t)(T * kvw));
-    memcpy(vcache + pos0 * kvw, v, sizeof(float) * (size_t)(T * kvw));
+    int64_t max_pos = 0;
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(kcache + slot[t] * slot_stride + pos[t] * kvw, k + t * kvw, sizeof(float) * (size_t)kvw);
+        memcpy(vcache + slot[t] * slot_stride + pos[t] * kvw, v + t * kvw, sizeof(float) * (size_t)kvw);
+        max_pos = pos[t] > max_pos ? pos[t] : max_pos;
+    }
     const float scale = 1.0f / sqrtf((float)hd);
 #pragma omp parallel
     {
-        float *p = malloc(sizeof(float) * (size_t)(pos0 + T));
+        float *p = malloc(sizeof(float) * (size_t)(max_pos + 1));
 #pragma omp for collapse(2) schedule(static)
         for (int64_t t = 0; t < T; t++) {
             for (int64_t h = 0; h < nh; h++) {
-                const int64_t i = pos0 + t, kvh = h / group;
+                const int64_t i = pos[t], kvh = h / group;
+                const float *kc = kcache + slot[t] * slot_stride, *vc = vcache + slot[t] * slot_stride;
                 const int64_t j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
                 const float *qh = q + t * nh * hd + h * hd;
                 float mx = -INFINITY;
                 for (int64_t j = j0; j <= i; j++) {
-                    p[j] = dot_f32(qh, kcache + j * kvw + kvh * hd, hd) * scale;
+                    p[j] = dot_f32(qh, kc + j * kvw + kvh * hd, hd) * scale;
                     if (p[j] > mx) mx = p[j];
                 }
                 float sum = 0.0f;
@@ -193,7 +199,7 @@ void gk_attention(float *out, const float *q, const float *k, const float *v, in
                 float *o = out + t * nh * hd + h * hd;
                 memset(o, 0, sizeof(float) * (size_t)hd);
                 for (int64_t j = j0; j <= i; j++) {
-                    const float pj = p[j] / sum, *vj = vcache + j * kvw + kvh * hd;
+                    const float pj = p[j] / sum, *vj = vc + j * kvw + kvh * hd;
 #pragma omp simd
                     for (int64_t d = 0; d < hd; d++) o[d] += pj * vj[d];
                 }

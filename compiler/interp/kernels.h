@@ -30,13 +30,15 @@ void gk_clamp(float *y, const float *x, int64_t n, float c);
 void gk_swiglu(float *y, const float *g, const float *u, int64_t n);
 /* y[T, N] = sigmoid(g[T]) * x[T, N] */
 void gk_sigmoid_scale(float *y, const float *g, const float *x, int64_t T, int64_t N);
-/* Half-split RoPE of x[T, heads*hd] at positions pos0 + t. */
+/* Half-split RoPE of x[T, heads*hd], row t at position pos[t]. */
 void gk_rope(float *y, const float *x, int64_t T, int64_t heads, int64_t hd, const float *inv_freq, float mscale,
-             int64_t pos0);
-/* Appends k, v [T, nkv*hd] at positions pos0.. of the caches [S, nkv*hd], then
- * out[T, nh*hd] = softmax(q k^T / sqrt(hd), causal + window) v, query head h on kv head h/(nh/nkv). */
+             const int64_t *pos);
+/* Writes row t's k, v [nkv*hd] at position pos[t] of slot slot[t]'s caches (kcache + slot[t] *
+ * slot_stride: [S, nkv*hd]), then out[T, nh*hd] = softmax(q k^T / sqrt(hd), causal + window) v over
+ * each row's slot, query head h on kv head h/(nh/nkv). */
 void gk_attention(float *out, const float *q, const float *k, const float *v, int64_t T, float *kcache, float *vcache,
-                  int64_t nh, int64_t nkv, int64_t hd, int64_t window, int64_t pos0);
+                  int64_t slot_stride, int64_t nh, int64_t nkv, int64_t hd, int64_t window, const int64_t *pos,
+                  const int32_t *slot);
 /* routes[T, k] from router logits[T, E]: softmax over all E, top k by probability (descending),
  * renormalised when asked. */
 void gk_router(MoeRoute *routes, const float *logits, int64_t T, int64_t E, int64_t k, bool renorm);

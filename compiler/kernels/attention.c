@@ -2,9 +2,10 @@
  *
  * kt_qkv_rope, units u = (t, j) for j < nh + nkv (q heads, then kv heads), split by kt_split:
  *   row = qkv[t]                                   // [(nh + 2 nkv) hd]: q heads, k heads, v heads
- *   p = pos0 + t; c = rope[p][0 : hd/2]; s = rope[p][hd/2 : hd]
+ *   p = pos[t]; c = rope[p][0 : hd/2]; s = rope[p][hd/2 : hd]
  *   j < nh  (q head):  dst = q_out[t][j hd : (j+1) hd]
- *   j >= nh (kv head): dst = kc[p][(j-nh) hd : ...], and v head j-nh copied (clipped) to vc[p][...]
+ *   j >= nh (kv head): dst = kc[slot[t]][p][(j-nh) hd : ...], and v head j-nh copied (clipped) to
+ *                      vc[slot[t]][p][...]
  *   dst = src * inv * nw  with inv = 1/rms(src) (qk_norm 1, nw = qn|kn [hd]) or 1/rms(whole q|k row)
  *                         (qk_norm 2, nw = qn|kn at this head's offset); else dst = src
  *   if clip > 0: dst = clamp(dst, -clip, clip)
@@ -14,7 +15,7 @@
  * parts only when there are fewer (t, g) than threads; split by kt_split. Each key and value row
  * is loaded once for all the unit's query heads (GQA); online softmax over key blocks of KB, so no
  * score buffer beyond KB floats per head on the stack:
- *   i = pos0 + t; j0 = window > 0 ? max(0, i - window + 1) : 0
+ *   i = pos[t]; j0 = window > 0 ? max(0, i - window + 1) : 0; keys and values of slot[t]
  *   for each query head h of the unit: o_h = out[t][h hd : (h+1) hd] = 0; m_h, l_h
  *   for jb in floor(j0 / KB) KB .. i step KB:
  *     sc[h][b] = q[t][h] . k[jb+b] / sqrt(hd), -inf outside [j0, i]   // vectorised over 16 keys
@@ -27,7 +28,8 @@
  *   o_h /= l_h
  *
  * Specialised: T, nh, nkv, hd, S, eps, qk_norm, clip and window are constants (hd-long loops get
- * constant trip counts; the norm, clip and window branches fold); pos0 stays a runtime value.
+ * constant trip counts; the norm, clip and window branches fold); pos and slot are runtime arrays.
+ * A slot's keys (and values) are nkv S hd floats: kc + slot * nkv S hd is that slot's cache.
  * hd <= KT_MAX_HEAD_DIM (the fuse pass checks). */
 #include <math.h>
 #include <stdint.h>
@@ -60,14 +62,14 @@ static inline void rope_head(float *restrict x, const float *restrict cs, int64_
 }
 
 void kt_qkv_rope(float *restrict q_out, float *restrict kc, float *restrict vc, const float *restrict qkv,
-                 const float *restrict qn, const float *restrict kn, const float *restrict rope, int64_t pos0,
-                 int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t S, float eps, int32_t qk_norm, float clip,
+                 const float *restrict qn, const float *restrict kn, const float *restrict rope,
+                 const int64_t *restrict pos, const int32_t *restrict slot, int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t S, float eps, int32_t qk_norm, float clip,
                  int64_t n, int32_t ith, int32_t nth) {
     int64_t heads = nh + nkv, width = (nh + 2 * nkv) * hd, kvw = nkv * hd;
     int64_t lo, hi;
     kt_split(n * heads, ith, nth, &lo, &hi);
     for (int64_t u = lo; u < hi; u++) {
-        int64_t t = u / heads, j = u % heads, p = pos0 + t;
+        int64_t t = u / heads, j = u % heads, p = pos[t], sl = (int64_t)slot[t] * kvw * S;
         const float *row = qkv + t * width;  // [(nh + 2 nkv) hd]
         const float *cs = rope + p * hd;     // [hd]: cos, then sin
         int is_q = j < nh;
@@ -89,8 +91,8 @@ void kt_qkv_rope(float *restrict q_out, float *restrict kc, float *restrict vc, 
         qk_norm_clip(dst, src, nw, inv, hd, clip);
         rope_head(dst, cs, hd);
         if (!is_q) {
-            for (int64_t d = 0; d < hd; d++) kc[kt_k_index(p, hj, d, S, hd)] = kr[d];
-            qk_norm_clip(vc + kt_v_index(p, hj, 0, S, hd), row + (nh + nkv + hj) * hd, NULL, 1.0f, hd, clip);
+            for (int64_t d = 0; d < hd; d++) kc[sl + kt_k_index(p, hj, d, S, hd)] = kr[d];
+            qk_norm_clip(vc + sl + kt_v_index(p, hj, 0, S, hd), row + (nh + nkv + hj) * hd, NULL, 1.0f, hd, clip);
         }
     }
 }
@@ -165,7 +167,8 @@ static inline void att_heads(float *restrict out, const float *restrict q, const
 }
 
 void kt_attention(float *restrict out, const float *restrict q, const float *restrict kc,
-                  const float *restrict vc, int64_t pos0, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
+                  const float *restrict vc, const int64_t *restrict pos, const int32_t *restrict slot,
+                  int64_t T, int64_t nh, int64_t nkv, int64_t hd,
                   int64_t S, int64_t window, int64_t n, int32_t ith, int32_t nth) {
     int64_t group = nh / nkv, parts = 1;
     while (n * nkv * parts < nth && parts < group) parts++; /* idle threads: split the groups */
@@ -174,10 +177,11 @@ void kt_attention(float *restrict out, const float *restrict q, const float *res
     int64_t lo, hi;
     kt_split(n * nkv * parts, ith, nth, &lo, &hi);
     for (int64_t u = lo; u < hi; u++) {
-        int64_t t = u / (nkv * parts), g = u / parts % nkv, part = u % parts, i = pos0 + t;
+        int64_t t = u / (nkv * parts), g = u / parts % nkv, part = u % parts, i = pos[t];
+        int64_t sl = (int64_t)slot[t] * nkv * hd * S;
         int64_t j0 = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
         int64_t h1 = (part + 1) * per < group ? (part + 1) * per : group;
-        const float *kg = kc + kt_k_index(0, g, 0, S, hd), *vg = vc + kt_v_index(0, g, 0, S, hd);
+        const float *kg = kc + sl + kt_k_index(0, g, 0, S, hd), *vg = vc + sl + kt_v_index(0, g, 0, S, hd);
         if (parts == 1) /* every head of the group: nq a constant once specialised */
             for (int64_t h = 0; h < group; h += ATT_HG)
                 att_heads(out, q, kg, vg, t, g * group + h, (int)(group - h < ATT_HG ? group - h : ATT_HG), i, j0,

@@ -1,6 +1,6 @@
 /* kernels: the compiled path's kernel templates (plain C11, compiled to LLVM bitcode at build time
- * and specialised by `moec compile`: every int64/int32/float parameter except pos0, ith and nth is
- * bound to a constant, so the emitted functions take only pointers, pos0 and (ith, nth)).
+ * and specialised by `moec compile`: every int64/int32/float parameter except n, ith and nth is
+ * bound to a constant, so the emitted functions take only pointers, n and (ith, nth)).
  * They are also ordinary C, so tests compile them natively against tests/ref/ref_ops.c.
  *
  * Rules: no allocation, no libc except expf/sqrtf/memset/memcpy, no target intrinsics (templates
@@ -47,7 +47,8 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
                     int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t amx, int64_t n, int32_t ith,
                     int32_t nth);
 
-/* The KV cache of one layer (kc, then vc), for S positions (a multiple of 16: kt_kv_positions):
+/* The KV cache of one layer and one slot (kc, then vc; the slots' caches follow each other, nkv S hd
+ * floats apart), for S positions (a multiple of 16: kt_kv_positions):
  *   keys   kc[nkv][S / 16][hd][16]: 16 positions side by side, so a block of 16 keys is hd vectors
  *          and attention scores vectorise over keys (no horizontal sums)
  *   values vc[nkv][S][hd]: each kv head's values one forward stream */
@@ -64,28 +65,30 @@ static inline int64_t kt_v_index(int64_t p, int64_t g, int64_t d, int64_t S, int
 /* From qkv[T, (nh + 2 nkv) hd] (q heads, then k heads, then v heads): optional q/k RMSNorm
  * (qk_norm 1: per head with qn[hd], kn[hd]; 2: over the whole q row with qn[nh hd] and the whole k
  * row with kn[nkv hd]), optional clamp of q, k, v to [-clip, clip] (clip > 0), then half-split RoPE
- * of q and k at position pos0 + t using rope[S][hd] = cos[hd/2] then sin[hd/2] per position
- * (attention factor already multiplied in); writes q_out[T, nh hd] and appends k and v at
- * positions pos0 + t of the KV cache kc, vc (layout above). Units (t, head) split between threads. */
+ * of q and k at position pos[t] using rope[S][hd] = cos[hd/2] then sin[hd/2] per position
+ * (attention factor already multiplied in); writes q_out[T, nh hd] and k and v at position pos[t]
+ * of slot slot[t]'s KV cache in kc, vc (layout above). Units (t, head) split between threads. */
 void kt_qkv_rope(float *restrict q_out, float *restrict kc, float *restrict vc, const float *restrict qkv,
-                 const float *restrict qn, const float *restrict kn, const float *restrict rope, int64_t pos0,
-                 int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t S, float eps, int32_t qk_norm, float clip,
+                 const float *restrict qn, const float *restrict kn, const float *restrict rope,
+                 const int64_t *restrict pos, const int32_t *restrict slot, int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t S, float eps, int32_t qk_norm, float clip,
                  int64_t n, int32_t ith, int32_t nth);
 
-/* out[T, nh hd] = softmax(q k^T / sqrt(hd)) v over cached keys j <= pos0 + t (and
- * pos0 + t - j < window when window > 0); query head h reads kv head h / (nh / nkv).
+/* out[T, nh hd] = softmax(q k^T / sqrt(hd)) v over slot slot[t]'s cached keys j <= pos[t] (and
+ * pos[t] - j < window when window > 0); query head h reads kv head h / (nh / nkv).
  * Units (t, h) split between threads. */
 void kt_attention(float *restrict out, const float *restrict q, const float *restrict kc,
-                  const float *restrict vc, int64_t pos0, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
+                  const float *restrict vc, const int64_t *restrict pos, const int32_t *restrict slot, int64_t T, int64_t nh, int64_t nkv, int64_t hd,
                   int64_t S, int64_t window, int64_t n, int32_t ith, int32_t nth);
 
 /* Router of one MoE layer: h = rmsnorm(x) with norm_w[H]; logits = h gate_w[E, H]^T; softmax over
  * all E; top k (descending probability, lowest id on ties); weights renormalised when renorm;
  * dispatch lists with capacity C per expert in token order (assignments beyond C dropped).
- * stats[E + 1] += tokens kept per expert, then dropped assignments (stats may be NULL).
+ * stats[slot[t] stats_stride + e] += 1 per kept assignment of row t to expert e, and
+ * stats[slot[t] stats_stride + E] += 1 per dropped one (stats may be NULL).
  * Runs on thread 0 only (tiny); the others return at once. */
 void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
-               const void *restrict gate_w, int64_t *restrict stats, int64_t T, int64_t H, int64_t E,
+               const void *restrict gate_w, int64_t *restrict stats, const int32_t *restrict slot,
+               int64_t stats_stride, int64_t T, int64_t H, int64_t E,
                int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int64_t n, int32_t ith, int32_t nth);
 
 /* The expert FFN of one layer, fused: h = rmsnorm(x) with norm_w (each thread normalises all T

@@ -8,6 +8,7 @@
  *     routes[t][j] = (e_j, p[e_j] / (renorm ? sum_j p[e_j] : 1))
  *   for t < T: for j < k: e = routes[t][j].expert   // pass 2: dispatch lists in token order
  *     if count[e] < C: tok[e][count[e]] = t, wt[e][count[e]++] = routes[t][j].weight else dropped++
+ *     (kept and dropped counted in the stats of row t's slot)
  *   p[E] lives in the (not yet written) tok/wt area of the dispatch, so C >= 1 is required.
  *
  * kt_experts (thread ith of nth; every weight byte is read by exactly one thread):
@@ -78,7 +79,8 @@ static inline void router_logits(float *restrict p, const float *restrict xr, co
 }
 
 void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
-               const void *restrict gate_w, int64_t *restrict stats, int64_t T, int64_t H, int64_t E,
+               const void *restrict gate_w, int64_t *restrict stats, const int32_t *restrict slot,
+               int64_t stats_stride, int64_t T, int64_t H, int64_t E,
                int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
     (void)nth;
     if (ith != 0) return;
@@ -117,22 +119,20 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
             for (int64_t j = 0; j < k; j++) routes[t * k + j].weight *= rp;
         }
     }
-    int64_t dropped = 0;
     memset(count, 0, sizeof(int32_t) * (size_t)E);
-    for (int64_t t = 0; t < n; t++)
+    for (int64_t t = 0; t < n; t++) {
+        int64_t *st = stats ? stats + slot[t] * stats_stride : NULL; // [E + 1] of row t's slot
         for (int64_t j = 0; j < k; j++) {
             int64_t e = routes[t * k + j].expert;
             if (count[e] >= C) {
-                dropped++;
+                if (st) st[E]++;
                 continue;
             }
             tok[e * C + count[e]] = (int32_t)t;
             wt[e * C + count[e]] = routes[t * k + j].weight;
             count[e]++;
+            if (st) st[e]++;
         }
-    if (stats) {
-        for (int64_t e = 0; e < E; e++) stats[e] += count[e];
-        stats[E] += dropped;
     }
 }
 

@@ -8,6 +8,19 @@
  *   for (...) { int32_t id = pick(logits); moe_decode(m, id, &logits); }
  *   moe_model_free(m);
  *
+ * A program compiled with --batch B holds B sequences at once, each in a slot (its own KV cache,
+ * position and expert stats): start a slot, prefill it, then advance any set of live slots by one
+ * token each in one decode step (moe_slots_decode), and free it; the other slots keep their state
+ * meanwhile, so slots can come and go while the rest decode (continuous batching). Each slot's
+ * tokens and logits are exactly those it would get alone. The single-sequence calls (moe_prefill,
+ * moe_decode, moe_model_reset, moe_model_pos, moe_model_stats) work on slot 0, claiming it when free:
+ * the B = 1 case.
+ *
+ *   int s; moe_slot_start(m, &s); moe_slot_prefill(m, s, prompt, n, NULL, NULL, &logits);
+ *   int slots[] = {s, t}; int32_t ids[] = {a, b}; const float *lg[2];
+ *   moe_slots_decode(m, 2, slots, ids, lg);                // lg[0]: s's logits, lg[1]: t's
+ *   moe_slot_free(m, s);
+ *
  * Everything is allocated in moe_model_load (weights mmap'd read-only, arena, KV cache, stats);
  * no other call allocates. A pointer the runtime hands out is borrowed: it stays valid until the
  * next call on the same handle. No call exits or aborts on bad input: each returns a MoeStatus,
@@ -28,7 +41,7 @@ extern "C" {
 #define MOE_API
 #endif
 
-typedef struct MoeModel MoeModel;          /* opaque: one loaded model and one sequence */
+typedef struct MoeModel MoeModel;          /* opaque: one loaded model and its B sequence slots */
 typedef struct MoeProgram MoeProgram;      /* runtime/format.h: what `moec compile` emitted */
 typedef struct MoeManifest MoeManifest;    /* runtime/format.h */
 typedef struct MoeRoute MoeRoute;          /* runtime/dtype.h: {int32 expert; float weight} */
@@ -41,6 +54,7 @@ typedef enum MoeStatus {
     MOE_ERR_MISMATCH = 4, /* valid weights, but of another model or compile: hash or sizes differ */
     MOE_ERR_NOMEM = 5,    /* the arena, KV cache or stats cannot be allocated */
     MOE_ERR_CONTEXT = 6,  /* the sequence would outgrow the compiled context (manifest.context) */
+    MOE_ERR_BUSY = 7,     /* moe_slot_start: every slot holds a sequence */
 } MoeStatus;
 
 /* Called by moe_prefill after each step with the logits of prompt tokens first_row ..
@@ -68,9 +82,9 @@ MOE_API MoeStatus moe_model_verify(MoeModel *m);
 /* The same check on a weights file without its program: a .moew file, or an executable with its
  * weights embedded, against the hash its own header holds; *hash (may be NULL) gets it. */
 MOE_API MoeStatus moe_weights_verify(const char *path, uint64_t *hash, char *err, size_t errlen);
-/* Starts a new sequence: position 0 and the expert statistics cleared. */
+/* Starts a new sequence in slot 0: position 0 and the expert statistics cleared. */
 MOE_API void moe_model_reset(MoeModel *m);
-/* Tokens of the current sequence in the KV cache. */
+/* Tokens of slot 0's sequence in the KV cache. */
 MOE_API int64_t moe_model_pos(const MoeModel *m);
 
 /* Feeds the n prompt tokens ids[n] at positions pos .. pos+n-1 in prefill_chunk steps (the last
@@ -83,12 +97,34 @@ MOE_API MoeStatus moe_prefill(MoeModel *m, const int32_t *ids, int64_t n, MoeRow
                               const float **logits);
 /* Feeds one token at position pos; *logits (may be NULL) gets its logits [vocab_size]. */
 MOE_API MoeStatus moe_decode(MoeModel *m, int32_t id, const float **logits);
-/* The routes [*n_rows, top_k] of layer's router in the last step (valid rows only); NULL (and
- * *n_rows = 0) for a dense layer, a bad layer or before any step. */
+/* The routes [*n_rows, top_k] of layer's router in the last step (valid rows only: a prefill
+ * step's tokens in order, a decode step's slots in ascending slot order); NULL (and *n_rows = 0)
+ * for a dense layer, a bad layer or before any step. */
 MOE_API const MoeRoute *moe_model_routes(const MoeModel *m, int layer, int64_t *n_rows);
-/* Expert statistics of the sequence, [n_layers][n_exp + 1] int64: tokens each expert processed,
- * then assignments dropped by expert capacity; real tokens only (padding is not counted). */
+/* Expert statistics of slot 0's sequence, [n_layers][n_exp + 1] int64: tokens each expert
+ * processed, then assignments dropped by expert capacity; real tokens only (padding is not counted). */
 MOE_API const int64_t *moe_model_stats(const MoeModel *m);
+
+/* ---- slots (moec compile --batch B) ---- */
+/* B: slots 0 .. B-1. */
+MOE_API int moe_model_slots(const MoeModel *m);
+/* Claims the lowest free slot for a new sequence: position 0, stats cleared; *slot gets it.
+ * MOE_ERR_BUSY (and *slot = -1) when all B hold a sequence. */
+MOE_API MoeStatus moe_slot_start(MoeModel *m, int *slot);
+/* Frees slot (its sequence ends; a free or bad slot: no effect). */
+MOE_API void moe_slot_free(MoeModel *m, int slot);
+/* moe_prefill for one started slot: its n tokens at its position, in prefill_chunk steps; the
+ * other slots' state is untouched. MOE_ERR_ARG for a slot that is not started. */
+MOE_API MoeStatus moe_slot_prefill(MoeModel *m, int slot, const int32_t *ids, int64_t n, MoeRowsFn on_rows,
+                                   void *user, const float **logits);
+/* One decode step over n distinct started slots (1 <= n <= B, any order): feeds ids[i] to
+ * slots[i] at its position; logits (may be NULL) [n]: logits[i] gets slots[i]'s [vocab_size].
+ * Only these n rows are computed (an idle slot costs nothing). On error nothing has run. */
+MOE_API MoeStatus moe_slots_decode(MoeModel *m, int n, const int *slots, const int32_t *ids, const float **logits);
+/* Tokens of slot's sequence in its KV cache (0 for a bad slot). */
+MOE_API int64_t moe_slot_pos(const MoeModel *m, int slot);
+/* Expert statistics of slot's sequence, as moe_model_stats; NULL for a bad slot. */
+MOE_API const int64_t *moe_slot_stats(const MoeModel *m, int slot);
 
 #ifdef __cplusplus
 }

@@ -142,6 +142,18 @@ static void kv_from_cache(float *k, float *v, const float *kc, const float *vc, 
 
 /* ---- kt_qkv_rope ---- */
 
+/* Rows' positions pos0, pos0 + 1, ... and slots (all `slot`), as a prefill step of one slot has them. */
+static int64_t *row_positions(int64_t n, int64_t pos0) {
+    int64_t *p = malloc(sizeof(int64_t) * (size_t)n);
+    for (int64_t t = 0; t < n; t++) p[t] = pos0 + t;
+    return p;
+}
+static int32_t *row_slots(int64_t n, int32_t slot) {
+    int32_t *s = malloc(sizeof(int32_t) * (size_t)n);
+    for (int64_t t = 0; t < n; t++) s[t] = slot;
+    return s;
+}
+
 /* rope[S][hd] = cos(p inv_freq[i]) then sin(...), the angle rounded to f32 as ref_rope does. */
 static float *rope_table(int64_t S, int64_t hd, const float *inv_freq) {
     float *rope = zeros(S * hd);
@@ -185,16 +197,23 @@ static void t_qkv_rope(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t p
     float *rq = zeros(T * qw), *rk = zeros(T * kvw);
     ref_rope(rq, q, T, nh, hd, inv_freq, 1.0f, pos0);
     ref_rope(rk, k, T, nkv, hd, inv_freq, 1.0f, pos0);
+    int64_t *pos = row_positions(T, pos0);
+    int32_t *slot = row_slots(T, 1); /* the rows are slot 1's of two: slot 0's cache stays untouched */
     for (int run = 0; run < 6; run++) { /* nth 1..3, then again laid out for PAD more rows */
         int nth = run % 3 + 1;
         int64_t TL = T + (run >= 3 ? PAD : 0);
         int64_t SP = kt_kv_positions(S);
-        float *qo = sentinels(TL * qw), *kc = zeros(SP * kvw), *vc = zeros(SP * kvw);
-        float *k_all = zeros(SP * kvw), *v_all = zeros(SP * kvw); /* row-major views of the cache */
-        for (int64_t i = 0; i < SP * kvw; i++) kc[i] = vc[i] = 7.0f; /* untouched outside pos0..pos0+T */
+        float *qo = sentinels(TL * qw), *kc = zeros(2 * SP * kvw), *vc = zeros(2 * SP * kvw);
+        float *k_all = zeros(SP * kvw), *v_all = zeros(SP * kvw); /* row-major views of slot 1's cache */
+        for (int64_t i = 0; i < 2 * SP * kvw; i++) kc[i] = vc[i] = 7.0f; /* untouched outside pos0..pos0+T */
         for (int ith = 0; ith < nth; ith++)
-            kt_qkv_rope(qo, kc, vc, qkv, qn, kn, rope, pos0, TL, nh, nkv, hd, SP, eps, qk_norm, clip, T, ith, nth);
-        kv_from_cache(k_all, v_all, kc, vc, SP, SP, nkv, hd);
+            kt_qkv_rope(qo, kc, vc, qkv, qn, kn, rope, pos, slot, TL, nh, nkv, hd, SP, eps, qk_norm, clip, T, ith, nth);
+        for (int64_t i = 0; i < SP * kvw; i++)
+            if (kc[i] != 7.0f || vc[i] != 7.0f) {
+                EXPECT_TRUE(!"qkv_rope wrote into another slot's cache");
+                break;
+            }
+        kv_from_cache(k_all, v_all, kc + SP * kvw, vc + SP * kvw, SP, SP, nkv, hd);
         sentinels_ok(qo, T * qw, TL * qw, "qkv_rope");
         nmse_ok(qo, rq, T * qw, "qkv_rope q", nth);
         nmse_ok(k_all + pos0 * kvw, rk, T * kvw, "qkv_rope k", nth);
@@ -205,7 +224,7 @@ static void t_qkv_rope(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t p
         EXPECT_TRUE(untouched);
         free(qo), free(kc), free(vc), free(k_all), free(v_all);
     }
-    free(rope), free(qkv), free(qn), free(kn), free(q), free(k), free(v), free(rq), free(rk);
+    free(rope), free(qkv), free(qn), free(kn), free(q), free(k), free(v), free(rq), free(rk), free(pos), free(slot);
 }
 
 /* ---- kt_attention ---- */
@@ -217,17 +236,50 @@ static void t_attention(int64_t T, int64_t nh, int64_t nkv, int64_t hd, int64_t 
     for (int64_t i = 0; i < SP * kvw; i++) kc[i] = vc[i] = NAN; /* positions never written: masked, never used */
     kv_to_cache(kc, vc, k, v, S, SP, nkv, hd);
     ref_attention(r, q, k, v, T, nh, nkv, hd, window, pos0);
+    int64_t *pos = row_positions(T + PAD, pos0);
+    int32_t *slot = row_slots(T + PAD, 0);
     for (int pad = 0; pad <= PAD; pad += PAD)
         for (int nth = 1; nth <= 3; nth++) {
             int64_t TL = T + pad;
             float *y = sentinels(TL * nh * hd);
             for (int ith = 0; ith < nth; ith++)
-                kt_attention(y, q, kc, vc, pos0, TL, nh, nkv, hd, SP, window, T, ith, nth);
+                kt_attention(y, q, kc, vc, pos, slot, TL, nh, nkv, hd, SP, window, T, ith, nth);
             nmse_ok(y, r, T * nh * hd, "attention", nth);
             sentinels_ok(y, T * nh * hd, TL * nh * hd, "attention");
             free(y);
         }
-    free(q), free(k), free(v), free(kc), free(vc), free(r);
+    free(q), free(k), free(v), free(kc), free(vc), free(r), free(pos), free(slot);
+}
+
+/* A decode step of a batch: row t is slot slot[t]'s token at its own position pos[t]; each slot's
+ * cache holds its own keys and values. Each row against ref_attention over its slot alone. */
+static void t_attention_slots(int64_t B, int64_t nh, int64_t nkv, int64_t hd, int64_t window) {
+    int64_t S = 90, kvw = nkv * hd, SP = kt_kv_positions(S), n = B - 1; /* one slot idle */
+    float *kc = zeros(B * SP * kvw), *vc = zeros(B * SP * kvw), *q = randv(B * nh * hd, 1.5f, 0);
+    float **k = malloc(sizeof(float *) * (size_t)B), **v = malloc(sizeof(float *) * (size_t)B);
+    int64_t pos[8];
+    int32_t slot[8];
+    for (int64_t b = 0; b < B; b++) {
+        k[b] = randv(S * kvw, 1.5f, 0), v[b] = randv(S * kvw, 1, 0);
+        kv_to_cache(kc + b * SP * kvw, vc + b * SP * kvw, k[b], v[b], S, SP, nkv, hd);
+    }
+    for (int64_t t = 0; t < n; t++) {      /* rows: slots 0, 2, 3, ... (slot 1 idle), ragged positions */
+        slot[t] = (int32_t)(t == 0 ? 0 : t + 1);
+        pos[t] = (t * 37 + 5) % S;
+    }
+    float *r = zeros(n * nh * hd);
+    for (int64_t t = 0; t < n; t++)
+        ref_attention(r + t * nh * hd, q + t * nh * hd, k[slot[t]], v[slot[t]], 1, nh, nkv, hd, window, pos[t]);
+    for (int nth = 1; nth <= 3; nth++) {
+        float *y = sentinels(B * nh * hd);
+        for (int ith = 0; ith < nth; ith++)
+            kt_attention(y, q, kc, vc, pos, slot, B, nh, nkv, hd, SP, window, n, ith, nth);
+        nmse_ok(y, r, n * nh * hd, "attention slots", nth);
+        sentinels_ok(y, n * nh * hd, B * nh * hd, "attention slots");
+        free(y);
+    }
+    for (int64_t b = 0; b < B; b++) free(k[b]), free(v[b]);
+    free(k), free(v), free(kc), free(vc), free(q), free(r);
 }
 
 /* ---- kt_exp against libm's exp in double ---- */
@@ -332,11 +384,13 @@ static void t_moe(MoeCase mc) {
         int64_t TL = T + (run % 6 >= 3 ? PAD : 0);
         int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, amx, 0);
         char *dispatch = E > 0 ? malloc((size_t)kt_dispatch_bytes(TL, k, E, C)) : NULL;
-        int64_t stats[65] = {0};
+        int64_t stats[2 * 65] = {0}; /* two slots' [E + 1]: rows alternate between them */
+        int32_t *rslot = malloc(sizeof(int32_t) * (size_t)TL);
+        for (int64_t t = 0; t < TL; t++) rslot[t] = (int32_t)(t % 2);
         float *y = sentinels(TL * H), *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);
         if (E > 0) {
             for (int ith = 0; ith < nth; ith++)
-                kt_router(dispatch, x, nw, gate_w, stats, TL, H, E, k, C, eps, mc.renorm, dt, T, ith, nth);
+                kt_router(dispatch, x, nw, gate_w, stats, rslot, E + 1, TL, H, E, k, C, eps, mc.renorm, dt, T, ith, nth);
             const MoeRoute *kr = (const MoeRoute *)dispatch;
             const int32_t *count = (const int32_t *)(dispatch + 8 * TL * k), *tok = count + E;
             int ids_ok = 1, wts_ok = 1, lists_ok = 1;
@@ -344,10 +398,11 @@ static void t_moe(MoeCase mc) {
                 ids_ok &= kr[i].expert == routes[i].expert;
                 wts_ok &= fabsf(kr[i].weight - routes[i].weight) <= 1e-5f;
             }
-            int64_t used[64] = {0};
+            int64_t used[64] = {0}, want_stats[2 * 65] = {0}; /* kept per expert, then dropped, per slot */
             for (int64_t i = 0; i < T * k; i++) {
-                int64_t e = routes[i].expert;
+                int64_t e = routes[i].expert, *ws = want_stats + (i / k % 2) * (E + 1);
                 if (used[e] < C) lists_ok &= tok[e * C + used[e]] == (int32_t)(i / k);
+                ws[used[e] < C ? e : E]++;
                 used[e]++;
             }
             EXPECT_TRUE(ids_ok);
@@ -355,9 +410,10 @@ static void t_moe(MoeCase mc) {
             EXPECT_TRUE(lists_ok);
             for (int64_t e = 0; e < E; e++) {
                 EXPECT_EQ(count[e], kept[e]);
-                EXPECT_EQ(stats[e], kept[e]);
+                EXPECT_EQ(stats[e] + stats[E + 1 + e], kept[e]);
             }
-            EXPECT_EQ(stats[E], dropped);
+            EXPECT_EQ(stats[E] + stats[2 * E + 1], dropped);
+            for (int64_t i = 0; i < 2 * (E + 1); i++) EXPECT_EQ(stats[i], want_stats[i]);
         }
         for (int ith = 0; ith < nth; ith++)
             kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, TL, H, I, E, k, C, SI,
@@ -381,7 +437,7 @@ static void t_moe(MoeCase mc) {
             free(act), free(ascr), free(y2);
         }
         sentinels_ok(y, T * H, TL * H, mc.name);
-        free(dispatch), free(y), free(partials), free(scratch);
+        free(dispatch), free(y), free(partials), free(scratch), free(rslot);
     }
     if (C < T * k && E > 0 && T * k > E * C) EXPECT_TRUE(dropped > 0);
     free(x), free(nw), free(resid), free(gate_w), free(gwf), free(g), free(gf), free(u), free(uf), free(d), free(df);
@@ -467,6 +523,8 @@ int main(void) {
     t_attention(2, 16, 2, 64, 300, 0);            /* groups of 8 heads, many key blocks */
     t_attention(1, 20, 2, 16, 50, 0);             /* groups of 10: more than one pass of heads */
     t_attention(1, 12, 1, 16, 40, 0);             /* one kv head: groups split between threads */
+    t_attention_slots(4, 4, 2, 16, 0);            /* batch decode: 3 live slots of 4, own positions */
+    t_attention_slots(8, 8, 8, 8, 20);            /* 7 of 8 slots, windowed */
 
     t_exp();
 

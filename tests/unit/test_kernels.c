@@ -76,23 +76,32 @@ static void t_rope(int64_t T, int64_t heads, int64_t hd, int64_t pos0, float msc
     float *x = randv(T * heads * hd, 2), inv[64];
     for (int64_t i = 0; i < hd / 2; i++) inv[i] = 1.0f / powf(10000.0f, (float)(2 * i) / (float)hd);
     float *y = malloc(sizeof(float) * (size_t)(T * heads * hd)), *r = malloc(sizeof(float) * (size_t)(T * heads * hd));
-    gk_rope(y, x, T, heads, hd, inv, mscale, pos0);
+    int64_t *pos = malloc(sizeof(int64_t) * (size_t)T);
+    for (int64_t t = 0; t < T; t++) pos[t] = pos0 + t;
+    gk_rope(y, x, T, heads, hd, inv, mscale, pos);
     ref_rope(r, x, T, heads, hd, inv, mscale, pos0);
     NMSE_OK(y, r, T * heads * hd, "rope");
-    free(x), free(y), free(r);
+    free(x), free(y), free(r), free(pos);
 }
 
-/* Prefill of T0 tokens then one decode step, against the reference over all positions. */
+/* Prefill of T0 tokens then one decode step in slot 1 of two, against the reference over all
+ * positions; slot 0 holds another sequence written before, which must not leak in. */
 static void t_attention(int64_t T0, int64_t nh, int64_t nkv, int64_t hd, int64_t window) {
     int64_t S = T0 + 1, kvw = nkv * hd;
     float *q = randv(S * nh * hd, 1), *k = randv(S * kvw, 1), *v = randv(S * kvw, 1);
-    float *kc = malloc(sizeof(float) * (size_t)(S * kvw)), *vc = malloc(sizeof(float) * (size_t)(S * kvw));
+    float *k0 = randv(S * kvw, 4), *v0 = randv(S * kvw, 4), *y0 = malloc(sizeof(float) * (size_t)(S * nh * hd));
+    float *kc = malloc(sizeof(float) * (size_t)(2 * S * kvw)), *vc = malloc(sizeof(float) * (size_t)(2 * S * kvw));
     float *y = malloc(sizeof(float) * (size_t)(S * nh * hd)), *r = malloc(sizeof(float) * (size_t)(S * nh * hd));
-    gk_attention(y, q, k, v, T0, kc, vc, nh, nkv, hd, window, 0);
-    gk_attention(y + T0 * nh * hd, q + T0 * nh * hd, k + T0 * kvw, v + T0 * kvw, 1, kc, vc, nh, nkv, hd, window, T0);
+    int64_t pos[64];
+    int32_t slot0[64] = {0}, slot1[64];
+    for (int64_t t = 0; t < S; t++) pos[t] = t, slot1[t] = 1;
+    gk_attention(y0, q, k0, v0, S, kc, vc, S * kvw, nh, nkv, hd, window, pos, slot0);
+    gk_attention(y, q, k, v, T0, kc, vc, S * kvw, nh, nkv, hd, window, pos, slot1);
+    gk_attention(y + T0 * nh * hd, q + T0 * nh * hd, k + T0 * kvw, v + T0 * kvw, 1, kc, vc, S * kvw, nh, nkv, hd,
+                 window, pos + T0, slot1);
     ref_attention(r, q, k, v, S, nh, nkv, hd, window, 0);
     NMSE_OK(y, r, S * nh * hd, "attention");
-    free(q), free(k), free(v), free(kc), free(vc), free(y), free(r);
+    free(q), free(k), free(v), free(kc), free(vc), free(y), free(r), free(k0), free(v0), free(y0);
 }
 
 static void t_router(int64_t T, int64_t E, int64_t k, bool renorm) {

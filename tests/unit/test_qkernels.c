@@ -344,7 +344,7 @@ static void t_qmoe(QMoeCase mc) {
         float *y = sentinels(TL * H);
         if (E > 0)
             for (int ith = 0; ith < nth; ith++)
-                kt_router(dispatch, x, nw, gate_w, NULL, TL, H, E, k, C, eps, 1, 0, T, ith, nth);
+                kt_router(dispatch, x, nw, gate_w, NULL, NULL, 0, TL, H, E, k, C, eps, 1, 0, T, ith, nth);
         if (TL >= KT_TILE_T) {
             int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, 0, 1);
             float *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);

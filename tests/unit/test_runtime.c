@@ -85,18 +85,18 @@ static int64_t steps_full, steps_last; /* prefill steps run, by kind */
 static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t n, int64_t off_logits,
                       const int64_t *off_routes, int64_t C, int64_t only_row) {
     int32_t *kv = (int32_t *)a->kv; /* [S] */
-    for (int64_t t = ith; t < n; t += nth) kv[a->pos0 + t] = a->ids[t];
+    for (int64_t t = ith; t < n; t += nth) kv[a->pos[t]] = a->ids[t];
     moert_barrier();
     float *logits = (float *)(a->arena + off_logits); /* [rows of the step, V] */
     for (int64_t t = ith; t < n; t += nth) {
-        if (only_row < 0) want_row(kv, a->pos0 + t, (const float *)a->weights, logits + t * V);
+        if (only_row < 0) want_row(kv, a->pos[t], (const float *)a->weights, logits + t * V);
         else if (t > 0)
             for (int v = 0; v < V; v++) logits[t * V + v] = -1e30f;
-        if (t == 0 && only_row >= 0) want_row(kv, a->pos0 + only_row, (const float *)a->weights, logits);
+        if (t == 0 && only_row >= 0) want_row(kv, a->pos[only_row], (const float *)a->weights, logits);
         for (int l = 0; l < NL; l++)
             if (off_routes[l] >= 0)
                 for (int j = 0; j < K; j++)
-                    ((MoeRoute *)(a->arena + off_routes[l]))[t * K + j] = want_route(a->ids[t], a->pos0 + t, l, j);
+                    ((MoeRoute *)(a->arena + off_routes[l]))[t * K + j] = want_route(a->ids[t], a->pos[t], l, j);
     }
     moert_barrier();
     if (ith == 0)
@@ -241,8 +241,10 @@ static void t_load_errors(void) {
     manifest.logits_prefill = ARENA - 8;
     expect_load_error(good_path, MOE_ERR_FORMAT, "program: logits offsets", NULL);
     manifest = saved;
-    manifest.batch = 4;
-    expect_load_error(good_path, MOE_ERR_FORMAT, "batch 4", NULL);
+    manifest.batch = 0;
+    expect_load_error(good_path, MOE_ERR_FORMAT, "batch 0; expected 1 to", NULL);
+    manifest.batch = MOE_MAX_BATCH + 1;
+    expect_load_error(good_path, MOE_ERR_FORMAT, "batch 1025; expected 1 to 1024", NULL);
     manifest = saved;
     program.prefill_last = NULL;
     expect_load_error(good_path, MOE_ERR_FORMAT, "program: no prefill_last step function", NULL);
@@ -468,7 +470,7 @@ static void t_steps(int threads) {
 
     /* the context is full: everything further is refused and changes nothing */
     EXPECT_EQ(moe_decode(m, 1, &logits), MOE_ERR_CONTEXT);
-    EXPECT_STR_CONTAINS(moe_model_error(m), "decode: position 18 is past the compiled context of 18");
+    EXPECT_STR_CONTAINS(moe_model_error(m), "decode: slot 0: position 18 is past the compiled context of 18");
     EXPECT_EQ(moe_prefill(m, seq, 1, NULL, NULL, NULL), MOE_ERR_CONTEXT);
     EXPECT_EQ(moe_model_pos(m), S);
     moe_model_reset(m);
