@@ -39,36 +39,23 @@ struct Slot {
 };
 
 /* ---- the model's slots ----------------------------------------------------------------------- */
-/* Thin adapter over moe.h's sequence calls, so the scheduler reads the same whatever the batch.
- * Until moe.h has batch slots the model is one sequence: one slot, reset when it is claimed. */
+/* Thin adapter over moe.h's slot calls, so that the scheduler reads the same whatever the batch. */
 
-static int slots_count(MoeModel *m) {
-    (void)m;
-    return 1;
-}
+static int slots_count(MoeModel *m) { return moe_model_slots(m); }
 
-static MoeStatus slot_start(MoeModel *m, int *slot) {
-    moe_model_reset(m);
-    *slot = 0;
-    return MOE_OK;
-}
+static MoeStatus slot_start(MoeModel *m, int *slot) { return moe_slot_start(m, slot); }
 
-static void slot_free(MoeModel *m, int slot) { (void)m, (void)slot; }
+static void slot_free(MoeModel *m, int slot) { moe_slot_free(m, slot); }
 
 static MoeStatus slot_prefill(MoeModel *m, int slot, const int32_t *ids, int64_t n, const float **logits) {
-    (void)slot;
-    return moe_prefill(m, ids, n, NULL, NULL, logits);
+    return moe_slot_prefill(m, slot, ids, n, NULL, NULL, logits);
 }
 
 static MoeStatus slots_decode(MoeModel *m, int n, const int *slots, const int32_t *ids, const float **logits) {
-    (void)n, (void)slots;
-    return moe_decode(m, ids[0], &logits[0]);
+    return moe_slots_decode(m, n, slots, ids, logits);
 }
 
-static const int64_t *slot_stats(MoeModel *m, int slot) {
-    (void)slot;
-    return moe_model_stats(m);
-}
+static const int64_t *slot_stats(MoeModel *m, int slot) { return moe_slot_stats(m, slot); }
 
 /* ---- stop strings ---------------------------------------------------------------------------- */
 
