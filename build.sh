@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PKGS="cmake make gcc libc6-dev clang-19 llvm-19-dev libcjson-dev"
+PKGS="cmake make gcc libc6-dev pkg-config clang-19 llvm-19-dev libcjson-dev"
 [ "${1:-}" = fuzz ] && PKGS="$PKGS libclang-rt-19-dev libomp-19-dev" # libFuzzer, clang's OpenMP
 # the AArch64 runtime (cmake/cross_runtime.cmake) and qemu-aarch64, which runs the AArch64 tests
 CROSS_PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross libgomp1-arm64-cross qemu-user"

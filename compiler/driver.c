@@ -194,7 +194,8 @@ int compile_model(const CompileOptions *o, Diag *d) {
     /* weights first: the manifest carries their hash */
     uint64_t hash;
     bool progress = !o->quiet && isatty(2);
-    if (o->emit == EMIT_EXE) {
+    /* an executable's weights, or an object's when asked for beside it (to link into a C program) */
+    if (o->emit == EMIT_EXE || (o->emit == EMIT_OBJ && o->sidecar)) {
         void *tok = NULL;
         size_t tok_len = 0;
         load_tokenizer(a, o, &tok, &tok_len);
@@ -212,6 +213,14 @@ int compile_model(const CompileOptions *o, Diag *d) {
     if (o->emit != EMIT_EXE) {
         CgEmitKind k = o->emit == EMIT_OBJ ? CG_EMIT_OBJ : o->emit == EMIT_ASM ? CG_EMIT_ASM : CG_EMIT_LLVM;
         if (!cg_emit(cg, k, o->out)) goto out;
+        if (wtmp) {
+            char *side = arena_printf(a, "%s.moew", o->out);
+            if (rename(wtmp, side) != 0) {
+                diag_error(d, "%s: cannot rename into place", side);
+                goto out;
+            }
+            wtmp = NULL;
+        }
     } else {
         otmp = arena_printf(a, "%s.o.tmp.%d", o->out, (int)getpid());
         etmp = arena_printf(a, "%s.tmp.%d", o->out, (int)getpid());

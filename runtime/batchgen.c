@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "outfile.h"
 #include "sampler.h"
 #include "textio.h"
 
@@ -16,8 +17,8 @@ static bool take(MoeGenSeq *q, MoeSampler *s, const float *logits, const MoeGenP
     return q->n_out >= p->n_gen || (p->stop_at_eos && id == p->eos);
 }
 
-bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, const MoeGenParams *p, int64_t *steps,
-                        int64_t *rows, char *err, size_t errlen) {
+bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, const MoeGenParams *p, MoeGenStats *st,
+                        char *err, size_t errlen) {
     const int B = e->slots;
     const size_t sb = moe_sampler_scratch_bytes(e->vocab);
     int *seq_of = malloc(sizeof(int) * (size_t)B);            /* [B] the sequence a slot runs, -1: free */
@@ -26,7 +27,7 @@ bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, cons
     const float **lg = malloc(sizeof(float *) * (size_t)B);   /* [B] its logits */
     MoeSampler *smp = malloc(sizeof(MoeSampler) * (size_t)B); /* [B] per slot */
     char *scratch = malloc(sb * (size_t)B);
-    int64_t n_steps = 0, n_rows = 0;
+    MoeGenStats g = {0};
     bool ok = seq_of && slots && ids && lg && smp && scratch;
     if (!ok) snprintf(err, errlen, "batch generation: out of memory");
     for (int s = 0; ok && s < B; s++) seq_of[s] = -1;
@@ -42,7 +43,10 @@ bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, cons
             live++;
             moe_sampler_init(&smp[s], e->vocab, p->temp, p->top_k, p->top_p, p->seed, scratch + (size_t)s * sb);
             const float *logits;
+            double t0 = moe_now_s();
             if (!(ok = e->prefill(e->user, s, q->prompt, q->n_prompt, &logits, err, errlen))) break;
+            g.prefill_s += moe_now_s() - t0;
+            g.prefill_tokens += q->n_prompt;
             if (take(q, &smp[s], logits, p)) {
                 e->finish(e->user, s, seq_of[s]);
                 seq_of[s] = -1;
@@ -58,9 +62,11 @@ bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, cons
                 slots[n] = s;
                 ids[n++] = q->out[q->n_out - 1];
             }
+        double t0 = moe_now_s();
         if (!(ok = e->decode(e->user, n, slots, ids, lg, err, errlen))) break;
-        n_steps++;
-        n_rows += n;
+        g.decode_s += moe_now_s() - t0;
+        g.steps++;
+        g.rows += n;
         for (int i = 0; i < n; i++) {
             int s = slots[i];
             if (take(&seqs[seq_of[s]], &smp[s], lg[i], p)) {
@@ -72,8 +78,7 @@ bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, cons
     }
     for (int s = 0; seq_of && s < B; s++) /* after a failure: end what still runs */
         if (seq_of[s] >= 0) e->finish(e->user, s, seq_of[s]);
-    if (steps) *steps = n_steps;
-    if (rows) *rows = n_rows;
+    if (st) *st = g;
     free(seq_of);
     free(slots);
     free(ids);
@@ -176,4 +181,17 @@ void moe_batch_print(FILE *f, const MoeTokenizer *tok, int32_t eos, const MoeGen
         while (k < seqs[i].n_out && moe_text_token(&t, seqs[i].out[k])) k++;
         moe_text_end(&t, seqs[i].out, seqs[i].n_out);
     }
+}
+
+void moert_print_batch(FILE *f, int n_prompts, int slots, const MoeGenStats *st, double experts, int64_t n_exp) {
+    fprintf(f, "batch: %d prompts on %d slots | %" PRId64 " decode steps of %.3f rows | %.3f of %" PRId64
+               " experts per layer and step\n",
+            n_prompts, slots, st->steps, st->steps ? (double)st->rows / (double)st->steps : 0.0, experts, n_exp);
+}
+
+bool moe_parse_batch(const char *line, double *rows_per_step, double *experts_per_step) {
+    int n, b;
+    long long steps, e;
+    return sscanf(line, "batch: %d prompts on %d slots | %lld decode steps of %lf rows | %lf of %lld experts", &n, &b,
+                  &steps, rows_per_step, experts_per_step, &e) == 6;
 }

@@ -50,11 +50,17 @@ typedef struct MoeGenParams {
     bool stop_at_eos;
 } MoeGenParams;
 
+/* What a batch run did: decode steps and their rows (rows / steps is the batch achieved), prompt
+ * tokens prefilled, and the wall time inside the engine's prefill and decode calls. */
+typedef struct MoeGenStats {
+    int64_t steps, rows, prefill_tokens;
+    double prefill_s, decode_s;
+} MoeGenStats;
+
 /* Runs every sequence to its end. Returns false (err set) when an engine call fails or memory
- * runs out; the sequences' n_out then say how far each got. *steps (may be NULL) gets the decode
- * steps run, *rows the decode rows (their mean, rows / steps, is the batch actually achieved). */
-bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, const MoeGenParams *p, int64_t *steps,
-                        int64_t *rows, char *err, size_t errlen);
+ * runs out; the sequences' n_out then say how far each got. *st (may be NULL) gets the figures. */
+bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, const MoeGenParams *p, MoeGenStats *st,
+                        char *err, size_t errlen);
 
 /* The prompts of a batch run: with tok, each non-empty line of src is a text prompt encoded with
  * it (BOS as the tokenizer asks); without, src is id lists separated by ';' ("1,2,3;4,5"). Each
@@ -63,6 +69,13 @@ bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, cons
 bool moe_batch_prompts(const char *src, const MoeTokenizer *tok, int64_t n_gen, MoeGenSeq **seqs, int *n, char *err,
                        size_t errlen);
 void moe_batch_free(MoeGenSeq *seqs, int n);
+/* The --verbose line of a batch run (parsed back by moec bench with moe_parse_batch): prompts,
+ * slots, decode steps and their mean rows, and the mean distinct experts a decode step routes to
+ * per MoE layer (0: not measured), of n_exp:
+ * "batch: N prompts on B slots | S decode steps of R rows | X of E experts per layer and step" */
+void moert_print_batch(FILE *f, int n_prompts, int slots, const MoeGenStats *st, double experts, int64_t n_exp);
+bool moe_parse_batch(const char *line, double *rows_per_step, double *experts_per_step);
+
 /* Prints each sequence's result on f in order, labelled with its prompt's number: "[i] " then its
  * text up to its end-of-sequence token (tok), or its ids comma-separated; then a newline. */
 void moe_batch_print(FILE *f, const MoeTokenizer *tok, int32_t eos, const MoeGenSeq *seqs, int n);

@@ -321,6 +321,9 @@ typedef struct BatchRun {
     int64_t *stats;          /* [n_seqs][n_layers][n_exp + 1] each sequence's, taken when it ends */
     int64_t *routed;         /* [n_seqs] its tokens (prompt and fed generated) */
     int64_t per_seq;
+    int64_t expert_reads;    /* over decode steps and MoE layers: the distinct experts a step routes to */
+    int64_t moe_layer_steps; /* decode steps x MoE layers */
+    uint8_t *seen;           /* [n_exp] scratch */
 } BatchRun;
 
 static bool br_start(void *user, int *slot, char *err, size_t errlen) {
@@ -348,17 +351,35 @@ static bool br_prefill(void *user, int slot, const int32_t *ids, int64_t n, cons
 static bool br_decode(void *user, int n, const int *slots, const int32_t *ids, const float **logits, char *err,
                       size_t errlen) {
     BatchRun *b = user;
-    if (moe_slots_decode(b->m, n, slots, ids, logits) == MOE_OK) return true;
-    snprintf(err, errlen, "%s", moe_model_error(b->m));
-    return false;
+    if (moe_slots_decode(b->m, n, slots, ids, logits) != MOE_OK) {
+        snprintf(err, errlen, "%s", moe_model_error(b->m));
+        return false;
+    }
+    /* the union of the experts the step's rows route to: what its expert kernels read */
+    const MoeManifest *mf = moe_model_manifest(b->m);
+    for (uint32_t l = 0; l < mf->n_layers; l++) {
+        int64_t rows;
+        const MoeRoute *r = moe_model_routes(b->m, (int)l, &rows);
+        if (!r) continue;
+        memset(b->seen, 0, (size_t)mf->n_exp);
+        for (int64_t i = 0; i < rows * mf->top_k; i++) {
+            int32_t e = r[i].expert;
+            if (e >= 0 && e < mf->n_exp && !b->seen[e]) {
+                b->seen[e] = 1;
+                b->expert_reads++;
+            }
+        }
+        b->moe_layer_steps++;
+    }
+    return true;
 }
 
-static int generate_batch(CliOptions *o, MoeModel *m, const MoeTokenizer *tok) {
+static int generate_batch(CliOptions *o, MoeModel *m, const MoeTokenizer *tok, double load_s) {
     const MoeManifest *mf = moe_model_manifest(m);
     char err[512];
     MoeGenSeq *seqs = NULL;
     int n = 0, rc = 1;
-    BatchRun b = {m, NULL, NULL, (int64_t)mf->n_layers * (mf->n_exp + 1)};
+    BatchRun b = {m, NULL, NULL, (int64_t)mf->n_layers * (mf->n_exp + 1), 0, 0, NULL};
     if (!moe_batch_prompts(tok ? o->text : o->tokens_arg, tok, o->n_gen, &seqs, &n, err, sizeof err)) {
         error(o, "%s", err);
         return 1;
@@ -380,21 +401,19 @@ static int generate_batch(CliOptions *o, MoeModel *m, const MoeTokenizer *tok) {
     }
     b.stats = calloc((size_t)(n * b.per_seq), sizeof(int64_t));
     b.routed = calloc((size_t)n, sizeof(int64_t));
-    if (!b.stats || !b.routed) {
+    b.seen = calloc((size_t)mf->n_exp + 1, 1);
+    if (!b.stats || !b.routed || !b.seen) {
         error(o, "out of memory");
         goto out;
     }
     MoeGenEngine e = {&b, moe_model_slots(m), mf->vocab_size, br_start, br_finish, br_prefill, br_decode};
     MoeGenParams p = {o->n_gen, o->temp, o->top_p, o->top_k, (uint64_t)o->seed, (int32_t)mf->eos_token_id, tok != NULL};
-    int64_t steps, rows, fed = 0, made = 0;
-    double t0 = moe_now_s();
-    if (!moe_batch_generate(&e, seqs, n, &p, &steps, &rows, err, sizeof err)) {
+    MoeGenStats gs;
+    if (!moe_batch_generate(&e, seqs, n, &p, &gs, err, sizeof err)) {
         error(o, "%s", err);
         goto out;
     }
-    double dt = moe_now_s() - t0;
     moe_batch_print(stdout, tok, p.eos, seqs, n);
-    for (int i = 0; i < n; i++) fed += seqs[i].n_prompt, made += seqs[i].n_out;
     if (o->stats) {
         int64_t *total = calloc((size_t)b.per_seq, sizeof(int64_t)), routed = 0;
         for (int i = 0; i <= n && total; i++) {
@@ -410,15 +429,16 @@ static int generate_batch(CliOptions *o, MoeModel *m, const MoeTokenizer *tok) {
         }
         free(total);
     }
-    if (o->verbose)
-        fprintf(stderr, "%d prompts (%" PRId64 " tokens) -> %" PRId64 " tokens in %.3f s on %d slots: %" PRId64
-                        " decode steps of %.2f rows on average, %.1f generated tokens/s in all\n",
-                n, fed, made, dt, moe_model_slots(m), steps, steps ? (double)rows / (double)steps : 0.0,
-                dt > 0 ? (double)made / dt : 0.0);
+    if (o->verbose) {
+        moert_print_batch(stderr, n, moe_model_slots(m), &gs,
+                          b.moe_layer_steps ? (double)b.expert_reads / (double)b.moe_layer_steps : 0, mf->n_exp);
+        moe_print_timing(stderr, load_s, gs.prefill_tokens, gs.prefill_s, gs.rows, gs.decode_s);
+    }
     rc = 0;
 out:
     free(b.stats);
     free(b.routed);
+    free(b.seen);
     moe_batch_free(seqs, n);
     return rc;
 }
@@ -458,7 +478,7 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
     }
     if (o->batch) {
         if (o->text_mode && !load_tokenizer(o, m, &tok)) goto out;
-        rc = generate_batch(o, m, tok);
+        rc = generate_batch(o, m, tok, moe_now_s() - t0);
         goto out;
     }
     if (o->text_mode && (!encode_prompt(o, m, &tok) || !check_prompt(o, mf))) goto out;

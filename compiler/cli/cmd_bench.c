@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "batchgen.h"
 #include "cli.h"
 #include "exec.h"
 #include "kernels/kt_amx.h"
@@ -53,6 +54,11 @@ static const char bench_usage[] =
     "  --plot FILE.svg   decode tokens/s against context length, both paths\n"
     "  --quant SPEC      both paths on the block-quantised model (as 'moec run --quant', e.g. q4_k); the\n"
     "                    limits count the bytes of each matrix at its type\n"
+    "  --batch B1,B2,... decode of B sequences at once instead (one executable compiled with --batch B\n"
+    "                    each, B prompts of P tokens, G new tokens each): aggregate and per-sequence\n"
+    "                    decode tokens/s, both paths, against the bound of the bytes each step reads\n"
+    "                    (the union of the experts its rows route to, the rest of the weights once, and\n"
+    "                    each slot's KV cache)\n"
     "  --quick           small probes (for smoke tests)\n";
 
 typedef struct Sample {
@@ -179,6 +185,8 @@ static double amx_run(int threads, long iters) {
 
 typedef struct Limits {
     double weight_bytes_per_tok; /* decode: weights read per token */
+    double expert_bytes;         /* one routed expert of one layer (gate, up, down) */
+    int64_t moe_layers;
     double kv_bytes_per_pos;     /* decode: KV bytes read per cached position */
     double flops_per_tok;        /* prefill: matmul FLOPs per token (attention excluded) */
     double chunk_bytes;          /* prefill: weights one chunk reads (every expert, no lm_head) */
@@ -205,6 +213,9 @@ static Limits model_limits(const Model *m) {
     }
     double head = (double)c->vocab_size * H;
     Limits lim;
+    lim.expert_bytes = 3 * H * I * wb;
+    lim.moe_layers = 0;
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) lim.moe_layers += c->layer_is_moe[l];
     lim.weight_bytes_per_tok = (active + head) * wb + H * wb /* one embedding row */;
     lim.kv_bytes_per_pos = 2.0 * (double)c->num_hidden_layers * nkv * hd * 4;
     lim.flops_per_tok = 2.0 * (active + head);
@@ -223,6 +234,15 @@ static void quant_limits(Limits *lim, const Model *m, const QuantReport *r) {
     lim->weight_bytes_per_tok = all + (double)r->bytes_after[QC_HEAD] + embed_row +
                                 experts * (double)c->num_experts_per_tok / (double)c->num_experts;
     lim->chunk_bytes = all + experts;
+    lim->expert_bytes = lim->moe_layers ? experts / (double)(lim->moe_layers * c->num_experts) : 0;
+}
+
+/* Bytes one decode step of `rows` tokens reads when its rows route to `experts` distinct experts
+ * per MoE layer (on average) and each row's slot holds `ctx` positions: every weight but the
+ * routed experts once, those experts once each, one embedding row and the KV cache per row. */
+static double step_bytes(const Limits *lim, int64_t k, double rows, double experts, double ctx) {
+    double shared = lim->weight_bytes_per_tok - (double)k * (double)lim->moe_layers * lim->expert_bytes;
+    return shared + experts * (double)lim->moe_layers * lim->expert_bytes + rows * lim->kv_bytes_per_pos * ctx;
 }
 
 /* Prefill tokens/s this machine allows: compute (peak FLOP/s over FLOPs per token) or memory (every
@@ -324,6 +344,113 @@ static void write_svg(const char *path, const Bench *b, const int64_t *ctx, int 
     fclose(f);
 }
 
+/* ---- --batch: B sequences decoded together ---- */
+
+typedef struct BatchFig {
+    double agg[2][64];       /* [path][repeat] aggregate decode tok/s */
+    double rows, experts;    /* compiled: mean rows and distinct experts per layer of a decode step */
+    int n[2];
+} BatchFig;
+
+/* "p1;p2;...": B prompts of n tokens, each different. */
+static char *batch_ids(int64_t B, int64_t n, int64_t vocab) {
+    char *s = xmalloc((size_t)(B * (n * 7 + 1)) + 1), *p = s;
+    for (int64_t b = 0; b < B; b++) {
+        if (b) *p++ = ';';
+        for (int64_t i = 0; i < n; i++) p += sprintf(p, "%s%" PRId64, i ? "," : "", 1 + (i * 7919 + b * 104729) % (vocab - 1));
+    }
+    *p = 0;
+    return s;
+}
+
+/* Runs argv, reading its timing and batch lines: false when it fails or prints neither. */
+static bool run_batch_child(char **argv, double *agg, double *rows, double *experts) {
+    char errf[] = "/tmp/moec-bench-XXXXXX";
+    int fd = mkstemp(errf);
+    if (fd < 0) return false;
+    close(fd);
+    struct rusage ru = {0};
+    bool ok = cli_run_child(argv, NULL, errf, &ru) == 0, timing = false, batch = false;
+    FILE *f = fopen(errf, "r");
+    char line[1024];
+    MoeTiming t;
+    while (f && fgets(line, sizeof line, f)) {
+        if (moe_parse_timing(line, &t)) timing = true, *agg = t.decode_tps;
+        else if (moe_parse_batch(line, rows, experts)) batch = true;
+        else if (!ok) fputs(line, stderr);
+    }
+    if (f) fclose(f);
+    unlink(errf);
+    return ok && timing && batch;
+}
+
+static int bench_batch(Diag *d, const char *self, const char *model, const char *cache, const Model *md,
+                       const Limits *lim, const QuantSpec *quant, const int64_t *bs, int n_b, int64_t threads,
+                       int64_t prompt, int64_t gen, int64_t repeat, bool quick) {
+    const ModelConfig *c = &md->cfg;
+    char thr[16], n[32], bb[32], exe[4300];
+    snprintf(thr, sizeof thr, "%" PRId64, threads);
+    snprintf(n, sizeof n, "%" PRId64, gen);
+    double bw = probe_bandwidth((int)threads, quick ? (64u << 20) : (1u << 30));
+    BatchFig fig[16] = {0};
+    for (int i = 0; i < n_b; i++) {
+        snprintf(exe, sizeof exe, "%s/bench-b%" PRId64 "-%d.exe", cache, bs[i], (int)getpid());
+        CompileOptions co = {.model_dir = model, .out = exe, .batch = bs[i], .threads = threads, .quiet = true,
+                             .quant = quant};
+        fprintf(stderr, "moec: bench: batch %" PRId64 ": compiling\n", bs[i]);
+        if (compile_model(&co, d)) return 1;
+        snprintf(bb, sizeof bb, "%" PRId64, bs[i]);
+        char *ids = batch_ids(bs[i], prompt, c->vocab_size);
+        char *cmp_argv[] = {exe, "--batch-prompts", "--tokens", ids, "-n", n, "--threads", thr, "--verbose", NULL};
+        char *gen_argv[] = {(char *)self, "run", (char *)model, "--batch-prompts", "--batch", bb, "--tokens", ids, "-n", n,
+                            "--threads", thr, "--verbose", quant ? "--quant" : NULL, quant ? (char *)quant->text : NULL,
+                            NULL};
+        bool ok = true;
+        for (int r = 0; r < repeat && ok; r++)
+            for (int p = 0; p < 2 && ok; p++) { /* alternate the paths */
+                int path = (p + r) % 2;
+                double agg = 0, rows = 0, ex = 0;
+                fprintf(stderr, "moec: bench: batch %" PRId64 ", run %d/%" PRId64 ", %s\n", bs[i], r + 1, repeat,
+                        path_name[path]);
+                ok = run_batch_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &agg, &rows, &ex);
+                fig[i].agg[path][fig[i].n[path]++] = agg;
+                if (path == PATH_COMPILED) fig[i].rows = rows, fig[i].experts = ex;
+            }
+        free(ids);
+        unlink(exe);
+        if (!ok) {
+            diag_error(d, "bench: batch %" PRId64 ": a run failed", bs[i]);
+            return 1;
+        }
+    }
+    printf("moec bench --batch: %s (%s), %s threads, %" PRId64 " prompts of %" PRId64 " tokens + %" PRId64
+           " generated per slot\n",
+           model, c->model_type, thr, bs[0], prompt, gen);
+    printf("machine: read bandwidth %.1f GB/s (%s threads)\n\n", bw / 1e9, thr);
+    printf("%-6s %-24s %-24s %8s %10s %9s %11s %9s\n", "batch", "compiled tok/s (agg)", "generic tok/s (agg)", "ratio",
+           "per seq", "bound", "comp/bound", "experts");
+    for (int i = 0; i < n_b; i++) {
+        Stat sc = stat_of(fig[i].agg[PATH_COMPILED], fig[i].n[PATH_COMPILED]);
+        Stat sg = stat_of(fig[i].agg[PATH_GENERIC], fig[i].n[PATH_GENERIC]);
+        double rows = fig[i].rows > 0 ? fig[i].rows : 1;
+        double bound = rows * bw / step_bytes(lim, c->num_experts_per_tok, rows, fig[i].experts,
+                                              (double)prompt + (double)gen / 2);
+        char cs[32], gs[32];
+        snprintf(cs, sizeof cs, "%.1f [%.0f,%.0f]", sc.med, sc.min, sc.max);
+        snprintf(gs, sizeof gs, "%.1f [%.0f,%.0f]", sg.med, sg.min, sg.max);
+        printf("%-6" PRId64 " %-24s %-24s %7.2fx %10.1f %9.1f %10.0f%% %5.2f/%" PRId64 "\n", bs[i], cs, gs,
+               sg.med > 0 ? sc.med / sg.med : 0, sc.med / rows, bound, 100 * sc.med / bound, fig[i].experts,
+               c->num_experts);
+    }
+    printf("\naggregate = decode tokens of all slots per second of decode steps (median [min, max] of %" PRId64
+           " runs);\nper seq = aggregate / the mean live slots of a step; bound = the mean rows of a step x bandwidth /\n"
+           "the bytes it reads: every weight but the routed experts once (%.1f MB), the distinct experts its rows\n"
+           "route to (experts: mean per MoE layer, of E; %.2f MB each), and each row's KV cache at the mean context\n",
+           repeat, (lim->weight_bytes_per_tok - (double)c->num_experts_per_tok * (double)lim->moe_layers * lim->expert_bytes) / 1e6,
+           lim->expert_bytes / 1e6);
+    return 0;
+}
+
 int cmd_bench(int argc, char **argv) {
     Diag d = {0};
     int64_t threads = omp_get_num_procs(), prompt = 128, gen = 64, repeat = 3;
@@ -332,6 +459,8 @@ int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *json = NULL, *plot = NULL;
     bool quick = false, quant = false;
     QuantSpec spec;
+    int64_t batches[16];
+    int n_batch = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
@@ -358,6 +487,18 @@ int cmd_bench(int argc, char **argv) {
             n_ctx_req = (int)(n < 6 ? n : 6);
             for (int k = 0; k < n_ctx_req; k++) ctx[k] = ids[k];
             free(ids);
+        } else if (!strcmp(a, "--batch")) {
+            int32_t *ids;
+            int64_t nb;
+            if (!cli_parse_ids(&d, a, v, &ids, &nb)) return 2;
+            n_batch = (int)(nb < 16 ? nb : 16);
+            for (int k = 0; k < n_batch; k++) batches[k] = ids[k];
+            free(ids);
+            for (int k = 0; k < n_batch; k++)
+                if (batches[k] < 1 || batches[k] > MOE_MAX_BATCH) {
+                    diag_error(&d, "--batch: %" PRId64 ": expected batch sizes in [1, %d]", batches[k], MOE_MAX_BATCH);
+                    return 2;
+                }
         } else if (!strcmp(a, "--json")) {
             json = v;
         } else if (!strcmp(a, "--plot")) {
@@ -427,6 +568,14 @@ int cmd_bench(int argc, char **argv) {
             if ((seen >> t & 1) && dtype_is_quant((DType)t) && !kt_is_q(t))
                 snprintf(kernel_note + strlen(kernel_note), sizeof kernel_note - strlen(kernel_note), "%s%s",
                          kernel_note[0] ? ", " : "", dtype_name((DType)t));
+    }
+    if (n_batch) {
+        int brc = bench_batch(&d, self, model, cache, &md, &lim, quant ? &spec : NULL, batches, n_batch, threads,
+                              prompt, gen, repeat, quick);
+        diag_summary(&d);
+        model_close(&md);
+        arena_destroy(a);
+        return brc;
     }
     /* contexts that fit the model: prompt + gen positions */
     int64_t maxctx = c->max_position_embeddings < 4096 ? c->max_position_embeddings : 4096;

@@ -33,7 +33,9 @@ static const char compile_usage[] =
     "                          e.g. q4_k,attn=q8_0; see 'moec inspect --quant SPEC')\n"
     "  --threads N             most threads a step will run (sizes per-thread buffers; default: cores)\n"
     "  --weights embed|sidecar weights inside OUT (default) or beside it in OUT.moew\n"
-    "  --emit exe|obj|llvm|asm what to write (default exe; obj/llvm/asm write only the program)\n"
+    "  --emit exe|obj|llvm|asm what to write (default exe; obj/llvm/asm write only the program; obj with\n"
+    "                          --weights sidecar also OUT.moew, to link OUT into a program of your own\n"
+    "                          with libmoert: see examples/)\n"
     "  --dump-after PASS       print the IR after build, specialize, fuse, pack or plan, and stop\n"
     "  -q, --quiet             no progress or timing lines\n";
 

@@ -269,7 +269,7 @@ static bool bi_decode(void *user, int n, const int *slots, const int32_t *ids, c
     return true;
 }
 
-static int run_batch(RunOptions *o, Model *m, Arena *a, Diag *d, const MoeTokenizer *tok) {
+static int run_batch(RunOptions *o, Model *m, Arena *a, Diag *d, const MoeTokenizer *tok, double load_s) {
     const ModelConfig *c = &m->cfg;
     char err[512];
     MoeGenSeq *seqs = NULL;
@@ -313,20 +313,17 @@ static int run_batch(RunOptions *o, Model *m, Arena *a, Diag *d, const MoeTokeni
     memset(b.used, 0, sizeof(bool) * (size_t)b.slots);
     MoeGenEngine e = {&b, (int)b.slots, b.V, bi_start, bi_finish, bi_prefill, bi_decode};
     MoeGenParams p = {o->n_gen, o->temp, o->top_p, o->top_k, (uint64_t)o->seed, (int32_t)c->eos_token_id, tok != NULL};
-    int64_t steps, drows, made = 0;
-    double t0 = moe_now_s();
-    if (!moe_batch_generate(&e, seqs, n, &p, &steps, &drows, err, sizeof err)) {
+    MoeGenStats gs;
+    if (!moe_batch_generate(&e, seqs, n, &p, &gs, err, sizeof err)) {
         diag_error(d, "%s", err);
         goto out;
     }
-    double dt = moe_now_s() - t0;
     moe_batch_print(stdout, tok, p.eos, seqs, n);
-    for (int i = 0; i < n; i++) made += seqs[i].n_out;
     if (o->stats) print_stats(m, b.ip, -1);
-    if (o->verbose)
-        fprintf(stderr, "%d prompts -> %" PRId64 " tokens in %.3f s on %" PRId64 " slots: %" PRId64
-                        " decode steps of %.2f rows on average, %.1f generated tokens/s in all\n",
-                n, made, dt, b.slots, steps, steps ? (double)drows / (double)steps : 0.0, dt > 0 ? (double)made / dt : 0.0);
+    if (o->verbose) {
+        moert_print_batch(stderr, n, (int)b.slots, &gs, 0, c->num_experts);
+        moe_print_timing(stderr, load_s, gs.prefill_tokens, gs.prefill_s, gs.rows, gs.decode_s);
+    }
     rc = 0;
 out:
     interp_free(b.ip);
@@ -392,7 +389,7 @@ int cmd_run(int argc, char **argv) {
     }
     if (o.batch) {
         if (o.text && !load_run_tokenizer(&d, a, &o, &tok)) goto out;
-        rc = run_batch(&o, &m, a, &d, tok);
+        rc = run_batch(&o, &m, a, &d, tok, moe_now_s() - t0);
         goto out;
     }
     if (o.text && !encode_prompt(&d, a, &o, &tok)) goto out;

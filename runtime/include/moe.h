@@ -21,13 +21,18 @@
  *   moe_slots_decode(m, 2, slots, ids, lg);                // lg[0]: s's logits, lg[1]: t's
  *   moe_slot_free(m, s);
  *
+ * From load on, a background thread maps the weights' pages in (so that the first steps of a
+ * fresh process do not fault them in one by one); MOE_NO_PREFAULT=1 in the environment turns it off.
+ *
  * Everything is allocated in moe_model_load (weights mmap'd read-only, arena, KV cache, stats);
- * no other call allocates. A pointer the runtime hands out is borrowed: it stays valid until the
+ * no step allocates (the first moe_tokenize or moe_detokenize builds the embedded tokenizer, and
+ * they use temporary memory). A pointer the runtime hands out is borrowed: it stays valid until the
  * next call on the same handle. No call exits or aborts on bad input: each returns a MoeStatus,
  * and the one-line message of the last failure comes from moe_model_error(m). A handle is used by
  * one thread at a time (each step runs on the handle's own OpenMP threads). */
 #ifndef MOE_H
 #define MOE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -72,7 +77,10 @@ MOE_API MoeStatus moe_model_load(MoeModel **out, const MoeProgram *prog, const c
 MOE_API void moe_model_free(MoeModel *m);
 /* The message of the last failed call on m ("" when none). */
 MOE_API const char *moe_model_error(const MoeModel *m);
-/* The manifest m was compiled with (lives as long as the program). */
+/* The vocabulary size (the length of a logits row) and the context (positions per sequence). */
+MOE_API int64_t moe_model_vocab(const MoeModel *m);
+MOE_API int64_t moe_model_context(const MoeModel *m);
+/* The manifest m was compiled with (lives as long as the program; fields in format.h). */
 MOE_API const MoeManifest *moe_model_manifest(const MoeModel *m);
 /* Recomputes the model hash over every byte of m's weights (and tokenizer) and compares it with
  * the one the program was compiled with: MOE_ERR_MISMATCH when a byte changed after compile.
@@ -104,6 +112,18 @@ MOE_API const MoeRoute *moe_model_routes(const MoeModel *m, int layer, int64_t *
 /* Expert statistics of slot 0's sequence, [n_layers][n_exp + 1] int64: tokens each expert
  * processed, then assignments dropped by expert capacity; real tokens only (padding is not counted). */
 MOE_API const int64_t *moe_model_stats(const MoeModel *m);
+
+/* ---- text: the tokenizer embedded at compile time ---- */
+/* Encodes text (NUL-terminated) into ids[cap], with the BOS/EOS the tokenizer adds for a prompt
+ * when add_special. Returns the ids it takes (more than cap: only cap written; call again with
+ * room), or -1 (moe_model_error says why: no tokenizer embedded, out of memory). */
+MOE_API int64_t moe_tokenize(MoeModel *m, const char *text, bool add_special, int32_t *ids, int64_t cap);
+/* Decodes ids[n] into buf[cap] as NUL-terminated UTF-8 (special tokens skipped). Returns the
+ * bytes of the text without the NUL (cap or more: buf holds a NUL-terminated prefix; call again
+ * with room), or -1 (moe_model_error says why). */
+MOE_API int64_t moe_detokenize(MoeModel *m, const int32_t *ids, int64_t n, char *buf, int64_t cap);
+/* The end-of-sequence token of the model (-1: none). */
+MOE_API int32_t moe_model_eos(const MoeModel *m);
 
 /* ---- slots (moec compile --batch B) ---- */
 /* B: slots 0 .. B-1. */

@@ -23,3 +23,33 @@ add_executable(llvm_fatal ${CMAKE_CURRENT_SOURCE_DIR}/e2e/llvm_fatal.c)
 target_link_libraries(llvm_fatal PRIVATE moec_core)
 add_test(NAME compile_llvm_fatal COMMAND llvm_fatal)
 set_tests_properties(compile_llvm_fatal PROPERTIES LABELS e2e TIMEOUT 60)
+# Sequence slots (--batch B): every family's golden (and two quantised GGUF ones) batched ==
+# alone on both paths; batch 16; capacity with batch; the errors. tests/e2e/batch_checks.sh.
+foreach(case ${MOEC_GOLDEN_CASES})
+  get_filename_component(name ${case} NAME)
+  if(NOT name MATCHES "^gguf_" OR name MATCHES "k_small_q4_k_m|qwen2_moe_q4_0")
+    add_test(NAME batch_slots_${name}
+             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/batch_checks.sh $<TARGET_FILE:moec>
+                     ${CMAKE_CURRENT_BINARY_DIR}/tmp/batch_slots_${name} slots ${case}/model)
+    set_tests_properties(batch_slots_${name} PROPERTIES LABELS e2e TIMEOUT 600)
+  endif()
+  if(name STREQUAL "mixtral_tiny_bf16")
+    add_test(NAME batch_capacity
+             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/batch_checks.sh $<TARGET_FILE:moec>
+                     ${CMAKE_CURRENT_BINARY_DIR}/tmp/batch_capacity capacity ${case}/model)
+    set_tests_properties(batch_capacity PROPERTIES LABELS e2e TIMEOUT 600)
+  endif()
+endforeach()
+foreach(check wide errors)
+  add_test(NAME batch_${check}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/batch_checks.sh $<TARGET_FILE:moec>
+                   ${CMAKE_CURRENT_BINARY_DIR}/tmp/batch_${check} ${check})
+  set_tests_properties(batch_${check} PROPERTIES LABELS e2e TIMEOUT 600)
+endforeach()
+# examples/ built and run as their headers say, and against an installed copy (pkg-config moert).
+foreach(check c_api install)
+  add_test(NAME examples_${check}
+           COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/examples_checks.sh $<TARGET_FILE:moec> ${PROJECT_SOURCE_DIR}
+                   ${PROJECT_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/tmp/examples_${check} ${check})
+  set_tests_properties(examples_${check} PROPERTIES LABELS e2e TIMEOUT 600)
+endforeach()

@@ -270,6 +270,16 @@ static void t_load_ok(void) {
     const char *tok = moert_model_tokenizer(m, &tb);
     EXPECT_EQ(tb, 5);
     EXPECT_TRUE(tok && !memcmp(tok, "hello", 5));
+    /* "hello" is no tokenizer blob: the text calls say so, the rest of the model still runs */
+    int32_t ids[4];
+    char text[8];
+    EXPECT_EQ(moe_tokenize(m, "hi", true, ids, 4), -1);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "tokenize: ");
+    EXPECT_STR_CONTAINS(moe_model_error(m), "embedded tokenizer: ");
+    EXPECT_EQ(moe_detokenize(m, ids, 0, text, sizeof text), -1);
+    EXPECT_EQ(moe_model_vocab(m), V);
+    EXPECT_EQ(moe_model_context(m), S);
+    EXPECT_EQ(moe_model_slots(m), 1);
     int64_t rows = 7;
     EXPECT_TRUE(moe_model_routes(m, 0, &rows) == NULL); /* no step yet */
     EXPECT_EQ(rows, 0);

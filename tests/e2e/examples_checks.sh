@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# examples_checks.sh MOEC SRC BUILD WORK CHECK: the programs in examples/, built and run as their
+# headers say, against what the compiled executable prints for the same model.
+#   c_api     generate.c and slots.c linked with a model object (--emit obj --weights sidecar) and
+#             the build tree's libmoert.a: generate's text == `OUT --prompt`; slots' results ==
+#             `OUT --batch-prompts` (B = 4, 6 prompts) == each prompt alone
+#   install   `cmake --install` into a prefix: generate.c built with `pkg-config --cflags --libs
+#             moert` against the installed libmoert.so gives the same text; the installed moec
+#             compiles an executable with the installed runtime
+set -u
+moec=$1 src=$2 build=$3 work=$4 check=$5
+rm -rf "$work" && mkdir -p "$work"
+fail() { echo "FAIL: $*"; exit 1; }
+cc=${CC:-cc}
+"$moec" synth "$work/m" --arch mixtral --preset tiny --seed 1 >/dev/null 2>&1 || fail "synth"
+"$moec" compile "$work/m" -o "$work/model.o" --emit obj --weights sidecar --batch 4 --threads 2 -q || fail "compile obj"
+[ -s "$work/model.o.moew" ] || fail "--emit obj --weights sidecar wrote no model.o.moew"
+"$moec" compile "$work/m" -o "$work/exe" --batch 4 --threads 2 -q || fail "compile exe"
+prompt="The quick brown fox"
+want=$("$work/exe" --prompt "$prompt" -n 12 --threads 2) || fail "exe --prompt"
+case $check in
+c_api)
+  for ex in generate slots; do
+    $cc -O2 -std=c11 -Wall -Werror -o "$work/$ex" "$src/examples/$ex.c" "$work/model.o" -I"$src/runtime/include" \
+      "$build/runtime/libmoert.a" -fopenmp -lm || fail "build $ex"
+  done
+  got=$(OMP_NUM_THREADS=2 "$work/generate" "$work/model.o.moew" "$prompt" 12) || fail "run generate"
+  echo "exe:      $want"; echo "generate: $got"
+  [ -n "$want" ] && [ "$want" = "$got" ] || fail "generate's text differs from the executable's"
+  ps=("Hello" "Once upon a time there was" "1 2 3 4 5 6 7" "a" "The weather today is" "Why")
+  printf '%s\n' "${ps[@]}" >"$work/prompts"
+  OMP_NUM_THREADS=2 "$work/slots" "$work/model.o.moew" 10 "${ps[@]}" >"$work/slots.out" || fail "run slots"
+  "$work/exe" --batch-prompts --prompt-file "$work/prompts" -n 10 --threads 2 >"$work/batch.out" || fail "exe batch"
+  for i in "${!ps[@]}"; do echo "[$((i + 1))] $("$work/exe" --prompt "${ps[$i]}" -n 10 --threads 2)"; done >"$work/alone.out"
+  cat "$work/slots.out"
+  cmp -s "$work/slots.out" "$work/batch.out" || { diff "$work/slots.out" "$work/batch.out"; fail "slots != --batch-prompts"; }
+  cmp -s "$work/slots.out" "$work/alone.out" || { diff "$work/slots.out" "$work/alone.out"; fail "slots != alone"; } ;;
+install)
+  cmake --install "$build" --prefix "$work/prefix" >/dev/null || fail "cmake --install"
+  for f in bin/moec include/moe.h lib/libmoert.a lib/libmoert.so lib/moec/libmoert.a lib/moec/libmoert_main.a \
+           lib/pkgconfig/moert.pc; do
+    [ -e "$work/prefix/$f" ] || fail "not installed: $f"
+  done
+  flags=$(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs moert) || fail "pkg-config moert"
+  echo "pkg-config: $flags"
+  $cc -O2 -std=c11 -o "$work/generate" "$src/examples/generate.c" "$work/model.o" $flags || fail "build against the install"
+  lib=$(ldd "$work/generate" | awk '/libmoert.so/ {print $3}')
+  [ -n "$lib" ] && [ "$(realpath "$lib")" = "$(realpath "$work/prefix/lib/libmoert.so")" ] ||
+    { ldd "$work/generate"; fail "not linked to the installed libmoert.so"; }
+  got=$(OMP_NUM_THREADS=2 "$work/generate" "$work/model.o.moew" "$prompt" 12) || fail "run generate"
+  [ "$want" = "$got" ] || fail "installed: generate's text differs: '$got'"
+  # the installed compiler finds the installed runtime (lib/moec), not the build tree's
+  cp -r "$work/prefix" "$work/moved" && rm -rf "$work/prefix"
+  "$work/moved/bin/moec" compile "$work/m" -o "$work/exe2" --batch 4 --threads 2 -q || fail "installed moec compile"
+  got=$("$work/exe2" --prompt "$prompt" -n 12 --threads 2) || fail "exe2"
+  [ "$want" = "$got" ] || fail "installed moec: text differs" ;;
+*) fail "unknown check $check" ;;
+esac
+echo "$check ok"
