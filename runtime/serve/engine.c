@@ -105,7 +105,7 @@ void engine_unref_locked(Req *r) {
 
 bool engine_submit(Engine *e, Req *r) {
     pthread_mutex_lock(&e->mu);
-    bool ok = !e->stop && e->q_len < e->q_max;
+    bool ok = !e->stop && e->q_len < e->q_max + (e->B - e->busy); /* free slots take the queue's head at once */
     if (ok) {
         r->refs++;
         r->queued = true;

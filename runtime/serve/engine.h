@@ -84,7 +84,8 @@ bool engine_start(Engine *e, MoeModel *m, const MoeTokenizer *tok, int queue_max
 void engine_stop(Engine *e);
 /* A zeroed Req with refs = 1 (the caller's); NULL when out of memory. */
 Req *engine_req_new(void);
-/* Queues r (taking the engine's reference); false when the queue is full (r untouched). Locks mu. */
+/* Queues r (taking the engine's reference); false when q_max requests already wait beyond the free
+ * slots (r untouched). Locks mu. */
 bool engine_submit(Engine *e, Req *r);
 /* Asks the engine to end r; a queued r is removed at once. Call with mu held. */
 void engine_cancel_locked(Engine *e, Req *r);

@@ -260,6 +260,21 @@ if [ "$part" = all ] || [ "$part" = slow ]; then
   [ $rc -eq 0 ] || fail "exit status $rc after two signals"
   [ "$(cat "$work/cut.status")" = 503 ] || fail "the cancelled request: $(cat "$work/cut.status") $(cat "$work/cut")"
   echo "  two signals: the running request cancelled (503), exit 0"
+  # limits: --queue 0 still serves free slots; --max-conns; --idle-timeout closes idle connections
+  start "$exe" --max-conns 2 --idle-timeout 1 --queue 0
+  call q0 -d '{"prompt": "x", "max_tokens": 2}' "$url/v1/completions"
+  [ "$(cat "$work/q0.status")" = 200 ] || fail "--queue 0 with free slots: $(cat "$work/q0.status") $(cat "$work/q0")"
+  exec 3<>"/dev/tcp/127.0.0.1/$port" 4<>"/dev/tcp/127.0.0.1/$port"
+  sleep 0.3
+  exec 5<>"/dev/tcp/127.0.0.1/$port"
+  head -1 <&5 | grep -q "^HTTP/1.1 503" || fail "a third connection with --max-conns 2 was not answered 503"
+  sleep 2
+  timeout 2 cat <&3 >/dev/null || fail "an idle connection was kept beyond --idle-timeout 1"
+  exec 3>&- 4>&- 5>&-
+  health
+  [ "$(field health status)" = ok ] || fail "/health after the limits"
+  stop
+  echo "  limits: --queue 0, --max-conns 2 (503), --idle-timeout 1 (closed)"
   echo "slow: PASS"
 fi
 echo PASS
