@@ -107,16 +107,11 @@ static void respond(Server *S, Conn *c, int status, const char *type, const Json
     if (!keep_alive) c->close_after = true;
 }
 
-/* An OpenAI-style error: {"error":{"message","type","param","code"}}. */
-static void respond_error(Server *S, Conn *c, int status, const char *code, const char *param, bool keep_alive,
-                          const char *fmt, ...) __attribute__((format(printf, 7, 8)));
-static void respond_error(Server *S, Conn *c, int status, const char *code, const char *param, bool keep_alive,
-                          const char *fmt, ...) {
+/* An OpenAI-style error: {"error":{"message","type","param","code"}}; extra: header lines or NULL. */
+static void verror(Server *S, Conn *c, int status, const char *extra, const char *code, const char *param,
+                   bool keep_alive, const char *fmt, va_list ap) {
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     const char *type = status == 401 ? "authentication_error"
                        : status >= 500 ? "server_error"
                                        : "invalid_request_error";
@@ -138,7 +133,29 @@ static void respond_error(Server *S, Conn *c, int status, const char *code, cons
     jb_obj_end(b);
     jb_obj_end(b);
     jb_raw(b, "\n", 1);
-    respond(S, c, status, "application/json", b, keep_alive, NULL);
+    respond(S, c, status, "application/json", b, keep_alive, extra);
+}
+
+static void respond_error(Server *S, Conn *c, int status, const char *code, const char *param, bool keep_alive,
+                          const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+static void respond_error(Server *S, Conn *c, int status, const char *code, const char *param, bool keep_alive,
+                          const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    verror(S, c, status, NULL, code, param, keep_alive, fmt, ap);
+    va_end(ap);
+}
+
+/* 405 with the Allow header. */
+static void respond_405(Server *S, Conn *c, const char *allow, bool keep_alive, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void respond_405(Server *S, Conn *c, const char *allow, bool keep_alive, const char *fmt, ...) {
+    char extra[64];
+    snprintf(extra, sizeof extra, "Allow: %s\r\n", allow);
+    va_list ap;
+    va_start(ap, fmt);
+    verror(S, c, 405, extra, "method_not_allowed", NULL, keep_alive, fmt, ap);
+    va_end(ap);
 }
 
 /* ---- the small endpoints --------------------------------------------------------------------- */
@@ -778,8 +795,8 @@ static void handle(Server *S, Conn *c, const HttpRequest *h, const char *body) {
         return;
     }
     if ((which <= 2 && !post) || (which > 2 && !get)) {
-        respond_error(S, c, 405, "method_not_allowed", NULL, ka, "%.*s: expected %s", (int)h->path.n, h->path.p,
-                      which <= 2 ? "POST" : "GET");
+        respond_405(S, c, which <= 2 ? "POST" : "GET", ka, "%.*s: expected %s", (int)h->path.n, h->path.p,
+                    which <= 2 ? "POST" : "GET");
         return;
     }
     if (which != 4 && !authorized(S, h->authorization)) {

@@ -144,6 +144,7 @@ if [ "$part" = all ] || [ "$part" = api ]; then
   expect_error e_nokey 401 invalid_api_key "$url/v1/models"
   expect_error e_404 404 not_found "${auth[@]}" "$url/v1/embeddings"
   expect_error e_405 405 method_not_allowed "${auth[@]}" "$url/v1/completions"
+  curl -s -i "${auth[@]}" "$url/v1/completions" | grep -qi "^Allow: POST" || fail "405 without Allow: POST"
   head -c 100000 /dev/zero | tr '\0' 'a' >"$work/big.txt"
   expect_error e_413 413 null "${auth[@]}" --data-binary @"$work/big.txt" "$url/v1/completions"
   expect_error e_431 431 null "${auth[@]}" -H "X-Big: $(head -c 20000 "$work/big.txt")" "$url/v1/models"
