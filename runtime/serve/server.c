@@ -351,7 +351,7 @@ static void load_chat(Server *S) {
     char err[200];
     if (!(S->chat = moe_jinja_parse(src, err, sizeof err))) {
         snprintf(S->chat_err, sizeof S->chat_err, "the model's chat template cannot be used: %s", err);
-        fprintf(stderr, "serve: warning: %s\n", S->chat_err);
+        fprintf(stderr, "%s: warning: %s\n", S->o->name, S->chat_err);
     }
 }
 #endif
@@ -917,7 +917,7 @@ static int listen_on(const ServeOptions *o, char *shown, size_t shown_len) {
     snprintf(port, sizeof port, "%d", o->port);
     int rc = getaddrinfo(o->host, port, &hints, &res);
     if (rc) {
-        fprintf(stderr, "serve: error: --host %s: %s\n", o->host, gai_strerror(rc));
+        fprintf(stderr, "%s: error: --host %s: %s\n", o->name, o->host, gai_strerror(rc));
         return -1;
     }
     int fd = -1, err = 0;
@@ -940,7 +940,7 @@ static int listen_on(const ServeOptions *o, char *shown, size_t shown_len) {
         snprintf(shown, shown_len, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", host, serv);
     }
     freeaddrinfo(res);
-    if (fd < 0) fprintf(stderr, "serve: error: cannot listen on %s port %d: %s\n", o->host, o->port, strerror(err));
+    if (fd < 0) fprintf(stderr, "%s: error: cannot listen on %s port %d: %s\n", o->name, o->host, o->port, strerror(err));
     return fd;
 }
 
@@ -1060,18 +1060,18 @@ int moe_serve(const ServeOptions *o, const MoeProgram *prog) {
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
     int pipefd[2] = {-1, -1};
     if (moe_model_load(&S->m, prog, o->weights, o->threads, err, sizeof err) != MOE_OK) {
-        fprintf(stderr, "serve: error: %s\n", err);
+        fprintf(stderr, "%s: error: %s\n", o->name, err);
         goto out;
     }
     uint64_t bytes;
     const void *blob = moert_model_tokenizer(S->m, &bytes);
     if (!blob) {
-        fprintf(stderr, "serve: error: this executable carries no tokenizer (its model folder had no tokenizer.json "
-                        "when it was compiled); the server needs one\n");
+        fprintf(stderr, "%s: error: this executable carries no tokenizer (its model folder had no tokenizer.json "
+                        "when it was compiled); the server needs one\n", o->name);
         goto out;
     }
     if (!(S->tok = moe_tok_load(blob, (size_t)bytes, err, sizeof err))) {
-        fprintf(stderr, "serve: error: embedded tokenizer: %s\n", err);
+        fprintf(stderr, "%s: error: embedded tokenizer: %s\n", o->name, err);
         goto out;
     }
 #ifdef SERVE_HAVE_JINJA
@@ -1081,14 +1081,14 @@ int moe_serve(const ServeOptions *o, const MoeProgram *prog) {
     S->pfd = calloc((size_t)o->max_conns + 3, sizeof *S->pfd);
     if (!S->conns || !S->pfd || pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) ||
         (S->sfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC)) < 0) {
-        fprintf(stderr, "serve: error: cannot set up: %s\n", strerror(errno));
+        fprintf(stderr, "%s: error: cannot set up: %s\n", o->name, strerror(errno));
         goto out;
     }
     S->wake_r = pipefd[0], S->wake_w = pipefd[1];
     char shown[NI_MAXHOST + 16];
     if ((S->lfd = listen_on(o, shown, sizeof shown)) < 0) goto out;
     if (!engine_start(&S->e, S->m, S->tok, o->queue, S->wake_w, err, sizeof err)) {
-        fprintf(stderr, "serve: error: %s\n", err);
+        fprintf(stderr, "%s: error: %s\n", o->name, err);
         goto out;
     }
     S->engine_up = true;
