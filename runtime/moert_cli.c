@@ -23,6 +23,7 @@
 #include "moe.h"
 #include "outfile.h"
 #include "sampler.h"
+#include "serve/server.h"
 #include "textio.h"
 #include "tokenizer.h"
 #include "trace.h"
@@ -45,6 +46,7 @@ typedef struct CliOptions {
 
 static const char usage[] =
     "usage: %s (--tokens 1,2,3 | --prompt TEXT | --prompt-file F | < F) [-n N] [options]\n"
+    "   or: ... serve [--port P] [options]: an OpenAI-compatible HTTP server (see 'serve --help')\n"
     "Runs the compiled %.32s model: prefill the prompt, then generate N tokens with the KV cache.\n"
     "With --tokens prints the generated token ids; with a text prompt streams the generated text\n"
     "and stops at the end-of-sequence token.\n"
@@ -570,6 +572,7 @@ int moert_cli(int argc, char **argv, const MoeProgram *prog) {
     CliOptions o = {0};
     const char *slash = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
     o.name = slash ? slash + 1 : argc > 0 && argv[0] ? argv[0] : "moe";
+    if (argc > 1 && !strcmp(argv[1], "serve")) return moe_serve_cli(argc - 1, argv + 1, o.name, prog);
     int rc = parse(argc, argv, &o);
     const MoeManifest *mf = prog->manifest;
     if (rc == 0 && o.help) {
