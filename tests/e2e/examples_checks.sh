@@ -4,6 +4,8 @@
 #   c_api     generate.c and slots.c linked with a model object (--emit obj --weights sidecar) and
 #             the build tree's libmoert.a: generate's text == `OUT --prompt`; slots' results ==
 #             `OUT --batch-prompts` (B = 4, 6 prompts) == each prompt alone
+#   serve_remote  examples/serve_remote.sh's dry run (host local:DIR): the model compiled, copied
+#             and served; a completion through curl == the executable's text
 #   install   `cmake --install` into a prefix: generate.c built with `pkg-config --cflags --libs
 #             moert` against the installed libmoert.so gives the same text; the installed moec
 #             compiles an executable with the installed runtime
@@ -54,6 +56,22 @@ install)
   "$work/moved/bin/moec" compile "$work/m" -o "$work/exe2" --batch 4 --threads 2 -q || fail "installed moec compile"
   got=$("$work/exe2" --prompt "$prompt" -n 12 --threads 2) || fail "exe2"
   [ "$want" = "$got" ] || fail "installed moec: text differs" ;;
+serve_remote)
+  # the script's dry run: compiled, "copied" into a folder, served on loopback; a completion there
+  # (greedy) is the executable's own text for the prompt
+  command -v curl >/dev/null && command -v node >/dev/null || { echo "SKIP: no curl or node"; exit 77; }
+  port=$(node -e 'const s=require("net").createServer().listen(0,()=>{console.log(s.address().port);s.close()})')
+  MOEC="$moec" "$src/examples/serve_remote.sh" "$work/m" "local:$work/remote" --port "$port" --batch 2 \
+      >"$work/sr.out" 2>&1 || { cat "$work/sr.out"; fail "serve_remote.sh"; }
+  cat "$work/sr.out"
+  spid=$(pgrep -f "m.serve serve --host 127.0.0.1 --port $port" | head -1)
+  [ -n "$spid" ] || fail "no server process"
+  body=$(curl -sf "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
+         -d "{\"prompt\": \"$prompt\", \"max_tokens\": 12, \"temperature\": 0}") || { kill "$spid"; fail "completion"; }
+  kill "$spid"
+  got=$(node -e 'console.log(JSON.parse(process.argv[1]).choices[0].text)' "$body")
+  echo "exe:    $want"; echo "served: $got"
+  [ "$want" = "$got" ] || fail "the served text differs from the executable's" ;;
 *) fail "unknown check $check" ;;
 esac
 echo "$check ok"
