@@ -52,4 +52,7 @@ foreach(check c_api install serve_remote)
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/examples_checks.sh $<TARGET_FILE:moec> ${PROJECT_SOURCE_DIR}
                    ${PROJECT_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/tmp/examples_${check} ${check})
   set_tests_properties(examples_${check} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 600)
+  if(MOEC_SANITIZE) # the runtime is instrumented: so must the programs linking it be
+    set_tests_properties(examples_${check} PROPERTIES ENVIRONMENT "EXAMPLE_CFLAGS=-fsanitize=address,undefined")
+  endif()
 endforeach()

@@ -14,6 +14,7 @@ moec=$1 src=$2 build=$3 work=$4 check=$5
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 cc=${CC:-cc}
+xflags=${EXAMPLE_CFLAGS:-} # the sanitizer flags when the runtime was built with them
 "$moec" synth "$work/m" --arch mixtral --preset tiny --seed 1 >/dev/null 2>&1 || fail "synth"
 "$moec" compile "$work/m" -o "$work/model.o" --emit obj --weights sidecar --batch 4 --threads 2 -q || fail "compile obj"
 [ -s "$work/model.o.moew" ] || fail "--emit obj --weights sidecar wrote no model.o.moew"
@@ -23,7 +24,7 @@ want=$("$work/exe" --prompt "$prompt" -n 12 --threads 2) || fail "exe --prompt"
 case $check in
 c_api)
   for ex in generate slots; do
-    $cc -O2 -std=c11 -Wall -Werror -o "$work/$ex" "$src/examples/$ex.c" "$work/model.o" -I"$src/runtime/include" \
+    $cc -O2 -std=c11 -Wall -Werror $xflags -o "$work/$ex" "$src/examples/$ex.c" "$work/model.o" -I"$src/runtime/include" \
       "$build/runtime/libmoert.a" -fopenmp -lm || fail "build $ex"
   done
   got=$(OMP_NUM_THREADS=2 "$work/generate" "$work/model.o.moew" "$prompt" 12) || fail "run generate"
@@ -45,7 +46,7 @@ install)
   done
   flags=$(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs moert) || fail "pkg-config moert"
   echo "pkg-config: $flags"
-  $cc -O2 -std=c11 -o "$work/generate" "$src/examples/generate.c" "$work/model.o" $flags || fail "build against the install"
+  $cc -O2 -std=c11 $xflags -o "$work/generate" "$src/examples/generate.c" "$work/model.o" $flags || fail "build against the install"
   lib=$(ldd "$work/generate" | awk '/libmoert.so/ {print $3}')
   [ -n "$lib" ] && [ "$(realpath "$lib")" = "$(realpath "$work/prefix/lib/libmoert.so")" ] ||
     { ldd "$work/generate"; fail "not linked to the installed libmoert.so"; }
