@@ -4,7 +4,7 @@
  *           whitespace rules on each TEXT token: {%- / -%} strip all whitespace on that side,
  *           trim_blocks drops the first newline after a block tag or comment, lstrip_blocks drops
  *           spaces and tabs between the start of a line and a block tag or comment.
- *   parse   recursive descent with Jinja2's precedence (or, and, not, compare/in, + -, ~, * / // %,
+ *   parse   recursive descent with Jinja2's precedence (or, and, not, compare/in, + -, ~, * // %,
  *           unary -, postfix . [] () | is); every filter, test, method, global function and tag
  *           is checked against the tables below here, so an unsupported one is refused by name.
  *   render  a tree walk; values live in a per-render pool freed at the end; errors longjmp out.
@@ -151,7 +151,7 @@ typedef struct Parser {
     const char *src;
     Tok *tok;
     size_t n_tok, cap_tok, i;
-    int depth;
+    int depth, links;  /* nesting (blocks, parentheses, unary), chain links open */
     char *err;
     size_t errlen;
     jmp_buf jb;
@@ -478,9 +478,21 @@ static Node *p_subscript(Parser *p, Node *obj, int line) {
     return n;
 }
 
+/* Each link of a chain (a.b.c, x|f|g, a + b + c, ...) nests the tree one level deeper (and the
+ * render recursion with it): links are bounded too; leave() gives a chain's links back. */
+static void link(Parser *p) {
+    if (++p->links > MOE_JINJA_MAX_LINKS)
+        perr(p, cur(p)->line, "an expression chains more than %d operations", MOE_JINJA_MAX_LINKS);
+}
+static Node *leave(Parser *p, Node *n, int levels) {
+    p->links -= levels;
+    return n;
+}
+
 static Node *p_postfix(Parser *p, Node *n) {
-    for (;;) {
+    for (int k = 0;; k++) {
         int line = cur(p)->line;
+        link(p);
         if (accept_op(p, ".")) {
             Tok *t = expect_name(p);
             Node *a = node(p, E_ATTR, line);
@@ -507,14 +519,15 @@ static Node *p_postfix(Parser *p, Node *n) {
             c->list = p_args(p);
             n = c;
         } else {
-            return n;
+            return leave(p, n, k + 1);
         }
     }
 }
 
 static Node *p_filters(Parser *p, Node *n) {
-    for (;;) {
+    for (int k = 0;; k++) {
         int line = cur(p)->line;
+        link(p);
         if (accept_op(p, "|")) {
             Tok *t = expect_name(p);
             if (!listed(FILTERS, t->s, t->n)) perr(p, line, "filter '%.*s' is not supported", (int)t->n, t->s);
@@ -535,7 +548,7 @@ static Node *p_filters(Parser *p, Node *n) {
             f->len = t->n;
             n = f;
         } else {
-            return n;
+            return leave(p, n, k + 1);
         }
     }
 }
@@ -567,35 +580,39 @@ static Node *bin(Parser *p, int op, Node *a, Node *b, int line) {
 
 static Node *p_math2(Parser *p) {
     Node *n = p_unary(p, true);
-    for (;;) {
+    for (int k = 0;; k++) {
         int line = cur(p)->line, op;
         if (is_op(cur(p), "**")) perr(p, line, "operator '**' is not supported");
         if (accept_op(p, "*")) op = OP_MUL;
         else if (accept_op(p, "//")) op = OP_FLOORDIV;
         else if (is_op(cur(p), "/")) perr(p, line, "operator '/' is not supported (it makes a float)");
         else if (accept_op(p, "%")) op = OP_MOD;
-        else return n;
+        else return leave(p, n, k);
+        link(p);
         n = bin(p, op, n, p_unary(p, true), line);
     }
 }
 
 static Node *p_concat(Parser *p) {
     Node *n = p_math2(p);
-    while (is_op(cur(p), "~")) {
+    int k = 0;
+    for (; is_op(cur(p), "~"); k++) {
         int line = cur(p)->line;
         p->i++;
+        link(p);
         n = bin(p, OP_CAT, n, p_math2(p), line);
     }
-    return n;
+    return leave(p, n, k);
 }
 
 static Node *p_math1(Parser *p) {
     Node *n = p_concat(p);
-    for (;;) {
+    for (int k = 0;; k++) {
         int line = cur(p)->line, op;
         if (accept_op(p, "+")) op = OP_ADD;
         else if (accept_op(p, "-")) op = OP_SUB;
-        else return n;
+        else return leave(p, n, k);
+        link(p);
         n = bin(p, op, n, p_concat(p), line);
     }
 }
@@ -603,14 +620,15 @@ static Node *p_math1(Parser *p) {
 /* a OP b [OP c ...]: chained comparisons as Python: (a OP b) and (b OP c) */
 static Node *p_compare(Parser *p) {
     Node *left = p_math1(p), *result = NULL;
-    for (;;) {
+    for (int k = 0;; k++) {
         static const char *const ops[] = {"==", "!=", "<", "<=", ">", ">=", NULL};
         int line = cur(p)->line, op = -1;
-        for (int k = 0; ops[k]; k++)
-            if (accept_op(p, ops[k])) op = OP_EQ + k;
+        for (int j = 0; ops[j] && op < 0; j++)
+            if (accept_op(p, ops[j])) op = OP_EQ + j;
         if (op < 0 && is_name(cur(p), "in")) op = OP_IN, p->i++;
         if (op < 0 && is_name(cur(p), "not") && is_name(&p->tok[p->i + 1], "in")) op = OP_NOTIN, p->i += 2;
-        if (op < 0) return result ? result : left;
+        if (op < 0) return leave(p, result ? result : left, k);
+        link(p);
         Node *right = p_math1(p), *cmp = bin(p, op, left, right, line);
         if (result) {
             Node *a = node(p, E_AND, line);
@@ -635,26 +653,30 @@ static Node *p_not(Parser *p) {
 
 static Node *p_and(Parser *p) {
     Node *n = p_not(p);
-    while (is_name(cur(p), "and")) {
+    int k = 0;
+    for (; is_name(cur(p), "and"); k++) {
+        link(p);
         Node *a = node(p, E_AND, cur(p)->line);
         p->i++;
         a->a = n;
         a->b = p_not(p);
         n = a;
     }
-    return n;
+    return leave(p, n, k);
 }
 
 static Node *p_or(Parser *p) {
     Node *n = p_and(p);
-    while (is_name(cur(p), "or")) {
+    int k = 0;
+    for (; is_name(cur(p), "or"); k++) {
+        link(p);
         Node *a = node(p, E_OR, cur(p)->line);
         p->i++;
         a->a = n;
         a->b = p_and(p);
         n = a;
     }
-    return n;
+    return leave(p, n, k);
 }
 
 /* or_expr ['if' or_expr ['else' expr]] */

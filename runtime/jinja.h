@@ -8,13 +8,13 @@
  * Supported: {{ }}, {% if/elif/else %}, {% for x in seq [if cond] %} with {% else %} and loop.index,
  * index0, revindex, revindex0, first, last, length; {% set x = e %} and {% set ns.attr = e %};
  * comments; whitespace control ({%- -%} {{- -}}); literals (strings, integers, true/false/none,
- * lists, dicts); subscripts, slices ([::-1]), attributes; + - * / // % ~, comparisons, and/or/not,
+ * lists, dicts); subscripts, slices ([::-1]), attributes; + - * // % ~, comparisons, and/or/not,
  * in/not in, `a if c else b`; the filters, tests, methods and globals listed in jinja.c.
  * Values are none, bool, int, string, list, dict and namespace() objects; there are no floats.
  *
- * Bounds: nesting depth (MOE_JINJA_MAX_DEPTH), output size, memory and evaluation steps per
- * render are limited, each with a clear error, so a hostile template cannot recurse or loop
- * without end. The parsed template owns all its memory; a render allocates only its own pool,
+ * Bounds: nesting depth and chain length (so the tree, and the recursion over it, stays shallow),
+ * and output size, memory and evaluation steps per render are limited, each with a clear error,
+ * so a hostile template cannot recurse or loop without end. The parsed template owns all its memory; a render allocates only its own pool,
  * released before it returns, and the malloc'd output. */
 #ifndef MOERT_JINJA_H
 #define MOERT_JINJA_H
@@ -22,7 +22,8 @@
 #include <stddef.h>
 
 enum {
-    MOE_JINJA_MAX_DEPTH = 64,          /* nesting of blocks and expressions */
+    MOE_JINJA_MAX_DEPTH = 64,          /* nesting of blocks, parentheses and unary operators */
+    MOE_JINJA_MAX_LINKS = 1024,        /* chained operations open at once (a.b.c, x|f|g, a + b + c) */
     MOE_JINJA_MAX_OUT = 32 << 20,      /* bytes of rendered output */
     MOE_JINJA_MAX_MEM = 256 << 20,     /* bytes a render may allocate */
     MOE_JINJA_MAX_STEPS = 20 * 1000000 /* expression and statement evaluations per render */

@@ -248,6 +248,18 @@ static void test_errors(void) {
     char blocks[2048] = "";
     for (int i = 0; i < 70; i++) strcat(blocks, "{% if 1 %}");
     REFUSED(blocks, "chat template: line 1: nested more than 64 levels deep");
+    /* chains: a + b + ... nests the tree as deep as it is long, so its length is bounded too; a
+     * long chain within the bound renders */
+    char *chain = malloc(16 * 2000 + 16);
+    strcpy(chain, "{{ 0");
+    for (int i = 0; i < 1500; i++) strcat(chain, "+1");
+    strcat(chain, " }}");
+    REFUSED(chain, "chat template: line 1: an expression chains more than 1024 operations");
+    strcpy(chain, "{{ 0");
+    for (int i = 0; i < 1000; i++) strcat(chain, " + 1");
+    strcat(chain, " }}");
+    INLINE(chain, "1000");
+    free(chain);
     /* render errors: one line, the template's own message for raise_exception */
     static const Msg m[] = {{"user", "Hi"}};
     char err[256];
