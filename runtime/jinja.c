@@ -110,7 +110,7 @@ typedef enum Kind {
 typedef struct Node Node;
 struct Node {
     Kind kind;
-    int op;          /* E_BIN: operator (OP_*); E_TEST: negated */
+    int op;          /* E_BIN: operator (OP_*); E_TEST: negated; E_NEG: 1 for unary + */
     int line;
     Node *a, *b, *c, *d; /* operands; E_SLICE: a[b:c:d]; E_COND: b if a else c; S_FOR: var in a if b */
     Node *list;      /* args, items, or the body of a block */
@@ -224,15 +224,16 @@ static void lex_string(Parser *p, const char **pp, int *line) {
     *pp = s + 1;
 }
 
-/* The tokens of one tag body, up to and including its closer ("}}" or "%}"). */
+/* The tokens of one tag body, up to and including its closer ("}}" or "%}"), which counts only
+ * outside brackets (as in Jinja2: {{ {'a': {'b': 1}} }}). */
 static void lex_tag(Parser *p, const char **pp, int *line, char closer, TokKind end_kind) {
     const char *s = *pp;
-    int open_line = *line;
+    int open_line = *line, brackets = 0;
     for (;;) {
         while (is_ws(*s)) *line += *s++ == '\n';
         if (!*s) perr(p, open_line, "unterminated '%s' tag", closer == '}' ? "{{" : "{%");
-        bool strip = *s == '-' && s[1] == closer && s[2] == '}';
-        if ((*s == closer && s[1] == '}') || strip) {
+        bool strip = !brackets && *s == '-' && s[1] == closer && s[2] == '}';
+        if ((!brackets && *s == closer && s[1] == '}') || strip) {
             Tok *t = push_tok(p, end_kind, *line, s, 0);
             t->strip_r = strip;
             *pp = s + (strip ? 3 : 2);
@@ -252,7 +253,8 @@ static void lex_tag(Parser *p, const char **pp, int *line, char closer, TokKind 
                 if (v > (INT64_MAX - (*s - '0')) / 10) perr(p, *line, "integer literal too large");
                 v = v * 10 + (*s - '0');
             }
-            if (*s == '.' || *s == 'e' || *s == 'E') perr(p, *line, "float literals are not supported");
+            if ((*s == '.' || *s == 'e' || *s == 'E') && s[1] >= '0' && s[1] <= '9')
+                perr(p, *line, "float literals are not supported");
             push_tok(p, T_INT, *line, b, (size_t)(s - b))->ival = v;
         } else {
             static const char *const two[] = {"==", "!=", "<=", ">=", "//", "**", NULL};
@@ -261,6 +263,7 @@ static void lex_tag(Parser *p, const char **pp, int *line, char closer, TokKind 
                 if (s[0] == two[k][0] && s[1] == two[k][1]) n = 2;
             if (n == 1 && !strchr("()[]{}.,:|~+-*/%<>=", *s))
                 perr(p, *line, "unexpected character '%c'", *s);
+            brackets += strchr("([{", *s) ? 1 : strchr(")]}", *s) && brackets > 0 ? -1 : 0;
             push_tok(p, T_OP, *line, s, n);
             s += n;
         }
@@ -543,6 +546,12 @@ static Node *p_filters(Parser *p, Node *n) {
             if (is_name(cur(p), "not")) f->op = 1, p->i++;
             Tok *t = expect_name(p);
             if (!listed(TESTS, t->s, t->n)) perr(p, line, "test '%.*s' is not supported", (int)t->n, t->s);
+            /* Jinja2 takes a following name (but else, or, and), literal or bracket as the test's
+             * argument; the supported tests take none */
+            Tok *arg = cur(p);
+            if ((arg->k == T_NAME && !is_name(arg, "else") && !is_name(arg, "or") && !is_name(arg, "and")) ||
+                arg->k == T_STR || arg->k == T_INT || is_op(arg, "(") || is_op(arg, "[") || is_op(arg, "{"))
+                perr(p, line, "test '%.*s' takes no argument", (int)t->n, t->s);
             f->a = n;
             f->name = t->s;
             f->len = t->n;
@@ -561,7 +570,9 @@ static Node *p_unary(Parser *p, bool with_filter) {
         n = node(p, E_NEG, line);
         n->a = p_unary(p, false);
     } else if (accept_op(p, "+")) {
-        n = p_unary(p, false);
+        n = node(p, E_NEG, line);
+        n->op = 1; /* unary +: a number, as it is */
+        n->a = p_unary(p, false);
     } else {
         n = p_postfix(p, p_primary(p));
     }
@@ -711,7 +722,7 @@ static Node *p_body(Parser *p, const char *const *ends, const char *opener, int 
 static Node *p_if(Parser *p, int line) {
     static const char *const ends[] = {"elif", "else", "endif", NULL};
     Node *n = node(p, S_IF, line);
-    n->a = p_expr(p);
+    n->a = p_or(p); /* as Jinja2: no inline 'a if b else c' in the condition */
     expect_block_end(p);
     n->list = p_body(p, ends, "if", line);
     p->i++; /* '{%' */
@@ -1020,9 +1031,13 @@ static void repr(Render *r, Buf *b, Val v, int depth, int line) {
         }
         buf_puts(r, b, dict ? "}" : "]");
     } else if (v.t == V_NS) {
-        buf_puts(r, b, "<Namespace>");
+        buf_puts(r, b, "<Namespace ");
+        repr(r, b, (Val){.t = V_DICT, .o = v.o}, depth + 1, line);
+        buf_puts(r, b, ">");
     } else if (v.t == V_LOOP) {
         buf_puts(r, b, "<LoopContext>");
+    } else if (v.t == V_UNDEF) {
+        buf_puts(r, b, "Undefined");
     } else {
         Val s = to_str(r, v, line);
         buf_put(r, b, s.s, s.n);
@@ -1033,7 +1048,8 @@ static void repr(Render *r, Buf *b, Val v, int depth, int line) {
 static void tojson(Render *r, Buf *b, Val v, int depth, int line) {
     if (depth > MOE_JINJA_MAX_DEPTH) rerr(r, line, "value nested more than %d levels deep", MOE_JINJA_MAX_DEPTH);
     switch (v.t) {
-    case V_UNDEF: case V_NONE: buf_puts(r, b, "null"); break;
+    case V_UNDEF: undefined_err(r, line, v);
+    case V_NONE: buf_puts(r, b, "null"); break;
     case V_BOOL: buf_puts(r, b, v.i ? "true" : "false"); break;
     case V_INT: {
         Val s = to_str(r, v, line);
@@ -1173,7 +1189,7 @@ static Val slice(Render *r, const Node *n) {
     if (obj.t == V_LIST) len = obj.o->n;
     else if (obj.t == V_STR) off = cp_offsets(r, obj, &len);
     else if (obj.t == V_UNDEF) undefined_err(r, n->line, obj);
-    else rerr(r, n->line, "cannot slice a %s", type_name(obj.t));
+    else return undef_val("slice", 5); /* as Jinja2's getitem when the object has none */
     int64_t start = slice_bound(r, n->b ? eval(r, n->b) : (Val){.t = V_NONE}, (int64_t)len, step, true, n->line);
     int64_t stop = slice_bound(r, n->c ? eval(r, n->c) : (Val){.t = V_NONE}, (int64_t)len, step, false, n->line);
     int64_t count = step > 0 ? (start < stop ? (stop - start - 1) / step + 1 : 0)
@@ -1252,6 +1268,26 @@ static Val split(Render *r, Val s, Val sep, Val maxsplit, int line) {
     }
     obj_push(r, o, str_val(s.s + i, s.n - i));
     return (Val){.t = V_LIST, .o = o};
+}
+
+/* What iterating v gives, as a list: a list's items, a dict's keys, a string's characters,
+ * nothing for undefined; anything else is an error. */
+static Obj *iter_items(Render *r, Val v, int line) {
+    if (v.t == V_LIST) return v.o;
+    Obj *items;
+    if (v.t == V_DICT) {
+        items = new_obj(r, v.o->n);
+        for (size_t i = 0; i < v.o->n; i++) items->v[items->n++] = v.o->v[2 * i];
+    } else if (v.t == V_STR) {
+        size_t len, *off = cp_offsets(r, v, &len);
+        items = new_obj(r, len);
+        for (size_t i = 0; i < len; i++) items->v[items->n++] = str_val(v.s + off[i], off[i + 1] - off[i]);
+    } else if (v.t == V_UNDEF) {
+        items = new_obj(r, 0);
+    } else {
+        rerr(r, line, "a %s is not iterable", type_name(v.t));
+    }
+    return items;
 }
 
 static Val call(Render *r, const Node *n) {
@@ -1354,21 +1390,20 @@ static Val filter(Render *r, const Node *n) {
     if (IS("join")) {
         bind_args(r, n, "join", (const char *const[]){"d", NULL}, a);
         Val sep = a[0].t == V_UNDEF ? str_val("", 0) : to_str(r, a[0], n->line);
-        if (v.t == V_UNDEF) return str_val("", 0);
-        if (v.t != V_LIST) rerr(r, n->line, "join expects a list; got a %s", type_name(v.t));
+        Obj *items = iter_items(r, v, n->line);
         Buf b = {0};
-        for (size_t i = 0; i < v.o->n; i++) {
+        for (size_t i = 0; i < items->n; i++) {
             if (i) buf_put(r, &b, sep.s, sep.n);
-            Val s = to_str(r, v.o->v[i], n->line);
+            Val s = to_str(r, items->v[i], n->line);
             buf_put(r, &b, s.s, s.n);
         }
         return buf_val(&b);
     }
     /* first, last */
     bind_args(r, n, "first", (const char *const[]){NULL}, a);
-    if (v.t == V_UNDEF) undefined_err(r, n->line, v);
-    if (v.t != V_LIST && v.t != V_STR) rerr(r, n->line, "%.*s expects a list or a string; got a %s", (int)n->len, n->name, type_name(v.t));
-    return get_item(r, v, int_val(IS("first") ? 0 : -1), n->line);
+    Obj *items = iter_items(r, v, n->line);
+    if (!items->n) return undef_val("item", 4);
+    return items->v[IS("first") ? 0 : items->n - 1];
 }
 
 static bool test(Render *r, const Node *n) {
@@ -1381,7 +1416,7 @@ static bool test(Render *r, const Node *n) {
     if (IS("integer")) return v.t == V_INT;
     if (IS("boolean")) return v.t == V_BOOL;
     if (IS("mapping")) return v.t == V_DICT;
-    if (IS("sequence") || IS("iterable")) return v.t == V_STR || v.t == V_LIST || v.t == V_DICT;
+    if (IS("sequence") || IS("iterable")) return v.t == V_STR || v.t == V_LIST || v.t == V_DICT || v.t == V_UNDEF;
     if (IS("true")) return v.t == V_BOOL && v.i;
     if (IS("false")) return v.t == V_BOOL && !v.i;
     /* even, odd */
@@ -1445,10 +1480,19 @@ static Val binop(Render *r, const Node *n) {
         for (size_t i = 0; i < b.o->n; i++) o->v[o->n++] = b.o->v[i];
         return (Val){.t = V_LIST, .o = o};
     }
-    if (op == OP_MUL && a.t == V_STR && is_num(b)) { /* 'ab' * 3 */
+    if (op == OP_MUL && is_num(a) && (b.t == V_STR || b.t == V_LIST)) { /* 3 * 'ab' */
+        Val t = a;
+        a = b;
+        b = t;
+    }
+    if (op == OP_MUL && (a.t == V_STR || a.t == V_LIST) && is_num(b)) { /* 'ab' * 3, [x] * 3 */
         Buf buf = {0};
-        for (int64_t k = 0; a.n && k < b.i; k++) buf_put(r, &buf, a.s, a.n);
-        return buf_val(&buf);
+        Obj *o = a.t == V_LIST ? new_obj(r, 0) : NULL;
+        for (int64_t k = 0; k < b.i && (o ? a.o->n : a.n); k++) {
+            if (!o) buf_put(r, &buf, a.s, a.n);
+            for (size_t i = 0; o && i < a.o->n; i++) obj_push(r, o, a.o->v[i]);
+        }
+        return o ? (Val){.t = V_LIST, .o = o} : buf_val(&buf);
     }
     if (!is_num(a) || !is_num(b))
         rerr(r, n->line, "unsupported operand types for %s: %s and %s", names[op], type_name(a.t), type_name(b.t));
@@ -1515,7 +1559,8 @@ static Val eval(Render *r, const Node *n) {
     case E_NEG: {
         Val v = eval(r, n->a);
         if (v.t == V_UNDEF) undefined_err(r, n->line, v);
-        if (!is_num(v)) rerr(r, n->line, "bad operand type for unary -: %s", type_name(v.t));
+        if (!is_num(v)) rerr(r, n->line, "bad operand type for unary %c: %s", n->op ? '+' : '-', type_name(v.t));
+        if (n->op) return int_val(v.i);
         if (v.i == INT64_MIN) rerr(r, n->line, "integer overflow in unary -");
         return int_val(-v.i);
     }
@@ -1559,22 +1604,7 @@ static void run_iteration(Render *r, const Node *f, const Node *body, Val v, int
 }
 
 static void exec_for(Render *r, const Node *f) {
-    Val seq = eval(r, f->a);
-    Obj *items;
-    if (seq.t == V_LIST) {
-        items = seq.o;
-    } else if (seq.t == V_DICT) {
-        items = new_obj(r, seq.o->n);
-        for (size_t i = 0; i < seq.o->n; i++) items->v[items->n++] = seq.o->v[2 * i];
-    } else if (seq.t == V_STR) {
-        size_t len, *off = cp_offsets(r, seq, &len);
-        items = new_obj(r, len);
-        for (size_t i = 0; i < len; i++) items->v[items->n++] = str_val(seq.s + off[i], off[i + 1] - off[i]);
-    } else if (seq.t == V_UNDEF) {
-        items = new_obj(r, 0);
-    } else {
-        rerr(r, f->line, "a %s is not iterable", type_name(seq.t));
-    }
+    Obj *items = iter_items(r, eval(r, f->a), f->line);
     if (f->b) { /* for x in seq if cond: loop.* count the kept items only */
         Obj *kept = new_obj(r, items->n);
         for (size_t i = 0; i < items->n; i++) {

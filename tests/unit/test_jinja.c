@@ -214,6 +214,10 @@ static void test_subset(void) {
     INLINE("{{ 1 and 'x' }}{{ 0 or '' or 'z' }}{{ not 1 == 2 }}{{ 'y' if false }}|{{ 'a' if false else 'b' }}{{ none }}"
            "{{ messages[0].get('nope', 'g') }}",
            "xzTrue|bNoneg");
+    /* brackets keep a '}}' inside a tag; a join, first or last iterates; repetition; reprs */
+    INLINE("{{ {'a': {'b': 1}} }}{{ 'abc'|join('-') }}{{ {'x': 1, 'y': 2}|first }}{{ [1] * 2 }}{{ 2 * 'ab' }}{{ [x] }}"
+           "{{ x|last }}|{% set ns = namespace(a=1) %}{{ ns }}",
+           "{'a': {'b': 1}}a-b-cx[1, 1]abab[Undefined]|<Namespace {'a': 1}>");
     /* the globals a template may look at */
     INLINE("{{ bos_token }}{{ eos_token }}{{ add_generation_prompt }}{{ tools is none }}{{ enable_thinking is defined }}",
            "<s></s>TrueTrueFalse");
@@ -238,6 +242,10 @@ static void test_errors(void) {
     REFUSED("{{ 'abc }}", "chat template: line 1: unterminated string");
     REFUSED("{{ x + }}", "chat template: line 1: expected an expression; got '}}'");
     REFUSED("{{ 99999999999999999999 }}", "chat template: line 1: integer literal too large");
+    /* as Jinja2: no inline if in an if tag's condition; a test followed by a name, literal or
+     * bracket would take it as an argument, which no supported test has */
+    REFUSED("{% if a if b else c %}{% endif %}", "chat template: line 1: expected '%}'; got 'if'");
+    REFUSED("{{ x is none if y }}", "chat template: line 1: test 'none' takes no argument");
     /* depth bound: parentheses and nested blocks */
     char deep[1024] = "{{ ";
     for (int i = 0; i < 100; i++) strcat(deep, "(");
@@ -271,6 +279,9 @@ static void test_errors(void) {
     moe_jinja_free(t);
     t = moe_jinja_parse("{{ 1 + 'a' }}", err, sizeof err);
     RENDER_FAILS(t, m, true, "unsupported operand types for +: int and string");
+    moe_jinja_free(t);
+    t = moe_jinja_parse("{{ +'a' }}", err, sizeof err);
+    RENDER_FAILS(t, m, true, "bad operand type for unary +: string");
     moe_jinja_free(t);
     /* bounds: memory (a string doubled 40 times), steps (100^4 iterations), output size */
     t = moe_jinja_parse("{% set ns = namespace(s='x') %}{% for i in [1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,"
