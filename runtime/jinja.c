@@ -13,6 +13,7 @@
  * loop does not leak out of it), if blocks share the enclosing scope, namespace() objects are the
  * way to carry state out of a loop. Undefined values print as "", are false, iterate as empty and
  * have length 0; reading an attribute of one or computing with one is an error, as in Jinja2. */
+#define _GNU_SOURCE /* memmem: linear substring search, so no input makes a search quadratic */
 #include "jinja.h"
 
 #include <inttypes.h>
@@ -192,32 +193,75 @@ static bool is_ident(char c, bool first) {
     return c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (!first && c >= '0' && c <= '9');
 }
 
-/* A quoted string at *pp (Python escapes \n \t \r \\ \' \" \0 and \xHH, others kept as written). */
+/* The value of up to max hex digits at s (*n: how many there were). */
+static uint32_t hex(const char *s, int max, int *n) {
+    uint32_t v = 0;
+    for (*n = 0; *n < max; (*n)++, s++) {
+        int d = *s >= '0' && *s <= '9' ? *s - '0' : *s >= 'a' && *s <= 'f' ? *s - 'a' + 10
+              : *s >= 'A' && *s <= 'F' ? *s - 'A' + 10 : -1;
+        if (d < 0) break;
+        v = v * 16 + (uint32_t)d;
+    }
+    return v;
+}
+
+/* A quoted string at *pp, with Python's escapes (\n \t \xHH \uHHHH \U..., octal; an unknown
+ * escape is kept as written, as Python keeps it). */
+static char *put_utf8(char *o, uint32_t cp) {
+    if (cp < 0x80) {
+        *o++ = (char)cp;
+    } else if (cp < 0x800) {
+        *o++ = (char)(0xC0 | cp >> 6);
+        *o++ = (char)(0x80 | (cp & 63));
+    } else if (cp < 0x10000) {
+        *o++ = (char)(0xE0 | cp >> 12);
+        *o++ = (char)(0x80 | (cp >> 6 & 63));
+        *o++ = (char)(0x80 | (cp & 63));
+    } else {
+        *o++ = (char)(0xF0 | cp >> 18);
+        *o++ = (char)(0x80 | (cp >> 12 & 63));
+        *o++ = (char)(0x80 | (cp >> 6 & 63));
+        *o++ = (char)(0x80 | (cp & 63));
+    }
+    return o;
+}
+
 static void lex_string(Parser *p, const char **pp, int *line) {
+    static const char simple[] = "n\nt\tr\rb\bf\fv\va\a\\\\''\"\""; /* pairs: escape letter, character */
     const char *s = *pp;
     char q = *s++;
     const char *start = s;
-    size_t n = 0;
     while (*s && *s != q) {
         if (*s == '\\' && s[1]) s++;
         if (*s == '\n') (*line)++;
-        s++, n++;
+        s++;
     }
     if (!*s) perr(p, *line, "unterminated string");
-    char *out = palloc(p, n + 1), *o = out;
+    char *out = palloc(p, (size_t)(s - start) + 1), *o = out; /* no escape is longer than written */
     for (const char *c = start; c < s; c++) {
         if (*c != '\\') {
             *o++ = *c;
             continue;
         }
-        c++;
-        switch (*c) {
-        case 'n': *o++ = '\n'; break;
-        case 't': *o++ = '\t'; break;
-        case 'r': *o++ = '\r'; break;
-        case '0': *o++ = '\0'; break;
-        case '\\': case '\'': case '"': *o++ = *c; break;
-        default: *o++ = '\\', *o++ = *c; break; /* as Python keeps unknown escapes */
+        int k = 0, len = *++c == 'x' ? 2 : *c == 'u' ? 4 : *c == 'U' ? 8 : 0, got;
+        while (simple[k] && simple[k] != *c) k += 2;
+        if (*c == '\n') {
+            continue; /* a backslash-newline joins the lines */
+        } else if (simple[k]) {
+            *o++ = simple[k + 1];
+        } else if (*c >= '0' && *c <= '7') {
+            uint32_t v = 0;
+            for (k = 0; k < 3 && c < s && *c >= '0' && *c <= '7'; k++) v = v * 8 + (uint32_t)(*c++ - '0');
+            c--;
+            o = put_utf8(o, v);
+        } else if (len) {
+            uint32_t cp = hex(c + 1, len, &got);
+            if (got < len || cp > 0x10FFFF || (cp >= 0xD800 && cp < 0xE000))
+                perr(p, *line, "bad \\%c escape in a string", *c);
+            c += len;
+            o = put_utf8(o, cp);
+        } else {
+            *o++ = '\\', *o++ = *c; /* unknown: kept as written */
         }
     }
     push_tok(p, T_STR, *line, out, (size_t)(o - out));
@@ -981,7 +1025,7 @@ static _Noreturn void undefined_err(Render *r, int line, Val v) {
     rerr(r, line, "'%.*s' is undefined", (int)(v.n > 200 ? 200 : v.n), v.s ? v.s : "");
 }
 
-static void repr(Render *r, Buf *b, Val v, int depth, int line);
+static void dump(Render *r, Buf *b, Val v, bool json, int depth, int line);
 
 /* str(v) as Python/Jinja2 print it */
 static Val to_str(Render *r, Val v, int line) {
@@ -999,97 +1043,68 @@ static Val to_str(Render *r, Val v, int line) {
     }
     default: {
         Buf b = {0};
-        repr(r, &b, v, 0, line);
+        dump(r, &b, v, false, 0, line);
         return buf_val(&b);
     }
     }
 }
 
-static void repr(Render *r, Buf *b, Val v, int depth, int line) {
+/* Python's repr(v) (json false), or json.dumps(v, ensure_ascii=False) as transformers' tojson
+ * filter calls it (json true), into b. */
+static void dump(Render *r, Buf *b, Val v, bool json, int depth, int line) {
     if (depth > MOE_JINJA_MAX_DEPTH) rerr(r, line, "value nested more than %d levels deep", MOE_JINJA_MAX_DEPTH);
-    if (v.t == V_STR) {
-        char q = memchr(v.s, '\'', v.n) && !memchr(v.s, '"', v.n) ? '"' : '\'';
-        buf_put(r, b, &q, 1);
-        for (size_t i = 0; i < v.n; i++) {
-            char c = v.s[i];
-            const char *esc = c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r" : c == '\t' ? "\\t"
-                            : c == q ? (q == '\'' ? "\\'" : "\\\"") : NULL;
-            if (esc) buf_puts(r, b, esc);
-            else buf_put(r, b, &c, 1);
-        }
-        buf_put(r, b, &q, 1);
-    } else if (v.t == V_LIST || v.t == V_DICT) {
-        bool dict = v.t == V_DICT;
-        buf_puts(r, b, dict ? "{" : "[");
-        for (size_t i = 0; i < v.o->n; i++) {
-            if (i) buf_puts(r, b, ", ");
-            repr(r, b, v.o->v[dict ? 2 * i : i], depth + 1, line);
-            if (dict) {
-                buf_puts(r, b, ": ");
-                repr(r, b, v.o->v[2 * i + 1], depth + 1, line);
-            }
-        }
-        buf_puts(r, b, dict ? "}" : "]");
-    } else if (v.t == V_NS) {
-        buf_puts(r, b, "<Namespace ");
-        repr(r, b, (Val){.t = V_DICT, .o = v.o}, depth + 1, line);
-        buf_puts(r, b, ">");
-    } else if (v.t == V_LOOP) {
-        buf_puts(r, b, "<LoopContext>");
-    } else if (v.t == V_UNDEF) {
-        buf_puts(r, b, "Undefined");
-    } else {
-        Val s = to_str(r, v, line);
-        buf_put(r, b, s.s, s.n);
+    if (json && (v.t == V_UNDEF || v.t == V_NS || v.t == V_LOOP)) {
+        if (v.t == V_UNDEF) undefined_err(r, line, v);
+        rerr(r, line, "tojson: a %s is not JSON serialisable", type_name(v.t));
     }
-}
-
-/* json.dumps(v, ensure_ascii=False), as transformers' tojson filter calls it */
-static void tojson(Render *r, Buf *b, Val v, int depth, int line) {
-    if (depth > MOE_JINJA_MAX_DEPTH) rerr(r, line, "value nested more than %d levels deep", MOE_JINJA_MAX_DEPTH);
     switch (v.t) {
-    case V_UNDEF: undefined_err(r, line, v);
-    case V_NONE: buf_puts(r, b, "null"); break;
-    case V_BOOL: buf_puts(r, b, v.i ? "true" : "false"); break;
-    case V_INT: {
-        Val s = to_str(r, v, line);
-        buf_put(r, b, s.s, s.n);
-        break;
-    }
-    case V_STR:
-        buf_puts(r, b, "\"");
+    case V_STR: { /* repr quotes with ' unless the text has ' and no " */
+        char q = json || !memchr(v.s, '\'', v.n) || memchr(v.s, '"', v.n) ? (json ? '"' : '\'') : '"';
+        buf_put(r, b, &q, 1);
         for (size_t i = 0; i < v.n; i++) {
             unsigned char c = (unsigned char)v.s[i];
-            char tmp[8];
-            const char *esc = c == '"' ? "\\\"" : c == '\\' ? "\\\\" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-                            : c == '\t' ? "\\t" : c == '\b' ? "\\b" : c == '\f' ? "\\f" : NULL;
-            if (!esc && c < 0x20) snprintf(tmp, sizeof tmp, "\\u%04x", c), esc = tmp;
+            char tmp[8] = {'\\', (char)c, 0};
+            const char *esc = c == '\\' || c == (unsigned char)q ? tmp : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                            : c == '\t' ? "\\t" : json && c == '\b' ? "\\b" : json && c == '\f' ? "\\f" : NULL;
+            if (!esc && (c < 0x20 || (!json && c == 0x7f)))
+                snprintf(tmp, sizeof tmp, json ? "\\u%04x" : "\\x%02x", c), esc = tmp;
             if (esc) buf_puts(r, b, esc);
             else buf_put(r, b, (const char *)&c, 1);
         }
-        buf_puts(r, b, "\"");
+        buf_put(r, b, &q, 1);
         break;
+    }
+    case V_NS: buf_puts(r, b, "<Namespace "); /* then its attributes as a dict */ /* fall through */
     case V_LIST: case V_DICT: {
-        bool dict = v.t == V_DICT;
+        bool dict = v.t != V_LIST;
         buf_puts(r, b, dict ? "{" : "[");
         for (size_t i = 0; i < v.o->n; i++) {
             if (i) buf_puts(r, b, ", ");
             if (dict) {
                 Val k = v.o->v[2 * i];
-                if (k.t == V_STR) tojson(r, b, k, depth + 1, line);
-                else {
+                if (json && k.t != V_STR) { /* json.dumps turns 1, true, none keys into "1", "true", "null" */
                     Buf kb = {0};
-                    tojson(r, &kb, k, depth + 1, line);
-                    tojson(r, b, buf_val(&kb), depth + 1, line);
+                    dump(r, &kb, k, true, depth + 1, line);
+                    k = buf_val(&kb);
                 }
+                dump(r, b, k, json, depth + 1, line);
                 buf_puts(r, b, ": ");
             }
-            tojson(r, b, v.o->v[dict ? 2 * i + 1 : i], depth + 1, line);
+            dump(r, b, v.o->v[dict ? 2 * i + 1 : i], json, depth + 1, line);
         }
         buf_puts(r, b, dict ? "}" : "]");
+        if (v.t == V_NS) buf_puts(r, b, ">");
         break;
     }
-    default: rerr(r, line, "tojson: a %s is not JSON serialisable", type_name(v.t));
+    case V_LOOP: buf_puts(r, b, "<LoopContext>"); break;
+    case V_UNDEF: buf_puts(r, b, "Undefined"); break;
+    case V_NONE: buf_puts(r, b, json ? "null" : "None"); break;
+    case V_BOOL: buf_puts(r, b, v.i ? (json ? "true" : "True") : (json ? "false" : "False")); break;
+    case V_INT: {
+        Val s = to_str(r, v, line);
+        buf_put(r, b, s.s, s.n);
+        break;
+    }
     }
 }
 
@@ -1120,11 +1135,31 @@ static bool eq(Render *r, Val a, Val b, int depth, int line) {
     }
 }
 
-/* the index of key in a dict or namespace, or -1 */
+static void step(Render *r, int line) {
+    if (++r->steps > MOE_JINJA_MAX_STEPS) rerr(r, line, "rendering takes more than %d steps", MOE_JINJA_MAX_STEPS);
+}
+
+/* the index of key in a dict or namespace, or -1 (a step per key: a big dict literal is
+ * quadratic to build) */
 static int64_t dict_find(Render *r, const Obj *o, Val key, int line) {
-    for (size_t i = 0; i < o->n; i++)
+    for (size_t i = 0; i < o->n; i++) {
+        step(r, line);
         if (eq(r, o->v[2 * i], key, 0, line)) return (int64_t)i;
+    }
     return -1;
+}
+
+/* d[key] = v in a dict or namespace (an existing key keeps its place, as in Python) */
+static void dict_set(Render *r, Obj *o, Val key, Val v, int line) {
+    int64_t i = dict_find(r, o, key, line);
+    if (i >= 0) {
+        o->v[2 * i + 1] = v;
+        return;
+    }
+    o->n *= 2; /* pairs as flat items while growing */
+    obj_push(r, o, key);
+    obj_push(r, o, v);
+    o->n /= 2;
 }
 
 /* Code points of a UTF-8 string: offsets[0..count], offsets[count] = n. */
@@ -1258,10 +1293,7 @@ static Val split(Render *r, Val s, Val sep, Val maxsplit, int line) {
     want_str(r, sep, "split", line);
     if (!sep.n) rerr(r, line, "split: empty separator");
     for (;;) {
-        const char *hit = NULL;
-        if (max < 0 || (int64_t)o->n < max)
-            for (size_t j = i; j + sep.n <= s.n && !hit; j++)
-                if (!memcmp(s.s + j, sep.s, sep.n)) hit = s.s + j;
+        const char *hit = max < 0 || (int64_t)o->n < max ? memmem(s.s + i, s.n - i, sep.s, sep.n) : NULL;
         if (!hit) break;
         obj_push(r, o, str_val(s.s + i, (size_t)(hit - s.s) - i));
         i = (size_t)(hit - s.s) + sep.n;
@@ -1303,10 +1335,8 @@ static Val call(Render *r, const Node *n) {
         Obj *o = new_obj(r, 8);
         for (const Node *arg = n->list; arg; arg = arg->next) {
             if (!arg->attr) rerr(r, arg->line, "namespace() takes keyword arguments only");
-            obj_push(r, o, str_val(arg->attr, arg->attr_len));
-            obj_push(r, o, eval(r, arg));
+            dict_set(r, o, str_val(arg->attr, arg->attr_len), eval(r, arg), arg->line);
         }
-        o->n /= 2;
         return (Val){.t = V_NS, .o = o};
     }
     Val self = eval(r, n->a);
@@ -1335,22 +1365,25 @@ static Val call(Render *r, const Node *n) {
     if (IS("replace")) {
         bind_args(r, n, "replace", (const char *const[]){"old", "new", "count", NULL}, a);
         Val from = want_str(r, a[0], "replace", n->line), to = want_str(r, a[1], "replace", n->line);
-        int64_t max = is_num(a[2]) ? a[2].i : -1, done = 0;
+        int64_t max = is_num(a[2]) ? a[2].i : -1;
         Buf b = {0};
-        size_t i = 0;
-        while (i <= self.n) {
-            bool hit = (max < 0 || done < max) && i + from.n <= self.n && !memcmp(self.s + i, from.s, from.n);
-            if (hit) {
-                buf_put(r, &b, to.s, to.n);
-                done++;
-                if (from.n) {
-                    i += from.n;
-                    continue;
-                }
+        if (!from.n) { /* '' matches before each character and at the end */
+            size_t cps, *off = cp_offsets(r, self, &cps);
+            for (size_t k = 0; k <= cps; k++) {
+                if (max < 0 || (int64_t)k < max) buf_put(r, &b, to.s, to.n);
+                if (k < cps) buf_put(r, &b, self.s + off[k], off[k + 1] - off[k]);
             }
-            if (i < self.n) buf_put(r, &b, self.s + i, 1);
-            i++;
+            return buf_val(&b);
         }
+        size_t i = 0;
+        for (int64_t done = 0; max < 0 || done < max; done++) {
+            const char *hit = memmem(self.s + i, self.n - i, from.s, from.n);
+            if (!hit) break;
+            buf_put(r, &b, self.s + i, (size_t)(hit - self.s) - i);
+            buf_put(r, &b, to.s, to.n);
+            i = (size_t)(hit - self.s) + from.n;
+        }
+        buf_put(r, &b, self.s + i, self.n - i);
         return buf_val(&b);
     }
     rerr(r, n->line, "a string has no method '%.*s'", (int)n->len, n->name);
@@ -1379,7 +1412,7 @@ static Val filter(Render *r, const Node *n) {
         bind_args(r, n, "tojson", (const char *const[]){"indent", NULL}, a);
         if (a[0].t != V_UNDEF && a[0].t != V_NONE) rerr(r, n->line, "tojson: indent is not supported");
         Buf b = {0};
-        tojson(r, &b, v, 0, n->line);
+        dump(r, &b, v, true, 0, n->line);
         return buf_val(&b);
     }
     if (IS("default") || IS("d")) {
@@ -1429,10 +1462,7 @@ static bool test(Render *r, const Node *n) {
 static bool contains(Render *r, Val hay, Val x, int line) {
     if (hay.t == V_STR) {
         x = want_str(r, x, "'in' on a string", line);
-        if (!x.n) return true;
-        for (size_t i = 0; i + x.n <= hay.n; i++)
-            if (!memcmp(hay.s + i, x.s, x.n)) return true;
-        return false;
+        return !x.n || memmem(hay.s, hay.n, x.s, x.n);
     }
     if (hay.t == V_LIST) {
         for (size_t i = 0; i < hay.o->n; i++)
@@ -1537,10 +1567,6 @@ static void set_var(Render *r, const char *name, size_t len, Val v) {
     r->vars[r->n_vars++] = (Binding){name, len, v};
 }
 
-static void step(Render *r, int line) {
-    if (++r->steps > MOE_JINJA_MAX_STEPS) rerr(r, line, "rendering takes more than %d steps", MOE_JINJA_MAX_STEPS);
-}
-
 static Val eval(Render *r, const Node *n) {
     step(r, n->line);
     switch (n->kind) {
@@ -1576,8 +1602,15 @@ static Val eval(Render *r, const Node *n) {
     case E_COND: return truthy(eval(r, n->a)) ? eval(r, n->b) : n->c ? eval(r, n->c) : undef_val("else", 4);
     case E_LIST: case E_DICT: {
         Obj *o = new_obj(r, 4);
-        for (const Node *i = n->list; i; i = i->next) obj_push(r, o, eval(r, i));
-        if (n->kind == E_DICT) o->n /= 2;
+        for (const Node *i = n->list; i; i = i->next) {
+            if (n->kind == E_LIST) {
+                obj_push(r, o, eval(r, i));
+                continue;
+            }
+            Val key = eval(r, i);
+            i = i->next;
+            dict_set(r, o, key, eval(r, i), n->line);
+        }
         return (Val){.t = n->kind == E_LIST ? V_LIST : V_DICT, .o = o};
     }
     default: rerr(r, n->line, "internal error: statement in an expression");
@@ -1640,16 +1673,7 @@ static void exec(Render *r, const Node *n) {
             if (ns.t != V_NS)
                 rerr(r, n->line, "cannot set attribute '%.*s' of '%.*s': a %s, not a namespace", (int)n->attr_len,
                      n->attr, (int)n->len, n->name, type_name(ns.t));
-            Val key = str_val(n->attr, n->attr_len);
-            int64_t i = dict_find(r, ns.o, key, n->line);
-            if (i >= 0) {
-                ns.o->v[2 * i + 1] = v;
-                break;
-            }
-            ns.o->n *= 2; /* pairs as flat items while growing */
-            obj_push(r, ns.o, key);
-            obj_push(r, ns.o, v);
-            ns.o->n /= 2;
+            dict_set(r, ns.o, str_val(n->attr, n->attr_len), v, n->line);
             break;
         }
         default: rerr(r, n->line, "internal error: expression as a statement");
