@@ -96,7 +96,8 @@ struct Obj {
 };
 
 static const char *type_name(VType t) {
-    static const char *const names[] = {"undefined", "none", "bool", "int", "string", "list", "dict", "namespace", "loop"};
+    static const char *const names[] = {"undefined", "none", "bool", "int", "string", "list", "dict", "namespace",
+                                        "loop"};
     return names[t];
 }
 
@@ -421,7 +422,7 @@ static void enter(Parser *p) {
 }
 
 static Node *p_expr(Parser *p);
-static Node *p_or(Parser *p);
+static Node *p_logic(Parser *p, bool is_or);
 static Node *p_unary(Parser *p, bool with_filter);
 
 /* '(' [arg {',' arg}] ')' with keyword arguments name=expr; the opening '(' is consumed. */
@@ -633,48 +634,28 @@ static Node *bin(Parser *p, int op, Node *a, Node *b, int line) {
     return n;
 }
 
-static Node *p_math2(Parser *p) {
-    Node *n = p_unary(p, true);
+/* The binary levels under the comparisons, loosest first: + -, then ~, then * // %; their
+ * operands at level 3 are unary expressions. */
+static Node *p_arith(Parser *p, int level) {
+    static const char *const ops[3][4] = {{"+", "-"}, {"~"}, {"*", "//", "%"}};
+    static const int codes[3][3] = {{OP_ADD, OP_SUB}, {OP_CAT}, {OP_MUL, OP_FLOORDIV, OP_MOD}};
+    if (level == 3) return p_unary(p, true);
+    Node *n = p_arith(p, level + 1);
     for (int k = 0;; k++) {
-        int line = cur(p)->line, op;
+        int line = cur(p)->line, op = -1;
+        if (is_op(cur(p), "/")) perr(p, line, "operator '/' is not supported (it makes a float)");
         if (is_op(cur(p), "**")) perr(p, line, "operator '**' is not supported");
-        if (accept_op(p, "*")) op = OP_MUL;
-        else if (accept_op(p, "//")) op = OP_FLOORDIV;
-        else if (is_op(cur(p), "/")) perr(p, line, "operator '/' is not supported (it makes a float)");
-        else if (accept_op(p, "%")) op = OP_MOD;
-        else return leave(p, n, k);
+        for (int j = 0; ops[level][j] && op < 0; j++)
+            if (accept_op(p, ops[level][j])) op = codes[level][j];
+        if (op < 0) return leave(p, n, k);
         link(p);
-        n = bin(p, op, n, p_unary(p, true), line);
-    }
-}
-
-static Node *p_concat(Parser *p) {
-    Node *n = p_math2(p);
-    int k = 0;
-    for (; is_op(cur(p), "~"); k++) {
-        int line = cur(p)->line;
-        p->i++;
-        link(p);
-        n = bin(p, OP_CAT, n, p_math2(p), line);
-    }
-    return leave(p, n, k);
-}
-
-static Node *p_math1(Parser *p) {
-    Node *n = p_concat(p);
-    for (int k = 0;; k++) {
-        int line = cur(p)->line, op;
-        if (accept_op(p, "+")) op = OP_ADD;
-        else if (accept_op(p, "-")) op = OP_SUB;
-        else return leave(p, n, k);
-        link(p);
-        n = bin(p, op, n, p_concat(p), line);
+        n = bin(p, op, n, p_arith(p, level + 1), line);
     }
 }
 
 /* a OP b [OP c ...]: chained comparisons as Python: (a OP b) and (b OP c) */
 static Node *p_compare(Parser *p) {
-    Node *left = p_math1(p), *result = NULL;
+    Node *left = p_arith(p, 0), *result = NULL;
     for (int k = 0;; k++) {
         static const char *const ops[] = {"==", "!=", "<", "<=", ">", ">=", NULL};
         int line = cur(p)->line, op = -1;
@@ -684,7 +665,7 @@ static Node *p_compare(Parser *p) {
         if (op < 0 && is_name(cur(p), "not") && is_name(&p->tok[p->i + 1], "in")) op = OP_NOTIN, p->i += 2;
         if (op < 0) return leave(p, result ? result : left, k);
         link(p);
-        Node *right = p_math1(p), *cmp = bin(p, op, left, right, line);
+        Node *right = p_arith(p, 0), *cmp = bin(p, op, left, right, line);
         if (result) {
             Node *a = node(p, E_AND, line);
             a->a = result;
@@ -706,29 +687,16 @@ static Node *p_not(Parser *p) {
     return n;
 }
 
-static Node *p_and(Parser *p) {
-    Node *n = p_not(p);
+/* and binds tighter than or */
+static Node *p_logic(Parser *p, bool is_or) {
+    Node *n = is_or ? p_logic(p, false) : p_not(p);
     int k = 0;
-    for (; is_name(cur(p), "and"); k++) {
+    for (; is_name(cur(p), is_or ? "or" : "and"); k++) {
         link(p);
-        Node *a = node(p, E_AND, cur(p)->line);
+        Node *a = node(p, is_or ? E_OR : E_AND, cur(p)->line);
         p->i++;
         a->a = n;
-        a->b = p_not(p);
-        n = a;
-    }
-    return leave(p, n, k);
-}
-
-static Node *p_or(Parser *p) {
-    Node *n = p_and(p);
-    int k = 0;
-    for (; is_name(cur(p), "or"); k++) {
-        link(p);
-        Node *a = node(p, E_OR, cur(p)->line);
-        p->i++;
-        a->a = n;
-        a->b = p_and(p);
+        a->b = is_or ? p_logic(p, false) : p_not(p);
         n = a;
     }
     return leave(p, n, k);
@@ -737,12 +705,12 @@ static Node *p_or(Parser *p) {
 /* or_expr ['if' or_expr ['else' expr]] */
 static Node *p_expr(Parser *p) {
     enter(p);
-    Node *n = p_or(p);
+    Node *n = p_logic(p, true);
     if (is_name(cur(p), "if")) {
         Node *c = node(p, E_COND, cur(p)->line);
         p->i++;
         c->b = n;
-        c->a = p_or(p);
+        c->a = p_logic(p, true);
         if (is_name(cur(p), "else")) {
             p->i++;
             c->c = p_expr(p);
@@ -766,7 +734,7 @@ static Node *p_body(Parser *p, const char *const *ends, const char *opener, int 
 static Node *p_if(Parser *p, int line) {
     static const char *const ends[] = {"elif", "else", "endif", NULL};
     Node *n = node(p, S_IF, line);
-    n->a = p_or(p); /* as Jinja2: no inline 'a if b else c' in the condition */
+    n->a = p_logic(p, true); /* as Jinja2: no inline 'a if b else c' in the condition */
     expect_block_end(p);
     n->list = p_body(p, ends, "if", line);
     p->i++; /* '{%' */
@@ -794,10 +762,10 @@ static Node *p_for(Parser *p, int line) {
     if (is_op(cur(p), ",")) perr(p, line, "for with several loop variables is not supported");
     if (!is_name(cur(p), "in")) unexpected(p, "'in'");
     p->i++;
-    n->a = p_or(p);
+    n->a = p_logic(p, true);
     if (is_name(cur(p), "if")) {
         p->i++;
-        n->b = p_or(p);
+        n->b = p_logic(p, true);
     }
     if (is_name(cur(p), "recursive")) perr(p, line, "recursive for loops are not supported");
     expect_block_end(p);
@@ -970,7 +938,8 @@ static void buf_put(Render *r, Buf *b, const char *s, size_t n) {
     if (b->cap - b->n <= n) {
         size_t cap = b->cap ? b->cap : 64;
         while (cap - b->n <= n) {
-            if (cap > (size_t)MOE_JINJA_MAX_MEM) rerr(r, 0, "rendering needs more than %d MiB of memory", MOE_JINJA_MAX_MEM >> 20);
+            if (cap > (size_t)MOE_JINJA_MAX_MEM)
+                rerr(r, 0, "rendering needs more than %d MiB of memory", MOE_JINJA_MAX_MEM >> 20);
             cap *= 2;
         }
         char *q = ralloc(r, cap);
@@ -1189,7 +1158,8 @@ static Val get_item(Render *r, Val obj, Val key, int line) {
         return i < 0 ? missing : obj.o->v[2 * i + 1];
     }
     if (obj.t == V_LOOP && key.t == V_STR) {
-        static const char *const attrs[] = {"index0", "index", "revindex0", "revindex", "first", "last", "length", NULL};
+        static const char *const attrs[] = {"index0", "index", "revindex0", "revindex", "first", "last", "length",
+                                            NULL};
         int64_t i = obj.i, n = (int64_t)obj.n;
         int64_t vals[] = {i, i + 1, n - i - 1, n - i, i == 0, i == n - 1, n};
         for (int k = 0; attrs[k]; k++)

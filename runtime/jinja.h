@@ -1,9 +1,13 @@
 /* jinja: the subset of Jinja2 that the chat templates of the supported model families use
  * (Mixtral, Qwen1.5-MoE, Qwen3-MoE, OLMoE instruct models), parsed once into a tree and rendered
  * with a list of chat messages, as Hugging Face's apply_chat_template renders them (trim_blocks
- * and lstrip_blocks on). Anything outside the subset is refused at parse time by name, so a
- * template that parses renders the way Jinja2 would or fails with a one-line message (a
- * raise_exception in the template, or a type error Jinja2 would also raise).
+ * and lstrip_blocks on). Anything outside the subset is refused at parse time by name; a template
+ * that parses renders to Jinja2's text or fails with a one-line message (a raise_exception in the
+ * template, or an error such as an attribute of an undefined value). Checked against jinja2 3.1.6
+ * on a few thousand generated and fuzzed templates: no output text differed; what differs is, in
+ * odd corners, an error on one side only (a slice of an int tested with `is defined`, a dict used
+ * as a dict key), and calling `not(...)` or indexing with a tuple, which Jinja2 parses and this
+ * refuses.
  *
  * Supported: {{ }}, {% if/elif/else %}, {% for x in seq [if cond] %} with {% else %} and loop.index,
  * index0, revindex, revindex0, first, last, length; {% set x = e %} and {% set ns.attr = e %};
@@ -14,8 +18,9 @@
  *
  * Bounds: nesting depth and chain length (so the tree, and the recursion over it, stays shallow),
  * and output size, memory and evaluation steps per render are limited, each with a clear error,
- * so a hostile template cannot recurse or loop without end. The parsed template owns all its memory; a render allocates only its own pool,
- * released before it returns, and the malloc'd output. */
+ * so a hostile template cannot recurse or loop without end. The parsed template owns all its
+ * memory; a render allocates only its own pool, released before it returns, and the malloc'd
+ * output. */
 #ifndef MOERT_JINJA_H
 #define MOERT_JINJA_H
 #include <stdbool.h>

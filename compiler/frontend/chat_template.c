@@ -77,7 +77,8 @@ bool chat_template_load(Arena *a, Diag *d, const char *model_path, const char *o
         bool ok = gguf_open(&g, a, d, source);
         const GgufKv *kv = ok ? gguf_kv_find(&g, "tokenizer.chat_template") : NULL;
         if (kv && kv->type != GGUF_STR) {
-            diag_error(d, "%s: key 'tokenizer.chat_template': expected a string; got %s", source, gguf_type_name(kv->type));
+            diag_error(d, "%s: key 'tokenizer.chat_template': expected a string; got %s", source,
+                       gguf_type_name(kv->type));
             ok = false;
         } else if (kv) {
             *text = arena_strndup(a, kv->v.s.s, kv->v.s.len);
