@@ -6,6 +6,7 @@
 #   - --chat-template FILE (the real Qwen3 template) overrides it; --no-chat-template embeds none
 #   - a template using what the Jinja subset lacks: exit status 1, one stderr line naming the file,
 #     the line and the construct, no output written
+#   - moec inspect says whether there is a template and whether it is refused
 set -u
 moec=$1 work=$2 templates=$3
 rm -rf "$work" && mkdir -p "$work"
@@ -37,6 +38,8 @@ check_embedded() {
 }
 
 echo "tokenizer_config.json's template"
+"$moec" inspect "$work/m" | grep -x "chat         a template of 67 bytes, in the Jinja subset moec renders" ||
+  fail "inspect does not show the template"
 "$moec" compile "$work/m" -o "$work/a.exe" --weights sidecar -q || fail "compile"
 printf '{%% for m in messages %%}<|{{ m.role }}|>{{ m.content }}\n{%% endfor %%}' >"$work/want.jinja"
 check_embedded "$work/a.exe.moew" "$work/want.jinja"
@@ -69,4 +72,7 @@ cat "$work/err"
 [ "$(wc -l <"$work/err")" -eq 1 ] || fail "expected exactly one line on stderr"
 grep -qF "$work/bad.jinja: chat template: line 2: filter 'wordcount' is not supported" "$work/err" || fail "message"
 [ ! -e "$work/e.exe" ] || fail "an output was written"
+cp "$work/bad.jinja" "$work/m/chat_template.jinja"
+"$moec" inspect "$work/m" | grep -F "chat         refused: $work/m/chat_template.jinja: chat template: line 2:" ||
+  fail "inspect does not show the refusal"
 echo PASS
