@@ -928,6 +928,17 @@ static _Noreturn void rerr(Render *r, int line, const char *fmt, ...) {
     longjmp(r->jb, 1);
 }
 
+static void step(Render *r, int line) {
+    if (++r->steps > MOE_JINJA_MAX_STEPS) rerr(r, line, "rendering takes more than %d steps", MOE_JINJA_MAX_STEPS);
+}
+
+/* A step, plus one per 64 bytes an operation reads without allocating (comparing, searching,
+ * stripping), so no loop over such operations on big strings escapes the step bound. */
+static void charge(Render *r, size_t bytes, int line) {
+    r->steps += (int64_t)(bytes >> 6);
+    step(r, line);
+}
+
 static void *ralloc(Render *r, size_t n) {
     void *p = pool_alloc(&r->pool, n);
     if (!p) rerr(r, 0, "rendering needs more than %d MiB of memory", MOE_JINJA_MAX_MEM >> 20);
@@ -1079,6 +1090,7 @@ static void dump(Render *r, Buf *b, Val v, bool json, int depth, int line) {
 
 static bool eq(Render *r, Val a, Val b, int depth, int line) {
     if (depth > MOE_JINJA_MAX_DEPTH) rerr(r, line, "value nested more than %d levels deep", MOE_JINJA_MAX_DEPTH);
+    charge(r, a.t == V_STR ? a.n : 0, line);
     if (is_num(a) && is_num(b)) return a.i == b.i;
     if (a.t != b.t) return false;
     switch (a.t) {
@@ -1102,10 +1114,6 @@ static bool eq(Render *r, Val a, Val b, int depth, int line) {
     case V_NS: return a.o == b.o;
     default: return false;
     }
-}
-
-static void step(Render *r, int line) {
-    if (++r->steps > MOE_JINJA_MAX_STEPS) rerr(r, line, "rendering takes more than %d steps", MOE_JINJA_MAX_STEPS);
 }
 
 /* the index of key in a dict or namespace, or -1 (a step per key: a big dict literal is
@@ -1143,15 +1151,29 @@ static size_t *cp_offsets(Render *r, Val s, size_t *count) {
     return off;
 }
 
+/* The code points of a UTF-8 string (a step per 64 bytes), and the byte offset of the i-th. */
+static size_t cp_count(Render *r, Val s, int line) {
+    size_t k = 0;
+    charge(r, s.n, line);
+    for (size_t i = 0; i < s.n; i++) k += ((unsigned char)s.s[i] & 0xC0) != 0x80;
+    return k;
+}
+static size_t cp_at(Val s, size_t i) {
+    for (size_t b = 0, k = 0; b < s.n; b++)
+        if (((unsigned char)s.s[b] & 0xC0) != 0x80 && k++ == i) return b;
+    return s.n;
+}
+
 static Val get_item(Render *r, Val obj, Val key, int line) {
     if (obj.t == V_UNDEF) undefined_err(r, line, obj);
     Val missing = key.t == V_STR ? undef_val(key.s, key.n) : undef_val("item", 4);
     if ((obj.t == V_LIST || obj.t == V_STR) && is_num(key)) {
-        size_t len = obj.t == V_LIST ? obj.o->n : 0, *off = NULL;
-        if (obj.t == V_STR) off = cp_offsets(r, obj, &len);
+        size_t len = obj.t == V_LIST ? obj.o->n : cp_count(r, obj, line);
         int64_t i = key.i < 0 ? key.i + (int64_t)len : key.i;
         if (i < 0 || i >= (int64_t)len) return missing;
-        return obj.t == V_LIST ? obj.o->v[i] : str_val(obj.s + off[i], off[i + 1] - off[i]);
+        if (obj.t == V_LIST) return obj.o->v[i];
+        size_t b = cp_at(obj, (size_t)i), e = cp_at(obj, (size_t)i + 1);
+        return str_val(obj.s + b, e - b);
     }
     if (obj.t == V_DICT || obj.t == V_NS) {
         int64_t i = dict_find(r, obj.o, key, line);
@@ -1317,6 +1339,7 @@ static Val call(Render *r, const Node *n) {
         return v.t == V_UNDEF ? (a[1].t == V_UNDEF ? (Val){.t = V_NONE} : a[1]) : v;
     }
     if (self.t != V_STR) rerr(r, n->line, "a %s has no method '%.*s'", type_name(self.t), (int)n->len, n->name);
+    charge(r, self.n, n->line);
     if (IS("startswith") || IS("endswith")) {
         bind_args(r, n, "startswith", (const char *const[]){"prefix", NULL}, a);
         Val x = want_str(r, a[0], IS("startswith") ? "startswith" : "endswith", n->line);
@@ -1364,7 +1387,7 @@ static Val filter(Render *r, const Node *n) {
     if (IS("length") || IS("count")) {
         bind_args(r, n, "length", (const char *const[]){NULL}, a);
         size_t len = 0;
-        if (v.t == V_STR) cp_offsets(r, v, &len);
+        if (v.t == V_STR) len = cp_count(r, v, n->line);
         else if (v.t == V_LIST || v.t == V_DICT) len = v.o->n;
         else if (v.t != V_UNDEF) rerr(r, n->line, "a %s has no length", type_name(v.t));
         return int_val((int64_t)len);
@@ -1372,6 +1395,7 @@ static Val filter(Render *r, const Node *n) {
     if (IS("trim")) {
         bind_args(r, n, "trim", (const char *const[]){"chars", NULL}, a);
         if (a[0].t != V_UNDEF && a[0].t != V_NONE) want_str(r, a[0], "trim", n->line);
+        charge(r, v.t == V_STR ? v.n : 0, n->line);
         return strip(to_str(r, v, n->line), a[0], true, true);
     }
     if (IS("string")) {
@@ -1432,6 +1456,7 @@ static bool test(Render *r, const Node *n) {
 static bool contains(Render *r, Val hay, Val x, int line) {
     if (hay.t == V_STR) {
         x = want_str(r, x, "'in' on a string", line);
+        charge(r, hay.n, line);
         return !x.n || memmem(hay.s, hay.n, x.s, x.n);
     }
     if (hay.t == V_LIST) {
@@ -1463,6 +1488,7 @@ static Val binop(Render *r, const Node *n) {
         int c;
         if (is_num(a) && is_num(b)) c = a.i < b.i ? -1 : a.i > b.i;
         else if (a.t == V_STR && b.t == V_STR) {
+            charge(r, a.n < b.n ? a.n : b.n, n->line);
             c = memcmp(a.s, b.s, a.n < b.n ? a.n : b.n);
             if (!c) c = a.n < b.n ? -1 : a.n > b.n;
         } else rerr(r, n->line, "cannot compare a %s with a %s using '%s'", type_name(a.t), type_name(b.t), names[op]);

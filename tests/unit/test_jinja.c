@@ -296,6 +296,12 @@ static void test_errors(void) {
     t = moe_jinja_parse(loops, err, sizeof err);
     RENDER_FAILS(t, m, true, "rendering takes more than 20000000 steps");
     moe_jinja_free(t);
+    /* comparing or searching big strings costs steps by their size (a megabyte compared 100000 times) */
+    t = moe_jinja_parse("{% set s = 'x' * 1000000 %}{% for i in [0] * 100000 %}{% if s == s and 'y' in s %}{% endif %}"
+                        "{% endfor %}",
+                        err, sizeof err);
+    RENDER_FAILS(t, m, true, "rendering takes more than 20000000 steps");
+    moe_jinja_free(t);
     t = moe_jinja_parse("{% set s = 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' * 65536 %}{% for i in [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17] %}"
                         "{{ s }}{% endfor %}",
                         err, sizeof err);
