@@ -45,7 +45,8 @@ static void check_render(int line, const MoeJinja *t, const Msg *m, int n, bool 
 #define RENDER(t, m, agp, bos, eos, want) check_render(__LINE__, t, m, (int)(sizeof m / sizeof m[0]), agp, bos, eos, want, NULL)
 #define RENDER_FAILS(t, m, agp, want_err) check_render(__LINE__, t, m, (int)(sizeof m / sizeof m[0]), agp, "<s>", "</s>", NULL, want_err)
 
-/* Renders a template given inline with the conversation below; "" bos and eos. */
+/* Renders a template given inline with the conversation below, bos "<s>", eos "</s>" and the
+ * generation prompt. */
 static void check_inline(int line, const char *src, const char *want) {
     static const Msg conv[] = {{"system", "S"}, {"user", "Hi"}, {"assistant", "Yo"}};
     char err[256];
