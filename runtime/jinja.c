@@ -13,7 +13,9 @@
  * loop does not leak out of it), if blocks share the enclosing scope, namespace() objects are the
  * way to carry state out of a loop. Undefined values print as "", are false, iterate as empty and
  * have length 0; reading an attribute of one or computing with one is an error, as in Jinja2. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* memmem: linear substring search, so no input makes a search quadratic */
+#endif
 #include "jinja.h"
 
 #include <inttypes.h>
