@@ -25,9 +25,8 @@
  * The runtime refuses a weights file whose magic, format_version, model_hash or sizes differ from
  * the manifest the program was compiled with. model_hash (runtime/hash.h) is seeded by the family
  * name and runs over the weights section, then the tokenizer section, then the chat template
- * section; loading compares only the
- * stored hashes (a flipped byte inside a section goes unnoticed), moe_model_verify (`OUT --verify`,
- * `moec verify`) recomputes it over every byte. */
+ * section; loading compares only the stored hashes (a flipped byte inside a section goes
+ * unnoticed), moe_model_verify (`OUT --verify`, `moec verify`) recomputes it over every byte. */
 #ifndef MOE_FORMAT_H
 #define MOE_FORMAT_H
 #include <stdint.h>
