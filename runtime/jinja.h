@@ -49,7 +49,7 @@ MoeJinja *moe_jinja_parse(const char *src, char *err, size_t errlen);
 /* Renders the template with messages[n] (dicts with role and content), add_generation_prompt,
  * bos_token, eos_token (may be ""), tools and documents (none), into a malloc'd NUL-terminated
  * *out. Returns 0, or -1 with a one-line message in err (a raise_exception message is given as
- * "chat template: MESSAGE"). */
+ * "chat template: MESSAGE"). The template is only read: several threads may render it at once. */
 int moe_chat_render(const MoeJinja *t, const MoeChatMessage *msgs, int n, bool add_generation_prompt,
                     const char *bos_token, const char *eos_token, char **out, char *err, size_t errlen);
 
