@@ -36,14 +36,7 @@
 #include "moe.h"
 #include "outfile.h"
 #include "tokenizer.h"
-/* The chat template renderer (runtime/jinja.h) comes from another branch: until it is merged, chat
- * requests are answered "this model has no chat template". Drop the condition once it is in. */
-#if defined(__has_include)
-#if __has_include("jinja.h")
-#define SERVE_HAVE_JINJA 1
 #include "jinja.h"
-#endif
-#endif
 
 #define DRAIN_S 30.0 /* seconds running requests get to finish after SIGINT/SIGTERM */
 
@@ -84,11 +77,9 @@ typedef struct Server {
     int64_t t_start;
     int64_t status_count[600];
     JsonBuf tmp;
-#ifdef SERVE_HAVE_JINJA
     MoeJinja *chat;          /* the model's chat template, NULL: none (or it did not parse: chat_err) */
     char chat_err[256];
     char *bos, *eos;         /* the tokenizer's BOS and EOS strings, "" when none */
-#endif
 } Server;
 
 static double now_s(void) { return moe_now_s(); }
@@ -303,7 +294,6 @@ typedef struct ChatMsg {
  * prompt added; *out malloc'd. False with an error code and message when it cannot be rendered. */
 static bool render_chat(Server *S, const ChatMsg *msgs, int n, char **out, const char **code, char *err,
                         size_t errlen) {
-#ifdef SERVE_HAVE_JINJA
     if (S->chat) {
         MoeChatMessage *m = malloc(sizeof *m * (size_t)n);
         if (!m) {
@@ -322,15 +312,11 @@ static bool render_chat(Server *S, const ChatMsg *msgs, int n, char **out, const
         snprintf(err, errlen, "%s", S->chat_err);
         return false;
     }
-#else
-    (void)S, (void)msgs, (void)n, (void)out;
-#endif
     *code = "chat_template_missing";
     snprintf(err, errlen, "this model has no chat template: use /v1/completions with a prompt");
     return false;
 }
 
-#ifdef SERVE_HAVE_JINJA
 /* The token's string as a malloc'd C string ("" for none). */
 static char *token_str(const MoeTokenizer *t, int32_t id) {
     size_t n = 0;
@@ -354,7 +340,6 @@ static void load_chat(Server *S) {
         fprintf(stderr, "%s: warning: %s\n", S->o->name, S->chat_err);
     }
 }
-#endif
 
 /* Sampling and length fields of a completion request into r; false after an error response. */
 static bool parse_params(Server *S, Conn *c, const JsonValue *root, bool chat, Req *r, int64_t *max_tokens) {
@@ -1074,9 +1059,7 @@ int moe_serve(const ServeOptions *o, const MoeProgram *prog) {
         fprintf(stderr, "%s: error: embedded tokenizer: %s\n", o->name, err);
         goto out;
     }
-#ifdef SERVE_HAVE_JINJA
     load_chat(S);
-#endif
     S->conns = calloc((size_t)o->max_conns, sizeof *S->conns);
     S->pfd = calloc((size_t)o->max_conns + 3, sizeof *S->pfd);
     if (!S->conns || !S->pfd || pipe2(pipefd, O_NONBLOCK | O_CLOEXEC) ||
@@ -1108,11 +1091,9 @@ out:
     free(S->conns);
     free(S->pfd);
     jb_free(&S->tmp);
-#ifdef SERVE_HAVE_JINJA
     moe_jinja_free(S->chat);
     free(S->bos);
     free(S->eos);
-#endif
     moe_tok_free(S->tok);
     moe_model_free(S->m);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

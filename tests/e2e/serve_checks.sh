@@ -158,32 +158,30 @@ if [ "$part" = all ] || [ "$part" = api ]; then
   grep -q '^moe_expert_tokens_total{layer="1",expert="3"} [1-9]' "$work/metrics" || fail "metrics: no expert counts"
   stop
 
-  # chat: a model compiled with a chat template (when moec has --chat-template); the reply equals
+  # chat: a model compiled with a chat template (--chat-template); the reply equals
   # the completion of the rendered prompt's tokens, plain, streamed and through the openai client
-  if "$moec" compile --help 2>&1 | grep -q -- --chat-template; then
-    printf '%s' "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}" >"$work/tpl.jinja"
-    "$moec" compile "$work/m" -o "$work/chat.exe" --batch 4 --chat-template "$work/tpl.jinja" -q || fail "compile --chat-template"
-    start "$work/chat.exe" --api-key "$key"
-    ids=$(printf '<|user|>%s</s><|assistant|>' "$prompt" | "$moec" tokenize "$work/m")
-    call cids "${auth[@]}" -d "{\"prompt\": $ids, \"max_tokens\": 12, \"temperature\": 0}" "$url/v1/completions"
-    node "$tool" text <"$work/cids" >"$work/chat.want"
-    msgs="[{\"role\": \"user\", \"content\": $(node "$tool" json "$prompt")}]"
-    call chat "${auth[@]}" -d "{\"messages\": $msgs, \"max_tokens\": 12, \"temperature\": 0}" "$url/v1/chat/completions"
-    node "$tool" text <"$work/chat" >"$work/chat.text"
-    same chat.text chat.want
-    curl -sN "${auth[@]}" -d "{\"messages\": $msgs, \"max_tokens\": 12, \"temperature\": 0, \"stream\": true}" \
-      "$url/v1/chat/completions" >"$work/chats"
-    node "$tool" sse <"$work/chats" >"$work/chats.text" || fail "chat stream"
-    same chats.text chat.want
-    node "$oc/client.mjs" "$url" "$key" "$prompt" 12 >"$work/occ.json" || fail "openai client (chat)"
-    for k in chat chat_stream; do
-      node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1]))[process.argv[2]]+"\n")' \
-        "$work/occ.json" "$k" >"$work/occ.$k"
-      same "occ.$k" chat.want
-    done
-    stop
-    echo "  chat (template): plain, streamed and openai client == the completion of the rendered prompt"
-  fi
+  printf '%s' "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}" >"$work/tpl.jinja"
+  "$moec" compile "$work/m" -o "$work/chat.exe" --batch 4 --chat-template "$work/tpl.jinja" -q || fail "compile --chat-template"
+  start "$work/chat.exe" --api-key "$key"
+  ids=$(printf '<|user|>%s</s><|assistant|>' "$prompt" | "$moec" tokenize "$work/m")
+  call cids "${auth[@]}" -d "{\"prompt\": $ids, \"max_tokens\": 12, \"temperature\": 0}" "$url/v1/completions"
+  node "$tool" text <"$work/cids" >"$work/chat.want"
+  msgs="[{\"role\": \"user\", \"content\": $(node "$tool" json "$prompt")}]"
+  call chat "${auth[@]}" -d "{\"messages\": $msgs, \"max_tokens\": 12, \"temperature\": 0}" "$url/v1/chat/completions"
+  node "$tool" text <"$work/chat" >"$work/chat.text"
+  same chat.text chat.want
+  curl -sN "${auth[@]}" -d "{\"messages\": $msgs, \"max_tokens\": 12, \"temperature\": 0, \"stream\": true}" \
+    "$url/v1/chat/completions" >"$work/chats"
+  node "$tool" sse <"$work/chats" >"$work/chats.text" || fail "chat stream"
+  same chats.text chat.want
+  node "$oc/client.mjs" "$url" "$key" "$prompt" 12 >"$work/occ.json" || fail "openai client (chat)"
+  for k in chat chat_stream; do
+    node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1]))[process.argv[2]]+"\n")' \
+      "$work/occ.json" "$k" >"$work/occ.$k"
+    same "occ.$k" chat.want
+  done
+  stop
+  echo "  chat (template): plain, streamed and openai client == the completion of the rendered prompt"
   echo "api: PASS"
 fi
 

@@ -732,6 +732,47 @@ static void t_timing(void) {
     EXPECT_TRUE(!moe_parse_timing("moec: note: something else\n", &t));
 }
 
+/* A chat template section (MOE_SECTION_CHAT_TEMPLATE: the text and a NUL) after the tokenizer:
+ * moert_model_chat_template gives it; none in good.moew; a section without its NUL is refused. */
+static void t_chat_template(void) {
+    static const char text[] = "{{ messages[0].content }}";
+    for (int nul = 1; nul >= 0; nul--) {
+        size_t n, total = 3 * MOE_ALIGN + sizeof text - (size_t)!nul;
+        char *b = moew_bytes(good_spec(), &n);
+        b = realloc(b, total);
+        memset(b + n, 0, total - n);
+        memcpy(b + 3 * MOE_ALIGN, text, sizeof text - (size_t)!nul);
+        MoeWeightsHeader h;
+        memcpy(&h, b, sizeof h);
+        h.sections[h.n_sections++] = (MoeSection){MOE_SECTION_CHAT_TEMPLATE, 0, 3 * MOE_ALIGN, sizeof text - (size_t)!nul};
+        h.total_size = total;
+        memcpy(b, &h, sizeof h);
+        const char *path = path_in_tmp(nul ? "chat.moew" : "chat_nonul.moew");
+        write_file(path, b, total, "wb");
+        free(b);
+        if (!nul) {
+            expect_load_error(path, MOE_ERR_FORMAT, "chat template section", "NUL");
+            continue;
+        }
+        MoeModel *m = NULL;
+        char err[512];
+        EXPECT_EQ(moe_model_load(&m, &program, path, 1, err, sizeof err), MOE_OK);
+        if (!m) continue;
+        uint64_t bytes = 0;
+        const char *t = moert_model_chat_template(m, &bytes);
+        EXPECT_EQ(bytes, sizeof text - 1);
+        EXPECT_TRUE(t && !strcmp(t, text));
+        moe_model_free(m);
+    }
+    MoeModel *m = NULL;
+    char err[512];
+    EXPECT_EQ(moe_model_load(&m, &program, good_path, 1, err, sizeof err), MOE_OK);
+    uint64_t bytes = 7;
+    EXPECT_TRUE(m && moert_model_chat_template(m, &bytes) == NULL);
+    EXPECT_EQ(bytes, 0);
+    moe_model_free(m);
+}
+
 int main(void) {
     manifest = fake_manifest();
     tmp = test_tmpdir("runtime");
@@ -740,6 +781,7 @@ int main(void) {
     t_load_errors();
     t_load_ok();
     t_embedded();
+    t_chat_template();
     t_steps(1);
     t_steps(3);
     t_sampler();
