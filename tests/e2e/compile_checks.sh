@@ -288,9 +288,20 @@ bench_identical)
   p=$(seq -s, 101 164)
   g=$("$moec" run "$work/mb" --tokens $p -n 33 --threads 2 --verbose) || fail "generic"
   c=$("$work/mb.exe" --tokens $p -n 33 --threads 2 --verbose) || fail "compiled"
-  rm -rf "$work/mb" "$work/mb.exe"
   echo "generic:  $g"; echo "compiled: $c"
-  [ "$g" = "$c" ] || fail "compiled and generic tokens differ" ;;
+  [ "$g" = "$c" ] || fail "compiled and generic tokens differ"
+  # batch slots on the bench preset: 5 prompts of different lengths on 4 slots (one waits for a
+  # free slot), each == that prompt alone through the batch-1 executable, and == the generic path's
+  "$moec" compile "$work/mb" -o "$work/mb4.exe" --batch 4 --threads 2 -q || fail "compile --batch 4"
+  ps="$(seq -s, 201 240);$(seq -s, 7 9);$(seq -s, 1000 1070);42;$(seq -s, 300 317)"
+  "$work/mb4.exe" --batch-prompts --tokens "$ps" -n 12 --threads 2 >"$work/b.c" || fail "compiled batch"
+  "$moec" run "$work/mb" --batch-prompts --batch 4 --tokens "$ps" -n 12 --threads 2 >"$work/b.g" || fail "generic batch"
+  i=0; IFS=';' read -ra pl <<<"$ps"
+  for q in "${pl[@]}"; do i=$((i + 1)); echo "[$i] $("$work/mb.exe" --tokens "$q" -n 12 --threads 2)"; done >"$work/b.a"
+  rm -rf "$work/mb" "$work/mb.exe" "$work/mb4.exe"
+  cat "$work/b.c"
+  cmp -s "$work/b.c" "$work/b.a" || { diff "$work/b.c" "$work/b.a"; fail "bench preset: batched != alone"; }
+  cmp -s "$work/b.c" "$work/b.g" || { diff "$work/b.c" "$work/b.g"; fail "bench preset: compiled batch != generic batch"; } ;;
 *) fail "unknown check $check" ;;
 esac
 echo PASS

@@ -13,7 +13,8 @@ foreach(check selfcontained sidecar capacity aarch64 atomic llvm errors text las
                    ${CMAKE_CURRENT_BINARY_DIR}/tmp/compile_${check} ${check})
   set_tests_properties(compile_${check} PROPERTIES LABELS e2e TIMEOUT 600)
 endforeach()
-# The bench preset (1.6 GB): compiled == generic tokens. Label slow: not run under the sanitizers.
+# The bench preset (1.6 GB): compiled == generic tokens, and 5 prompts on 4 slots == each alone and
+# == the generic batch. Label slow: not run under the sanitizers.
 add_test(NAME compile_bench_identical
          COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/compile_checks.sh $<TARGET_FILE:moec>
                  ${CMAKE_CURRENT_BINARY_DIR}/tmp/compile_bench_identical bench_identical)
