@@ -704,7 +704,7 @@ int64_t moe_tokenize(MoeModel *m, const char *text, bool add_special, int32_t *i
         fail(m, MOE_ERR_NOMEM, "tokenize: out of memory");
         return -1;
     }
-    memcpy(ids, v, sizeof(int32_t) * (size_t)((int64_t)n < cap ? (int64_t)n : cap > 0 ? cap : 0));
+    if (cap > 0) memcpy(ids, v, sizeof(int32_t) * (size_t)((int64_t)n < cap ? (int64_t)n : cap));
     free(v);
     return (int64_t)n;
 }
@@ -720,7 +720,7 @@ int64_t moe_detokenize(MoeModel *m, const int32_t *ids, int64_t n, char *buf, in
     }
     if (cap > 0) {
         size_t k = (int64_t)len < cap ? len : (size_t)cap - 1;
-        memcpy(buf, t, k);
+        if (k) memcpy(buf, t, k);
         buf[k] = 0;
     }
     free(t);
