@@ -1,0 +1,329 @@
+/* expert_cache: the expert pool of a memory budget; the contract is atop expert_cache.h.
+ *
+ *   moert_experts_ready(args, layer, count, ith):      (every thread, after layer's router)
+ *     thread 0: for e with count[e] > 0: touch (layer, e) in the LRU; hit: table -> its slot
+ *               for the misses: take the least recent slot (evicting its expert, whose table entry
+ *               becomes NULL), table -> the slot, plan a read of gate_up and one of down
+ *     barrier
+ *     every thread: the planned reads i = ith, ith + nth, ...  (pread, O_DIRECT)
+ *     barrier (only when something was read), thread 0 adds the time to the layer's wait
+ *
+ * A read covers the matrix's bytes widened to 4096-byte boundaries (file offset, length and
+ * buffer address: O_DIRECT's rules); the slot's buffer sits at the same offset modulo 4096 as the
+ * matrix in the file, so the kernels see it exactly aligned as in the mapping. */
+#define _GNU_SOURCE /* O_DIRECT */
+#include "expert_cache.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+enum { XC_ALIGN = 4096 };
+
+/* ---- LRU ---- */
+
+bool xc_lru_init(XcLru *l, int32_t n_slots, int32_t n_keys) {
+    memset(l, 0, sizeof *l);
+    if (n_slots < 1 || n_keys < 1) return false;
+    l->n_slots = n_slots;
+    l->n_keys = n_keys;
+    l->slot_key = malloc(sizeof(int32_t) * (size_t)n_slots);
+    l->prev = malloc(sizeof(int32_t) * (size_t)n_slots);
+    l->next = malloc(sizeof(int32_t) * (size_t)n_slots);
+    l->key_slot = malloc(sizeof(int32_t) * (size_t)n_keys);
+    if (!l->slot_key || !l->prev || !l->next || !l->key_slot) {
+        xc_lru_free(l);
+        return false;
+    }
+    for (int32_t s = 0; s < n_slots; s++) {
+        l->slot_key[s] = -1;
+        l->prev[s] = s - 1;
+        l->next[s] = s + 1 < n_slots ? s + 1 : -1;
+    }
+    for (int32_t k = 0; k < n_keys; k++) l->key_slot[k] = -1;
+    l->head = 0;
+    l->tail = n_slots - 1;
+    return true;
+}
+
+void xc_lru_free(XcLru *l) {
+    free(l->slot_key);
+    free(l->key_slot);
+    free(l->prev);
+    free(l->next);
+    memset(l, 0, sizeof *l);
+}
+
+/* Moves slot s to the tail (most recent). */
+static void lru_to_tail(XcLru *l, int32_t s) {
+    if (l->tail == s) return;
+    if (l->prev[s] >= 0) l->next[l->prev[s]] = l->next[s];
+    else l->head = l->next[s];
+    l->prev[l->next[s]] = l->prev[s]; /* s is not the tail, so next[s] >= 0 */
+    l->prev[s] = l->tail;
+    l->next[s] = -1;
+    l->next[l->tail] = s;
+    l->tail = s;
+}
+
+int32_t xc_lru_touch(XcLru *l, int32_t key) {
+    int32_t s = l->key_slot[key];
+    if (s >= 0) lru_to_tail(l, s);
+    return s;
+}
+
+int32_t xc_lru_insert(XcLru *l, int32_t key, int32_t *evicted) {
+    int32_t s = l->head;
+    *evicted = l->slot_key[s];
+    if (*evicted >= 0) l->key_slot[*evicted] = -1;
+    l->slot_key[s] = key;
+    l->key_slot[key] = s;
+    lru_to_tail(l, s);
+    return s;
+}
+
+/* ---- sizes ---- */
+
+static bool is_moe(const MoeManifest *mf, uint32_t l) { return mf->n_exp > 0 && mf->routes_prefill[l] >= 0; }
+
+/* Bytes a direct read of n bytes at any file offset may span: n widened to XC_ALIGN both ways. */
+static int64_t span_bytes(int64_t n) { return (n + XC_ALIGN - 1) / XC_ALIGN * XC_ALIGN + XC_ALIGN; }
+
+static void slot_areas(const MoeManifest *mf, int64_t *gu, int64_t *dn) {
+    *gu = *dn = 0;
+    for (uint32_t l = 0; l < mf->n_layers; l++) {
+        if (!is_moe(mf, l)) continue;
+        int64_t a = span_bytes(mf->experts[l].gate_up_bytes), b = span_bytes(mf->experts[l].down_bytes);
+        *gu = a > *gu ? a : *gu;
+        *dn = b > *dn ? b : *dn;
+    }
+}
+
+int64_t xc_slot_bytes(const MoeManifest *mf) {
+    int64_t gu, dn;
+    slot_areas(mf, &gu, &dn);
+    return gu + dn;
+}
+
+int64_t xc_expert_bytes(const MoeManifest *mf) {
+    int64_t t = 0;
+    for (uint32_t l = 0; l < mf->n_layers; l++)
+        if (is_moe(mf, l)) t += mf->n_exp * (mf->experts[l].gate_up_bytes + mf->experts[l].down_bytes);
+    return t;
+}
+
+int64_t xc_min_slots(const MoeManifest *mf) {
+    int64_t rows = mf->prefill_chunk > mf->batch ? mf->prefill_chunk : mf->batch, need = rows * mf->top_k;
+    return need < mf->n_exp ? need : mf->n_exp;
+}
+
+int64_t xc_total_experts(const MoeManifest *mf) {
+    int64_t n = 0;
+    for (uint32_t l = 0; l < mf->n_layers; l++) n += is_moe(mf, l) ? mf->n_exp : 0;
+    return n;
+}
+
+/* ---- the cache ---- */
+
+typedef struct XcRead {
+    char *dst;               /* XC_ALIGN-aligned */
+    uint64_t off;            /* file offset, XC_ALIGN-aligned */
+    size_t len;              /* a multiple of XC_ALIGN */
+    size_t need;             /* bytes from off that must arrive (the matrix's end) */
+} XcRead;
+
+struct ExpertCache {
+    const MoeManifest *man;
+    int fd;
+    int direct;              /* fd has O_DIRECT */
+    int fd_buf;              /* without O_DIRECT: for a read O_DIRECT refuses (EINVAL) */
+    const char *name;
+    uint64_t woff;           /* file offset of the weights section */
+    char *pool;              /* [n_slots][slot_bytes]: gate_up area, then down area */
+    int64_t slot_bytes, gu_area;
+    XcLru lru;
+    const void **table;      /* [n_layers][2][n_exp] */
+    XcRead *reads;           /* [2 n_exp] this layer's planned reads */
+    int32_t n_reads;
+    double t0;               /* thread 0's start of the current lookup */
+    int layer;               /* the layer being made ready */
+    MoeCacheStats *stats;    /* [n_layers] */
+    int err;                 /* errno of the first failed read since the last xc_take_error */
+};
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+ExpertCache *xc_new(const MoeManifest *mf, const char *path, const char *name, uint64_t weights_off,
+                    int64_t n_slots, const void **table, char *err, size_t errlen) {
+    ExpertCache *c = calloc(1, sizeof *c);
+    if (!c) {
+        snprintf(err, errlen, "expert cache: out of memory");
+        return NULL;
+    }
+    c->man = mf;
+    c->name = name;
+    c->woff = weights_off;
+    c->table = table;
+    c->fd = c->fd_buf = -1;
+    int64_t dn;
+    slot_areas(mf, &c->gu_area, &dn);
+    c->slot_bytes = c->gu_area + dn;
+    c->stats = calloc(mf->n_layers, sizeof *c->stats);
+    c->reads = calloc((size_t)(2 * mf->n_exp), sizeof *c->reads);
+    size_t pool_len = (size_t)(n_slots * c->slot_bytes);
+    void *p = NULL;
+    if (!c->stats || !c->reads || !xc_lru_init(&c->lru, (int32_t)n_slots, (int32_t)(mf->n_layers * mf->n_exp)) ||
+        posix_memalign(&p, MOE_HUGE_ALIGN, pool_len)) {
+        snprintf(err, errlen, "expert cache: cannot allocate a pool of %" PRId64 " slots of %" PRId64 " bytes", n_slots,
+                 c->slot_bytes);
+        xc_free(c);
+        return NULL;
+    }
+    c->pool = p; /* not touched here: its pages become resident as experts are read in */
+#ifdef MADV_HUGEPAGE
+    madvise(p, pool_len / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN, MADV_HUGEPAGE);
+#endif
+#ifdef O_DIRECT
+    c->fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
+    c->direct = c->fd >= 0;
+#endif
+    c->fd_buf = open(path, O_RDONLY | O_CLOEXEC);
+    if (c->fd < 0) c->fd = c->fd_buf; /* e.g. tmpfs refuses O_DIRECT */
+    if (c->fd < 0) {
+        snprintf(err, errlen, "%s: cannot open for reading experts: %s", name, strerror(errno));
+        xc_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void xc_free(ExpertCache *c) {
+    if (!c) return;
+    if (c->fd >= 0 && c->fd != c->fd_buf) close(c->fd);
+    if (c->fd_buf >= 0) close(c->fd_buf);
+    free(c->pool);
+    free(c->reads);
+    free(c->stats);
+    xc_lru_free(&c->lru);
+    free(c);
+}
+
+int xc_take_error(ExpertCache *c, const char **what) {
+    int e = c->err;
+    c->err = 0;
+    *what = c->name;
+    return e;
+}
+
+bool xc_stats(const ExpertCache *c, int layer, MoeCacheStats *out) {
+    memset(out, 0, sizeof *out);
+    if (layer < -1 || layer >= (int)c->man->n_layers) return false;
+    for (int l = layer < 0 ? 0 : layer; l < (layer < 0 ? (int)c->man->n_layers : layer + 1); l++) {
+        const MoeCacheStats *s = &c->stats[l];
+        out->hits += s->hits, out->misses += s->misses, out->evictions += s->evictions;
+        out->bytes_read += s->bytes_read, out->wait_s += s->wait_s;
+    }
+    return true;
+}
+
+void xc_info(const ExpertCache *c, MoeCacheInfo *info) {
+    info->slots = c->lru.n_slots;
+    info->slot_bytes = c->slot_bytes;
+    info->experts = xc_total_experts(c->man);
+    info->expert_bytes = xc_expert_bytes(c->man);
+    info->direct = c->direct;
+}
+
+/* Plans the direct read of the n bytes at weights offset woff into area (XC_ALIGN-aligned);
+ * returns where the matrix starts in area. */
+static const char *plan_read(ExpertCache *c, char *area, int64_t off, int64_t n) {
+    uint64_t file = c->woff + (uint64_t)off, start = file / XC_ALIGN * XC_ALIGN;
+    uint64_t end = (file + (uint64_t)n + XC_ALIGN - 1) / XC_ALIGN * XC_ALIGN;
+    c->reads[c->n_reads++] = (XcRead){area, start, (size_t)(end - start), (size_t)(file + (uint64_t)n - start)};
+    c->stats[c->layer].bytes_read += (int64_t)(end - start);
+    return area + (file - start);
+}
+
+/* Thread 0: the lookups of layer's experts and the plan of the reads of the missing ones. */
+static void plan(ExpertCache *c, int layer, const int32_t *count) {
+    const MoeManifest *mf = c->man;
+    const int64_t E = mf->n_exp;
+    const MoeExpertLoc *xl = &mf->experts[layer];
+    const void **tab = c->table + (int64_t)layer * 2 * E;
+    MoeCacheStats *st = &c->stats[layer];
+    c->layer = layer;
+    c->n_reads = 0;
+    for (int64_t e = 0; e < E; e++) /* hits first: they become the most recent, safe from this layer's misses */
+        if (count[e] > 0 && xc_lru_touch(&c->lru, (int32_t)(layer * E + e)) >= 0) st->hits++;
+    for (int64_t e = 0; e < E; e++) {
+        int32_t key = (int32_t)(layer * E + e), evicted;
+        if (count[e] <= 0 || c->lru.key_slot[key] >= 0) continue;
+        int32_t s = xc_lru_insert(&c->lru, key, &evicted);
+        if (evicted >= 0) { /* its table entries would point at another expert's bytes */
+            c->table[(evicted / E) * 2 * E + evicted % E] = NULL;
+            c->table[(evicted / E) * 2 * E + E + evicted % E] = NULL;
+            st->evictions++;
+        }
+        st->misses++;
+        char *slot = c->pool + s * c->slot_bytes;
+        tab[e] = plan_read(c, slot, xl->gate_up + e * xl->gate_up_bytes, xl->gate_up_bytes);
+        tab[E + e] = plan_read(c, slot + c->gu_area, xl->down + e * xl->down_bytes, xl->down_bytes);
+    }
+    for (int64_t e = 0; e < E; e++) /* hits: their slot (a miss's entry was set above) */
+        if (count[e] > 0) {
+            int32_t s = c->lru.key_slot[layer * E + e];
+            const char *slot = c->pool + s * c->slot_bytes;
+            uint64_t gu = c->woff + (uint64_t)(xl->gate_up + e * xl->gate_up_bytes);
+            uint64_t dn = c->woff + (uint64_t)(xl->down + e * xl->down_bytes);
+            tab[e] = slot + gu % XC_ALIGN;
+            tab[E + e] = slot + c->gu_area + dn % XC_ALIGN;
+        }
+}
+
+/* One planned read; a failure is kept in c->err (the step finishes, the runtime reports it). */
+static void do_read(ExpertCache *c, const XcRead *r) {
+    size_t got = 0;
+    int fd = c->fd;
+    while (got < r->need) {
+        ssize_t n = pread(fd, r->dst + got, r->len - got, (off_t)(r->off + got));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && errno == EINVAL && fd != c->fd_buf) { /* O_DIRECT refused this read: buffered */
+            fd = c->fd_buf;
+            continue;
+        }
+        if (n <= 0) { /* 0: the file ended before the matrix did */
+            __atomic_store_n(&c->err, n < 0 ? errno : EIO, __ATOMIC_RELAXED);
+            return;
+        }
+        got += (size_t)n;
+    }
+#ifdef POSIX_FADV_DONTNEED
+    if (fd == c->fd_buf) posix_fadvise(fd, (off_t)r->off, (off_t)r->len, POSIX_FADV_DONTNEED);
+#endif
+}
+
+__attribute__((visibility("default"))) void moert_experts_ready(const MoeStepArgs *a, int32_t layer,
+                                                                 const int32_t *count, int32_t ith) {
+    ExpertCache *c = a->xcache;
+    if (!c) return; /* no budget: the table points into the mapped weights */
+    if (ith == 0) {
+        c->t0 = now_s();
+        plan(c, layer, count);
+    }
+    moert_barrier();
+    const int32_t n = c->n_reads, nth = (int32_t)omp_get_num_threads();
+    for (int32_t i = ith; i < n; i += nth) do_read(c, &c->reads[i]);
+    if (n) moert_barrier();
+    if (ith == 0) c->stats[layer].wait_s += now_s() - c->t0;
+}
