@@ -2,7 +2,8 @@
  * memory_bytes, `OUT --memory MB`).
  *
  * Contract. Everything but the routed experts stays resident as without a budget (the weights
- * mmap'd, the arena, KV cache); the routed experts live in a pool of fixed slots, each big enough
+ * mmap'd, the arena, KV cache); the routed experts live in a pool (allocated and mapped in at load)
+ * of fixed slots, each big enough
  * for the largest expert of any layer (its packed gate_up and down matrices, each with the 4096-byte
  * alignment slack a direct read needs). The step program calls moert_experts_ready (format.h) after
  * each MoE layer's router; it makes every expert the router gave tokens resident, reading the
@@ -23,8 +24,9 @@
  * once per layer per step.
  *
  * Reads are issued by all the step's threads at once (each takes every nth of the layer's missing
- * matrices), between two barriers inside moert_experts_ready; reads are not yet started before the
- * router of their layer (no prefetch of layer l+1). */
+ * matrices) once thread 0 has published the plan; the step's barrier after the router waits for
+ * them, so a layer whose experts are all in the pool adds no barrier. Reads are not started before
+ * the router of their layer (no prefetch of layer l+1 yet). */
 #ifndef MOERT_EXPERT_CACHE_H
 #define MOERT_EXPERT_CACHE_H
 #include <stdbool.h>
@@ -69,6 +71,8 @@ int64_t xc_total_experts(const MoeManifest *mf);
 ExpertCache *xc_new(const MoeManifest *mf, const char *path, const char *name, uint64_t weights_off,
                     int64_t n_slots, const void **table, char *err, size_t errlen);
 void xc_free(ExpertCache *c);
+/* Before each step (before its threads start): moert_experts_ready tells the calls apart by it. */
+void xc_step_begin(ExpertCache *c);
 /* After a step: 0, or the errno of a read that failed during it (cleared; *what names the file). */
 int xc_take_error(ExpertCache *c, const char **what);
 /* Per-layer counters (layer -1: the sum over layers); false for a bad layer. */

@@ -673,6 +673,7 @@ static MoeStatus run_step(MoeModel *m, int kind, int64_t n_valid, bool all_rows)
     MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->row_pos, m->row_slot, m->stats, n_valid - 1,
                      m->xtable, m->xc};
     MoeStepFn fn = kind == STEP_DECODE ? m->prog->decode : all_rows ? m->prog->prefill : m->prog->prefill_last;
+    if (m->xc) xc_step_begin(m->xc);
     moert_exec(fn, &a, m->n_threads);
     for (int64_t r = 0; r < n_valid; r++) m->pos[m->row_slot[r]]++;
     m->step_kind = kind;

@@ -103,7 +103,7 @@ typedef struct MoeCacheStats {
     int64_t hits, misses;     /* experts a router picked that were in the pool / had to be read */
     int64_t evictions;        /* experts dropped from the pool to make room */
     int64_t bytes_read;       /* bytes read from the weights file (with alignment slack) */
-    double wait_s;            /* time the step waited for this layer's experts (lookup and reads) */
+    double wait_s;            /* time thread 0 spent on this layer's experts: lookups and its share of the reads */
 } MoeCacheStats;
 /* MOE_ERR_ARG when m has no memory budget (or a bad layer). */
 MOE_API MoeStatus moe_model_cache_info(const MoeModel *m, MoeCacheInfo *info);

@@ -123,6 +123,7 @@ static void t_cache(void) {
     int ok = 1;
     for (size_t s = 0; s < sizeof steps / sizeof steps[0]; s++) {
         int32_t layer = steps[s][0];
+        xc_step_begin(c);
         moert_experts_ready(&a, layer, &steps[s][1], 0);
         const MoeExpertLoc *x = &mf.experts[layer];
         for (int e = 0; e < E; e++) {
