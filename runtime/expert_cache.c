@@ -1,9 +1,9 @@
 /* expert_cache: the expert pool of a memory budget; the contract is atop expert_cache.h.
  *
  *   moert_experts_ready(args, layer, count, ith):      (every thread, after layer's router)
- *     thread 0: for e with count[e] > 0: touch (layer, e) in the LRU; hit: table -> its slot
- *               for the misses: take the least recent slot (evicting its expert, whose table entry
- *               becomes NULL), table -> the slot, plan a read of gate_up and one of down;
+ *     thread 0: for e with count[e] > 0: touch (layer, e); hit: table -> its slot
+ *               for the misses: take a slot (xc_policy_insert: evicting an expert, whose table
+ *               entries become NULL), table -> the slot, plan a read of gate_up and one of down;
  *               then publish the plan (plan_gen = this call's number)
  *     the others: wait until the plan of their call is published (spin, then yield)
  *     every thread: the planned reads i = ith, ith + nth, ...  (pread, O_DIRECT)
@@ -31,65 +31,91 @@
 
 enum { XC_ALIGN = 4096 };
 
-/* ---- LRU ---- */
+/* ---- the policy ---- */
 
-bool xc_lru_init(XcLru *l, int32_t n_slots, int32_t n_keys) {
-    memset(l, 0, sizeof *l);
-    if (n_slots < 1 || n_keys < 1) return false;
-    l->n_slots = n_slots;
-    l->n_keys = n_keys;
-    l->slot_key = malloc(sizeof(int32_t) * (size_t)n_slots);
-    l->prev = malloc(sizeof(int32_t) * (size_t)n_slots);
-    l->next = malloc(sizeof(int32_t) * (size_t)n_slots);
-    l->key_slot = malloc(sizeof(int32_t) * (size_t)n_keys);
-    if (!l->slot_key || !l->prev || !l->next || !l->key_slot) {
-        xc_lru_free(l);
+enum { NIL = -1 };
+
+static void list_unlink(XcPolicy *p, int32_t list, int32_t s) {
+    p->len[list]--;
+    if (p->prev[s] != NIL) p->next[p->prev[s]] = p->next[s];
+    else p->head[list] = p->next[s];
+    if (p->next[s] != NIL) p->prev[p->next[s]] = p->prev[s];
+    else p->tail[list] = p->prev[s];
+}
+
+static void list_push_tail(XcPolicy *p, int32_t list, int32_t s) {
+    p->len[list]++;
+    p->prev[s] = p->tail[list];
+    p->next[s] = NIL;
+    if (p->tail[list] != NIL) p->next[p->tail[list]] = s;
+    else p->head[list] = s;
+    p->tail[list] = s;
+}
+
+/* The list slot s is on: its expert's layer, or n_layers (empty slots). */
+static int32_t list_of(const XcPolicy *p, int32_t s) {
+    return p->slot_key[s] < 0 ? p->n_layers : p->slot_key[s] / p->per_layer;
+}
+
+bool xc_policy_init(XcPolicy *p, int32_t n_slots, int32_t n_layers, int32_t per_layer) {
+    memset(p, 0, sizeof *p);
+    if (n_slots < 1 || n_layers < 1 || per_layer < 1) return false;
+    p->n_slots = n_slots, p->n_layers = n_layers, p->per_layer = per_layer;
+    const size_t nk = (size_t)n_layers * (size_t)per_layer;
+    p->slot_key = malloc(sizeof(int32_t) * (size_t)n_slots);
+    p->prev = malloc(sizeof(int32_t) * (size_t)n_slots);
+    p->next = malloc(sizeof(int32_t) * (size_t)n_slots);
+    p->key_slot = malloc(sizeof(int32_t) * nk);
+    p->head = malloc(sizeof(int32_t) * (size_t)(n_layers + 1));
+    p->tail = malloc(sizeof(int32_t) * (size_t)(n_layers + 1));
+    p->len = calloc((size_t)(n_layers + 1), sizeof(int32_t));
+    if (!p->slot_key || !p->prev || !p->next || !p->key_slot || !p->head || !p->tail || !p->len) {
+        xc_policy_free(p);
         return false;
     }
+    for (int32_t l = 0; l <= n_layers; l++) p->head[l] = p->tail[l] = NIL;
+    for (size_t k = 0; k < nk; k++) p->key_slot[k] = NIL;
     for (int32_t s = 0; s < n_slots; s++) {
-        l->slot_key[s] = -1;
-        l->prev[s] = s - 1;
-        l->next[s] = s + 1 < n_slots ? s + 1 : -1;
+        p->slot_key[s] = NIL;
+        list_push_tail(p, n_layers, s);
     }
-    for (int32_t k = 0; k < n_keys; k++) l->key_slot[k] = -1;
-    l->head = 0;
-    l->tail = n_slots - 1;
     return true;
 }
 
-void xc_lru_free(XcLru *l) {
-    free(l->slot_key);
-    free(l->key_slot);
-    free(l->prev);
-    free(l->next);
-    memset(l, 0, sizeof *l);
+void xc_policy_free(XcPolicy *p) {
+    free(p->slot_key);
+    free(p->key_slot);
+    free(p->prev);
+    free(p->next);
+    free(p->head);
+    free(p->tail);
+    free(p->len);
+    memset(p, 0, sizeof *p);
 }
 
-/* Moves slot s to the tail (most recent). */
-static void lru_to_tail(XcLru *l, int32_t s) {
-    if (l->tail == s) return;
-    if (l->prev[s] >= 0) l->next[l->prev[s]] = l->next[s];
-    else l->head = l->next[s];
-    l->prev[l->next[s]] = l->prev[s]; /* s is not the tail, so next[s] >= 0 */
-    l->prev[s] = l->tail;
-    l->next[s] = -1;
-    l->next[l->tail] = s;
-    l->tail = s;
-}
-
-int32_t xc_lru_touch(XcLru *l, int32_t key) {
-    int32_t s = l->key_slot[key];
-    if (s >= 0) lru_to_tail(l, s);
+int32_t xc_policy_touch(XcPolicy *p, int32_t key) {
+    int32_t s = p->key_slot[key];
+    if (s < 0) return NIL;
+    int32_t l = list_of(p, s);
+    list_unlink(p, l, s);
+    list_push_tail(p, l, s);
     return s;
 }
 
-int32_t xc_lru_insert(XcLru *l, int32_t key, int32_t *evicted) {
-    int32_t s = l->head;
-    *evicted = l->slot_key[s];
-    if (*evicted >= 0) l->key_slot[*evicted] = -1;
-    l->slot_key[s] = key;
-    l->key_slot[key] = s;
-    lru_to_tail(l, s);
+int32_t xc_policy_insert(XcPolicy *p, int32_t key, int32_t pinned, int32_t *evicted) {
+    const int32_t c = key / p->per_layer;
+    int32_t s = p->head[p->n_layers]; /* an empty slot first */
+    if (s == NIL && p->len[c] > pinned) s = p->head[c]; /* key's layer runs again last of all */
+    for (int32_t d = p->n_layers - 1; s == NIL && d >= 1; d--) /* then the one that ran before it, ... */
+        s = p->head[(c + d) % p->n_layers];
+    *evicted = NIL;
+    if (s == NIL) return NIL; /* every slot is pinned: the pool is too small */
+    list_unlink(p, list_of(p, s), s);
+    *evicted = p->slot_key[s];
+    if (*evicted >= 0) p->key_slot[*evicted] = NIL;
+    p->slot_key[s] = key;
+    p->key_slot[key] = s;
+    list_push_tail(p, c, s);
     return s;
 }
 
@@ -152,7 +178,7 @@ struct ExpertCache {
     uint64_t woff;           /* file offset of the weights section */
     char *pool;              /* [n_slots][slot_bytes]: gate_up area, then down area */
     int64_t slot_bytes, gu_area;
-    XcLru lru;
+    XcPolicy pol;
     const void **table;      /* [n_layers][2][n_exp] */
     XcRead *reads;           /* [2 n_exp] this layer's planned reads */
     int32_t n_reads;
@@ -190,7 +216,7 @@ ExpertCache *xc_new(const MoeManifest *mf, const char *path, const char *name, u
     atomic_init(&c->plan_gen, 0);
     size_t pool_len = (size_t)(n_slots * c->slot_bytes);
     void *p = NULL;
-    if (!c->stats || !c->reads || !xc_lru_init(&c->lru, (int32_t)n_slots, (int32_t)(mf->n_layers * mf->n_exp)) ||
+    if (!c->stats || !c->reads || !xc_policy_init(&c->pol, (int32_t)n_slots, (int32_t)mf->n_layers, (int32_t)mf->n_exp) ||
         posix_memalign(&p, MOE_HUGE_ALIGN, pool_len)) {
         snprintf(err, errlen, "expert cache: cannot allocate a pool of %" PRId64 " slots of %" PRId64 " bytes", n_slots,
                  c->slot_bytes);
@@ -230,7 +256,7 @@ void xc_free(ExpertCache *c) {
     free(c->pool);
     free(c->reads);
     free(c->stats);
-    xc_lru_free(&c->lru);
+    xc_policy_free(&c->pol);
     free(c);
 }
 
@@ -255,7 +281,7 @@ bool xc_stats(const ExpertCache *c, int layer, MoeCacheStats *out) {
 }
 
 void xc_info(const ExpertCache *c, MoeCacheInfo *info) {
-    info->slots = c->lru.n_slots;
+    info->slots = c->pol.n_slots;
     info->slot_bytes = c->slot_bytes;
     info->experts = xc_total_experts(c->man);
     info->expert_bytes = xc_expert_bytes(c->man);
@@ -281,12 +307,17 @@ static void plan(ExpertCache *c, int layer, const int32_t *count) {
     MoeCacheStats *st = &c->stats[layer];
     c->layer = layer;
     c->n_reads = 0;
+    int32_t pinned = 0; /* the layer's experts needed now: the most recent of its list */
     for (int64_t e = 0; e < E; e++) /* hits first: they become the most recent, safe from this layer's misses */
-        if (count[e] > 0 && xc_lru_touch(&c->lru, (int32_t)(layer * E + e)) >= 0) st->hits++;
+        if (count[e] > 0 && xc_policy_touch(&c->pol, (int32_t)(layer * E + e)) >= 0) st->hits++, pinned++;
     for (int64_t e = 0; e < E; e++) {
         int32_t key = (int32_t)(layer * E + e), evicted;
-        if (count[e] <= 0 || c->lru.key_slot[key] >= 0) continue;
-        int32_t s = xc_lru_insert(&c->lru, key, &evicted);
+        if (count[e] <= 0 || c->pol.key_slot[key] >= 0) continue;
+        int32_t s = xc_policy_insert(&c->pol, key, pinned++, &evicted);
+        if (s < 0) { /* cannot happen: load refuses a pool smaller than one layer's experts */
+            c->err = ENOMEM;
+            continue;
+        }
         if (evicted >= 0) { /* its table entries would point at another expert's bytes */
             c->table[(evicted / E) * 2 * E + evicted % E] = NULL;
             c->table[(evicted / E) * 2 * E + E + evicted % E] = NULL;
@@ -299,7 +330,8 @@ static void plan(ExpertCache *c, int layer, const int32_t *count) {
     }
     for (int64_t e = 0; e < E; e++) /* hits: their slot (a miss's entry was set above) */
         if (count[e] > 0) {
-            int32_t s = c->lru.key_slot[layer * E + e];
+            int32_t s = c->pol.key_slot[layer * E + e];
+            if (s < 0) continue;
             const char *slot = c->pool + s * c->slot_bytes;
             uint64_t gu = c->woff + (uint64_t)(xl->gate_up + e * xl->gate_up_bytes);
             uint64_t dn = c->woff + (uint64_t)(xl->down + e * xl->down_bytes);

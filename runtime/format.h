@@ -9,7 +9,10 @@
  * rows by (ith, nth), with moert_barrier() between dependent kernels. Every shape and offset inside
  * is a compile-time constant: the step only adds the constant offsets to the base pointers in args
  * (and, in prefill_last, last_row rows to the logits input); the one runtime shape is the number
- * of real rows of a prefill step, args.last_row + 1, passed to every kernel.
+ * of real rows of a prefill step, args.last_row + 1, passed to every kernel. The routed experts are
+ * the exception to constant offsets: the expert kernels of layer l read expert e through the table
+ * args.experts (the runtime fills it: into the weights, or into its expert pool under a memory
+ * budget), and the step calls moert_experts_ready after each MoE layer's router.
  *
  * Weights file (.moew, or the same bytes appended to the executable):
  *   MoeWeightsHeader (little-endian, 4096 bytes reserved)

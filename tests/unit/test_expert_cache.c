@@ -7,68 +7,91 @@
 #include "expert_cache.h"
 #include "test.h"
 
-/* Key k is resident in slot s, and the two maps agree. */
-static bool lru_ok(const XcLru *l) {
-    for (int32_t s = 0; s < l->n_slots; s++)
-        if (l->slot_key[s] >= 0 && l->key_slot[l->slot_key[s]] != s) return false;
-    for (int32_t k = 0; k < l->n_keys; k++)
-        if (l->key_slot[k] >= 0 && l->slot_key[l->key_slot[k]] != k) return false;
-    int32_t n = 0; /* the recency list holds every slot once */
-    for (int32_t s = l->head, prev = -1; s >= 0; prev = s, s = l->next[s], n++)
-        if (l->prev[s] != prev) return false;
-    return n == l->n_slots;
+/* The maps agree, and every slot is on exactly one list: its layer's, or the empty slots'. */
+static bool policy_ok(const XcPolicy *p) {
+    for (int32_t s = 0; s < p->n_slots; s++)
+        if (p->slot_key[s] >= 0 && p->key_slot[p->slot_key[s]] != s) return false;
+    for (int32_t k = 0; k < p->n_layers * p->per_layer; k++)
+        if (p->key_slot[k] >= 0 && p->slot_key[p->key_slot[k]] != k) return false;
+    int32_t n = 0;
+    for (int32_t l = 0; l <= p->n_layers; l++) {
+        int32_t len = 0;
+        for (int32_t s = p->head[l], prev = -1; s >= 0; prev = s, s = p->next[s], len++) {
+            if (p->prev[s] != prev) return false;
+            if (l < p->n_layers ? p->slot_key[s] / p->per_layer != l : p->slot_key[s] != -1) return false;
+        }
+        if (len != p->len[l]) return false;
+        n += len;
+    }
+    return n == p->n_slots;
 }
 
-static void t_lru(void) {
-    XcLru l;
+#define KEY(l, e) ((l) * 4 + (e))
+
+static void t_policy(void) {
+    XcPolicy p;
     int32_t ev;
-    EXPECT_TRUE(xc_lru_init(&l, 3, 10));
-    EXPECT_EQ(xc_lru_touch(&l, 0), -1);
-    int32_t s0 = xc_lru_insert(&l, 0, &ev);
+    EXPECT_TRUE(xc_policy_init(&p, 3, 4, 4)); /* 3 slots, 4 layers of 4 experts */
+    EXPECT_EQ(xc_policy_touch(&p, KEY(0, 0)), -1);
+    int32_t s0 = xc_policy_insert(&p, KEY(0, 0), 0, &ev);
     EXPECT_EQ(ev, -1);
-    xc_lru_insert(&l, 1, &ev);
+    xc_policy_insert(&p, KEY(0, 1), 1, &ev);
     EXPECT_EQ(ev, -1);
-    xc_lru_insert(&l, 2, &ev);
-    EXPECT_EQ(ev, -1); /* empty slots go first */
-    EXPECT_EQ(xc_lru_touch(&l, 0), s0); /* 0 becomes the most recent: 1 is the least */
-    int32_t s3 = xc_lru_insert(&l, 3, &ev);
-    EXPECT_EQ(ev, 1);
-    EXPECT_EQ(xc_lru_touch(&l, 1), -1);
-    EXPECT_EQ(l.key_slot[3], s3);
-    xc_lru_insert(&l, 4, &ev);
-    EXPECT_EQ(ev, 2);
-    xc_lru_insert(&l, 5, &ev);
-    EXPECT_EQ(ev, 0); /* touched once, then older than 3 and 4 */
-    EXPECT_TRUE(lru_ok(&l));
-    xc_lru_free(&l);
+    xc_policy_insert(&p, KEY(0, 2), 2, &ev);
+    EXPECT_EQ(ev, -1); /* empty slots first */
+    EXPECT_TRUE(policy_ok(&p));
+    /* layer 1 needs expert 0: layer 0 ran last, its least recent goes (0 was touched since) */
+    EXPECT_EQ(xc_policy_touch(&p, KEY(0, 0)), s0);
+    xc_policy_insert(&p, KEY(1, 0), 0, &ev);
+    EXPECT_EQ(ev, KEY(0, 1));
+    /* layer 2 needs expert 3: layer 1 ran last (layer 0 runs again before it) */
+    xc_policy_insert(&p, KEY(2, 3), 0, &ev);
+    EXPECT_EQ(ev, KEY(1, 0));
+    /* layer 3 again: layer 2's expert goes; layer 0's two survive for the next step */
+    xc_policy_insert(&p, KEY(3, 1), 0, &ev);
+    EXPECT_EQ(ev, KEY(2, 3));
+    EXPECT_TRUE(xc_policy_touch(&p, KEY(0, 0)) >= 0);
+    EXPECT_TRUE(xc_policy_touch(&p, KEY(0, 2)) >= 0);
+    /* layer 0 needs 0, 2 (hits, pinned) and 3: not its own (all pinned), so layer 3's */
+    xc_policy_insert(&p, KEY(0, 3), 2, &ev);
+    EXPECT_EQ(ev, KEY(3, 1));
+    /* layer 0, next step, needs only expert 1: its own least recent unneeded one goes first (0) */
+    xc_policy_insert(&p, KEY(0, 1), 0, &ev);
+    EXPECT_EQ(ev, KEY(0, 0));
+    /* every slot pinned: no slot */
+    EXPECT_EQ(xc_policy_insert(&p, KEY(0, 0), 3, &ev), -1);
+    EXPECT_EQ(ev, -1);
+    EXPECT_TRUE(policy_ok(&p));
+    xc_policy_free(&p);
 }
 
 /* The order the cache uses within one layer: touch the layer's resident experts, then insert the
- * missing ones; with at least as many slots as the layer needs, no needed expert is evicted. */
-static void t_lru_layer(void) {
-    XcLru l;
-    EXPECT_TRUE(xc_lru_init(&l, 4, 64));
+ * missing ones with the count of the layer's experts needed so far pinned; with at least as many
+ * slots as a layer needs, a slot is always found and no needed expert is evicted. */
+static void t_policy_layers(void) {
+    XcPolicy p;
+    EXPECT_TRUE(xc_policy_init(&p, 4, 8, 8));
     unsigned seed = 7;
     int bad = 0;
-    for (int step = 0; step < 500; step++) {
-        int32_t need[4], n = 1 + (int32_t)(rand_r(&seed) % 4), layer = step % 8;
-        for (int32_t i = 0; i < n; i++) need[i] = layer * 8 + ((step * 3 + i * 5) % 8);
+    for (int step = 0; step < 2000; step++) {
+        int32_t need[4], n = 1 + (int32_t)(rand_r(&seed) % 4), layer = step % 8, pinned = 0;
+        for (int32_t i = 0; i < n; i++) need[i] = layer * 8 + (int32_t)(rand_r(&seed) % 8);
         for (int32_t i = 0; i < n; i++)
             for (int32_t j = 0; j < i; j++)
                 if (need[i] == need[j]) need[i] = -1; /* distinct experts */
         for (int32_t i = 0; i < n; i++)
-            if (need[i] >= 0) xc_lru_touch(&l, need[i]);
+            if (need[i] >= 0 && xc_policy_touch(&p, need[i]) >= 0) pinned++;
         for (int32_t i = 0; i < n; i++) {
             int32_t ev;
-            if (need[i] < 0 || l.key_slot[need[i]] >= 0) continue;
-            xc_lru_insert(&l, need[i], &ev);
+            if (need[i] < 0 || p.key_slot[need[i]] >= 0) continue;
+            bad += xc_policy_insert(&p, need[i], pinned++, &ev) < 0;
             for (int32_t j = 0; j < n; j++) bad += ev >= 0 && ev == need[j];
         }
-        for (int32_t i = 0; i < n; i++) bad += need[i] >= 0 && l.key_slot[need[i]] < 0;
+        for (int32_t i = 0; i < n; i++) bad += need[i] >= 0 && p.key_slot[need[i]] < 0;
     }
     EXPECT_EQ(bad, 0);
-    EXPECT_TRUE(lru_ok(&l));
-    xc_lru_free(&l);
+    EXPECT_TRUE(policy_ok(&p));
+    xc_policy_free(&p);
 }
 
 enum { NL = 3, E = 4, GU = 5000, DN = 3000 };
@@ -153,8 +176,8 @@ static void t_cache(void) {
 }
 
 int main(void) {
-    t_lru();
-    t_lru_layer();
+    t_policy();
+    t_policy_layers();
     t_sizes();
     t_cache();
     return test_done();
