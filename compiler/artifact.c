@@ -56,7 +56,7 @@ static bool pad_to(FILE *f, long align) {
 }
 
 bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, const char *family, const void *tok_blob,
-                            size_t tok_len, uint64_t *hash, bool progress) {
+                            size_t tok_len, const char *chat_template, size_t chat_len, uint64_t *hash, bool progress) {
     FILE *f = fopen(path, "wb");
     if (!f) {
         diag_error(d, "%s: cannot create: %s", path, strerror(errno));
@@ -80,6 +80,11 @@ bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, cons
         h.sections[1] = (MoeSection){MOE_SECTION_TOKENIZER, 0, (uint64_t)ftell(f), tok_len};
         h.n_sections = 2;
         ok = ok && sink_write(&s, tok_blob, tok_len);
+    }
+    if (ok && chat_template) {
+        ok = pad_to(f, MOE_ALIGN);
+        h.sections[h.n_sections++] = (MoeSection){MOE_SECTION_CHAT_TEMPLATE, 0, (uint64_t)ftell(f), chat_len + 1};
+        ok = ok && sink_write(&s, chat_template, chat_len) && sink_write(&s, "", 1); /* and its NUL */
     }
     ok = ok && pad_to(f, MOE_ALIGN);
     memcpy(h.magic, MOE_WEIGHTS_MAGIC, 8);

@@ -13,11 +13,12 @@
 
 /* The model hash (runtime/hash.h, seeded by the family) of the packed weights, without writing them. */
 bool artifact_hash_weights(const PackTable *pt, const char *family, uint64_t *hash, bool progress);
-/* Writes path (a .moew file) with the weights section and an optional tokenizer blob; *hash gets
- * the model hash: seeded by the family, over the weights then the tokenizer bytes (what
- * moe_model_verify recomputes). Shows a progress line on stderr when progress. */
+/* Writes path (a .moew file) with the weights section, an optional tokenizer blob and an optional
+ * chat template (its text; the section holds it and a NUL); *hash gets the model hash: seeded by the family, over the
+ * weights, then the tokenizer bytes, then the chat template section (what moe_model_verify
+ * recomputes). Shows a progress line on stderr when progress. */
 bool artifact_write_weights(Diag *d, const char *path, const PackTable *pt, const char *family, const void *tok_blob,
-                            size_t tok_len, uint64_t *hash, bool progress);
+                            size_t tok_len, const char *chat_template, size_t chat_len, uint64_t *hash, bool progress);
 /* Whether an executable for triple (normalised; NULL: this machine) can be linked: its runtime
  * archives and linker driver are there (AArch64 Linux from another machine: the cross runtime and
  * driver). Otherwise one diag_error naming what to install. */

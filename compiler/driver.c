@@ -1,5 +1,6 @@
 /* The compile pipeline:
  *   model_load            config.json + safetensors -> graph (T symbolic)
+ *   chat_template_load    the chat template, checked against the runtime's Jinja subset
  *   quantize_model        --quant: weight matrices block-quantised (frontend/quantize.h)
  *   pass_specialize x2    prefill (T = P) and decode (T = B), capacity bound
  *   pass_fuse x2          fused kernel graphs, packed weight nodes
@@ -20,6 +21,7 @@
 
 #include "artifact.h"
 #include "backend/program.h"
+#include "chat_template.h"
 #include "cli.h"
 #include "outfile.h"
 #include "frontend.h"
@@ -147,6 +149,9 @@ int compile_model(const CompileOptions *o, Diag *d) {
     int rc = 1;
     char *wtmp = NULL, *otmp = NULL, *etmp = NULL;
     if (!model_load(&md, a, d, o->model_dir)) goto out;
+    const char *chat = NULL; /* embedded for the server (runtime/jinja.h); refused here if unsupported */
+    size_t chat_len = 0;
+    if (!o->no_chat_template && !chat_template_load(a, d, o->model_dir, o->chat_template, &chat, &chat_len)) goto out;
     if (o->quant) {
         QuantReport qr;
         if (!quantize_model(&md, a, d, o->quant, false, &qr)) goto out;
@@ -219,7 +224,8 @@ int compile_model(const CompileOptions *o, Diag *d) {
         size_t tok_len = 0;
         load_tokenizer(a, o, &tok, &tok_len);
         wtmp = arena_printf(a, "%s%s.tmp.%d", o->out, o->sidecar ? ".moew" : ".weights", (int)getpid());
-        if (!artifact_write_weights(d, wtmp, &pt, md.arch->model_type, tok, tok_len, &hash, progress)) goto out;
+        if (!artifact_write_weights(d, wtmp, &pt, md.arch->model_type, tok, tok_len, chat, chat_len, &hash, progress))
+            goto out;
     } else if (!artifact_hash_weights(&pt, md.arch->model_type, &hash, progress)) {
         diag_error(d, "%s: cannot read the weights", o->model_dir);
         goto out;

@@ -24,6 +24,8 @@ typedef struct CompileOptions {
     bool quiet;               /* no progress lines */
     MoeManifest *manifest_out; /* optional: receives the compiled program's manifest */
     const struct QuantSpec *quant; /* --quant (frontend/quantize.h), or NULL: weights as stored */
+    const char *chat_template; /* --chat-template FILE, or NULL: the model's own (frontend/chat_template.h) */
+    bool no_chat_template;     /* --no-chat-template: embed none */
 } CompileOptions;
 
 /* Compiles o->model_dir into o->out; returns the exit status (0, 1 user error, 70 internal). */

@@ -19,6 +19,7 @@
  *   sections, each at a 4096-aligned offset from the start of the header:
  *     MOE_SECTION_WEIGHTS   packed weights; the kernels read them at manifest-constant offsets
  *     MOE_SECTION_TOKENIZER optional serialised tokenizer (runtime/tokenizer.h)
+ *     MOE_SECTION_CHAT_TEMPLATE optional chat template: the Jinja text (runtime/jinja.h) and a NUL
  * When appended to an executable, the file ends with a MoeTrailer giving the header's offset.
  * moec puts the weights section at MOE_WEIGHTS_OFFSET and an executable's header at a multiple of
  * MOE_HUGE_ALIGN, and writes them in 4 MiB chunks, so the weights sit 2 MiB-aligned in the file and
@@ -26,9 +27,9 @@
  * bench preset: 61 tok/s with half the weights mapped so, 66 with nearly all).
  * The runtime refuses a weights file whose magic, format_version, model_hash or sizes differ from
  * the manifest the program was compiled with. model_hash (runtime/hash.h) is seeded by the family
- * name and runs over the weights section, then the tokenizer section; loading compares only the
- * stored hashes (a flipped byte inside a section goes unnoticed), moe_model_verify (`OUT --verify`,
- * `moec verify`) recomputes it over every byte. */
+ * name and runs over the weights section, then the tokenizer section, then the chat template
+ * section; loading compares only the stored hashes (a flipped byte inside a section goes
+ * unnoticed), moe_model_verify (`OUT --verify`, `moec verify`) recomputes it over every byte. */
 #ifndef MOE_FORMAT_H
 #define MOE_FORMAT_H
 #include <stdint.h>
@@ -45,7 +46,12 @@ enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_
 enum { MOE_MAX_BATCH = 1024 }; /* most sequence slots a program may be compiled for */
 enum { MOE_HUGE_ALIGN = 2 << 20, MOE_WEIGHTS_OFFSET = 2 << 20 }; /* a huge page (x86-64, AArch64 4K granule) */
 
-typedef enum MoeSectionKind { MOE_SECTION_NONE = 0, MOE_SECTION_WEIGHTS = 1, MOE_SECTION_TOKENIZER = 2 } MoeSectionKind;
+typedef enum MoeSectionKind {
+    MOE_SECTION_NONE = 0,
+    MOE_SECTION_WEIGHTS = 1,
+    MOE_SECTION_TOKENIZER = 2,
+    MOE_SECTION_CHAT_TEMPLATE = 3
+} MoeSectionKind;
 
 typedef struct MoeSection {
     uint32_t kind;           /* MoeSectionKind */

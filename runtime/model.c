@@ -62,6 +62,8 @@ struct MoeModel {
     ExpertCache *xc;         /* the expert pool of a budget, or NULL */
     const char *tokenizer;   /* MOE_SECTION_TOKENIZER or NULL, tokenizer_bytes */
     uint64_t tokenizer_bytes;
+    const char *chat_template; /* MOE_SECTION_CHAT_TEMPLATE or NULL: the text, chat_template_bytes, and a NUL */
+    uint64_t chat_template_bytes;
     const char *weights_name; /* the weights file as shown in messages */
     MoeTokenizer *tok;       /* built from the tokenizer section by the first moe_tokenize/detokenize */
     pthread_t prefault;      /* maps the weights' pages in the background (prefault_main) */
@@ -166,7 +168,8 @@ static MoeStatus check_program(MoeModel *m, const MoeProgram *prog) {
 /* ---- the weights ------------------------------------------------------------------------- */
 
 static const char *section_name(uint32_t kind) {
-    return kind == MOE_SECTION_WEIGHTS ? "weights" : kind == MOE_SECTION_TOKENIZER ? "tokenizer" : "unknown";
+    return kind == MOE_SECTION_WEIGHTS ? "weights" : kind == MOE_SECTION_TOKENIZER ? "tokenizer"
+         : kind == MOE_SECTION_CHAT_TEMPLATE ? "chat template" : "unknown";
 }
 
 /* Reads exactly n bytes at off; false on a short read. */
@@ -238,7 +241,7 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
         return fail(m, MOE_ERR_FORMAT,
                     "%s: truncated: the header gives %" PRIu64 " bytes of weights; the file holds %" PRIu64, name,
                     h.total_size, avail);
-    const MoeSection *wsec = NULL, *tsec = NULL;
+    const MoeSection *wsec = NULL, *tsec = NULL, *csec = NULL;
     for (uint32_t i = 0; i < h.n_sections; i++) {
         const MoeSection *s = &h.sections[i];
         if (s->offset % MOE_ALIGN || s->offset < MOE_HEADER_BYTES || s->offset > h.total_size ||
@@ -250,6 +253,7 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
         const MoeSection **slot;
         if (s->kind == MOE_SECTION_WEIGHTS) slot = &wsec;
         else if (s->kind == MOE_SECTION_TOKENIZER) slot = &tsec;
+        else if (s->kind == MOE_SECTION_CHAT_TEMPLATE) slot = &csec;
         else continue; /* unknown kinds: written by a newer moec, not needed here */
         if (*slot) return fail(m, MOE_ERR_FORMAT, "%s: two %s sections", name, section_name(s->kind));
         *slot = s;
@@ -282,6 +286,12 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
     if (tsec) {
         m->tokenizer = hdr + tsec->offset;
         m->tokenizer_bytes = tsec->size;
+    }
+    if (csec) {
+        m->chat_template = hdr + csec->offset;
+        m->chat_template_bytes = csec->size;
+        if (!csec->size || m->chat_template[csec->size - 1])
+            return fail(m, MOE_ERR_FORMAT, "%s: the chat template section does not end with a NUL byte", name);
     }
     /* start reading the weights in; huge pages where the file system offers them */
     uintptr_t a = ((uintptr_t)m->weights) / (uintptr_t)page * (uintptr_t)page;
@@ -385,6 +395,7 @@ static uint64_t mapped_hash(const MoeModel *m) {
     moe_hash_init(&h, moe_hash_seed(m->man->family));
     moe_hash_update(&h, m->weights, (size_t)m->man->weights_bytes);
     if (m->tokenizer) moe_hash_update(&h, m->tokenizer, (size_t)m->tokenizer_bytes);
+    if (m->chat_template) moe_hash_update(&h, m->chat_template, (size_t)m->chat_template_bytes);
     return moe_hash_final(&h);
 }
 
@@ -616,6 +627,11 @@ MoeStatus moe_model_cache_stats(const MoeModel *m, int layer, MoeCacheStats *sta
 const void *moert_model_tokenizer(const MoeModel *m, uint64_t *bytes) {
     *bytes = m->tokenizer_bytes;
     return m->tokenizer;
+}
+
+const char *moert_model_chat_template(const MoeModel *m, uint64_t *bytes) {
+    *bytes = m->chat_template ? m->chat_template_bytes - 1 : 0;
+    return m->chat_template;
 }
 
 /* ---- slots ------------------------------------------------------------------------------- */

@@ -17,6 +17,9 @@ MoeStatus moert_model_load_embedded_opts(MoeModel **out, const MoeProgram *prog,
                                          int64_t memory_bytes, char *err, size_t errlen);
 /* The MOE_SECTION_TOKENIZER bytes (*bytes set), or NULL when the weights carry none. */
 const void *moert_model_tokenizer(const MoeModel *m, uint64_t *bytes);
+/* The MOE_SECTION_CHAT_TEMPLATE text, NUL-terminated (*bytes: its length without the NUL), or NULL
+ * when the weights carry none (the model was compiled without a chat template). */
+const char *moert_model_chat_template(const MoeModel *m, uint64_t *bytes);
 /* The threads each step runs on. */
 int moert_model_threads(const MoeModel *m);
 

@@ -24,6 +24,7 @@
 #include "moe.h"
 #include "outfile.h"
 #include "sampler.h"
+#include "serve/server.h"
 #include "textio.h"
 #include "tokenizer.h"
 #include "trace.h"
@@ -37,6 +38,7 @@ typedef struct CliOptions {
     const char *logits_out, *trace_out, *weights;
     bool stats, help, verbose, verify;
     bool batch;                      /* --batch-prompts: every line (or ';'-separated id list) a prompt */
+    int64_t warmup;                  /* --warmup N: untimed greedy runs of the same prompt first */
     const char *tokens_arg;          /* the last --tokens value */
     /* text mode: the prompt is text (--prompt, --prompt-file or stdin), encoded with the tokenizer
      * the compiler embedded (MOE_SECTION_TOKENIZER); the output is streamed text, up to EOS */
@@ -46,6 +48,7 @@ typedef struct CliOptions {
 
 static const char usage[] =
     "usage: %s (--tokens 1,2,3 | --prompt TEXT | --prompt-file F | < F) [-n N] [options]\n"
+    "   or: ... serve [--port P] [options]: an OpenAI-compatible HTTP server (see 'serve --help')\n"
     "Runs the compiled %.32s model: prefill the prompt, then generate N tokens with the KV cache.\n"
     "With --tokens prints the generated token ids; with a text prompt streams the generated text\n"
     "and stops at the end-of-sequence token.\n"
@@ -72,6 +75,8 @@ static const char usage[] =
     "  --memory MB            memory budget (MB = 10^6 bytes): the routed experts live in a pool of what\n"
     "                         the rest leaves and are read from the weights on demand (same tokens and\n"
     "                         logits); too small a budget is refused with the smallest that works\n"
+    "  --warmup N             first run the same prompt and length N times untimed (greedy), then\n"
+    "                         the timed run: warm figures in one process, as moec bench takes them\n"
     "  --verify               read every byte of the weights and check them against the model hash\n"
     "                         before running (alone: check, print and exit). Without it, loading\n"
     "                         checks the weights' header (magic, version, hash, sizes, bounds), not\n"
@@ -152,6 +157,8 @@ static int parse(int argc, char **argv, CliOptions *o) {
             o->tokens_arg = v;
         } else if (!strcmp(a, "--batch-prompts")) {
             o->batch = true;
+        } else if (!strcmp(a, "--warmup")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_int(o, a, v, 0, 1000, &o->warmup)) return 2;
         } else if (!strcmp(a, "--prompt")) {
             if (!(v = value(o, argc, argv, &i))) return 2;
             free(o->text);
@@ -532,6 +539,21 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
     if (tr) moe_trace_add_prompt(tr, o->prompt, o->n_prompt);
 
     t_load = moe_now_s();
+    double load_s = t_load - t0;
+    for (int64_t w = 0; w < o->warmup; w++) { /* untimed: the same work, greedy, then a fresh sequence */
+        int32_t id = 0;
+        MoeStatus st = moe_prefill(m, o->prompt, o->n_prompt, NULL, NULL, &logits);
+        for (int64_t s = 0; st == MOE_OK && s < o->n_gen; s++) {
+            id = moe_sampler_argmax(logits, V);
+            if (s + 1 < o->n_gen) st = moe_decode(m, id, &logits);
+        }
+        if (st != MOE_OK) {
+            error(o, "%s", moe_model_error(m));
+            goto out;
+        }
+        moe_model_reset(m);
+    }
+    t_load = moe_now_s();
     /* per-step hook for --logits-out (every prompt row) and --trace (the step's routes); without
      * one, the runtime computes only the last prompt token's logits */
     MoeRowsFn on_rows = sink.lo || sink.tr ? on_prompt_rows : NULL;
@@ -566,7 +588,7 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
     }
     if (o->stats) moert_print_stats(stderr, mf, moe_model_stats(m), moe_model_pos(m));
     if (o->stats) print_cache_stats(stderr, m);
-    if (o->verbose) moe_print_timing(stderr, t_load - t0, o->n_prompt, t_prefill - t_load, n_gen - 1, t_end - t_prefill);
+    if (o->verbose) moe_print_timing(stderr, load_s, o->n_prompt, t_prefill - t_load, n_gen - 1, t_end - t_prefill);
     rc = 0;
 out:
     if (lo.f) moe_out_abort(&lo);
@@ -583,6 +605,7 @@ int moert_cli(int argc, char **argv, const MoeProgram *prog) {
     CliOptions o = {0};
     const char *slash = argc > 0 && argv[0] ? strrchr(argv[0], '/') : NULL;
     o.name = slash ? slash + 1 : argc > 0 && argv[0] ? argv[0] : "moe";
+    if (argc > 1 && !strcmp(argv[1], "serve")) return moe_serve_cli(argc - 1, argv + 1, o.name, prog);
     int rc = parse(argc, argv, &o);
     const MoeManifest *mf = prog->manifest;
     if (rc == 0 && o.help) {

@@ -11,7 +11,9 @@
  * the bandwidth over the weights each prefill chunk reads, per token of the chunk. With --quant both
  * paths run the block-quantised model, and the bytes are those each class holds at its types (and
  * fallbacks), rows sized with quant_row_bytes (quantize_model's plan). */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <omp.h>
 #include <stdio.h>
@@ -259,6 +261,7 @@ static const char *path_name[2] = {"compiled", "generic"};
 
 typedef struct Measure {
     const char *what;      /* "prefill", "decode" */
+    bool cold;             /* a fresh process's first run (no warm-up) */
     int64_t prompt, gen;   /* prompt tokens, generated tokens */
     Sample s[2][64];       /* [path][repeat] */
     int n[2];
@@ -266,6 +269,8 @@ typedef struct Measure {
 
 typedef struct Bench {
     const char *moec, *model, *exe;
+    char files[2][16][8704]; /* [path]: the files that path maps, evicted and read back before each run */
+    int n_files[2];
     const char *quant;     /* --quant SPEC for the generic path, or NULL */
     char threads[16];
     int repeat;
@@ -279,12 +284,50 @@ static char *ids_arg(int64_t n, int64_t vocab) {
     return s;
 }
 
+/* The same page-cache state for both paths before every run: each file the path maps is dropped
+ * from the page cache and read back in (so it sits there as a read-back file does, whatever wrote
+ * it: how a file got into the page cache decides whether it is held in 2 MiB folios, which moved
+ * both engines' figures by up to 1.4x). */
+static void refresh_page_cache(const Bench *b, int path) {
+    static char buf[4 << 20];
+    for (int i = 0; i < b->n_files[path]; i++) {
+        int fd = open(b->files[path][i], O_RDONLY | O_CLOEXEC);
+        if (fd < 0) continue;
+        posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        while (read(fd, buf, sizeof buf) > 0) {
+        }
+        close(fd);
+    }
+}
+
+/* The weight files of model (a file, or a folder's *.safetensors / *.gguf) into b->files[path]. */
+static void model_files(Bench *b, int path, const char *model) {
+    struct stat st;
+    if (stat(model, &st) == 0 && S_ISREG(st.st_mode)) {
+        snprintf(b->files[path][b->n_files[path]++], sizeof b->files[path][0], "%s", model);
+        return;
+    }
+    DIR *dir = opendir(model);
+    struct dirent *e;
+    while (dir && (e = readdir(dir)) && b->n_files[path] < 16) {
+        size_t n = strlen(e->d_name);
+        if ((n > 12 && !strcmp(e->d_name + n - 12, ".safetensors")) || (n > 5 && !strcmp(e->d_name + n - 5, ".gguf")))
+            snprintf(b->files[path][b->n_files[path]++], sizeof b->files[path][0], "%s/%s", model, e->d_name);
+    }
+    if (dir) closedir(dir);
+}
+
+/* One run of m on path: warm (--warmup 1: the figures of a second run in the same process) unless
+ * m->cold (a fresh process's first run: load, first touch of the weights, first prefill). */
 static bool measure(Bench *b, Measure *m, int path, int64_t vocab) {
     char *ids = ids_arg(m->prompt, vocab), n[32];
     snprintf(n, sizeof n, "%" PRId64, m->gen);
+    const char *w = m->cold ? "0" : "1";
     char *gen_argv[] = {(char *)b->moec, "run", (char *)b->model, "--tokens", ids, "-n", n, "--threads", b->threads,
-                        "--verbose", b->quant ? "--quant" : NULL, (char *)b->quant, NULL};
-    char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", NULL};
+                        "--verbose", "--warmup", (char *)w, b->quant ? "--quant" : NULL, (char *)b->quant, NULL};
+    char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", "--warmup",
+                        (char *)w, NULL};
+    refresh_page_cache(b, path);
     Sample s;
     bool ok = run_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &s);
     free(ids);
@@ -298,7 +341,7 @@ static Stat pick(const Measure *m, int path, int field) {
     for (int i = 0; i < m->n[path]; i++) {
         const Sample *s = &m->s[path][i];
         v[i] = field == 0 ? s->t.prefill_tps : field == 1 ? s->t.decode_tps : field == 2 ? s->t.prefill_s
-             : field == 3 ? s->t.load_s : (double)s->maxrss_kb / 1024.0;
+             : field == 3 ? s->t.load_s : field == 5 ? s->t.load_s + s->t.prefill_s : (double)s->maxrss_kb / 1024.0;
     }
     return m->n[path] ? stat_of(v, m->n[path]) : (Stat){0, 0, 0};
 }
@@ -423,9 +466,9 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
             return 1;
         }
     }
-    printf("moec bench --batch: %s (%s), %s threads, %" PRId64 " prompts of %" PRId64 " tokens + %" PRId64
-           " generated per slot\n",
-           model, c->model_type, thr, bs[0], prompt, gen);
+    printf("moec bench --batch: %s (%s), %s threads, B prompts of %" PRId64 " tokens, %" PRId64
+           " generated each, on an executable compiled with --batch B\n",
+           model, c->model_type, thr, prompt, gen);
     printf("machine: read bandwidth %.1f GB/s (%s threads)\n\n", bw / 1e9, thr);
     printf("%-6s %-24s %-24s %8s %10s %9s %11s %9s\n", "batch", "compiled tok/s (agg)", "generic tok/s (agg)", "ratio",
            "per seq", "bound", "comp/bound", "experts");
@@ -612,6 +655,8 @@ int cmd_bench(int argc, char **argv) {
     const int64_t P = man.prefill_chunk;
     Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL};
     snprintf(b.threads, sizeof b.threads, "%s", thr);
+    model_files(&b, PATH_GENERIC, model);
+    snprintf(b.files[PATH_COMPILED][b.n_files[PATH_COMPILED]++], sizeof b.files[0][0], "%s", exe);
     b.m[b.n_m++] = (Measure){.what = "prefill", .prompt = prompt, .gen = 1};
     if (long_prompt != prompt) b.m[b.n_m++] = (Measure){.what = "prefill", .prompt = long_prompt, .gen = 1};
     int decode_idx[8];
@@ -619,6 +664,8 @@ int cmd_bench(int argc, char **argv) {
         decode_idx[k] = b.n_m;
         b.m[b.n_m++] = (Measure){.what = "decode", .prompt = dctx[k], .gen = gen};
     }
+    const int cold_idx = b.n_m; /* last: a fresh process, prompt P, one token */
+    b.m[b.n_m++] = (Measure){.what = "cold", .cold = true, .prompt = prompt, .gen = 1};
     bool ok = true, tty = isatty(2); /* a terminal gets one line rewritten; a log one line per repeat */
     for (int r = 0; r < repeat && ok; r++) {
         if (!tty) fprintf(stderr, "moec: bench: run %d/%" PRId64 "\n", r + 1, repeat);
@@ -656,7 +703,7 @@ int cmd_bench(int argc, char **argv) {
                 model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s, quant ? "\"" : "",
                 quant ? spec.text : "null", quant ? "\"" : "");
     bool first = true;
-    for (int k = 0; k < b.n_m; k++) {
+    for (int k = 0; k < cold_idx; k++) {
         const Measure *m = &b.m[k];
         bool dec = !strcmp(m->what, "decode");
         Stat sc = pick(m, PATH_COMPILED, dec ? 1 : 0), sg = pick(m, PATH_GENERIC, dec ? 1 : 0);
@@ -672,12 +719,20 @@ int cmd_bench(int argc, char **argv) {
                     first ? "" : ",\n", m->what, m->prompt, sc.med, sc.min, sc.max, sg.med, sg.min, sg.max, limit);
         first = false;
     }
-    Stat tc = pick(&b.m[0], PATH_COMPILED, 2), tg = pick(&b.m[0], PATH_GENERIC, 2);
-    Stat lc = pick(&b.m[0], PATH_COMPILED, 3), lg = pick(&b.m[0], PATH_GENERIC, 3);
-    Stat mc = pick(&b.m[b.n_m - 1], PATH_COMPILED, 4), mg = pick(&b.m[b.n_m - 1], PATH_GENERIC, 4);
-    printf("%-26s %11.3f %12.3f\n", "time to first token (s)", tc.med, tg.med);
+    Stat wc = pick(&b.m[0], PATH_COMPILED, 2), wg = pick(&b.m[0], PATH_GENERIC, 2);
+    Stat tc = pick(&b.m[cold_idx], PATH_COMPILED, 5), tg = pick(&b.m[cold_idx], PATH_GENERIC, 5);
+    Stat lc = pick(&b.m[cold_idx], PATH_COMPILED, 3), lg = pick(&b.m[cold_idx], PATH_GENERIC, 3);
+    Stat mc = pick(&b.m[decode_idx[n_ctx - 1]], PATH_COMPILED, 4), mg = pick(&b.m[decode_idx[n_ctx - 1]], PATH_GENERIC, 4);
+    printf("%-26s %11.3f %12.3f\n", "warm prefill @P (s)", wc.med, wg.med);
+    printf("%-26s %11.3f %12.3f   (load + first prefill @P of a fresh process;\n", "cold: first token (s)", tc.med,
+           tg.med);
+    printf("%-26s %11.2f %12.2f    its ratio to the warm prefill)\n", "cold / warm", wc.med > 0 ? tc.med / wc.med : 0,
+           wg.med > 0 ? tg.med / wg.med : 0);
     printf("%-26s %11.3f %12.3f\n", "load (s)", lc.med, lg.med);
     printf("%-26s %11.0f %12.0f\n", "peak resident memory (MB)", mc.med, mg.med);
+    printf("\npage cache: before every run each path's files (the executable; the model's weight files) are\n"
+           "dropped from the page cache and read back in; warm figures are a second run in the same process\n"
+           "(--warmup 1), cold ones a fresh process's first\n");
     printf("\nlimits: decode = bandwidth / (%.1f MB of weights + %.1f KB of KV cache per position) per token;\n"
            "        prefill = the lower of %s peak / %.2f GFLOP per token (matmuls only) and\n"
            "        bandwidth x %" PRId64 " tokens / %.1f MB of weights per chunk of the compiled prefill\n",

@@ -37,6 +37,10 @@ static const char compile_usage[] =
     "                          --weights sidecar also OUT.moew, to link OUT into a program of your own\n"
     "                          with libmoert: see examples/)\n"
     "  --dump-after PASS       print the IR after build, specialize, fuse, pack or plan, and stop\n"
+    "  --chat-template FILE    the chat template to embed (Jinja; default: the model's own, from\n"
+    "                          tokenizer_config.json, chat_template.jinja or the GGUF file); refused\n"
+    "                          at compile time if it uses what the runtime's Jinja subset lacks\n"
+    "  --no-chat-template      embed none (the compiled model's server then refuses chat requests)\n"
     "  -q, --quiet             no progress or timing lines\n";
 
 int cmd_compile(int argc, char **argv) {
@@ -45,7 +49,8 @@ int cmd_compile(int argc, char **argv) {
     QuantSpec spec;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = NULL;
-        bool takes = strcmp(a, "-q") && strcmp(a, "--quiet") && strcmp(a, "-h") && strcmp(a, "--help") && a[0] == '-';
+        bool takes = strcmp(a, "-q") && strcmp(a, "--quiet") && strcmp(a, "-h") && strcmp(a, "--help") &&
+                     strcmp(a, "--no-chat-template") && a[0] == '-';
         if (takes && !(v = cli_value(&d, argc, argv, &i))) return 2;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             fputs(compile_usage, stdout);
@@ -94,6 +99,10 @@ int cmd_compile(int argc, char **argv) {
             o.quant = &spec;
         } else if (!strcmp(a, "--dump-after")) {
             o.dump_after = v;
+        } else if (!strcmp(a, "--chat-template")) {
+            o.chat_template = v;
+        } else if (!strcmp(a, "--no-chat-template")) {
+            o.no_chat_template = true;
         } else if (a[0] == '-') {
             diag_error(&d, "%s: unknown option; see 'moec compile --help'", a);
             return 2;
@@ -106,6 +115,10 @@ int cmd_compile(int argc, char **argv) {
     }
     if (!o.model_dir || (!o.out && !o.dump_after)) {
         diag_error(&d, "compile: expected MODEL_DIR and -o OUT; see 'moec compile --help'");
+        return 2;
+    }
+    if (o.chat_template && o.no_chat_template) {
+        diag_error(&d, "--chat-template and --no-chat-template: give one or the other");
         return 2;
     }
     int rc = compile_model(&o, &d);

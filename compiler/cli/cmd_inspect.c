@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "chat_template.h"
 #include "cli.h"
 #include "commands.h"
 #include "frontend.h"
@@ -180,6 +181,12 @@ int cmd_inspect(int argc, char **argv) {
     int64_t kv = 2 * c->num_hidden_layers * c->num_key_value_heads * c->head_dim * 4;
     human(buf, sizeof buf, (double)kv * (double)c->max_position_embeddings);
     printf("kv cache     %" PRId64 " bytes per token (f32 keys and values), %s at max context\n", kv, buf);
+    Diag td = {.quiet = true}; /* the chat template moec compile would embed (frontend/chat_template.h) */
+    const char *chat;
+    size_t chat_len;
+    if (!chat_template_load(a, &td, dir, NULL, &chat, &chat_len)) printf("chat         refused: %s\n", td.first);
+    else if (chat) printf("chat         a template of %zu bytes, in the Jinja subset moec renders\n", chat_len);
+    else printf("chat         no template (a compiled server refuses chat requests)\n");
     if (quant) print_quant(&qr, &spec);
     rc = 0;
 out:

@@ -16,7 +16,8 @@
 #   lastrow        without --logits-out the prefill computes the last prompt row's logits only
 #                  (moe_step_prefill_last): the same ids (greedy and sampled) as with it and as
 #                  `moec run`, over full, padded and past-the-context chunks
-#   bench          moec bench --quick prints its table, JSON and SVG
+#   bench          moec bench --quick prints its table (warm, cold and page-cache lines), JSON and
+#                  SVG; --batch 1,3 a row per batch size (batch 1 of top-2 routing reads 2 experts)
 #   amx            prefill through AMX tiles (when the host has them), with 3 planes (exact) and with
 #                  --amx-planes 2, gives the ids of `moec run` and of an executable compiled with
 #                  --features -amx-bf16, logits within 1e-4 of it
@@ -225,9 +226,17 @@ bench)
   "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64,128 --repeat 1 --quick \
       --json "$work/b.json" --plot "$work/b.svg" >"$work/b.txt" 2>"$work/b.err" || { cat "$work/b.err"; fail "bench"; }
   cat "$work/b.txt"
-  for f in "decode tok/s @16" "decode tok/s @128" "prefill tok/s @16" "read bandwidth" "time to first token"; do
+  for f in "decode tok/s @16" "decode tok/s @128" "prefill tok/s @16" "read bandwidth" "cold: first token" \
+           "warm prefill @P" "cold / warm" "page cache: "; do
     grep -q "$f" "$work/b.txt" || fail "no '$f' in the table"; done
-  grep -q '"figures"' "$work/b.json" && grep -q '<polyline' "$work/b.svg" || fail "json or svg missing" ;;
+  grep -q '"figures"' "$work/b.json" && grep -q '<polyline' "$work/b.svg" || fail "json or svg missing"
+  # --batch: one row per batch size, the experts a step reads out of E, and the bound's legend
+  "$moec" bench "$work/m" --threads 2 --prompt 8 --gen 6 --repeat 1 --quick --batch 1,3 >"$work/bb.txt" \
+      2>"$work/bb.err" || { cat "$work/bb.err"; fail "bench --batch"; }
+  cat "$work/bb.txt"
+  grep -Eq '^1 +[0-9.]+ \[' "$work/bb.txt" && grep -Eq '^3 +[0-9.]+ \[' "$work/bb.txt" || fail "bench --batch: no rows"
+  grep -Eq '^1 .* 2\.00/4$' "$work/bb.txt" || fail "bench --batch: batch 1 of top-2 routing reads 2 of 4 experts"
+  grep -q "bound = the mean rows of a step" "$work/bb.txt" || fail "bench --batch: no legend" ;;
 mixed)
   # name, arch, layers, prefill chunk, synth options. decoder_sparse_step 2 on 5 layers: dense layers 0, 2, 4
   # (first, middle, last), MoE 1, 3; mlp_only_layers 1,3 on 4 layers: MoE first, dense in the middle and last.

@@ -4,6 +4,8 @@
 #   c_api     generate.c and slots.c linked with a model object (--emit obj --weights sidecar) and
 #             the build tree's libmoert.a: generate's text == `OUT --prompt`; slots' results ==
 #             `OUT --batch-prompts` (B = 4, 6 prompts) == each prompt alone
+#   serve_remote  examples/serve_remote.sh's dry run (host local:DIR): the model compiled, copied
+#             and served; a completion through curl == the executable's text
 #   install   `cmake --install` into a prefix: generate.c built with `pkg-config --cflags --libs
 #             moert` against the installed libmoert.so gives the same text; the installed moec
 #             compiles an executable with the installed runtime
@@ -12,6 +14,7 @@ moec=$1 src=$2 build=$3 work=$4 check=$5
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 cc=${CC:-cc}
+xflags=${EXAMPLE_CFLAGS:-} # the sanitizer flags when the runtime was built with them
 "$moec" synth "$work/m" --arch mixtral --preset tiny --seed 1 >/dev/null 2>&1 || fail "synth"
 "$moec" compile "$work/m" -o "$work/model.o" --emit obj --weights sidecar --batch 4 --threads 2 -q || fail "compile obj"
 [ -s "$work/model.o.moew" ] || fail "--emit obj --weights sidecar wrote no model.o.moew"
@@ -21,7 +24,7 @@ want=$("$work/exe" --prompt "$prompt" -n 12 --threads 2) || fail "exe --prompt"
 case $check in
 c_api)
   for ex in generate slots; do
-    $cc -O2 -std=c11 -Wall -Werror -o "$work/$ex" "$src/examples/$ex.c" "$work/model.o" -I"$src/runtime/include" \
+    $cc -O2 -std=c11 -Wall -Werror $xflags -o "$work/$ex" "$src/examples/$ex.c" "$work/model.o" -I"$src/runtime/include" \
       "$build/runtime/libmoert.a" -fopenmp -lm || fail "build $ex"
   done
   got=$(OMP_NUM_THREADS=2 "$work/generate" "$work/model.o.moew" "$prompt" 12) || fail "run generate"
@@ -43,7 +46,7 @@ install)
   done
   flags=$(PKG_CONFIG_PATH="$work/prefix/lib/pkgconfig" pkg-config --cflags --libs moert) || fail "pkg-config moert"
   echo "pkg-config: $flags"
-  $cc -O2 -std=c11 -o "$work/generate" "$src/examples/generate.c" "$work/model.o" $flags || fail "build against the install"
+  $cc -O2 -std=c11 $xflags -o "$work/generate" "$src/examples/generate.c" "$work/model.o" $flags || fail "build against the install"
   lib=$(ldd "$work/generate" | awk '/libmoert.so/ {print $3}')
   [ -n "$lib" ] && [ "$(realpath "$lib")" = "$(realpath "$work/prefix/lib/libmoert.so")" ] ||
     { ldd "$work/generate"; fail "not linked to the installed libmoert.so"; }
@@ -54,6 +57,22 @@ install)
   "$work/moved/bin/moec" compile "$work/m" -o "$work/exe2" --batch 4 --threads 2 -q || fail "installed moec compile"
   got=$("$work/exe2" --prompt "$prompt" -n 12 --threads 2) || fail "exe2"
   [ "$want" = "$got" ] || fail "installed moec: text differs" ;;
+serve_remote)
+  # the script's dry run: compiled, "copied" into a folder, served on loopback; a completion there
+  # (greedy) is the executable's own text for the prompt
+  command -v curl >/dev/null && command -v node >/dev/null || { echo "SKIP: no curl or node"; exit 77; }
+  port=$(node -e 'const s=require("net").createServer().listen(0,()=>{console.log(s.address().port);s.close()})')
+  MOEC="$moec" "$src/examples/serve_remote.sh" "$work/m" "local:$work/remote" --port "$port" --batch 2 \
+      >"$work/sr.out" 2>&1 || { cat "$work/sr.out"; fail "serve_remote.sh"; }
+  cat "$work/sr.out"
+  spid=$(pgrep -f "m.serve serve --host 127.0.0.1 --port $port" | head -1)
+  [ -n "$spid" ] || fail "no server process"
+  body=$(curl -sf "http://127.0.0.1:$port/v1/completions" -H 'Content-Type: application/json' \
+         -d "{\"prompt\": \"$prompt\", \"max_tokens\": 12, \"temperature\": 0}") || { kill "$spid"; fail "completion"; }
+  kill "$spid"
+  got=$(node -e 'console.log(JSON.parse(process.argv[1]).choices[0].text)' "$body")
+  echo "exe:    $want"; echo "served: $got"
+  [ "$want" = "$got" ] || fail "the served text differs from the executable's" ;;
 *) fail "unknown check $check" ;;
 esac
 echo "$check ok"

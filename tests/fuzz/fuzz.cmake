@@ -14,6 +14,9 @@
 #                     tokjson.c and the runtime tokenizer)
 #   fuzz_weights      runtime/model.c's weights header, trailer and hash (moe_weights_verify)
 #   fuzz_prompt       runtime/textio.c (--tokens, prompt files) and the tokenizer on them
+#   fuzz_http         runtime/serve/http.c, the request heads `OUT serve` reads from the network
+#   fuzz_json         runtime/serve/json.c, the request bodies `OUT serve` reads (reader, writer round trip)
+#   fuzz_jinja        runtime/jinja.c: a chat template parsed, then rendered with a fixed conversation
 # frontend/gguf_export.c reads no file: it writes a model the readers above have already accepted.
 set(MOEC_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs under ctest")
 add_custom_target(fuzz)

@@ -77,6 +77,21 @@ static void count_routes(const MoeRoute *r, int64_t T, int64_t C, int64_t *st) {
     }
 }
 
+/* As count_routes over a step's T rows, each row's counts into its slot's stats (slot[t] * NL (E + 1)
+ * + l (E + 1)), as compiled routers count them. */
+static void count_routes_slots(const MoeRoute *r, int64_t T, int64_t C, int64_t *stats, const int32_t *slot, int l) {
+    for (int e = 0; e < E; e++) {
+        int64_t n = 0;
+        for (int64_t t = 0; t < T; t++)
+            for (int j = 0; j < K; j++)
+                if (r[t * K + j].expert == e) {
+                    int64_t *st = stats + (int64_t)slot[t] * NL * (E + 1) + l * (E + 1);
+                    st[n < C ? e : E]++;
+                    n++;
+                }
+    }
+}
+
 static int64_t steps_full, steps_last; /* prefill steps run, by kind */
 
 /* A step of which n rows are real (prefill: a->last_row + 1 of P), which alone it reads and
@@ -84,15 +99,16 @@ static int64_t steps_full, steps_last; /* prefill steps run, by kind */
  * (prefill_last); -1: every real row. */
 static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t n, int64_t off_logits,
                       const int64_t *off_routes, int64_t C, int64_t only_row) {
-    int32_t *kv = (int32_t *)a->kv; /* [S] */
-    for (int64_t t = ith; t < n; t += nth) kv[a->pos[t]] = a->ids[t];
+    int32_t *kv = (int32_t *)a->kv; /* [batch][S]: each slot's ids by position */
+    for (int64_t t = ith; t < n; t += nth) kv[a->slot[t] * S + a->pos[t]] = a->ids[t];
     moert_barrier();
     float *logits = (float *)(a->arena + off_logits); /* [rows of the step, V] */
     for (int64_t t = ith; t < n; t += nth) {
-        if (only_row < 0) want_row(kv, a->pos[t], (const float *)a->weights, logits + t * V);
+        if (only_row < 0) want_row(kv + a->slot[t] * S, a->pos[t], (const float *)a->weights, logits + t * V);
         else if (t > 0)
             for (int v = 0; v < V; v++) logits[t * V + v] = -1e30f;
-        if (t == 0 && only_row >= 0) want_row(kv, a->pos[only_row], (const float *)a->weights, logits);
+        if (t == 0 && only_row >= 0)
+            want_row(kv + a->slot[only_row] * S, a->pos[only_row], (const float *)a->weights, logits);
         for (int l = 0; l < NL; l++)
             if (off_routes[l] >= 0)
                 for (int j = 0; j < K; j++)
@@ -102,23 +118,24 @@ static void fake_step(const MoeStepArgs *a, int32_t ith, int32_t nth, int64_t n,
     if (ith == 0)
         for (int l = 0; l < NL; l++)
             if (off_routes[l] >= 0)
-                count_routes((const MoeRoute *)(a->arena + off_routes[l]), n, C, a->stats + l * (E + 1));
+                count_routes_slots((const MoeRoute *)(a->arena + off_routes[l]), n, C, a->stats, a->slot, l);
 }
 
-static const int64_t routes_p[NL] = {OFF_RP0, -1, OFF_RP2}, routes_d[NL] = {OFF_RD0, -1, OFF_RD2};
+static const int64_t routes_p[NL] = {OFF_RP0, -1, OFF_RP2};
 static void fake_prefill(const MoeStepArgs *a, int32_t ith, int32_t nth) {
     if (ith == 0) steps_full++;
     fake_step(a, ith, nth, a->last_row + 1, OFF_LP, routes_p, CAP_P, -1);
 }
-static void fake_decode(const MoeStepArgs *a, int32_t ith, int32_t nth) {
-    fake_step(a, ith, nth, 1, OFF_LD, routes_d, CAP_D, -1);
+static MoeManifest manifest;
+static void fake_decode(const MoeStepArgs *a, int32_t ith, int32_t nth) { /* offsets of the manifest in use */
+    const int64_t rd[NL] = {manifest.routes_decode[0], -1, manifest.routes_decode[2]};
+    fake_step(a, ith, nth, a->last_row + 1, manifest.logits_decode, rd, CAP_D, -1);
 }
 static void fake_prefill_last(const MoeStepArgs *a, int32_t ith, int32_t nth) {
     if (ith == 0) steps_last++;
     fake_step(a, ith, nth, a->last_row + 1, OFF_LP, routes_p, CAP_P, a->last_row);
 }
 
-static MoeManifest manifest;
 static MoeProgram program = {&manifest, fake_prefill, fake_decode, fake_prefill_last};
 
 /* ---- .moew files ------------------------------------------------------------------------- */
@@ -732,6 +749,150 @@ static void t_timing(void) {
     EXPECT_TRUE(!moe_parse_timing("moec: note: something else\n", &t));
 }
 
+/* A chat template section (MOE_SECTION_CHAT_TEMPLATE: the text and a NUL) after the tokenizer:
+ * moert_model_chat_template gives it; none in good.moew; a section without its NUL is refused. */
+static void t_chat_template(void) {
+    static const char text[] = "{{ messages[0].content }}";
+    for (int nul = 1; nul >= 0; nul--) {
+        size_t n, total = 3 * MOE_ALIGN + sizeof text - (size_t)!nul;
+        char *b = moew_bytes(good_spec(), &n);
+        b = realloc(b, total);
+        memset(b + n, 0, total - n);
+        memcpy(b + 3 * MOE_ALIGN, text, sizeof text - (size_t)!nul);
+        MoeWeightsHeader h;
+        memcpy(&h, b, sizeof h);
+        h.sections[h.n_sections++] = (MoeSection){MOE_SECTION_CHAT_TEMPLATE, 0, 3 * MOE_ALIGN, sizeof text - (size_t)!nul};
+        h.total_size = total;
+        memcpy(b, &h, sizeof h);
+        const char *path = path_in_tmp(nul ? "chat.moew" : "chat_nonul.moew");
+        write_file(path, b, total, "wb");
+        free(b);
+        if (!nul) {
+            expect_load_error(path, MOE_ERR_FORMAT, "chat template section", "NUL");
+            continue;
+        }
+        MoeModel *m = NULL;
+        char err[512];
+        EXPECT_EQ(moe_model_load(&m, &program, path, 1, err, sizeof err), MOE_OK);
+        if (!m) continue;
+        uint64_t bytes = 0;
+        const char *t = moert_model_chat_template(m, &bytes);
+        EXPECT_EQ(bytes, sizeof text - 1);
+        EXPECT_TRUE(t && !strcmp(t, text));
+        moe_model_free(m);
+    }
+    MoeModel *m = NULL;
+    char err[512];
+    EXPECT_EQ(moe_model_load(&m, &program, good_path, 1, err, sizeof err), MOE_OK);
+    uint64_t bytes = 7;
+    EXPECT_TRUE(m && moert_model_chat_template(m, &bytes) == NULL);
+    EXPECT_EQ(bytes, 0);
+    moe_model_free(m);
+}
+
+/* ---- slots: the fake program compiled for batch 3 ---------------------------------------- */
+
+/* Three sequences in three slots, decoded together in various subsets and orders: each slot's
+ * logits are its own sequence's, routes come in ascending slot order, stats per slot; the slot
+ * calls' errors. */
+static void t_slots(void) {
+    MoeManifest saved = manifest;
+    enum { B = 3, LD = 448, RD0 = 600, RD2 = 656, ARENA_B = 1024 }; /* logits [3][V], routes [3][K] x 2 */
+    manifest.batch = B, manifest.kv_bytes = B * S * 4, manifest.arena_bytes = ARENA_B;
+    manifest.logits_decode = LD, manifest.routes_decode[0] = RD0, manifest.routes_decode[2] = RD2;
+    MoeModel *m = NULL;
+    char err[512];
+    EXPECT_EQ(moe_model_load(&m, &program, good_path, 2, err, sizeof err), MOE_OK);
+    if (!m) {
+        fprintf(stderr, "  %s\n", err);
+        manifest = saved;
+        return;
+    }
+    EXPECT_EQ(moe_model_slots(m), B);
+    int32_t seq[B][S];
+    int slot[B + 1];
+    for (int b = 0; b < B; b++) {
+        seq_fill(seq[b], S, 20 + b);
+        EXPECT_EQ(moe_slot_start(m, &slot[b]), MOE_OK);
+        EXPECT_EQ(slot[b], b); /* the lowest free slot */
+    }
+    EXPECT_EQ(moe_slot_start(m, &slot[B]), MOE_ERR_BUSY);
+    EXPECT_EQ(slot[B], -1);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "all 3 slots hold a sequence");
+    /* prompts of different lengths, prefilled in slot order 2, 0, 1 */
+    const int64_t len[B] = {3, 9, 5};
+    const float *lg[B];
+    for (int k = 0; k < B; k++) {
+        int b = (k + 2) % B;
+        EXPECT_EQ(moe_slot_prefill(m, b, seq[b], len[b], NULL, NULL, &lg[0]), MOE_OK);
+        expect_rows(seq[b], len[b] - 1, 1, lg[0]);
+    }
+    for (int b = 0; b < B; b++) EXPECT_EQ(moe_slot_pos(m, b), len[b]);
+    int64_t pos[B] = {len[0], len[1], len[2]};
+    /* decode steps over subsets in any order: {2, 0}, {1, 2, 0}, {1} */
+    const int subsets[3][B + 1] = {{2, 2, 0}, {3, 1, 2, 0}, {1, 1}};
+    for (int k = 0; k < 3; k++) {
+        int n = subsets[k][0];
+        const int *sl = subsets[k] + 1;
+        int32_t ids[B];
+        for (int i = 0; i < n; i++) ids[i] = seq[sl[i]][pos[sl[i]]];
+        EXPECT_EQ(moe_slots_decode(m, n, sl, ids, lg), MOE_OK);
+        for (int i = 0; i < n; i++) {
+            expect_rows(seq[sl[i]], pos[sl[i]], 1, lg[i]);
+            pos[sl[i]]++;
+        }
+        int64_t nr;
+        const MoeRoute *r = moe_model_routes(m, 0, &nr);
+        EXPECT_EQ(nr, n);
+        for (int row = 0, b = 0; r && b < B; b++) /* rows in ascending slot order */
+            for (int i = 0; i < n; i++)
+                if (sl[i] == b) {
+                    EXPECT_EQ(r[row * K].expert, want_route(seq[b][pos[b] - 1], pos[b] - 1, 0, 0).expert);
+                    row++;
+                }
+    }
+    for (int b = 0; b < B; b++) EXPECT_EQ(moe_slot_pos(m, b), pos[b]);
+    /* each slot's stats: its own tokens only (layer 0 and 2 route K per token; capacity may drop) */
+    for (int b = 0; b < B; b++) {
+        const int64_t *st = moe_slot_stats(m, b);
+        int64_t total = 0;
+        for (int l = 0; l < NL; l += 2)
+            for (int e = 0; e <= E; e++) total += st[l * (E + 1) + e];
+        EXPECT_EQ(total, 2 * K * pos[b]);
+    }
+    EXPECT_TRUE(moe_slot_stats(m, B) == NULL);
+    /* errors: nothing runs */
+    int32_t id2[2] = {1, 2};
+    EXPECT_EQ(moe_slots_decode(m, 2, (const int[]){1, 1}, id2, lg), MOE_ERR_ARG);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "decode: slot 1 given twice");
+    EXPECT_EQ(moe_slots_decode(m, 1, (const int[]){5}, id2, lg), MOE_ERR_ARG);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "decode: slot 5: must be in [0, 3)");
+    EXPECT_EQ(moe_slots_decode(m, 4, (const int[]){0, 1, 2, 0}, id2, lg), MOE_ERR_ARG);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "expected 1 to 3 slots; got 4");
+    EXPECT_EQ(moe_slots_decode(m, 1, (const int[]){0}, (const int32_t[]){V}, lg), MOE_ERR_ARG);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "token id 11");
+    moe_slot_free(m, 1);
+    moe_slot_free(m, 1); /* twice: no effect */
+    moe_slot_free(m, 7); /* bad: no effect */
+    EXPECT_EQ(moe_slots_decode(m, 1, (const int[]){1}, id2, lg), MOE_ERR_ARG);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "decode: slot 1 holds no sequence (start it first)");
+    EXPECT_EQ(moe_slot_prefill(m, 1, id2, 2, NULL, NULL, NULL), MOE_ERR_ARG);
+    EXPECT_STR_CONTAINS(moe_model_error(m), "prefill: slot 1 holds no sequence");
+    for (int b = 0; b < B; b++) EXPECT_EQ(moe_slot_pos(m, b), pos[b]); /* untouched by the errors */
+    /* a freed slot starts again empty; the others keep decoding from where they were */
+    EXPECT_EQ(moe_slot_start(m, &slot[0]), MOE_OK);
+    EXPECT_EQ(slot[0], 1);
+    EXPECT_EQ(moe_slot_pos(m, 1), 0);
+    seq_fill(seq[1], S, 40);
+    EXPECT_EQ(moe_slot_prefill(m, 1, seq[1], 4, NULL, NULL, NULL), MOE_OK);
+    pos[1] = 4;
+    int32_t ids[B] = {seq[0][pos[0]], seq[1][pos[1]], seq[2][pos[2]]};
+    EXPECT_EQ(moe_slots_decode(m, 3, (const int[]){0, 1, 2}, ids, lg), MOE_OK);
+    for (int b = 0; b < B; b++) expect_rows(seq[b], pos[b], 1, lg[b]);
+    moe_model_free(m);
+    manifest = saved;
+}
+
 int main(void) {
     manifest = fake_manifest();
     tmp = test_tmpdir("runtime");
@@ -740,8 +901,10 @@ int main(void) {
     t_load_errors();
     t_load_ok();
     t_embedded();
+    t_chat_template();
     t_steps(1);
     t_steps(3);
+    t_slots();
     t_sampler();
     t_cli();
     t_timing();
