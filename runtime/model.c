@@ -393,7 +393,19 @@ static MoeStatus open_weights(MoeModel *m, const char *path, const char *name, b
 static uint64_t mapped_hash(const MoeModel *m) {
     MoeHash h;
     moe_hash_init(&h, moe_hash_seed(m->man->family));
-    moe_hash_update(&h, m->weights, (size_t)m->man->weights_bytes);
+    if (m->budget > 0) { /* a memory budget: 8 MiB at a time, unmapped again after hashing */
+        const size_t chunk = 8 << 20, n = (size_t)m->man->weights_bytes;
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        for (size_t off = 0; off < n; off += chunk) {
+            size_t len = n - off < chunk ? n - off : chunk;
+            moe_hash_update(&h, m->weights + off, len);
+            uintptr_t a = ((uintptr_t)m->weights + off + page - 1) / page * page;
+            uintptr_t b = ((uintptr_t)m->weights + off + len) / page * page;
+            if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* read-only file pages: just unmapped */
+        }
+    } else {
+        moe_hash_update(&h, m->weights, (size_t)m->man->weights_bytes);
+    }
     if (m->tokenizer) moe_hash_update(&h, m->tokenizer, (size_t)m->tokenizer_bytes);
     if (m->chat_template) moe_hash_update(&h, m->chat_template, (size_t)m->chat_template_bytes);
     return moe_hash_final(&h);
