@@ -72,6 +72,25 @@ static void fill_manifest(MoeManifest *m, const Model *md, const CompileOptions 
             (pass ? &m->capacity_decode : &m->capacity_prefill)[0] = n->a.ffn.capacity;
         }
     }
+    /* where each MoE layer's routed experts sit in the weights (the runtime's expert table and pool) */
+    for (int l = 0; l < MOE_MAX_LAYERS; l++) m->experts[l] = (MoeExpertLoc){-1, 0, -1, 0};
+    for (uint32_t i = 0; i < fp->n; i++) {
+        const Node *n = &fp->nodes[i];
+        int gu = n->op == OP_FEXPERTS || n->op == OP_FEXPERTS_ACT ? 3 : -1;
+        int dn = n->op == OP_FEXPERTS ? 4 : n->op == OP_FEXPERTS_DOWN ? 3 : -1;
+        if ((gu < 0 && dn < 0) || n->a.ffn.n_exp == 0) continue;
+        MoeExpertLoc *xl = &m->experts[n->a.ffn.layer];
+        for (int w = 0; w < 2; w++) {
+            int k = w ? dn : gu;
+            if (k < 0) continue;
+            int64_t off = ir_node(fp, n->in[k])->a.weight.offset, bytes = -1;
+            for (int j = 0; j < pt->n; j++)
+                if (pt->e[j].offset == off) bytes = pt->e[j].bytes;
+            MOE_ASSERT(bytes > 0 && bytes % n->a.ffn.n_exp == 0);
+            if (w) xl->down = off, xl->down_bytes = bytes / n->a.ffn.n_exp;
+            else xl->gate_up = off, xl->gate_up_bytes = bytes / n->a.ffn.n_exp;
+        }
+    }
     m->bos_token_id = c->bos_token_id;
     m->eos_token_id = c->eos_token_id;
     m->weight_dtype = DT_F32;

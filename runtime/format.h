@@ -9,7 +9,10 @@
  * rows by (ith, nth), with moert_barrier() between dependent kernels. Every shape and offset inside
  * is a compile-time constant: the step only adds the constant offsets to the base pointers in args
  * (and, in prefill_last, last_row rows to the logits input); the one runtime shape is the number
- * of real rows of a prefill step, args.last_row + 1, passed to every kernel.
+ * of real rows of a prefill step, args.last_row + 1, passed to every kernel. The routed experts are
+ * the exception to constant offsets: the expert kernels of layer l read expert e through the table
+ * args.experts (the runtime fills it: into the weights, or into its expert pool under a memory
+ * budget), and the step calls moert_experts_ready after each MoE layer's router.
  *
  * Weights file (.moew, or the same bytes appended to the executable):
  *   MoeWeightsHeader (little-endian, 4096 bytes reserved)
@@ -31,10 +34,12 @@
 #define MOE_FORMAT_H
 #include <stdint.h>
 
-#define MOE_FORMAT_VERSION 5u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row; 3: prefill steps
+#define MOE_FORMAT_VERSION 6u  /* 2: MoeProgram.prefill_last, MoeStepArgs.last_row; 3: prefill steps
                                   compute rows 0..last_row only (padding is not routed); 4: panel pairs
                                   padded to 16, MoeManifest.needs, the tiled KV cache, weights at 2 MiB;
-                                  5: batch slots: per-row positions and slots, KV cache and stats per slot */
+                                  5: batch slots: per-row positions and slots, KV cache and stats per slot;
+                                  6: routed experts through MoeStepArgs.experts, moert_experts_ready,
+                                  MoeManifest.experts (bounded memory) */
 #define MOE_WEIGHTS_MAGIC "MOEWGT01"  /* 8 bytes, no NUL */
 #define MOE_TRAILER_MAGIC "MOEEMBED"  /* 8 bytes, no NUL */
 enum { MOE_MAX_LAYERS = 256, MOE_MAX_SECTIONS = 4, MOE_HEADER_BYTES = 4096, MOE_ALIGN = 4096 };
@@ -84,9 +89,22 @@ typedef struct MoeStepArgs {
     const int32_t *slot;     /* [T] slot of each row (< batch) */
     int64_t *stats;          /* [batch][n_layers][n_exp + 1]: tokens per expert, then dropped assignments */
     int64_t last_row;        /* the last real row (< T); prefill_last computes its logits, into row 0 */
+    /* [n_layers][2][n_exp]: where the expert kernels of layer l read expert e's packed gate_up
+     * ([l][0][e]) and down ([l][1][e]) matrices; unused rows of dense layers. The runtime points them
+     * into the weights once at load, or, with a memory budget, at the expert pool's slots as
+     * moert_experts_ready loads them. */
+    const void *const *experts;
+    void *xcache;            /* the runtime's expert cache (runtime/expert_cache.h), NULL without a budget */
 } MoeStepArgs;
 
 typedef void (*MoeStepFn)(const MoeStepArgs *args, int32_t ith, int32_t nth);
+
+/* Where the routed experts of one MoE layer sit in the weights section: expert e's packed gate_up
+ * matrix is the gate_up_bytes bytes at gate_up + e * gate_up_bytes, its down matrix likewise (each
+ * expert's matrix is contiguous; the E of a layer follow each other). */
+typedef struct MoeExpertLoc {
+    int64_t gate_up, gate_up_bytes, down, down_bytes;
+} MoeExpertLoc;
 
 typedef struct MoeManifest {
     uint32_t format_version;
@@ -108,6 +126,7 @@ typedef struct MoeManifest {
     int32_t weight_dtype;    /* DType of the big matrices after packing */
     uint32_t needs;          /* MOE_NEED_* the runtime must arrange before the first step */
     int64_t max_threads;     /* per-thread partials and scratch are sized for this many threads */
+    MoeExpertLoc experts[MOE_MAX_LAYERS]; /* the routed experts' bytes of each layer; gate_up = -1: dense */
 } MoeManifest;
 
 /* MoeManifest.needs */
@@ -125,5 +144,12 @@ extern const MoeProgram moe_program;
 
 /* Provided by libmoert for the step functions: an OpenMP barrier across the step's threads. */
 void moert_barrier(void);
+/* Provided by libmoert for the step functions: called by every thread right after the router of
+ * MoE layer `layer` (before the barrier that precedes its expert kernels), with count = the
+ * router's tokens per expert [n_exp] of this step. Without a memory budget (args->xcache NULL) it
+ * returns at once; with one, thread 0 makes sure every expert with count > 0 is in the expert
+ * pool and points args->experts[layer] at it (the other threads return at once and wait at the
+ * barrier). */
+void moert_experts_ready(const MoeStepArgs *args, int32_t layer, const int32_t *count, int32_t ith);
 
 #endif

@@ -41,6 +41,7 @@
 
 #include "dtype.h"
 #include "exec.h"
+#include "expert_cache.h"
 #include "hash.h"
 #include "tokenizer.h"
 
@@ -54,6 +55,11 @@ struct MoeModel {
     void *map;               /* the mmap'd weights file region, map_len bytes */
     size_t map_len;
     const char *weights;     /* MOE_SECTION_WEIGHTS, manifest.weights_bytes, inside map */
+    uint64_t weights_file_off; /* the weights section's offset in the file */
+    const void **xtable;     /* [n_layers][2][n_exp] the steps' expert table (MoeStepArgs.experts) */
+    int64_t budget;          /* memory budget in bytes, 0: none */
+    int64_t resident;        /* with a budget: the bytes kept resident besides the expert pool */
+    ExpertCache *xc;         /* the expert pool of a budget, or NULL */
     const char *tokenizer;   /* MOE_SECTION_TOKENIZER or NULL, tokenizer_bytes */
     uint64_t tokenizer_bytes;
     const char *chat_template; /* MOE_SECTION_CHAT_TEMPLATE or NULL: the text, chat_template_bytes, and a NUL */
@@ -137,6 +143,17 @@ static MoeStatus check_program(MoeModel *m, const MoeProgram *prog) {
     if (mf->needs & ~(uint32_t)MOE_NEED_AMX)
         return fail(m, MOE_ERR_FORMAT, "program: needs 0x%x; this runtime knows 0x%x", mf->needs, MOE_NEED_AMX);
     for (uint32_t l = 0; l < mf->n_layers; l++) {
+        const MoeExpertLoc *x = &mf->experts[l];
+        if (mf->routes_prefill[l] >= 0 &&
+            (x->gate_up < 0 || x->down < 0 || x->gate_up_bytes < 0 || x->down_bytes < 0 ||
+             x->gate_up_bytes > (mf->weights_bytes - x->gate_up) / (mf->n_exp ? mf->n_exp : 1) ||
+             x->down_bytes > (mf->weights_bytes - x->down) / (mf->n_exp ? mf->n_exp : 1)))
+            return fail(m, MOE_ERR_FORMAT,
+                        "program: layer %u: experts at %" PRId64 " (+%" PRId64 " each), %" PRId64 " (+%" PRId64
+                        " each) outside the %" PRId64 " bytes of weights",
+                        l, x->gate_up, x->gate_up_bytes, x->down, x->down_bytes, mf->weights_bytes);
+    }
+    for (uint32_t l = 0; l < mf->n_layers; l++) {
         int64_t rp = mf->routes_prefill[l], rd = mf->routes_decode[l];
         if ((rp < 0) != (rd < 0) || (rp >= 0 && (k < 1 || !arena_region_ok(rp, P * k * 8, mf->arena_bytes) ||
                                                  !arena_region_ok(rd, mf->batch * k * 8, mf->arena_bytes))))
@@ -167,6 +184,29 @@ static bool read_at(int fd, void *buf, size_t n, uint64_t off) {
         off += (uint64_t)r;
     }
     return true;
+}
+
+/* With a budget: starts reading in the weights except the routed experts (page-aligned inward),
+ * without huge pages, whose 2 MiB folios would pull expert bytes in with their neighbours. */
+static void advise_resident(MoeModel *m, long page) {
+    const MoeManifest *mf = m->man;
+    int64_t lo = 0; /* the weights between the expert ranges, in offset order */
+    for (;;) {
+        int64_t next = mf->weights_bytes, end = mf->weights_bytes;
+        for (uint32_t l = 0; l < mf->n_layers; l++) {
+            if (mf->routes_prefill[l] < 0) continue;
+            const MoeExpertLoc *x = &mf->experts[l];
+            int64_t r[2][2] = {{x->gate_up, x->gate_up + mf->n_exp * x->gate_up_bytes},
+                               {x->down, x->down + mf->n_exp * x->down_bytes}};
+            for (int i = 0; i < 2; i++)
+                if (r[i][0] >= lo && r[i][0] < next) next = r[i][0], end = r[i][1];
+        }
+        uintptr_t a = ((uintptr_t)m->weights + (uintptr_t)lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+        uintptr_t b = ((uintptr_t)m->weights + (uintptr_t)next) / (uintptr_t)page * (uintptr_t)page;
+        if (b > a) madvise((void *)a, b - a, MADV_WILLNEED);
+        if (next >= mf->weights_bytes) break;
+        lo = end;
+    }
 }
 
 /* Checks the header at hdr_off (avail bytes of the file from there belong to the weights), maps
@@ -242,6 +282,7 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
     const char *hdr = (const char *)m->map + delta;
     m->weights_name = name;
     m->weights = hdr + wsec->offset;
+    m->weights_file_off = hdr_off + wsec->offset;
     if (tsec) {
         m->tokenizer = hdr + tsec->offset;
         m->tokenizer_bytes = tsec->size;
@@ -255,6 +296,10 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
     /* start reading the weights in; huge pages where the file system offers them */
     uintptr_t a = ((uintptr_t)m->weights) / (uintptr_t)page * (uintptr_t)page;
     size_t len = (size_t)((uintptr_t)m->weights + wsec->size - a);
+    if (m->budget > 0) { /* the routed experts are read into the pool: never fault them in here */
+        advise_resident(m, page);
+        len = 0;
+    }
     if (len) {
 #ifdef MADV_HUGEPAGE
         madvise((void *)a, len, MADV_HUGEPAGE);
@@ -348,7 +393,19 @@ static MoeStatus open_weights(MoeModel *m, const char *path, const char *name, b
 static uint64_t mapped_hash(const MoeModel *m) {
     MoeHash h;
     moe_hash_init(&h, moe_hash_seed(m->man->family));
-    moe_hash_update(&h, m->weights, (size_t)m->man->weights_bytes);
+    if (m->budget > 0) { /* a memory budget: 8 MiB at a time, unmapped again after hashing */
+        const size_t chunk = 8 << 20, n = (size_t)m->man->weights_bytes;
+        const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+        for (size_t off = 0; off < n; off += chunk) {
+            size_t len = n - off < chunk ? n - off : chunk;
+            moe_hash_update(&h, m->weights + off, len);
+            uintptr_t a = ((uintptr_t)m->weights + off + page - 1) / page * page;
+            uintptr_t b = ((uintptr_t)m->weights + off + len) / page * page;
+            if (b > a) madvise((void *)a, b - a, MADV_DONTNEED); /* read-only file pages: just unmapped */
+        }
+    } else {
+        moe_hash_update(&h, m->weights, (size_t)m->man->weights_bytes);
+    }
     if (m->tokenizer) moe_hash_update(&h, m->tokenizer, (size_t)m->tokenizer_bytes);
     if (m->chat_template) moe_hash_update(&h, m->chat_template, (size_t)m->chat_template_bytes);
     return moe_hash_final(&h);
@@ -410,8 +467,50 @@ MoeStatus moe_weights_verify(const char *path, uint64_t *hash, char *err, size_t
 
 /* ---- load / free ------------------------------------------------------------------------- */
 
+/* The expert table pointing into the mapped weights, or with a budget the pool (empty at first). */
+static MoeStatus setup_experts(MoeModel *m, const char *path, const char *name) {
+    const MoeManifest *mf = m->man;
+    const int64_t E = mf->n_exp;
+    m->xtable = calloc((size_t)(mf->n_layers * 2 * (E ? E : 1)), sizeof *m->xtable);
+    if (!m->xtable) return fail(m, MOE_ERR_NOMEM, "%s: cannot allocate the expert table", name);
+    if (m->budget <= 0) {
+        for (uint32_t l = 0; l < mf->n_layers; l++) {
+            if (mf->routes_prefill[l] < 0) continue;
+            const MoeExpertLoc *x = &mf->experts[l];
+            for (int64_t e = 0; e < E; e++) {
+                m->xtable[(l * 2) * E + e] = m->weights + x->gate_up + e * x->gate_up_bytes;
+                m->xtable[(l * 2 + 1) * E + e] = m->weights + x->down + e * x->down_bytes;
+            }
+        }
+        return MOE_OK;
+    }
+    /* resident: everything but the routed experts; the pool: what the budget leaves */
+    const int64_t xbytes = xc_expert_bytes(mf), slot = xc_slot_bytes(mf), need = xc_min_slots(mf);
+    const int64_t stats = (int64_t)sizeof(int64_t) * mf->batch * mf->n_layers * (E + 1);
+    m->resident = mf->weights_bytes - xbytes + (int64_t)m->tokenizer_bytes + mf->arena_bytes + mf->kv_bytes + stats +
+                  (int64_t)(sizeof(void *) * (size_t)(mf->n_layers * 2 * E));
+    if (slot <= 0 || need <= 0)
+        return fail(m, MOE_ERR_ARG, "memory budget: the model has no routed experts to keep out of memory");
+    int64_t slots = (m->budget - m->resident) / slot, total = xc_total_experts(mf);
+    if (m->budget < m->resident || slots < need) {
+        int64_t least = m->resident + need * slot;
+        return fail(m, MOE_ERR_NOMEM,
+                    "memory budget %.3f MB: too small; the resident part needs %.3f MB (weights other than the routed "
+                    "experts %.3f, arena %.3f, KV cache %.3f) and one layer of a step up to %" PRId64
+                    " experts of %.3f MB; give at least %.3f MB",
+                    (double)m->budget / 1e6, (double)m->resident / 1e6, (double)(mf->weights_bytes - xbytes) / 1e6,
+                    (double)mf->arena_bytes / 1e6, (double)mf->kv_bytes / 1e6, need, (double)slot / 1e6,
+                    (double)((least + 999) / 1000) / 1e3);
+    }
+    if (slots > total) slots = total;
+    char err[ERR_BYTES];
+    if (!(m->xc = xc_new(mf, path, name, m->weights_file_off, slots, m->xtable, err, sizeof err)))
+        return fail(m, MOE_ERR_NOMEM, "%s", err);
+    return MOE_OK;
+}
+
 static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, const char *name, bool embedded,
-                      int n_threads, char *err, size_t errlen) {
+                      int n_threads, int64_t memory_bytes, char *err, size_t errlen) {
     if (err && errlen) err[0] = 0;
     if (!out || !prog || !path) {
         if (err && errlen) snprintf(err, errlen, "moe_model_load: NULL argument");
@@ -427,6 +526,7 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
     m->prog = prog;
     m->man = prog->manifest;
     m->n_threads = n_threads > 0 ? n_threads : moert_default_threads();
+    m->budget = memory_bytes > 0 ? memory_bytes : 0;
     MoeStatus rc = check_program(m, prog);
     char why[160];
     if (rc == MOE_OK && (m->man->needs & MOE_NEED_AMX) && !moert_enable_amx(why, sizeof why))
@@ -436,6 +536,7 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
     if (rc == MOE_OK && m->man->max_threads > 0 && m->n_threads > m->man->max_threads)
         m->n_threads = (int)m->man->max_threads;
     if (rc == MOE_OK) rc = open_weights(m, path, name, embedded);
+    if (rc == MOE_OK) rc = setup_experts(m, path, name);
     if (rc == MOE_OK) {
         const MoeManifest *mf = m->man;
         int64_t n_ids = mf->prefill_chunk > mf->batch ? mf->prefill_chunk : mf->batch;
@@ -453,7 +554,8 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
                       "%s: cannot allocate the arena (%" PRId64 " bytes) and KV cache (%" PRId64 " bytes)", name,
                       mf->arena_bytes, mf->kv_bytes);
     }
-    if (rc == MOE_OK && !getenv("MOE_NO_PREFAULT")) prefault_start(m);
+    /* with a budget the routed experts must not be mapped in (map_weights advised the rest) */
+    if (rc == MOE_OK && !m->budget && !getenv("MOE_NO_PREFAULT")) prefault_start(m);
     if (rc != MOE_OK) {
         if (err && errlen) snprintf(err, errlen, "%s", m->err);
         moe_model_free(m);
@@ -465,23 +567,43 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
 
 MoeStatus moe_model_load(MoeModel **out, const MoeProgram *prog, const char *weights_path, int n_threads, char *err,
                          size_t errlen) {
-    if (weights_path) return load(out, prog, weights_path, weights_path, false, n_threads, err, errlen);
-    return moert_model_load_embedded(out, prog, "/proc/self/exe", n_threads, err, errlen);
+    return moe_model_load_opts(out, prog, &(MoeLoadOptions){weights_path, n_threads, 0}, err, errlen);
+}
+
+MoeStatus moe_model_load_opts(MoeModel **out, const MoeProgram *prog, const MoeLoadOptions *opts, char *err,
+                              size_t errlen) {
+    MoeLoadOptions o = opts ? *opts : (MoeLoadOptions){0};
+    if (o.memory_bytes < 0) {
+        if (err && errlen) snprintf(err, errlen, "moe_model_load: memory budget %" PRId64 " bytes; expected >= 0",
+                                    o.memory_bytes);
+        if (out) *out = NULL;
+        return MOE_ERR_ARG;
+    }
+    if (o.weights_path)
+        return load(out, prog, o.weights_path, o.weights_path, false, o.n_threads, o.memory_bytes, err, errlen);
+    return moert_model_load_embedded_opts(out, prog, "/proc/self/exe", o.n_threads, o.memory_bytes, err, errlen);
 }
 
 MoeStatus moert_model_load_embedded(MoeModel **out, const MoeProgram *prog, const char *exe_path, int n_threads,
                                     char *err, size_t errlen) {
+    return moert_model_load_embedded_opts(out, prog, exe_path, n_threads, 0, err, errlen);
+}
+
+MoeStatus moert_model_load_embedded_opts(MoeModel **out, const MoeProgram *prog, const char *exe_path, int n_threads,
+                                         int64_t memory_bytes, char *err, size_t errlen) {
     char name[4096];
     ssize_t n = exe_path && !strcmp(exe_path, "/proc/self/exe") ? readlink(exe_path, name, sizeof name - 1) : -1;
     if (n > 0) name[n] = 0; /* show the executable's real path */
     else snprintf(name, sizeof name, "%s", exe_path ? exe_path : "(null)");
-    return load(out, prog, exe_path, name, true, n_threads, err, errlen);
+    return load(out, prog, exe_path, name, true, n_threads, memory_bytes, err, errlen);
 }
 
 void moe_model_free(MoeModel *m) {
     if (!m) return;
     prefault_stop(m);
     if (m->map) munmap(m->map, m->map_len);
+    xc_free(m->xc);
+    free(m->xtable);
     moe_tok_free(m->tok);
     free(m->arena);
     free(m->kv);
@@ -499,6 +621,20 @@ const MoeManifest *moe_model_manifest(const MoeModel *m) { return m ? m->man : N
 int64_t moe_model_vocab(const MoeModel *m) { return m ? m->man->vocab_size : 0; }
 int64_t moe_model_context(const MoeModel *m) { return m ? m->man->context : 0; }
 int moert_model_threads(const MoeModel *m) { return m->n_threads; }
+
+MoeStatus moe_model_cache_info(const MoeModel *m, MoeCacheInfo *info) {
+    if (!m || !info || !m->xc) return MOE_ERR_ARG;
+    memset(info, 0, sizeof *info);
+    info->budget = m->budget;
+    info->resident = m->resident;
+    xc_info(m->xc, info);
+    return MOE_OK;
+}
+
+MoeStatus moe_model_cache_stats(const MoeModel *m, int layer, MoeCacheStats *stats) {
+    if (!m || !stats || !m->xc) return MOE_ERR_ARG;
+    return xc_stats(m->xc, layer, stats) ? MOE_OK : MOE_ERR_ARG;
+}
 
 const void *moert_model_tokenizer(const MoeModel *m, uint64_t *bytes) {
     *bytes = m->tokenizer_bytes;
@@ -561,14 +697,20 @@ static const float *step_logits(const MoeModel *m) {
 /* Runs one step on m->ids, m->row_pos and m->row_slot, of which n_valid rows are real tokens. A
  * prefill step computes the logits of every row (all_rows) or, through prefill_last, of row
  * n_valid - 1 only, into row 0; a decode step those of each of its rows. */
-static void run_step(MoeModel *m, int kind, int64_t n_valid, bool all_rows) {
-    MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->row_pos, m->row_slot, m->stats, n_valid - 1};
+static MoeStatus run_step(MoeModel *m, int kind, int64_t n_valid, bool all_rows) {
+    MoeStepArgs a = {m->arena, m->weights, m->kv, m->ids, m->row_pos, m->row_slot, m->stats, n_valid - 1,
+                     m->xtable, m->xc};
     MoeStepFn fn = kind == STEP_DECODE ? m->prog->decode : all_rows ? m->prog->prefill : m->prog->prefill_last;
+    if (m->xc) xc_step_begin(m->xc);
     moert_exec(fn, &a, m->n_threads);
     for (int64_t r = 0; r < n_valid; r++) m->pos[m->row_slot[r]]++;
     m->step_kind = kind;
     m->step_rows = n_valid;
     m->step_last = step_logits(m) + (kind == STEP_PREFILL && all_rows ? n_valid - 1 : 0) * m->man->vocab_size;
+    const char *what;
+    int e = m->xc ? xc_take_error(m->xc, &what) : 0;
+    if (e) return fail(m, MOE_ERR_IO, "%s: cannot read experts: %s", what, strerror(e));
+    return MOE_OK;
 }
 
 static MoeStatus check_id(MoeModel *m, const char *what, int32_t id, int64_t i) {
@@ -607,7 +749,7 @@ MoeStatus moe_slot_prefill(MoeModel *m, int slot, const int32_t *ids, int64_t n,
             m->row_pos[r] = m->pos[slot] + r;
             m->row_slot[r] = slot;
         }
-        run_step(m, STEP_PREFILL, rows, on_rows != NULL); /* every row's logits only when asked */
+        if (run_step(m, STEP_PREFILL, rows, on_rows != NULL)) return MOE_ERR_IO; /* every row's logits only when asked */
         if (on_rows) on_rows(user, step_logits(m), done, rows);
         done += rows;
     }
@@ -648,7 +790,7 @@ MoeStatus moe_slots_decode(MoeModel *m, int n, const int *slots, const int32_t *
                 if (slots[j] == slots[i]) return fail(m, MOE_ERR_ARG, "decode: slot %d given twice", slots[i]);
         }
     }
-    run_step(m, STEP_DECODE, rows, true);
+    if (run_step(m, STEP_DECODE, rows, true)) return MOE_ERR_IO;
     if (logits)
         for (int i = 0; i < n; i++) {
             int64_t r = 0;

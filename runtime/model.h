@@ -12,6 +12,9 @@
  * MOE_ALIGN, locates the MoeWeightsHeader. */
 MoeStatus moert_model_load_embedded(MoeModel **out, const MoeProgram *prog, const char *exe_path, int n_threads,
                                     char *err, size_t errlen);
+/* The same with a memory budget (MoeLoadOptions.memory_bytes, 0: none). */
+MoeStatus moert_model_load_embedded_opts(MoeModel **out, const MoeProgram *prog, const char *exe_path, int n_threads,
+                                         int64_t memory_bytes, char *err, size_t errlen);
 /* The MOE_SECTION_TOKENIZER bytes (*bytes set), or NULL when the weights carry none. */
 const void *moert_model_tokenizer(const MoeModel *m, uint64_t *bytes);
 /* The MOE_SECTION_CHAT_TEMPLATE text, NUL-terminated (*bytes: its length without the NUL), or NULL

@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,6 +34,7 @@ typedef struct CliOptions {
     int32_t *prompt;                 /* [n_prompt], malloc'd */
     int64_t n_prompt, n_gen, threads, top_k, seed;
     double temp, top_p;
+    double memory_mb;                /* --memory: budget in MB (10^6 bytes), 0: none */
     const char *logits_out, *trace_out, *weights;
     bool stats, help, verbose, verify;
     bool batch;                      /* --batch-prompts: every line (or ';'-separated id list) a prompt */
@@ -70,6 +72,9 @@ static const char usage[] =
     "  --trace FILE           write prompt/generated ids and router choices per layer and position (JSON)\n"
     "  --stats                print per-layer expert utilisation and dropped assignments\n"
     "  --verbose              print load, prefill and decode times and tokens/s at the end\n"
+    "  --memory MB            memory budget (MB = 10^6 bytes): the routed experts live in a pool of what\n"
+    "                         the rest leaves and are read from the weights on demand (same tokens and\n"
+    "                         logits); too small a budget is refused with the smallest that works\n"
     "  --warmup N             first run the same prompt and length N times untimed (greedy), then\n"
     "                         the timed run: warm figures in one process, as moec bench takes them\n"
     "  --verify               read every byte of the weights and check them against the model hash\n"
@@ -179,6 +184,8 @@ static int parse(int argc, char **argv, CliOptions *o) {
             if (!(v = value(o, argc, argv, &i)) || !parse_int(o, a, v, 0, INT32_MAX, &o->top_k)) return 2;
         } else if (!strcmp(a, "--top-p")) {
             if (!(v = value(o, argc, argv, &i)) || !parse_double(o, a, v, 0, 1, &o->top_p)) return 2;
+        } else if (!strcmp(a, "--memory")) {
+            if (!(v = value(o, argc, argv, &i)) || !parse_double(o, a, v, 1e-6, 1e12, &o->memory_mb)) return 2;
         } else if (!strcmp(a, "--weights")) {
             if (!(o->weights = value(o, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--logits-out")) {
@@ -270,6 +277,29 @@ static void moert_print_stats(FILE *f, const MoeManifest *mf, const int64_t *st,
         total += row[E];
     }
     fprintf(f, "dropped assignments: %" PRId64 "\n", total);
+}
+
+/* --memory's expert pool: its size and, per MoE layer, hits, misses, bytes read and waits. */
+static void print_cache_stats(FILE *f, const MoeModel *m) {
+    MoeCacheInfo in;
+    MoeCacheStats st;
+    if (moe_model_cache_info(m, &in) != MOE_OK) return;
+    fprintf(f, "expert cache: budget %.1f MB = resident %.1f MB + %" PRId64 " slots of %.3f MB (%" PRId64
+            " of %" PRId64 " experts, %.1f MB); reads %s\n",
+            (double)in.budget / 1e6, (double)in.resident / 1e6, in.slots, (double)in.slot_bytes / 1e6, in.slots,
+            in.experts, (double)in.expert_bytes / 1e6, in.direct ? "O_DIRECT" : "buffered + fadvise(DONTNEED)");
+    const MoeManifest *mf = moe_model_manifest(m);
+    for (int l = -1; l < (int)mf->n_layers; l++) {
+        if (l >= 0 && mf->routes_prefill[l] < 0) continue;
+        moe_model_cache_stats(m, l, &st);
+        int64_t n = st.hits + st.misses;
+        char name[8];
+        snprintf(name, sizeof name, l < 0 ? "all" : "L%02d", l);
+        fprintf(f, "  %s hit rate %5.1f%% (%" PRId64 " hits, %" PRId64 " misses, %" PRId64
+                " evictions) read %.1f MB, waited %.3f s\n",
+                name, n ? 100.0 * (double)st.hits / (double)n : 0.0, st.hits, st.misses, st.evictions,
+                (double)st.bytes_read / 1e6, st.wait_s);
+    }
 }
 
 /* Checks the prompt against the manifest before anything is loaded; false after an error. */
@@ -433,6 +463,7 @@ static int generate_batch(CliOptions *o, MoeModel *m, const MoeTokenizer *tok, d
             }
         }
         free(total);
+        print_cache_stats(stderr, m);
     }
     if (o->verbose) {
         moert_print_batch(stderr, n, moe_model_slots(m), &gs,
@@ -467,7 +498,8 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
     Sink sink = {NULL, NULL, NULL, V};
 
     double t0 = moe_now_s(), t_load, t_prefill, t_end;
-    if (moe_model_load(&m, prog, o->weights, (int)o->threads, err, sizeof err) != MOE_OK) {
+    MoeLoadOptions lo_opts = {o->weights, (int)o->threads, (int64_t)llround(o->memory_mb * 1e6)};
+    if (moe_model_load_opts(&m, prog, &lo_opts, err, sizeof err) != MOE_OK) {
         error(o, "%s", err);
         goto out;
     }
@@ -555,6 +587,7 @@ static int generate(CliOptions *o, const MoeProgram *prog) {
         goto out;
     }
     if (o->stats) moert_print_stats(stderr, mf, moe_model_stats(m), moe_model_pos(m));
+    if (o->stats) print_cache_stats(stderr, m);
     if (o->verbose) moe_print_timing(stderr, load_s, o->n_prompt, t_prefill - t_load, n_gen - 1, t_end - t_prefill);
     rc = 0;
 out:

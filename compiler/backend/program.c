@@ -48,11 +48,14 @@ typedef struct Emitter {
     LLVMModuleRef M;
     LLVMBuilderRef B;
     LLVMTypeRef i8, i32, i64, ptr, voidt;
-    LLVMValueRef arena, weights, kv, ids, pos, slot, stats, last_row, ith, nth;
+    LLVMValueRef args, arena, weights, kv, ids, pos, slot, stats, last_row, ith, nth;
+    LLVMValueRef experts;       /* args->experts: [n_layers][2][n_exp] expert matrix pointers */
     LLVMValueRef n_rows;        /* last_row + 1, the real rows; NULL in a decode step of batch 1 (always 1) */
     bool logits_last;           /* emitting moe_step_prefill_last: the logits node on row last_row */
-    LLVMValueRef barrier;
-    LLVMTypeRef barrier_ty;
+    LLVMValueRef barrier, ready;
+    LLVMTypeRef barrier_ty, ready_ty;
+    int ready_layer;            /* >= 0: emit_call calls moert_experts_ready for this layer before the barrier */
+    LLVMValueRef ready_count;   /* its count argument: the router's tokens per expert */
     LLVMBasicBlockRef bb;       /* the step function's only block */
     const Graph *g;
     const KvLayout *kv_layout;
@@ -106,6 +109,12 @@ static bool emit_call(Emitter *e, const char *tmpl, const char *kname_in, Call *
     if (!fn) return false;
     LLVMPositionBuilderAtEnd(e->B, e->bb); /* specialising may have moved the builder */
     LLVMBuildCall2(e->B, LLVMGlobalGetValueType(fn), fn, c->kept, (unsigned)c->n_kept, "");
+    if (e->ready_layer >= 0) { /* after a router: the runtime brings its experts in (memory budget) */
+        LLVMValueRef ra[4] = {e->args, LLVMConstInt(e->i32, (unsigned long long)e->ready_layer, 0), e->ready_count,
+                              e->ith};
+        LLVMBuildCall2(e->B, e->ready_ty, e->ready, ra, 4, "");
+        e->ready_layer = -1;
+    }
     LLVMBuildCall2(e->B, e->barrier_ty, e->barrier, NULL, 0, "");
     return true;
 }
@@ -119,6 +128,13 @@ static void ffn_binds(Call *c, const Node *n, int64_t T, int64_t H) {
 /* "experts" for a MoE layer's expert kernels, "mlp" for a dense layer's (E = 0): the two are
  * different specialisations of one template, so they need different names. */
 static const char *ffn_kind(const Node *n) { return n->a.ffn.n_exp ? "experts" : "mlp"; }
+
+/* The expert table of an expert kernel node: args->experts + layer 2 E pointers; NULL for a dense
+ * layer (E = 0). */
+static LLVMValueRef xtab_ptr(Emitter *e, const Node *n) {
+    if (!n->a.ffn.n_exp) return null_ptr(e);
+    return offset_ptr(e, e->experts, (int64_t)n->a.ffn.layer * 2 * n->a.ffn.n_exp * (int64_t)sizeof(void *));
+}
 
 static LLVMValueRef kv_ptr(Emitter *e, int layer, bool values) {
     return offset_ptr(e, e->kv, e->kv_layout->layer_off[layer] + (values ? e->kv_layout->layer_bytes[layer] / 2 : 0));
@@ -200,6 +216,8 @@ static bool emit_node(Emitter *e, const Node *n) {
         cint(&c, T), cint(&c, x->shape[1]), cint(&c, E), cint(&c, n->a.ffn.top_k), cint(&c, n->a.ffn.capacity);
         cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.renorm), cint(&c, wdt_of(e, n, 2));
         snprintf(kname, sizeof kname, "k_router_T%lld", (long long)T);
+        e->ready_layer = n->a.ffn.layer;
+        e->ready_count = offset_ptr(e, e->arena, n->offset + 8 * T * n->a.ffn.top_k); /* kernels.h: count[E] */
         return emit_call(e, "kt_router", kname, &c, 0);
     }
     case OP_FEXPERTS: {
@@ -212,6 +230,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, out);
         for (int k = 0; k < 8; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
+        keep(&c, xtab_ptr(e, n));
         ffn_binds(&c, n, T, H);
         cfp(&c, n->a.ffn.eps), cint(&c, per_thread);
         for (int k = 3; k < 7; k++) cint(&c, wdt_of(e, n, k)); /* gate_up, down, sh_gate_up, sh_down */
@@ -224,6 +243,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, out);
         for (int k = 0; k < 6; k++) keep(&c, in_ptr(e, n, k));
         keep(&c, offset_ptr(e, e->arena, n->scratch_offset));
+        keep(&c, xtab_ptr(e, n));
         ffn_binds(&c, n, T, x->shape[1]);
         cfp(&c, n->a.ffn.eps), cint(&c, wdt_of(e, n, 3)), cint(&c, wdt_of(e, n, 4)); /* gate_up, sh_gate_up */
         snprintf(kname, sizeof kname, "k_%s_act_T%lld", ffn_kind(n), (long long)T);
@@ -232,6 +252,7 @@ static bool emit_node(Emitter *e, const Node *n) {
     case OP_FEXPERTS_DOWN: {
         keep(&c, out);
         for (int k = 0; k < 5; k++) keep(&c, in_ptr(e, n, k));
+        keep(&c, xtab_ptr(e, n));
         ffn_binds(&c, n, T, n->shape[1]);
         cint(&c, wdt_of(e, n, 3)), cint(&c, wdt_of(e, n, 4)); /* down, sh_down */
         snprintf(kname, sizeof kname, "k_%s_down_T%lld", ffn_kind(n), (long long)T);
@@ -265,10 +286,11 @@ static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name, bool
     LLVMBasicBlockRef bb = e->bb = LLVMAppendBasicBlockInContext(e->C, fn, "entry");
     LLVMPositionBuilderAtEnd(e->B, bb);
     /* MoeStepArgs {char *arena; const char *weights; char *kv; const int32_t *ids; const int64_t *pos;
-     *              const int32_t *slot; int64_t *stats; int64_t last_row;} */
-    LLVMTypeRef fields[8] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->i64};
-    LLVMTypeRef st = LLVMStructTypeInContext(e->C, fields, 8, 0);
-    LLVMValueRef args = LLVMGetParam(fn, 0);
+     *              const int32_t *slot; int64_t *stats; int64_t last_row; const void *const *experts;
+     *              void *xcache;} */
+    LLVMTypeRef fields[10] = {e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->ptr, e->i64, e->ptr, e->ptr};
+    LLVMTypeRef st = LLVMStructTypeInContext(e->C, fields, 10, 0);
+    LLVMValueRef args = e->args = LLVMGetParam(fn, 0);
     e->arena = load_field(e, st, args, 0, e->ptr, "arena");
     e->weights = load_field(e, st, args, 1, e->ptr, "weights");
     e->kv = load_field(e, st, args, 2, e->ptr, "kv");
@@ -276,6 +298,8 @@ static LLVMValueRef emit_step(Emitter *e, const Graph *g, const char *name, bool
     e->pos = load_field(e, st, args, 4, e->ptr, "pos");
     e->slot = load_field(e, st, args, 5, e->ptr, "slot");
     e->stats = load_field(e, st, args, 6, e->ptr, "stats");
+    e->experts = load_field(e, st, args, 8, e->ptr, "experts");
+    e->ready_layer = -1;
     bool rows = prefill || g->n_tok > 1; /* a decode step of batch 1 has its one row */
     e->last_row = rows ? load_field(e, st, args, 7, e->i64, "last_row") : NULL;
     e->n_rows = rows ? LLVMBuildAdd(e->B, e->last_row, LLVMConstInt(e->i64, 1, 0), "n_rows") : NULL;
@@ -317,6 +341,9 @@ bool program_emit(Codegen *cg, const Graph *prefill, const Graph *decode, const 
     e.voidt = LLVMVoidTypeInContext(e.C);
     e.barrier_ty = LLVMFunctionType(e.voidt, NULL, 0, 0);
     e.barrier = LLVMAddFunction(e.M, "moert_barrier", e.barrier_ty);
+    LLVMTypeRef rp[4] = {e.ptr, e.i32, e.ptr, e.i32};
+    e.ready_ty = LLVMFunctionType(e.voidt, rp, 4, 0);
+    e.ready = LLVMAddFunction(e.M, "moert_experts_ready", e.ready_ty);
     LLVMValueRef fp = emit_step(&e, prefill, "moe_step_prefill", true, false);
     LLVMValueRef fd = fp ? emit_step(&e, decode, "moe_step_decode", false, false) : NULL;
     LLVMValueRef fl = fd ? emit_step(&e, prefill, "moe_step_prefill_last", true, true) : NULL;

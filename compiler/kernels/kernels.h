@@ -105,13 +105,18 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
  * kt_experts_scratch(T, H, max(I, SI), nth, amx, q) floats. Threads split the I (or SI) rows in units
  * of 32 (two gate/up blocks), so each thread's down columns start on an AMX K step (and on a group of
  * 32 columns of a block type). wgu, wdn, wsgu, wsdn: the dtypes of gate_up, down, sh_gate_up, sh_down
- * (a GGUF mixture may give each its own). */
+ * (a GGUF mixture may give each its own).
+ * xtab: NULL, or the routed experts' matrices one by one, [2][E]: expert e's packed gate_up at
+ * xtab[e] and its down at xtab[E + e] (each the layout of one expert of gate_up and down, which are
+ * then not read); the runtime's expert table (MoeStepArgs.experts), so that the experts of a
+ * memory budget can live in a pool. Same for kt_experts_act (gate_up) and kt_experts_down (down). */
 void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
-                float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
-                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wgu, int32_t wdn,
-                int32_t wsgu, int32_t wsdn, int32_t amx, int64_t n, int32_t ith, int32_t nth);
+                float *restrict scratch, const void *const *restrict xtab, int64_t T, int64_t H, int64_t I,
+                int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps,
+                int64_t scratch_per_thread, int32_t wgu, int32_t wdn, int32_t wsgu, int32_t wsdn, int32_t amx,
+                int64_t n, int32_t ith, int32_t nth);
 
 /* Steps of fewer than KT_TILE_T tokens (decode) use the FMA tile and the decode form of kt_experts
  * below; steps of at least KT_TILE_T (prefill) the AMX tiles where the target has them (16 rows each)
@@ -131,13 +136,14 @@ enum { KT_TILE_T = 16 };
  *   block are separate runs, short when I is small) and writes its own rows of y. */
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
                     const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
-                    const void *restrict sg_w, float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E,
-                    int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps, int32_t wgu, int32_t wsgu,
-                    int64_t n, int32_t ith, int32_t nth);
+                    const void *restrict sg_w, float *restrict scratch, const void *const *restrict xtab, int64_t T,
+                    int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps,
+                    int32_t wgu, int32_t wsgu, int64_t n, int32_t ith, int32_t nth);
 void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
-                     const float *restrict act, const void *restrict down, const void *restrict sh_down, int64_t T,
-                     int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind,
-                     int32_t wdn, int32_t wsdn, int64_t n, int32_t ith, int32_t nth);
+                     const float *restrict act, const void *restrict down, const void *restrict sh_down,
+                     const void *const *restrict xtab, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
+                     int64_t C, int64_t SI, int32_t shared_kind, int32_t wdn, int32_t wsdn, int64_t n, int32_t ith,
+                     int32_t nth);
 static inline int64_t kt_experts_act_floats(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI) {
     return E * C * kt_round16(I) + T * kt_round16(SI);
 }

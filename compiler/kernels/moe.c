@@ -316,9 +316,10 @@ static inline void ex_blocks(int64_t W, int32_t ith, int32_t nth, int64_t *blo, 
 void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
-                float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k, int64_t C,
-                int64_t SI, int32_t shared_kind, float eps, int64_t scratch_per_thread, int32_t wgu, int32_t wdn,
-                int32_t wsgu, int32_t wsdn, int32_t amx, int64_t n, int32_t ith, int32_t nth) {
+                float *restrict scratch, const void *const *restrict xtab, int64_t T, int64_t H, int64_t I,
+                int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps,
+                int64_t scratch_per_thread, int32_t wgu, int32_t wdn, int32_t wsgu, int32_t wsdn, int32_t amx,
+                int64_t n, int32_t ith, int32_t nth) {
     const int64_t sl = kt_experts_slice(I > SI ? I : SI, nth);
     const int q = kt_is_q(wgu) || kt_is_q(wdn) || kt_is_q(wsgu) || kt_is_q(wsdn);
     float *part = partials + (int64_t)ith * T * H;         // [T, H]
@@ -346,8 +347,9 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
         const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, wgu, wdn);
         ex_blocks(I, ith, nth, &blo, &bhi);
         for (int64_t e = 0; e < E; e++)
-            ex_ffn(part, h, act, gate_up, e * l.gu_elems, down, e * l.dn_elems, l.tok + e * C, l.wt + e * C,
-                   l.count[e], blo, bhi, H, I, wgu, wdn, use_amx ? amx : 0, abuf, tile, dq);
+            ex_ffn(part, h, act, xtab ? xtab[e] : gate_up, xtab ? 0 : e * l.gu_elems, xtab ? xtab[E + e] : down,
+                   xtab ? 0 : e * l.dn_elems, l.tok + e * C, l.wt + e * C, l.count[e], blo, bhi, H, I, wgu, wdn,
+                   use_amx ? amx : 0, abuf, tile, dq);
     }
     if (use_amx) kt_amx_end();
 }
@@ -356,9 +358,9 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
 
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
                     const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
-                    const void *restrict sg_w, float *restrict scratch, int64_t T, int64_t H, int64_t I, int64_t E,
-                    int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps, int32_t wgu, int32_t wsgu,
-                    int64_t n, int32_t ith, int32_t nth) {
+                    const void *restrict sg_w, float *restrict scratch, const void *const *restrict xtab, int64_t T,
+                    int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps,
+                    int32_t wgu, int32_t wsgu, int64_t n, int32_t ith, int32_t nth) {
     float *h = scratch + (int64_t)ith * kt_experts_act_scratch(T, H); // [T, H]
     float *gate = h + T * H;                                          // [T] shared-expert gates
     const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
@@ -378,8 +380,9 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
         ex_blocks(I, ith, nth, &blo, &bhi);
         for (int64_t e = 0; e < E; e++) {
             float *ae = act + e * C * IP; // [C, IP]
-#define EX_TILE(tb)                                                                                               \
-    ex_gate_up(ae, h, gate_up, e * l.gu_elems, l.tok + e * C, l.wt + e * C, tb, b, 0, s0, IP, H, wgu, NULL)
+            const void *gu = xtab ? xtab[e] : gate_up;
+            const int64_t gu0 = xtab ? 0 : e * l.gu_elems;
+#define EX_TILE(tb) ex_gate_up(ae, h, gu, gu0, l.tok + e * C, l.wt + e * C, tb, b, 0, s0, IP, H, wgu, NULL)
             KT_FOR_TILES(l.count[e], kt_chunk(H), b, blo, bhi, s0, EX_TILE)
 #undef EX_TILE
         }
@@ -387,9 +390,10 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
 }
 
 void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
-                     const float *restrict act, const void *restrict down, const void *restrict sh_down, int64_t T,
-                     int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind,
-                     int32_t wdn, int32_t wsdn, int64_t n, int32_t ith, int32_t nth) {
+                     const float *restrict act, const void *restrict down, const void *restrict sh_down,
+                     const void *const *restrict xtab, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
+                     int64_t C, int64_t SI, int32_t shared_kind, int32_t wdn, int32_t wsdn, int64_t n, int32_t ith,
+                     int32_t nth) {
     const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
     int64_t clo, chi;
     kt_split((H + 31) / 32, ith, nth, &clo, &chi);
@@ -405,9 +409,10 @@ void kt_experts_down(float *restrict y, const float *restrict x, const char *res
     if (E > 0) {
         const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, 0, wdn);
         for (int64_t e = 0; e < E; e++) { /* rows [r0, r1) of expert e's down: one forward stream */
+            const void *dn = xtab ? xtab[E + e] : down;
+            const int64_t dn0 = xtab ? 0 : e * l.dn_elems;
 #define EX_TILE(tb)                                                                                               \
-    ex_down(y, act + e * C * IP, down, e * l.dn_elems, l.tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, \
-            wdn, NULL)
+    ex_down(y, act + e * C * IP, dn, dn0, l.tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, wdn, NULL)
             KT_FOR_TILES(l.count[e], kt_chunk(IP), c, clo, chi, s0, EX_TILE)
 #undef EX_TILE
         }

@@ -73,6 +73,41 @@ typedef void (*MoeRowsFn)(void *user, const float *rows, int64_t first_row, int6
  * and err (errlen bytes, may be NULL) holds a one-line message naming the file and the problem. */
 MOE_API MoeStatus moe_model_load(MoeModel **out, const MoeProgram *prog, const char *weights_path, int n_threads,
                                  char *err, size_t errlen);
+/* moe_model_load with options; a zeroed MoeLoadOptions (or NULL) is moe_model_load(NULL, 0). */
+typedef struct MoeLoadOptions {
+    const char *weights_path; /* a .moew file; NULL: the weights embedded in the running executable */
+    int n_threads;            /* <= 0: OpenMP's default */
+    /* > 0: a memory budget in bytes. Everything but the routed experts stays resident (non-expert
+     * weights, arena, KV cache); the routed experts live in a pool of what remains and are read
+     * from the weights file when a router picks them (O_DIRECT: they never fill the page cache),
+     * the least recently used evicted. Tokens and logits are bit-identical to an unbounded run.
+     * A budget that cannot hold the resident part plus the experts one layer of one step can need
+     * is refused (MOE_ERR_NOMEM, with the smallest budget that works in the message). 0: no budget
+     * (every expert mapped, as moe_model_load). */
+    int64_t memory_bytes;
+} MoeLoadOptions;
+MOE_API MoeStatus moe_model_load_opts(MoeModel **out, const MoeProgram *prog, const MoeLoadOptions *opts, char *err,
+                                      size_t errlen);
+
+/* The expert pool of a model loaded with a memory budget. */
+typedef struct MoeCacheInfo {
+    int64_t budget;           /* memory_bytes */
+    int64_t resident;         /* bytes kept resident: non-expert weights, tokenizer, arena, KV cache, tables */
+    int64_t slots, slot_bytes;/* the pool: slots of slot_bytes each (resident + slots slot_bytes <= budget) */
+    int64_t experts;          /* routed experts of the model (layers x n_exp) */
+    int64_t expert_bytes;     /* their bytes in the weights */
+    int direct;               /* 1: reads use O_DIRECT; 0: buffered, then dropped from the page cache */
+} MoeCacheInfo;
+/* Counters of one MoE layer since load (layer -1: all layers). */
+typedef struct MoeCacheStats {
+    int64_t hits, misses;     /* experts a router picked that were in the pool / had to be read */
+    int64_t evictions;        /* experts dropped from the pool to make room */
+    int64_t bytes_read;       /* bytes read from the weights file (with alignment slack) */
+    double wait_s;            /* time thread 0 spent on this layer's experts: lookups and its share of the reads */
+} MoeCacheStats;
+/* MOE_ERR_ARG when m has no memory budget (or a bad layer). */
+MOE_API MoeStatus moe_model_cache_info(const MoeModel *m, MoeCacheInfo *info);
+MOE_API MoeStatus moe_model_cache_stats(const MoeModel *m, int layer, MoeCacheStats *stats);
 /* Unmaps and frees everything of m (NULL is fine). */
 MOE_API void moe_model_free(MoeModel *m);
 /* The message of the last failed call on m ("" when none). */

@@ -24,7 +24,8 @@ static const char usage[] =
     "  --idle-timeout S       seconds an idle or slow connection is kept (default 60)\n"
     "  --metrics              GET /metrics in Prometheus text format\n"
     "  --threads T            OpenMP threads (default: all cores)\n"
-    "  --weights FILE.moew    weights file (default: the weights embedded in this executable)\n";
+    "  --weights FILE.moew    weights file (default: the weights embedded in this executable)\n"
+    "  --memory MB            memory budget (MB = 10^6 bytes): routed experts loaded on demand (as OUT --memory)\n";
 
 static bool int_flag(const char *name, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out) {
     char *end;
@@ -78,6 +79,14 @@ int moe_serve_cli(int argc, char **argv, const char *name, const MoeProgram *pro
         } else if (!strcmp(a, "--threads")) {
             if (!int_flag(name, a, v, 1, 4096, &n)) return 2;
             o.threads = (int)n;
+        } else if (!strcmp(a, "--memory")) {
+            char *end;
+            double mb = strtod(v, &end);
+            if (end == v || *end || !(mb >= 1e-6 && mb <= 1e12)) {
+                fprintf(stderr, "%s: error: --memory: expected a number in [1e-06, 1e+12]; got '%s'\n", name, v);
+                return 2;
+            }
+            o.memory_bytes = (int64_t)(mb * 1e6 + 0.5);
         } else {
             fprintf(stderr, "%s: error: %s: unknown option; see '%s serve --help'\n", name, a, name);
             return 2;

@@ -1044,7 +1044,8 @@ int moe_serve(const ServeOptions *o, const MoeProgram *prog) {
     sigaddset(&sigs, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
     int pipefd[2] = {-1, -1};
-    if (moe_model_load(&S->m, prog, o->weights, o->threads, err, sizeof err) != MOE_OK) {
+    MoeLoadOptions lo = {o->weights, o->threads, o->memory_bytes};
+    if (moe_model_load_opts(&S->m, prog, &lo, err, sizeof err) != MOE_OK) {
         fprintf(stderr, "%s: error: %s\n", o->name, err);
         goto out;
     }

@@ -27,6 +27,7 @@ typedef struct ServeOptions {
     bool metrics;            /* GET /metrics */
     int threads;             /* OpenMP threads of the model (<= 0: default) */
     const char *weights;     /* .moew, or NULL: embedded */
+    int64_t memory_bytes;    /* > 0: a memory budget (MoeLoadOptions.memory_bytes) */
 } ServeOptions;
 
 /* Default options (name and the rest to be set by the caller). */

@@ -57,3 +57,19 @@ foreach(check c_api install serve_remote)
     set_tests_properties(examples_${check} PROPERTIES ENVIRONMENT "EXAMPLE_CFLAGS=-fsanitize=address,undefined")
   endif()
 endforeach()
+# Memory budgets (OUT --memory MB): with the smallest budget (experts evicted every step) ids and
+# logits are byte-identical to the unbounded run, embedded and sidecar, on three families and two
+# quantised GGUF goldens; refusals; --stats. tests/e2e/memory_checks.sh.
+foreach(case ${MOEC_GOLDEN_CASES})
+  get_filename_component(name ${case} NAME)
+  if(name MATCHES "^(mixtral_tiny_bf16|qwen2_moe_tiny_bf16|qwen3_moe_tiny_bf16|gguf_mixtral_k_small_q4_k_m|gguf_qwen2_moe_q4_0)$")
+    add_test(NAME memory_identical_${name}
+             COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/memory_checks.sh $<TARGET_FILE:moec>
+                     ${CMAKE_CURRENT_BINARY_DIR}/tmp/memory_${name} identical ${case}/model)
+    set_tests_properties(memory_identical_${name} PROPERTIES LABELS e2e SKIP_RETURN_CODE 77 TIMEOUT 600)
+  endif()
+endforeach()
+add_test(NAME memory_errors
+         COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/memory_checks.sh $<TARGET_FILE:moec>
+                 ${CMAKE_CURRENT_BINARY_DIR}/tmp/memory_errors errors)
+set_tests_properties(memory_errors PROPERTIES LABELS e2e TIMEOUT 600)

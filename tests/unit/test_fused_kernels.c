@@ -416,21 +416,27 @@ static void t_moe(MoeCase mc) {
             for (int64_t i = 0; i < 2 * (E + 1); i++) EXPECT_EQ(stats[i], want_stats[i]);
         }
         for (int ith = 0; ith < nth; ith++)
-            kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, TL, H, I, E, k, C, SI,
+            kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, NULL, TL, H, I, E, k, C, SI,
                        mc.shared_kind, eps, spt, dt, dt, dt, dt, amx, T, ith, nth);
         for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
         nmse_tol_ok(y, r, T * H, amx ? "moe (amx)" : mc.name, nth, amx_tol(amx));
         if (amx && !(test_nmse(y, r, (size_t)(T * H)) <= amx_tol(amx)))
             fprintf(stderr, "  that is: %s, %d planes\n", mc.name, amx);
-        if (!amx) { /* the decode form: act, then down, the same sums */
+        if (!amx) { /* the decode form: act, then down, the same sums; the experts through a table */
             float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI)), *ascr = zeros(nth * kt_experts_act_scratch(TL, H));
             float *y2 = sentinels(TL * H);
+            const void *xtab[2 * 64];
+            const int64_t esz = dt == 2 ? 2 : 4;
+            for (int64_t e = 0; e < E; e++) {
+                xtab[e] = (const char *)gate_up + e * kt_panel_elems(kt_round16(I) * 2, H) * esz;
+                xtab[E + e] = (const char *)dp + e * kt_panel_elems(H, I) * esz;
+            }
             for (int ith = 0; ith < nth; ith++)
-                kt_experts_act(act, x, nw, dispatch, gate_up, sh_gate_up, sgwf, ascr, TL, H, I, E, k, C, SI,
-                               mc.shared_kind, eps, dt, dt, T, ith, nth);
+                kt_experts_act(act, x, nw, dispatch, NULL, sh_gate_up, sgwf, ascr, E > 0 ? xtab : NULL, TL, H, I, E,
+                               k, C, SI, mc.shared_kind, eps, dt, dt, T, ith, nth);
             for (int ith = 0; ith < nth; ith++)
-                kt_experts_down(y2, resid, dispatch, act, dp, sdp, TL, H, I, E, k, C, SI, mc.shared_kind, dt, dt, T, ith,
-                                nth);
+                kt_experts_down(y2, resid, dispatch, act, NULL, sdp, E > 0 ? xtab : NULL, TL, H, I, E, k, C, SI,
+                                mc.shared_kind, dt, dt, T, ith, nth);
             nmse_ok(y2, r, T * H, "moe decode form", nth);
             if (!(test_nmse(y2, r, (size_t)(T * H)) <= NMSE_TOL)) fprintf(stderr, "  that is: %s\n", mc.name);
             sentinels_ok(y2, T * H, TL * H, "moe decode form");

@@ -349,7 +349,7 @@ static void t_qmoe(QMoeCase mc) {
             int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, 0, 1);
             float *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);
             for (int ith = 0; ith < nth; ith++)
-                kt_experts(partials, x, nw, dispatch, gate_up, down, sh_gate_up, sh_down, sg_w, scratch, TL, H, I, E, k,
+                kt_experts(partials, x, nw, dispatch, gate_up, down, sh_gate_up, sh_down, sg_w, scratch, NULL, TL, H, I, E, k,
                            C, SI, mc.shared_kind, eps, spt, wg, wd, wsg, wsd, 0, T, ith, nth);
             for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
             free(partials), free(scratch);
@@ -357,10 +357,10 @@ static void t_qmoe(QMoeCase mc) {
             float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI));
             float *ascr = zeros(nth * kt_experts_act_scratch(TL, H));
             for (int ith = 0; ith < nth; ith++)
-                kt_experts_act(act, x, nw, dispatch, gate_up, sh_gate_up, sg_w, ascr, TL, H, I, E, k, C, SI,
+                kt_experts_act(act, x, nw, dispatch, gate_up, sh_gate_up, sg_w, ascr, NULL, TL, H, I, E, k, C, SI,
                                mc.shared_kind, eps, wg, wsg, T, ith, nth);
             for (int ith = 0; ith < nth; ith++)
-                kt_experts_down(y, resid, dispatch, act, down, sh_down, TL, H, I, E, k, C, SI, mc.shared_kind, wd, wsd,
+                kt_experts_down(y, resid, dispatch, act, down, sh_down, NULL, TL, H, I, E, k, C, SI, mc.shared_kind, wd, wsd,
                                 T, ith, nth);
             free(act), free(ascr);
         }
