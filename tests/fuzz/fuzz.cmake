@@ -17,6 +17,11 @@
 #   fuzz_http         runtime/serve/http.c, the request heads `OUT serve` reads from the network
 #   fuzz_json         runtime/serve/json.c, the request bodies `OUT serve` reads (reader, writer round trip)
 #   fuzz_jinja        runtime/jinja.c: a chat template parsed, then rendered with a fixed conversation
+#   fuzz_chat_template frontend/chat_template.c: tokenizer_config.json's "chat_template" (string,
+#                     null or named list) and a --chat-template FILE, then the subset check
+# runtime/serve/server.c's request handling (fields of a completion or chat request, stop strings)
+# is reached only through e2e tests (tests/e2e/serve_checks.sh: every error status); its two
+# parsers of network bytes, http.c and json.c, have the targets above.
 # frontend/gguf_export.c reads no file: it writes a model the readers above have already accepted.
 set(MOEC_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs under ctest")
 add_custom_target(fuzz)
