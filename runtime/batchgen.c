@@ -172,6 +172,32 @@ bool moe_batch_prompts(const char *src, const MoeTokenizer *tok, int64_t n_gen, 
     return true;
 }
 
+bool moe_batch_check(const MoeGenSeq *seqs, int n, int64_t vocab, int64_t max_pos, const char *limit_name,
+                     int64_t n_gen, int64_t *need, int64_t *longest, char *err, size_t errlen) {
+    int64_t most = 0, len = 0;
+    for (int i = 0; i < n; i++) {
+        const MoeGenSeq *q = &seqs[i];
+        for (int64_t t = 0; t < q->n_prompt; t++)
+            if (q->prompt[t] >= vocab) {
+                snprintf(err, errlen, "prompt %d: token id %d at position %" PRId64 ": must be < vocab_size (%" PRId64 ")",
+                         i + 1, q->prompt[t], t, vocab);
+                return false;
+            }
+        int64_t pos = q->n_prompt + n_gen - 1; /* the last generated token is never fed */
+        if (pos > max_pos) {
+            snprintf(err, errlen, "prompt %d: %" PRId64 " tokens plus %" PRId64 " generated need %" PRId64
+                                  " positions; expected at most %s (%" PRId64 ")",
+                     i + 1, q->n_prompt, n_gen, pos, limit_name, max_pos);
+            return false;
+        }
+        most = pos > most ? pos : most;
+        len = q->n_prompt > len ? q->n_prompt : len;
+    }
+    if (need) *need = most;
+    if (longest) *longest = len;
+    return true;
+}
+
 void moe_batch_print(FILE *f, const MoeTokenizer *tok, int32_t eos, const MoeGenSeq *seqs, int n) {
     for (int i = 0; i < n; i++) {
         MoeTextOut t = {0};

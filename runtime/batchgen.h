@@ -69,6 +69,12 @@ bool moe_batch_generate(const MoeGenEngine *e, MoeGenSeq *seqs, int n_seqs, cons
 bool moe_batch_prompts(const char *src, const MoeTokenizer *tok, int64_t n_gen, MoeGenSeq **seqs, int *n, char *err,
                        size_t errlen);
 void moe_batch_free(MoeGenSeq *seqs, int n);
+/* Checks every prompt against the model: ids below vocab, and prompt + n_gen - 1 positions within
+ * max_pos (limit_name says what that limit is, as the message shows it: "the compiled context").
+ * False with a one-line message in err naming the prompt. *need (may be NULL) gets the most
+ * positions a prompt needs, *longest the longest prompt. */
+bool moe_batch_check(const MoeGenSeq *seqs, int n, int64_t vocab, int64_t max_pos, const char *limit_name,
+                     int64_t n_gen, int64_t *need, int64_t *longest, char *err, size_t errlen);
 /* The --verbose line of a batch run (parsed back by moec bench with moe_parse_batch): prompts,
  * slots, decode steps and their mean rows, and the mean distinct experts a decode step routes to
  * per MoE layer (0: not measured), of n_exp:

@@ -358,7 +358,7 @@ typedef struct BatchRun {
     int64_t per_seq;
     int64_t expert_reads;    /* over decode steps and MoE layers: the distinct experts a step routes to */
     int64_t moe_layer_steps; /* decode steps x MoE layers */
-    uint8_t *seen;           /* [n_exp] scratch */
+    uint8_t *seen;           /* [n_exp] scratch; NULL: not counted (only --verbose shows it) */
 } BatchRun;
 
 static bool br_start(void *user, int *slot, char *err, size_t errlen) {
@@ -392,7 +392,7 @@ static bool br_decode(void *user, int n, const int *slots, const int32_t *ids, c
     }
     /* the union of the experts the step's rows route to: what its expert kernels read */
     const MoeManifest *mf = moe_model_manifest(b->m);
-    for (uint32_t l = 0; l < mf->n_layers; l++) {
+    for (uint32_t l = 0; b->seen && l < mf->n_layers; l++) {
         int64_t rows;
         const MoeRoute *r = moe_model_routes(b->m, (int)l, &rows);
         if (!r) continue;
@@ -419,25 +419,15 @@ static int generate_batch(CliOptions *o, MoeModel *m, const MoeTokenizer *tok, d
         error(o, "%s", err);
         return 1;
     }
-    for (int i = 0; i < n; i++) {
-        const MoeGenSeq *q = &seqs[i];
-        for (int64_t t = 0; t < q->n_prompt; t++)
-            if (q->prompt[t] >= mf->vocab_size) {
-                error(o, "prompt %d: token id %d at position %" PRId64 ": must be < vocab_size (%" PRId64 ")", i + 1,
-                      q->prompt[t], t, mf->vocab_size);
-                goto out;
-            }
-        if (q->n_prompt + o->n_gen - 1 > mf->context) {
-            error(o, "prompt %d: %" PRId64 " tokens plus %" PRId64 " generated need %" PRId64
-                     " positions; expected at most the compiled context (%" PRId64 ")",
-                  i + 1, q->n_prompt, o->n_gen, q->n_prompt + o->n_gen - 1, mf->context);
-            goto out;
-        }
+    if (!moe_batch_check(seqs, n, mf->vocab_size, mf->context, "the compiled context", o->n_gen, NULL, NULL, err,
+                         sizeof err)) {
+        error(o, "%s", err);
+        goto out;
     }
     b.stats = calloc((size_t)(n * b.per_seq), sizeof(int64_t));
     b.routed = calloc((size_t)n, sizeof(int64_t));
-    b.seen = calloc((size_t)mf->n_exp + 1, 1);
-    if (!b.stats || !b.routed || !b.seen) {
+    b.seen = o->verbose ? calloc((size_t)mf->n_exp + 1, 1) : NULL;
+    if (!b.stats || !b.routed || (o->verbose && !b.seen)) {
         error(o, "out of memory");
         goto out;
     }

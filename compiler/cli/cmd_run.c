@@ -288,24 +288,11 @@ static int run_batch(RunOptions *o, Model *m, Arena *a, Diag *d, const MoeTokeni
         diag_error(d, "%s", err);
         return 1;
     }
-    int64_t max_prompt = 0, ctx = 0;
-    for (int i = 0; i < n; i++) {
-        const MoeGenSeq *q = &seqs[i];
-        for (int64_t t = 0; t < q->n_prompt; t++)
-            if (q->prompt[t] >= c->vocab_size) {
-                diag_error(d, "prompt %d: token id %d at position %" PRId64 ": must be < vocab_size (%" PRId64 ")",
-                           i + 1, q->prompt[t], t, c->vocab_size);
-                goto out;
-            }
-        int64_t need = q->n_prompt + o->n_gen - 1;
-        if (need > c->max_position_embeddings) {
-            diag_error(d, "prompt %d: %" PRId64 " tokens plus %" PRId64 " generated need %" PRId64
-                          " positions; expected at most max_position_embeddings (%" PRId64 ")",
-                       i + 1, q->n_prompt, o->n_gen, need, c->max_position_embeddings);
-            goto out;
-        }
-        max_prompt = q->n_prompt > max_prompt ? q->n_prompt : max_prompt;
-        ctx = need > ctx ? need : ctx;
+    int64_t max_prompt, ctx;
+    if (!moe_batch_check(seqs, n, c->vocab_size, c->max_position_embeddings, "max_position_embeddings", o->n_gen,
+                         &ctx, &max_prompt, err, sizeof err)) {
+        diag_error(d, "%s", err);
+        goto out;
     }
     b.g = m->g;
     b.V = c->vocab_size;
