@@ -187,6 +187,9 @@ int compile_model(const CompileOptions *o, Diag *d) {
 
     Graph *sp = pass_specialize(a, md.g, P, o->capacity_factor);
     Graph *sd = pass_specialize(a, md.g, o->batch, o->capacity_factor);
+    /* --act int8: vpdpbusd where the target has AVX512-VNNI, else the kernels' portable integer code */
+    sp->act_bits = sd->act_bits =
+        o->act_int8 ? KT_ACT_I8 | (cg_has_feature(cg, "avx512vnni") ? KT_DP_VNNI : 0) : 0;
     dump(o, "specialize", "prefill", sp);
     dump(o, "specialize", "decode", sd);
     if (!ir_verify(sp, d) || !ir_verify(sd, d)) goto out;

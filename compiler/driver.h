@@ -24,6 +24,7 @@ typedef struct CompileOptions {
     bool quiet;               /* no progress lines */
     MoeManifest *manifest_out; /* optional: receives the compiled program's manifest */
     const struct QuantSpec *quant; /* --quant (frontend/quantize.h), or NULL: weights as stored */
+    bool act_int8;            /* --act int8: block-type weights meet int8 activations (runtime/quant.h) */
     const char *chat_template; /* --chat-template FILE, or NULL: the model's own (frontend/chat_template.h) */
     bool no_chat_template;     /* --no-chat-template: embed none */
 } CompileOptions;

@@ -107,6 +107,7 @@ typedef struct Node {
             int64_t n_exp, top_k, capacity, d_ff, d_shared, threads;
             int32_t renorm, shared_kind;
             int32_t amx;              /* FEXPERTS: AMX tiles (set by fuse) */
+            int32_t q8;               /* FEXPERTS_ACT: int8 down (kernels.h: kt_experts_act_floats) */
             int layer;
         } ffn;                        /* FROUTER, FEXPERTS */
     } a;
@@ -124,6 +125,8 @@ typedef struct Graph {
     int n_layers;
     const char *family;
     int64_t n_tok;                   /* 0: T symbolic; else the bound tokens per step */
+    int32_t act_bits;                /* bits block-type weights add to the kernels' wdt (kernels/kt_quant.h:
+                                      * KT_ACT_I8, KT_DP_VNNI); 0: the exact mode. Set before fuse */
     int64_t arena_bytes;             /* set by plan */
 } Graph;
 

@@ -450,12 +450,14 @@ static void add_enum_attr(Codegen *cg, LLVMValueRef fn, unsigned kind) {
     LLVMAddAttributeAtIndex(fn, LLVMAttributeFunctionIndex, LLVMCreateEnumAttribute(cg->ctx, kind, 0));
 }
 
-/* The AMX tile intrinsics of compiler/kernels/kt_amx.h. */
-static bool is_amx_intrinsic(const char *name) {
-    static const char *const amx[] = {"llvm.x86.ldtilecfg", "llvm.x86.tilerelease", "llvm.x86.tilezero",
-                                      "llvm.x86.tileloadd64", "llvm.x86.tdpbf16ps", "llvm.x86.tilestored64"};
-    for (size_t i = 0; i < sizeof amx / sizeof amx[0]; i++)
-        if (!strcmp(name, amx[i])) return true;
+/* The target intrinsics the templates may use, each behind a bound constant: the AMX tile intrinsics
+ * of compiler/kernels/kt_amx.h (amx > 0) and vpdpbusd of kt_quant.h (KT_DP_VNNI in a wdt). */
+static bool is_gated_intrinsic(const char *name) {
+    static const char *const ok[] = {"llvm.x86.ldtilecfg",   "llvm.x86.tilerelease", "llvm.x86.tilezero",
+                                     "llvm.x86.tileloadd64", "llvm.x86.tdpbf16ps",   "llvm.x86.tilestored64",
+                                     "llvm.x86.avx512.vpdpbusd.512"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        if (!strcmp(name, ok[i])) return true;
     return false;
 }
 
@@ -481,9 +483,9 @@ static bool load_templates(Codegen *cg) {
         const char *name = LLVMGetValueName2(fn, &len);
         if (LLVMIsDeclaration(fn)) {
             /* Templates must retarget: a target intrinsic would not exist on the other architecture.
-             * The one exception, kt_amx.h's tile intrinsics, is reached only when the kernels' amx is
-             * bound to a plane count, which the driver does only for a target with AMX (else they fold away). */
-            if ((strncmp(name, "llvm.x86.", 9) == 0 && !is_amx_intrinsic(name)) ||
+             * The exceptions (kt_amx.h's tile intrinsics, kt_quant.h's vpdpbusd) are reached only when
+             * a constant the driver binds for a target that has them says so (else they fold away). */
+            if ((strncmp(name, "llvm.x86.", 9) == 0 && !is_gated_intrinsic(name)) ||
                 strncmp(name, "llvm.aarch64.", 13) == 0 || strncmp(name, "llvm.arm.", 9) == 0)
                 BUG("kernel templates use the target intrinsic %s; templates must be plain C", name);
             continue;

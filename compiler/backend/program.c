@@ -86,9 +86,11 @@ static LLVMValueRef in_ptr(Emitter *e, const Node *n, int k) {
     return offset_ptr(e, e->arena, x->offset);
 }
 
+/* The wdt kernels take for input k: its dtype, with the graph's act bits on a block type (kt_quant.h). */
 static int32_t wdt_of(Emitter *e, const Node *n, int k) {
     if (k >= n->n_in || ir_is_none(n->in[k])) return DT_F32;
-    return (int32_t)ir_node(e->g, n->in[k])->dtype;
+    int32_t t = (int32_t)ir_node(e->g, n->in[k])->dtype;
+    return kt_is_q(t) ? t | e->g->act_bits : t;
 }
 
 /* Calls template tmpl specialised as kname with c's bindings, then the rows parameter n (the
@@ -224,8 +226,11 @@ static bool emit_node(Emitter *e, const Node *n) {
         const Node *x = ir_node(e->g, n->in[0]);
         const int64_t threads = n->a.ffn.threads, H = x->shape[1];
         int64_t wmax = n->a.ffn.d_ff > n->a.ffn.d_shared ? n->a.ffn.d_ff : n->a.ffn.d_shared;
-        int32_t q = 0; /* a block-type weight: the scratch holds a dequantised block (as fuse sized it) */
-        for (int k = 3; k < 7; k++) q |= kt_is_q(wdt_of(e, n, k));
+        int32_t q = 0; /* the scratch as fuse sized it: the largest kt_q_scratch_kind */
+        for (int k = 3; k < 7; k++) {
+            int32_t qk = kt_q_scratch_kind(wdt_of(e, n, k));
+            q = qk > q ? qk : q;
+        }
         int64_t per_thread = kt_experts_scratch(T, H, wmax, threads, n->a.ffn.amx, q);
         keep(&c, out);
         for (int k = 0; k < 8; k++) keep(&c, in_ptr(e, n, k));
@@ -246,6 +251,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, xtab_ptr(e, n));
         ffn_binds(&c, n, T, x->shape[1]);
         cfp(&c, n->a.ffn.eps), cint(&c, wdt_of(e, n, 3)), cint(&c, wdt_of(e, n, 4)); /* gate_up, sh_gate_up */
+        cint(&c, n->a.ffn.q8);
         snprintf(kname, sizeof kname, "k_%s_act_T%lld", ffn_kind(n), (long long)T);
         return emit_call(e, "kt_experts_act", kname, &c, 0);
     }

@@ -31,6 +31,9 @@ static const char compile_usage[] =
     "                          16 bits (logits move ~1e-5, prefill ~20% faster); 1 rounds activations to bf16\n"
     "  --quant SPEC            block-quantise the weights at load, as 'moec run --quant' (TYPE[,CLASS=TYPE...],\n"
     "                          e.g. q4_k,attn=q8_0; see 'moec inspect --quant SPEC')\n"
+    "  --act exact|int8        how block-quantised weights meet the activations: exact (default; f32\n"
+    "                          activations times the exactly dequantised weights) or int8 (activations\n"
+    "                          quantised per 32 values, integer dot products: faster, as llama.cpp)\n"
     "  --threads N             most threads a step will run (sizes per-thread buffers; default: cores)\n"
     "  --weights embed|sidecar weights inside OUT (default) or beside it in OUT.moew\n"
     "  --emit exe|obj|llvm|asm what to write (default exe; obj/llvm/asm write only the program; obj with\n"
@@ -79,6 +82,12 @@ int cmd_compile(int argc, char **argv) {
             o.amx_planes = (int)np;
         } else if (!strcmp(a, "--threads")) {
             if (!cli_parse_int(&d, a, v, 1, 1024, &o.threads)) return 2;
+        } else if (!strcmp(a, "--act")) {
+            if (strcmp(v, "exact") && strcmp(v, "int8")) {
+                diag_error(&d, "--act: expected exact or int8; got '%s'", v);
+                return 2;
+            }
+            o.act_int8 = !strcmp(v, "int8");
         } else if (!strcmp(a, "--weights")) {
             if (strcmp(v, "embed") && strcmp(v, "sidecar")) {
                 diag_error(&d, "--weights: expected embed or sidecar; got '%s'", v);

@@ -12,7 +12,9 @@
  * Weight dtypes (wdt): 0 = f32, 2 = bf16, and the GGUF block types with kernels (kt_quant.h: Q4_0 5,
  * Q8_0 9, Q4_K 10, Q5_K 11, Q6_K 12, in the quantised panel layout; runtime/dtype.h values).
  * Activations are f32; block-type weights are dequantised exactly (ggml's values) in registers, or for
- * a prefill tile into f32 scratch (the *_scratch helpers below take q: some weight is a block type).
+ * a prefill tile into f32 scratch; or, when their wdt carries KT_ACT_I8 (kt_quant.h: the int8 mode),
+ * meet the activations quantised per 32 columns in integer dot products (the *_scratch helpers below
+ * take q = kt_q_scratch_kind of the kernel's weights).
  * amx (kt_norm_matmul, kt_experts): 0, or when the target has AMX-BF16 and the step has T >= 16
  * tokens the activation planes, 1 to 3 (3, the default, is exact): bf16 weight tiles of enough
  * rows then go through kt_amx.h's tile products (the thread's scratch must then include the packed
@@ -26,6 +28,7 @@
 #include <stdint.h>
 
 #include "kt_amx.h"
+#include "kt_quant.h"
 
 /* Dispatch produced by kt_router for one MoE layer, laid out in one buffer:
  *   MoeRoute routes[T * k]      (expert id, weight) per token, highest probability first
@@ -126,10 +129,11 @@ enum { KT_TILE_T = 16 };
 /* The decode form of kt_experts (steps of fewer than KT_TILE_T tokens), two kernels with a barrier between
  * them and no partials:
  * kt_experts_act: h = rmsnorm(x) (each thread all n rows, into scratch + ith *
- *   kt_experts_act_scratch(T, H) floats); act[e][s][i] = silu(h[tok] . gate_e[i]) (h[tok] . up_e[i])
- *   wt[s] for each expert's listed tokens, and act_sh[t][i] the same for the shared/dense expert over
- *   every token with weight sigmoid(h[t] . sg_w) (kind 1) or 1; rows i split by thread in units of
- *   32, as in kt_experts. act: [E][C][round16(I)] then [T][round16(SI)] (kt_experts_act_floats).
+ *   kt_experts_act_scratch(T, H, q8h) floats, q8h: gate_up or sh_gate_up int8); act[e][s][i] =
+ *   silu(h[tok] . gate_e[i]) (h[tok] . up_e[i]) wt[s] for each expert's listed tokens, and act_sh[t][i]
+ *   the same for the shared/dense expert over every token with weight sigmoid(h[t] . sg_w) (kind 1) or
+ *   1; rows i split by thread in units of 32, as in kt_experts. act: [E][C][round16(I)] then
+ *   [T][round16(SI)], then the int8 mode's gates and quantised rows (q8, below: kt_experts_act_floats).
  * kt_experts_down: y[t] = x[t] + sum over the experts listing t of down_e act[e][s] (+ the shared
  *   expert's), the H rows split by thread in blocks of 32: each thread reads its rows of each
  *   expert's down matrix as one forward stream (in kt_experts a thread's columns of each 32-row
@@ -138,16 +142,34 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
                     const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
                     const void *restrict sg_w, float *restrict scratch, const void *const *restrict xtab, int64_t T,
                     int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps,
-                    int32_t wgu, int32_t wsgu, int64_t n, int32_t ith, int32_t nth);
+                    int32_t wgu, int32_t wsgu, int32_t q8, int64_t n, int32_t ith, int32_t nth);
 void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
                      const float *restrict act, const void *restrict down, const void *restrict sh_down,
                      const void *const *restrict xtab, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
                      int64_t C, int64_t SI, int32_t shared_kind, int32_t wdn, int32_t wsdn, int64_t n, int32_t ith,
                      int32_t nth);
-static inline int64_t kt_experts_act_floats(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI) {
+/* With int8 activations for down (q8: its wdt has KT_ACT_I8, kt_quant.h) the act rows hold silu(g) u
+ * alone, as the generic path multiplies them: the routing weight and the shared expert's gate are
+ * applied to down's output, the gates kept after the act rows ([T] floats), and the act rows follow
+ * quantised (kt_qa_row_bytes rows: [E][C] of I columns, then [T] of SI), each thread quantising the
+ * 32-column units it computed. kt_experts_act_scratch: h rows, the gates and with q8h (gate_up int8)
+ * the quantised h rows. */
+static inline int64_t kt_experts_act_gates(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI) {
     return E * C * kt_round16(I) + T * kt_round16(SI);
 }
-static inline int64_t kt_experts_act_scratch(int64_t T, int64_t H) { return T * H + T; }
+static inline int64_t kt_experts_act_qrows(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI) {
+    return kt_experts_act_gates(T, E, C, I, SI) + T;
+}
+static inline int64_t kt_experts_act_qshared(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI, int32_t q8) {
+    return kt_experts_act_qrows(T, E, C, I, SI) + (q8 & 1 ? E * C * kt_qa_row_bytes(I) / 4 : 0);
+}
+/* Floats of the act buffer; q8: bit 0 the routed experts' down is int8, bit 1 the shared one's. */
+static inline int64_t kt_experts_act_floats(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI, int32_t q8) {
+    return kt_experts_act_qshared(T, E, C, I, SI, q8) + (q8 & 2 ? T * kt_qa_row_bytes(SI) / 4 : 0);
+}
+static inline int64_t kt_experts_act_scratch(int64_t T, int64_t H, int32_t q8h) {
+    return T * H + T + (q8h ? T * kt_qa_row_bytes(H) / 4 : 0);
+}
 
 /* y[T, H] = resid[T, H] + sum over threads j < nth of partials[j][T, H]; rows split by thread. */
 void kt_reduce(float *restrict y, const float *restrict resid, const float *restrict partials, int64_t T,
@@ -161,18 +183,20 @@ void kt_embed(float *restrict y, const int32_t *restrict ids, const void *restri
 static inline int64_t kt_experts_slice(int64_t W, int64_t nth) { return 32 * (((W + 31) / 32 + nth - 1) / nth); }
 
 /* Floats of one thread's scratch for kt_norm_matmul (T rows of K) and kt_experts (T rows of H,
- * widest expert W): normalised rows, act rows, with q (a block-type weight) in a prefill step
- * (T >= KT_TILE_T) one dequantised 32-row block (kt_quant.h), and with amx the packed activations of
- * one chunk (kt_amx.h) and a 32 x 32 output tile. */
+ * widest expert W): normalised rows, act rows; q = kt_q_scratch_kind of the weights (kt_quant.h):
+ * 1 (exact mode) in a prefill step (T >= KT_TILE_T) one dequantised 32-row block, 2 (int8 mode) the
+ * quantised input rows (kt_experts: h rows and act rows); with amx the packed activations of one
+ * chunk (kt_amx.h) and a 32 x 32 output tile. */
 static inline int64_t kt_amx_scratch(int64_t K) { return kt_amx_pack_bytes(kt_amx_chunk(K), K) / 4; }
 static inline int64_t kt_dq_scratch(int64_t K) { return 64 * ((K + 31) / 32 * 16); } /* 32 rows of K, f32 panel */
 static inline int64_t kt_norm_matmul_scratch(int64_t T, int64_t K, int32_t has_norm, int32_t amx, int32_t q) {
     return (has_norm ? T * K : 0) + (amx ? kt_amx_scratch(K) + 32 * 32 : 0) +
-           (q && T >= KT_TILE_T ? kt_dq_scratch(K) : 0);
+           (q == 1 && T >= KT_TILE_T ? kt_dq_scratch(K) : 0) + (q == 2 ? T * kt_qa_row_bytes(K) / 4 : 0);
 }
 static inline int64_t kt_experts_scratch(int64_t T, int64_t H, int64_t W, int64_t nth, int32_t amx, int32_t q) {
     int64_t sl = kt_experts_slice(W, nth), a = kt_amx_scratch(H), b = kt_amx_scratch(sl);
-    return T * H + T * sl + (q ? kt_dq_scratch(H > sl ? H : sl) : 0) + (amx ? (a > b ? a : b) + 32 * 32 : 0);
+    return T * H + T * sl + (q == 1 ? kt_dq_scratch(H > sl ? H : sl) : 0) +
+           (q == 2 ? T * (kt_qa_row_bytes(H) + kt_qa_row_bytes(sl)) / 4 : 0) + (amx ? (a > b ? a : b) + 32 * 32 : 0);
 }
 
 /* [lo, hi) of n items for thread ith of nth (contiguous, balanced). */

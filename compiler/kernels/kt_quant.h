@@ -30,14 +30,33 @@
 /* wdt values of the block types with kernels (runtime/dtype.h). */
 enum { KT_Q4_0 = 5, KT_Q8_0 = 9, KT_Q4_K = 10, KT_Q5_K = 11, KT_Q6_K = 12 };
 
-static inline int kt_is_q(int32_t wdt) { return wdt == KT_Q4_0 || (wdt >= KT_Q8_0 && wdt <= KT_Q6_K); }
+/* How a block-type weight meets the activations, as bits above its dtype in the wdt a kernel takes
+ * (moec compile --act; f32/bf16 weights never carry them):
+ *   KT_ACT_I8   the int8 activation mode (runtime/quant.h: activations quantised per 32 columns,
+ *               integer dot products, one f32 FMA per block); without it the exact mode
+ *   KT_DP_VNNI  with it, the target has AVX512-VNNI: the 4-way u8 x i8 dot products are vpdpbusd
+ *               (the one further exception to the no-intrinsics rule; else portable vector code)
+ * kt_wt gives the dtype alone. */
+enum { KT_WT_MASK = 0xff, KT_ACT_I8 = 0x100, KT_DP_VNNI = 0x200 };
+static inline int32_t kt_wt(int32_t wdt) { return wdt & KT_WT_MASK; }
+static inline int kt_i8(int32_t wdt) { return (wdt & KT_ACT_I8) != 0; }
+
+static inline int kt_is_q(int32_t wdt) {
+    wdt = kt_wt(wdt);
+    return wdt == KT_Q4_0 || (wdt >= KT_Q8_0 && wdt <= KT_Q6_K);
+}
+/* What a thread's scratch must hold for weights wdt: 0 nothing, 1 a dequantised block (exact mode),
+ * 2 int8 activation rows (the *_scratch helpers of kernels.h take the largest over a kernel's weights). */
+static inline int32_t kt_q_scratch_kind(int32_t wdt) { return !kt_is_q(wdt) ? 0 : kt_i8(wdt) ? 2 : 1; }
 /* Columns of a source block. */
-static inline int64_t kt_q_bk(int32_t wdt) { return wdt >= KT_Q4_K ? 256 : 32; }
+static inline int64_t kt_q_bk(int32_t wdt) { return kt_wt(wdt) >= KT_Q4_K ? 256 : 32; }
 /* Bytes of a sub-panel's header, of one group of 32 columns, of a whole sub-panel (16 rows x BK). */
 static inline int64_t kt_q_hdr(int32_t wdt) {
+    wdt = kt_wt(wdt);
     return wdt == KT_Q4_K || wdt == KT_Q5_K ? 320 : wdt == KT_Q6_K ? 288 : 32;
 }
 static inline int64_t kt_q_grp(int32_t wdt) {
+    wdt = kt_wt(wdt);
     return wdt == KT_Q8_0 ? 512 : wdt == KT_Q5_K ? 320 : wdt == KT_Q6_K ? 384 : 256;
 }
 static inline int64_t kt_q_sub(int32_t wdt) { return kt_q_hdr(wdt) + kt_q_bk(wdt) / 32 * kt_q_grp(wdt); }
@@ -88,6 +107,7 @@ typedef struct KtQg {
 /* sub: the sub-panel's first byte; g: the group within its source block. */
 static inline KtQg kt_qg(const uint8_t *restrict sub, int64_t g, int32_t wdt) {
     KtQg q;
+    wdt = kt_wt(wdt);
     const uint8_t *grp = sub + kt_q_hdr(wdt) + g * kt_q_grp(wdt);
     kt_vf d = kt_f16v(sub);
     q.s = q.s2 = d, q.m = (kt_vf){0}, q.h4 = q.h5 = (kt_vu){0}, q.q = grp;
@@ -113,6 +133,7 @@ static inline KtQg kt_qg(const uint8_t *restrict sub, int64_t g, int32_t wdt) {
 /* The integer levels of columns j and j + 16 (j < 16) of the group's 16 rows as f32, the type's offset
  * applied (Q4_0 -8, Q6_K -32): x = lev * s - m exactly. */
 static inline void kt_qg_lev(const KtQg *q, int j, kt_vf *lo, kt_vf *hi, int32_t wdt) {
+    wdt = kt_wt(wdt);
     if (wdt == KT_Q8_0) {
         *lo = kt_i8v(q->q + 16 * j), *hi = kt_i8v(q->q + 16 * (j + 16));
         return;
@@ -169,6 +190,7 @@ static inline float kt_hsum(kt_vf v) {
  * once per tile and FMA'd into the tb accumulators. */
 static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, const uint8_t *restrict w, int64_t blk,
                                   const float *const xs[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
+    wdt = kt_wt(wdt);
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) acc[s][t] = (kt_vf){0};
     for (int64_t gi = g0; gi < g0 + ng; gi++) {
@@ -228,6 +250,208 @@ static inline void kt_qpanel_dequant(float *restrict scr, const uint8_t *restric
                 kt_stv(o + (j + 16) / 2 * 64 + j % 2 * 16, hi);
             }
         }
+}
+
+/* ---- the int8 activation mode (KT_ACT_I8) ----
+ *
+ * Activation rows are quantised as quant_act_q8 does (runtime/quant.h), bit for bit, into rows of
+ * kt_qa_row_bytes(K) bytes (K a multiple of 32): q i8[K], then d f32[K / 32] (the blocks' scales),
+ * then s16 i32[K / 16] (the sums of q over each 16 columns). A weight group (32 columns of a 16-row
+ * sub-panel, above) meets a token's block in 4-way u8 x i8 dot products: 64 bytes of levels, columns
+ * c..c+3 of the 16 rows, are transposed in registers to [row][4] (one byte permute), and each 32-bit
+ * lane (a row) adds the 4 products with the token's q[c..c+3] (vpdpbusd where the target has it).
+ * The weights enter unsigned (the levels as stored; Q8_0's as qs + 128) and the offsets come back
+ * through the activation sums. Per group and token, il and ih the dot products of columns 0-15 and
+ * 16-31, S0 and S1 the sums of q over them, S = S0 + S1:
+ *   Q8_0  isum = il + ih - 128 S            Q4_0  isum = il + ih - 8 S
+ *   Q4_K, Q5_K  isum = sc (il + ih)         Q6_K  isum = sc0 (il - 32 S0) + sc1 (ih - 32 S1)
+ *   acc += (D * d) * (float)isum            and for Q4_K, Q5_K  acc += (-dmin * d) * (float)(m S)
+ * (D the f16 scale, d the activation block's, sc and m the group's integer scale and min): the
+ * arithmetic of quant_dot_int8, whose integer sums these are exactly. */
+static inline int64_t kt_qa_row_bytes(int64_t K) { return (K + K / 32 * 4 + K / 16 * 4 + 63) / 64 * 64; }
+
+/* Row `row` of quantised rows of K columns at base, from group g0 (column 32 g0) on. */
+typedef struct KtQa {
+    const int8_t *q;
+    const float *d;
+    const int32_t *s16;
+} KtQa;
+static inline KtQa kt_qa_at(const void *base, int64_t row, int64_t K, int64_t g0) {
+    const uint8_t *r = (const uint8_t *)base + row * kt_qa_row_bytes(K);
+    KtQa a = {(const int8_t *)r + 32 * g0, (const float *)(r + K) + g0, (const int32_t *)(r + K + K / 8) + 2 * g0};
+    return a;
+}
+
+/* Quantises the blocks [b0, b1) of the row x[K] into the row at dst (quant_act_q8's arithmetic:
+ * d = amax / 127, q = roundf(x * (1 / d)), as there). */
+static inline void kt_qa_quantise(void *restrict dst, const float *restrict x, int64_t K, int64_t b0, int64_t b1) {
+    int8_t *q = (int8_t *)dst;
+    float *d = (float *)((uint8_t *)dst + K);
+    int32_t *s16 = (int32_t *)((uint8_t *)dst + K + K / 8);
+    for (int64_t b = b0; b < b1; b++) {
+        const float *xb = x + 32 * b; // [32]
+        float amax = 0.0f;
+        for (int i = 0; i < 32; i++) amax = __builtin_fmaxf(amax, __builtin_fabsf(xb[i]));
+        float db = amax / 127, id = db != 0.0f ? 1.0f / db : 0.0f;
+        int8_t qb[32];
+        for (int i = 0; i < 32; i++) qb[i] = (int8_t)__builtin_roundf(xb[i] * id);
+        for (int h = 0; h < 2; h++) {
+            int32_t s = 0;
+            for (int i = 0; i < 16; i++) s += qb[16 * h + i];
+            s16[2 * b + h] = s;
+        }
+        memcpy(q + 32 * b, qb, 32);
+        d[b] = db;
+    }
+}
+
+typedef uint8_t kt_vb64 __attribute__((vector_size(64))); // 64 x u8
+typedef int8_t kt_vsb64 __attribute__((vector_size(64))); // 64 x i8
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* *acc += the 4-way dot products of u and s (through pointers: callers need not enable AVX-512). */
+__attribute__((target("avx512f,avx512vnni"))) static inline void kt_dp4_vnni(kt_vi *acc, const kt_vb64 *u,
+                                                                              const kt_vsb64 *s) {
+    __m512i a, b, c;
+    memcpy(&a, acc, 64), memcpy(&b, u, 64), memcpy(&c, s, 64);
+    a = _mm512_dpbusd_epi32(a, b, c);
+    memcpy(acc, &a, 64);
+}
+#else
+/* Never called off x86: KT_DP_VNNI is bound only for an x86 target with AVX512-VNNI. */
+static inline void kt_dp4_vnni(kt_vi *acc, const kt_vb64 *u, const kt_vsb64 *s) { (void)acc, (void)u, (void)s; }
+#endif
+
+/* acc + for each lane l the sum over k < 4 of u[4 l + k] s[4 l + k] (u unsigned, s signed). */
+static inline kt_vi kt_dp4(kt_vi acc, kt_vb64 u, kt_vsb64 s, int32_t wdt) {
+    if (wdt & KT_DP_VNNI) {
+        kt_dp4_vnni(&acc, &u, &s);
+        return acc;
+    }
+    typedef int16_t v64s __attribute__((vector_size(128)));
+    typedef int16_t v32s __attribute__((vector_size(64)));
+    typedef int32_t v32i __attribute__((vector_size(128)));
+    v64s p = __builtin_convertvector(u, v64s) * __builtin_convertvector(s, v64s); /* |p| < 2^15 */
+    v32s ev = __builtin_shufflevector(p, p, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36,
+                                      38, 40, 42, 44, 46, 48, 50, 52, 54, 56, 58, 60, 62);
+    v32s od = __builtin_shufflevector(p, p, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31, 33, 35, 37,
+                                      39, 41, 43, 45, 47, 49, 51, 53, 55, 57, 59, 61, 63);
+    v32i pair = __builtin_convertvector(ev, v32i) + __builtin_convertvector(od, v32i); /* p[2m] + p[2m + 1] */
+    kt_vi e2 = __builtin_shufflevector(pair, pair, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    kt_vi o2 = __builtin_shufflevector(pair, pair, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    return acc + e2 + o2;
+}
+
+/* The 64 bytes at p, columns c..c+3 of 16 rows as stored ([column][row]), as [row][column]. */
+static inline kt_vb64 kt_t4x16(const uint8_t *p) {
+    kt_vb64 v;
+    memcpy(&v, p, sizeof v);
+#define KT_T4(r) (r), 16 + (r), 32 + (r), 48 + (r)
+    return __builtin_shufflevector(v, v, KT_T4(0), KT_T4(1), KT_T4(2), KT_T4(3), KT_T4(4), KT_T4(5), KT_T4(6),
+                                   KT_T4(7), KT_T4(8), KT_T4(9), KT_T4(10), KT_T4(11), KT_T4(12), KT_T4(13),
+                                   KT_T4(14), KT_T4(15));
+#undef KT_T4
+}
+
+/* Bits at, at + 1, at + 2, at + 3 of each lane's u32 to bit sh of the lane's bytes 0, 1, 2, 3. */
+static inline kt_vb64 kt_hbits(kt_vu h, int at, int sh) {
+    kt_vu t = ((h >> at & 15u) * 0x00204081u & 0x01010101u) << sh; /* 4 bits 7 apart: no carries */
+    kt_vb64 b;
+    memcpy(&b, &t, sizeof b);
+    return b;
+}
+
+/* The unsigned levels of group q's 16 rows, [row][4]: columns 4 j4..4 j4 + 3 in *lo, 16 + 4 j4.. in *hi. */
+static inline void kt_qg_u8(const KtQg *q, int j4, kt_vb64 *lo, kt_vb64 *hi, int32_t wdt) {
+    wdt = kt_wt(wdt);
+    if (wdt == KT_Q8_0) {
+        *lo = kt_t4x16(q->q + 64 * j4) ^ 0x80;
+        *hi = kt_t4x16(q->q + 64 * (j4 + 4)) ^ 0x80;
+        return;
+    }
+    kt_vb64 b = kt_t4x16(q->q + 64 * j4);
+    *lo = b & 15, *hi = b >> 4;
+    if (wdt == KT_Q5_K || wdt == KT_Q6_K) *lo |= kt_hbits(q->h4, 4 * j4, 4), *hi |= kt_hbits(q->h4, 16 + 4 * j4, 4);
+    if (wdt == KT_Q6_K) *lo |= kt_hbits(q->h5, 4 * j4, 5), *hi |= kt_hbits(q->h5, 16 + 4 * j4, 5);
+}
+
+static inline kt_vi kt_u8i(const uint8_t *p) {
+    kt_vb b;
+    memcpy(&b, p, sizeof b);
+    return __builtin_convertvector(b, kt_vi);
+}
+static inline kt_vi kt_i8i(const uint8_t *p) {
+    kt_vsb b;
+    memcpy(&b, p, sizeof b);
+    return __builtin_convertvector(b, kt_vi);
+}
+
+/* The 4 activation bytes a[4 c .. 4 c + 3] in every lane. */
+static inline kt_vsb64 kt_qa_bcast(const int8_t *a, int c) {
+    int32_t v;
+    memcpy(&v, a + 4 * c, 4);
+    kt_vi b = (kt_vi){0} + v;
+    kt_vsb64 r;
+    memcpy(&r, &b, sizeof r);
+    return r;
+}
+
+/* The int8 form of kt_qpanel_tile (same contract; xa[t]: token t's quantised row from group g0 on).
+ * Tokens go four at a time, so a group's integer sums stay in registers. */
+static inline void kt_qpanel_tile_i8(kt_vf acc[2][KT_TB], int tb, const uint8_t *restrict w, int64_t blk,
+                                     const KtQa xa[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
+    const int32_t wt = kt_wt(wdt);
+    const int64_t gpb = kt_q_bk(wt) / 32;
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < tb; t++) acc[s][t] = (kt_vf){0};
+    for (int64_t gi = g0; gi < g0 + ng; gi++) {
+        const int64_t ga = gi - g0, g = gi % gpb; /* the group in the activation rows; in its block */
+        for (int s = 0; s < 2; s++) {
+            const uint8_t *sub = w + blk + (gi / gpb * 2 + s) * kt_q_sub(wt);
+            const KtQg q = kt_qg(sub, g, wt);
+            for (int64_t line = 0; line < kt_q_grp(wt); line += 64)
+                __builtin_prefetch((const char *)sub + KT_PF_BYTES + line);
+            const kt_vf D = kt_f16v(sub);
+            kt_vi sc = (kt_vi){0} + 1, sc2 = sc, mn = (kt_vi){0};
+            kt_vf M = (kt_vf){0};
+            if (wt == KT_Q4_K || wt == KT_Q5_K) {
+                sc = sc2 = kt_u8i(sub + 64 + 16 * g);
+                mn = kt_u8i(sub + 192 + 16 * g);
+                M = -kt_f16v(sub + 32);
+            } else if (wt == KT_Q6_K) {
+                sc = kt_i8i(sub + 32 + 32 * g);
+                sc2 = kt_i8i(sub + 48 + 32 * g);
+            }
+            for (int t0 = 0; t0 < tb; t0 += 4) {
+                const int nt = tb - t0 < 4 ? tb - t0 : 4;
+                kt_vi il[4], ih[4];
+                for (int t = 0; t < nt; t++) il[t] = ih[t] = (kt_vi){0};
+                for (int j4 = 0; j4 < 4; j4++) {
+                    kt_vb64 lo, hi;
+                    kt_qg_u8(&q, j4, &lo, &hi, wt);
+                    for (int t = 0; t < nt; t++) {
+                        const int8_t *aq = xa[t0 + t].q + 32 * ga;
+                        il[t] = kt_dp4(il[t], lo, kt_qa_bcast(aq, j4), wdt);
+                        ih[t] = kt_dp4(ih[t], hi, kt_qa_bcast(aq, 4 + j4), wdt);
+                    }
+                }
+                for (int t = 0; t < nt; t++) {
+                    const KtQa *a = &xa[t0 + t];
+                    const int32_t S0 = a->s16[2 * ga], S1 = a->s16[2 * ga + 1], S = S0 + S1;
+                    const float d = a->d[ga];
+                    kt_vi isum;
+                    if (wt == KT_Q8_0) isum = il[t] + ih[t] - 128 * S;
+                    else if (wt == KT_Q4_0) isum = il[t] + ih[t] - 8 * S;
+                    else if (wt == KT_Q6_K) isum = sc * (il[t] - 32 * S0) + sc2 * (ih[t] - 32 * S1);
+                    else isum = sc * (il[t] + ih[t]);
+                    kt_vf *ac = &acc[s][t0 + t];
+                    *ac += (D * d) * __builtin_convertvector(isum, kt_vf); /* contracted to an FMA */
+                    if (wt == KT_Q4_K || wt == KT_Q5_K) *ac += (M * d) * __builtin_convertvector(mn * S, kt_vf);
+                }
+            }
+        }
+    }
 }
 
 #endif

@@ -12,7 +12,8 @@
  *
  * Block-type weights (kt_quant.h): decode (T < KT_TILE_T) dequantises each column of 16 rows in
  * registers (kt_qpanel_tile); prefill dequantises block b once per token chunk into f32 scratch
- * (kt_qpanel_dequant) and runs the FMA tile on it.
+ * (kt_qpanel_dequant) and runs the FMA tile on it. In the int8 mode (KT_ACT_I8) each thread
+ * quantises the n rows of xn into its scratch once and every tile is kt_qpanel_tile_i8.
  *
  * Specialised: T, K, N, eps, has_norm, has_bias, has_resid and wdt are constants, so the pair loop
  * has a constant trip count, every tile has constant tb and the flags and the dtype test fold away.
@@ -44,15 +45,19 @@ static inline void nm_store(float *restrict y, const float *restrict acc, int64_
 }
 
 /* Rows [32 b, 32 b + 32) of y for tokens [t0, t0 + tb). dq: block b dequantised to f32 (block types
- * in a prefill step), read instead of w; NULL: none. */
+ * in a prefill step), read instead of w; NULL: none. qa: the rows of xn quantised (int8 mode), or NULL. */
 static inline void nm_block(float *restrict y, const float *restrict xn, const void *restrict w,
                             const float *restrict bias, const float *restrict resid, int tb, int64_t t0,
                             int64_t b, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid, int32_t wdt,
-                            const float *restrict dq) {
+                            const float *restrict dq, const void *restrict qa) {
     const float *xs[KT_TB]; // KT_TB x [K]
+    KtQa xa[KT_TB];
     for (int t = 0; t < KT_TB; t++) xs[t] = xn + (t0 + (t < tb ? t : 0)) * K;
     kt_vf acc[2][KT_TB];
-    if (dq) kt_panel_tile(acc, tb, dq, 0, xs, K / 2, 0, 0);
+    if (qa) {
+        for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, t0 + (t < tb ? t : 0), K, 0);
+        kt_qpanel_tile_i8(acc, tb, w, b * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
+    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, K / 2, 0, 0);
     else if (kt_is_q(wdt)) kt_qpanel_tile(acc, tb, w, b * kt_q_block_bytes(K, wdt), xs, 0, K / 32, wdt);
     else kt_panel_tile(acc, tb, w, b * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
     for (int t = 0; t < tb; t++)
@@ -97,7 +102,7 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
                     int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t amx, int64_t n, int32_t ith,
                     int32_t nth) {
     const float *xn = x;                                                               // [T, K]
-    const int q = kt_is_q(wdt);
+    const int32_t q = kt_q_scratch_kind(wdt);
     float *own = scratch ? scratch + (int64_t)ith * kt_norm_matmul_scratch(T, K, has_norm, amx, q) : 0; // [T, K]
     if (has_norm) {
         kt_rmsnorm_rows(own, x, norm_w, n, K, eps);
@@ -111,16 +116,24 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
                has_bias, has_resid, amx);
         return;
     }
-    if (q && T >= KT_TILE_T) { /* prefill: each block dequantised once per token chunk */
+    if (q == 2) { /* int8 mode: the rows quantised once */
+        char *qa = (char *)(own + (has_norm ? T * K : 0)); // [T] rows of kt_qa_row_bytes(K)
+        for (int64_t t = 0; t < n; t++) kt_qa_quantise(qa + t * kt_qa_row_bytes(K), xn + t * K, K, 0, K / 32);
+#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, NULL, qa)
+        KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
+#undef NM_TILE
+        return;
+    }
+    if (q == 1 && T >= KT_TILE_T) { /* prefill: each block dequantised once per token chunk */
         float *dq = own + (has_norm ? T * K : 0); // [kt_dq_scratch(K)]
 #define NM_BLOCK(b) kt_qpanel_dequant(dq, w, (b) * kt_q_block_bytes(K, wdt), 0, K / 32, wdt)
-#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, dq)
+#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, dq, NULL)
         KT_FOR_TILES_AT(n, kt_chunk(K), b, blo, bhi, t, NM_BLOCK, NM_TILE)
 #undef NM_BLOCK
 #undef NM_TILE
         return;
     }
-#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, NULL)
+#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, NULL, NULL)
     KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
 #undef NM_TILE
 }

@@ -109,6 +109,13 @@ static ValueId act(Fuser *fu, Op op, const char *name, int n_in, const ValueId *
     return v;
 }
 
+/* The wdt the kernels see for weight w (kernels/kt_quant.h): a block type with the graph's act bits. */
+static int32_t wdt_bound(Fuser *fu, ValueId w) {
+    if (ir_is_none(w)) return DT_F32;
+    int32_t t = (int32_t)ir_node(fu->f, w)->dtype;
+    return kt_is_q(t) ? t | fu->s->act_bits : t;
+}
+
 static ValueId norm_matmul(Fuser *fu, const char *name, ValueId x, ValueId norm_w, ValueId w, ValueId bias,
                            ValueId resid, int64_t n_out, float eps) {
     ValueId v = act(fu, OP_FNORM_MATMUL, name, 5, (ValueId[]){x, norm_w, w, bias, resid}, n_out);
@@ -116,7 +123,7 @@ static ValueId norm_matmul(Fuser *fu, const char *name, ValueId x, ValueId norm_
     n->a.norm.eps = eps;
     n->a.norm.amx = fu->amx;
     int64_t K = ir_node(fu->f, x)->shape[1];
-    int32_t q = kt_is_q((int32_t)ir_node(fu->f, w)->dtype);
+    int32_t q = kt_q_scratch_kind(wdt_bound(fu, w));
     n->scratch_bytes = (int64_t)sizeof(float) * fu->threads *
                        kt_norm_matmul_scratch(fu->s->n_tok, K, !ir_is_none(norm_w), fu->amx, q);
     return v;
@@ -351,8 +358,10 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
         ValueId av = ir_add(fu->f, OP_FEXPERTS_ACT, anm, 6, (ValueId[]){x, ln, dispatch, gate_up, sh_gu, sh_g});
         Node *an = ffn_node(fu, av, &fs);
         an->rank = 1;
-        an->shape[0] = kt_experts_act_floats(T, E, C, I, SI);
-        an->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_act_scratch(T, H);
+        an->a.ffn.q8 = (kt_i8(wdt_bound(fu, down)) ? 1 : 0) | (kt_i8(wdt_bound(fu, sh_d)) ? 2 : 0);
+        an->shape[0] = kt_experts_act_floats(T, E, C, I, SI, an->a.ffn.q8);
+        int32_t q8h = kt_i8(wdt_bound(fu, gate_up)) || kt_i8(wdt_bound(fu, sh_gu));
+        an->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_act_scratch(T, H, q8h);
         ValueId out = act(fu, OP_FEXPERTS_DOWN, nm, 5, (ValueId[]){x, dispatch, av, down, sh_d}, H);
         ffn_node(fu, out, &fs);
         fu->map[add.id] = out;
@@ -367,10 +376,10 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
     pn->shape[1] = T;
     pn->shape[2] = H;
     pn->a.ffn.amx = fu->amx;
-    int32_t q = 0;
+    int32_t q = 0; /* the largest kt_q_scratch_kind, as the kernel takes it */
     for (int i = 0; i < 4; i++) {
-        ValueId wv = (ValueId[]){gate_up, down, sh_gu, sh_d}[i];
-        q |= !ir_is_none(wv) && kt_is_q((int32_t)ir_node(fu->f, wv)->dtype);
+        int32_t qi = kt_q_scratch_kind(wdt_bound(fu, (ValueId[]){gate_up, down, sh_gu, sh_d}[i]));
+        q = qi > q ? qi : q;
     }
     pn->scratch_bytes =
         (int64_t)sizeof(float) * fu->threads * kt_experts_scratch(T, H, I > SI ? I : SI, fu->threads, fu->amx, q);
@@ -402,6 +411,7 @@ Graph *pass_fuse(Arena *a, const Graph *s, int64_t threads, int64_t context, int
     fu.f->family = s->family;
     fu.f->n_layers = s->n_layers;
     fu.f->n_tok = s->n_tok;
+    fu.f->act_bits = s->act_bits;
     fu.map = arena_alloc(a, sizeof(ValueId) * s->n);
     fu.covered = arena_alloc(a, sizeof(bool) * s->n);
     for (uint32_t i = 0; i < s->n; i++) fu.map[i] = IR_NONE;

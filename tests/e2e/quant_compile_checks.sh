@@ -7,16 +7,25 @@
 # for q4_0, in chunks of 16 (the prefill kernels, then a partial chunk of 4), then decode. The tiny models' rows of 64
 # or 96 are not whole K-type blocks, so --quant gives those matrices q5_0 (no kernel: packed
 # dequantised to f32) or, where a type has a kernel, the quantised panels of kernels/kt_quant.h.
+# Then the int8 activation mode (`compile --act int8` against `run --act int8`): every family with a
+# type whose matrices all have kernels at these shapes, and the GGUF goldens of K types (SHARED, the
+# folder of ../shared, as 4th argument): identical ids and routes, logits within 0.25. Each path
+# quantises its own f32 activations, which differ in the last bits, and exact halves are common: a
+# row that is a dequantised embedding has few distinct values, so x / d lands on k + 0.5 (about 20
+# times in the qwen2_moe run), and an ulp decides its level. One such level moves that position's
+# keys and values, so every later logit, by up to ~0.07 on these tiny models; a wrong scale or
+# offset in a kernel changes the ids (tests/unit/test_qkernels.c checks the kernels themselves).
 set -u
-moec=$1 work=$2 all=${3:-}
+moec=$1 work=$2 all=${3:-} shared=${4:-}
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 prompt=5,17,99,3,250,31,8,64,12,200,7,1,44,90,2,300,18,77,150,9
-# same_paths MODEL EXE SPEC: `moec run --quant SPEC` and EXE give the same ids and routes (--trace)
-# and logits within 1e-4 (--logits-out)
+# same_paths MODEL EXE SPEC [ACT TOL]: `moec run --quant SPEC --act ACT` (SPEC "": none) and EXE give
+# the same ids and routes (--trace) and logits within TOL (--logits-out; default exact, 1e-4)
 same_paths() {
-  local m=$1 exe=$2 spec=$3
-  "$moec" run "$m" --quant "$spec" --tokens $prompt -n 6 --threads 2 --trace "$work/g.json" \
+  local m=$1 exe=$2 spec=$3 act=${4:-exact} tol=${5:-1e-4} q=()
+  [ -n "$spec" ] && q=(--quant "$spec")
+  "$moec" run "$m" "${q[@]}" --act "$act" --tokens $prompt -n 6 --threads 2 --trace "$work/g.json" \
       --logits-out "$work/g.f32" >"$work/g.out" 2>"$work/g.err" || { cat "$work/g.err"; fail "generic run of $m"; }
   "$exe" --tokens $prompt -n 6 --threads 2 --trace "$work/c.json" --logits-out "$work/c.f32" \
       >"$work/c.out" 2>"$work/c.err" || { cat "$work/c.err"; fail "compiled run of $exe"; }
@@ -25,9 +34,9 @@ same_paths() {
   [ "$(routes "$work/g.json")" = "$(routes "$work/c.json")" ] || fail "$exe: routes differ"
   [ "$(wc -c <"$work/g.f32")" = "$(wc -c <"$work/c.f32")" ] || fail "$exe: logits of different lengths"
   paste <(od -An -v -tf4 -w4 "$work/g.f32") <(od -An -v -tf4 -w4 "$work/c.f32") |
-    awk -v what="$exe" '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++}
+    awk -v what="$exe" -v tol="$tol" '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++}
          END {printf "  %s: ids equal, %d logits, max |generic - compiled| = %.3g\n", what, n, m;
-              exit !(n > 0 && m < 1e-4)}' || fail "$exe: logits differ"
+              exit !(n > 0 && m < tol)}' || fail "$exe: logits differ"
 }
 declare -A types=([mixtral]="q8_0 q6_k" [qwen2_moe]=q4_0 [qwen3_moe]=q4_k [olmoe]=q5_k)
 for arch in mixtral qwen2_moe qwen3_moe olmoe; do
@@ -49,4 +58,24 @@ for arch in mixtral qwen2_moe qwen3_moe olmoe; do
     rm -f "$exe"
   done
 done
+# the int8 activation mode: types whose matrices all have kernels at the tiny shapes (q6_k falls back
+# to q8_0 there), then the K-type GGUF goldens as llama-quantize wrote them
+declare -A i8types=([mixtral]=q8_0 [qwen2_moe]=q4_0 [qwen3_moe]=q6_k [olmoe]=q4_0)
+for arch in mixtral qwen2_moe qwen3_moe olmoe; do
+  spec=${i8types[$arch]} exe="$work/${arch}_int8"
+  "$moec" compile "$work/$arch" --quant "$spec" --act int8 -o "$exe" --threads 2 --prefill-chunk 16 \
+      2>"$work/compile.err" || { cat "$work/compile.err"; fail "compile $arch --quant $spec --act int8"; }
+  grep -q "run dequantised" "$work/compile.err" && { cat "$work/compile.err"; fail "$arch $spec: a matrix without kernel"; }
+  same_paths "$work/$arch" "$exe" "$spec" int8 0.25
+  rm -f "$exe"
+done
+if [ -n "$shared" ]; then
+  for g in gguf_qwen3_moe_split_q6_k; do
+    m=$(ls "$shared/goldens/gguf/$g/model/"*.gguf | head -1) exe="$work/${g}_int8"
+    "$moec" compile "$m" --act int8 -o "$exe" --threads 2 2>"$work/compile.err" ||
+      { cat "$work/compile.err"; fail "compile $g --act int8"; }
+    same_paths "$m" "$exe" "" int8 0.25
+    rm -f "$exe"
+  done
+fi
 echo "quant compile checks passed"

@@ -423,7 +423,8 @@ static void t_moe(MoeCase mc) {
         if (amx && !(test_nmse(y, r, (size_t)(T * H)) <= amx_tol(amx)))
             fprintf(stderr, "  that is: %s, %d planes\n", mc.name, amx);
         if (!amx) { /* the decode form: act, then down, the same sums; the experts through a table */
-            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI)), *ascr = zeros(nth * kt_experts_act_scratch(TL, H));
+            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI, 0));
+            float *ascr = zeros(nth * kt_experts_act_scratch(TL, H, 0));
             float *y2 = sentinels(TL * H);
             const void *xtab[2 * 64];
             const int64_t esz = dt == 2 ? 2 : 4;
@@ -433,7 +434,7 @@ static void t_moe(MoeCase mc) {
             }
             for (int ith = 0; ith < nth; ith++)
                 kt_experts_act(act, x, nw, dispatch, NULL, sh_gate_up, sgwf, ascr, E > 0 ? xtab : NULL, TL, H, I, E,
-                               k, C, SI, mc.shared_kind, eps, dt, dt, T, ith, nth);
+                               k, C, SI, mc.shared_kind, eps, dt, dt, 0, T, ith, nth);
             for (int ith = 0; ith < nth; ith++)
                 kt_experts_down(y2, resid, dispatch, act, NULL, sdp, E > 0 ? xtab : NULL, TL, H, I, E, k, C, SI,
                                 mc.shared_kind, dt, dt, T, ith, nth);

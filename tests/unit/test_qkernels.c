@@ -4,7 +4,10 @@
  * dequantiser): what pack writes, read back through the layout the kernels read (kt_quant.h), must be
  * the dequantised values bit for bit; and the kernels' outputs must match tests/ref/ref_qops.c's
  * exact-mode twins (dequantised weights, double sums) within f32 rounding: NMSE <= 1e-10. Every
- * kernel runs with nth = 1, 2 and 3 and as a partial prefill chunk (PAD layout rows not real). */
+ * kernel runs with nth = 1, 2 and 3 and as a partial prefill chunk (PAD layout rows not real).
+ * The int8 mode (KT_ACT_I8; with KT_DP_VNNI too where this CPU has AVX512-VNNI): the activation
+ * quantiser is quant_act_q8 bit for bit, the int8 tile is quant_dot_int8 row by row within f32
+ * rounding, and the kernels match ref_qops.c's int8 twins within QTOL_I8 (below). */
 #pragma GCC diagnostic ignored "-Wpsabi" /* 64-byte vectors between static inline helpers only */
 #include <stdlib.h>
 
@@ -202,7 +205,15 @@ static void t_qlayout(DType t) {
 /* ---- kernels ---- */
 
 #define QTOL 1e-10
+/* The int8 mode's kernels against its twins: both quantise their own f32 activations, which differ in
+ * the last bits (RMSNorm and SiLU computed otherwise), so now and then a value within an ulp of a
+ * rounding boundary takes the neighbouring level: one level of one value of a row moves its dot
+ * products by ~|w| amax / 127, NMSE ~1e-8 per such value; a wrong sum, scale or offset is >= 1e-4. */
+#define QTOL_I8 1e-6
 enum { PAD = 3 };
+/* The activation mode bits the kernels run with (kt_quant.h), set by main: 0, KT_ACT_I8, and with
+ * KT_DP_VNNI where the CPU has it. */
+static int32_t g_act;
 #define SENTINEL 12345.0f
 
 static float *randv(int64_t n, float scale, float offset) {
@@ -223,9 +234,9 @@ static void sentinels_ok(const float *v, int64_t from, int64_t to, const char *w
     EXPECT_TRUE(ok);
 }
 static void nmse_ok(const float *got, const float *want, int64_t n, const char *what, DType t, int nth) {
-    double e = test_nmse(got, want, (size_t)n);
-    if (!(e <= QTOL)) fprintf(stderr, "%s %s (nth %d): nmse %.3g\n", what, dtype_name(t), nth, e);
-    EXPECT_TRUE(e <= QTOL);
+    double e = test_nmse(got, want, (size_t)n), tol = g_act ? QTOL_I8 : QTOL;
+    if (!(e <= tol)) fprintf(stderr, "%s %s (nth %d, act %#x): nmse %.3g\n", what, dtype_name(t), nth, g_act, e);
+    EXPECT_TRUE(e <= tol);
 }
 
 /* Packs parts as one entry of kind into a malloc'd buffer. */
@@ -234,6 +245,45 @@ static char *qpack(PackKind kind, const TensorInfo **parts, int n_parts, int64_t
     PackEntry e = {.kind = kind, .parts = parts, .n_parts = n_parts, .dtype = t, .rows = R, .cols = K};
     e.bytes = n_mat * kt_q_panel_bytes(kind == PACK_GATE_UP ? (parts[0]->shape[0] + 15) / 16 * 32 : R / n_mat, K, t);
     return pack_one(e);
+}
+
+/* The int8 mode's pieces, against runtime/quant.c: kt_qa_quantise is quant_act_q8 bit for bit, and the
+ * int8 tile over a 32-row block (one token, all of K: the generic order of operations) gives each
+ * row's quant_dot_int8 within f32 rounding (exactly, where both contract to FMAs). */
+static void t_qtile_i8(DType t, int32_t dp) {
+    const int64_t K = dtype_block_elems(t) == 256 ? 512 : 96, R = 37;
+    QTensor w = qtensor(t, R, K);
+    float *x = malloc(sizeof(float) * (size_t)K);
+    for (int64_t i = 0; i < K; i++) x[i] = frand() * (i % 7 == 0 ? 4.0f : 1.0f);
+    x[5] = 0.0f;
+    void *qa = calloc(1, (size_t)kt_qa_row_bytes(K)), *buf = malloc(quant_act_bytes(K));
+    kt_qa_quantise(qa, x, K, 0, K / 32);
+    QuantAct ref = quant_act_view(buf, K);
+    quant_act_q8(x, &ref);
+    KtQa a = kt_qa_at(qa, 0, K, 0);
+    int ok = !memcmp(a.q, ref.q, (size_t)K) && !memcmp(a.d, ref.d, sizeof(float) * (size_t)(K / 32));
+    for (int64_t b = 0; b < K / 32; b++) ok &= a.s16[2 * b] + a.s16[2 * b + 1] == ref.sum[b];
+    EXPECT_TRUE(ok);
+    const TensorInfo *parts[1] = {&w.ti};
+    char *wp = qpack(PACK_PANEL, parts, 1, R, K, 1);
+    const int32_t wdt = (int32_t)t | KT_ACT_I8 | dp;
+    double worst = 0;
+    for (int64_t blk = 0; blk < 2; blk++) {
+        KtQa xa[KT_TB];
+        for (int i = 0; i < KT_TB; i++) xa[i] = a;
+        kt_vf acc[2][KT_TB];
+        kt_qpanel_tile_i8(acc, 1, (const uint8_t *)wp, blk * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
+        for (int64_t r = blk * 32; r < R && r < blk * 32 + 32; r++) {
+            float want = quant_dot_int8(t, (const char *)w.ti.data + r * quant_row_bytes(t, K), &ref, K);
+            float got = acc[r % 32 / 16][0][r % 16];
+            double e = fabs((double)got - want) / (fabs(want) + 1e-3);
+            worst = e > worst ? e : worst;
+        }
+    }
+    if (!(worst <= 1e-5)) fprintf(stderr, "int8 tile %s (dp %#x): relative error %.3g\n", dtype_name(t), dp, worst);
+    EXPECT_TRUE(worst <= 1e-5);
+    free(x), free(qa), free(buf), free(wp);
+    qtensor_free(&w);
 }
 
 /* kt_norm_matmul on a block-type w [N, K]: T < 16 is the decode tile (in registers), T >= 16 the
@@ -245,7 +295,7 @@ static void t_qnorm_matmul(DType t, int64_t T, int64_t K, int64_t N, int has_nor
     float *h = zeros(T * K), *r = zeros(T * N);
     if (has_norm) ref_rmsnorm(h, x, T, K, nw, K, eps);
     else memcpy(h, x, sizeof(float) * (size_t)(T * K));
-    ref_qmatmul(r, h, T, K, w.ti.data, t, N, has_bias ? bias : NULL);
+    (g_act ? ref_qmatmul_int8 : ref_qmatmul)(r, h, T, K, w.ti.data, t, N, has_bias ? bias : NULL);
     if (has_resid)
         for (int64_t i = 0; i < T * N; i++) r[i] += resid[i];
     const TensorInfo *parts[1] = {&w.ti};
@@ -253,10 +303,12 @@ static void t_qnorm_matmul(DType t, int64_t T, int64_t K, int64_t N, int has_nor
     for (int pad = 0; pad <= PAD; pad += PAD)
         for (int nth = 1; nth <= 3; nth++) {
             int64_t TL = T + pad;
-            float *y = sentinels(TL * N), *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, 0, 1));
+            const int32_t wdt = (int32_t)t | g_act;
+            float *y = sentinels(TL * N);
+            float *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, 0, kt_q_scratch_kind(wdt)));
             for (int ith = 0; ith < nth; ith++)
-                kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid,
-                               (int32_t)t, 0, T, ith, nth);
+                kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid, wdt,
+                               0, T, ith, nth);
             nmse_ok(y, r, T * N, TL >= KT_TILE_T ? "norm_matmul prefill" : "norm_matmul decode", t, nth);
             sentinels_ok(y, T * N, TL * N, "norm_matmul");
             free(y), free(scratch);
@@ -315,14 +367,16 @@ static void t_qmoe(QMoeCase mc) {
         ref_matmul(logits, h, T, H, gate_w, DT_F32, E, NULL);
         ref_router(routes, logits, T, E, k, true);
         ref_qmoe_ffn(r, h, routes, T, E, k, H, I, (const void *const *)gp, mc.tg, (const void *const *)up, mc.tg,
-                     (const void *const *)dp, mc.td, 0, C, &dropped);
+                     (const void *const *)dp, mc.td, g_act != 0, C, &dropped);
     }
     if (mc.shared_kind) {
         float *gv = zeros(T * SI), *uv = zeros(T * SI), *o = zeros(T * H), gt[64];
-        ref_qmatmul(gv, h, T, H, sg.ti.data, mc.tsg, SI, NULL);
-        ref_qmatmul(uv, h, T, H, su.ti.data, mc.tsg, SI, NULL);
+        void (*mm)(float *, const float *, int64_t, int64_t, const void *, DType, int64_t, const float *) =
+            g_act ? ref_qmatmul_int8 : ref_qmatmul;
+        mm(gv, h, T, H, sg.ti.data, mc.tsg, SI, NULL);
+        mm(uv, h, T, H, su.ti.data, mc.tsg, SI, NULL);
         for (int64_t i = 0; i < T * SI; i++) gv[i] = (float)((double)gv[i] / (1 + exp(-(double)gv[i])) * uv[i]);
-        ref_qmatmul(o, gv, T, SI, sd.ti.data, mc.tsd, H, NULL);
+        mm(o, gv, T, SI, sd.ti.data, mc.tsd, H, NULL);
         for (int64_t t = 0; t < T; t++) {
             gt[t] = 1.0f;
             if (mc.shared_kind == 1) {
@@ -336,7 +390,9 @@ static void t_qmoe(QMoeCase mc) {
     }
     for (int64_t i = 0; i < T * H; i++) r[i] += resid[i];
 
-    const int32_t wg = (int32_t)mc.tg, wd = (int32_t)mc.td, wsg = (int32_t)mc.tsg, wsd = (int32_t)mc.tsd;
+    const int32_t wg = (int32_t)mc.tg | g_act, wd = (int32_t)mc.td | g_act, wsg = (int32_t)mc.tsg | g_act;
+    const int32_t wsd = (int32_t)mc.tsd | g_act, q = kt_q_scratch_kind(wg); /* every weight here a kernel type */
+    const int32_t q8 = (E > 0 && kt_i8(wd) ? 1 : 0) | (mc.shared_kind && kt_i8(wsd) ? 2 : 0);
     for (int run = 0; run < 6; run++) { /* nth 1..3, then again laid out for PAD more rows */
         int nth = run % 3 + 1;
         int64_t TL = T + (run >= 3 ? PAD : 0);
@@ -346,7 +402,7 @@ static void t_qmoe(QMoeCase mc) {
             for (int ith = 0; ith < nth; ith++)
                 kt_router(dispatch, x, nw, gate_w, NULL, NULL, 0, TL, H, E, k, C, eps, 1, 0, T, ith, nth);
         if (TL >= KT_TILE_T) {
-            int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, 0, 1);
+            int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, 0, q);
             float *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);
             for (int ith = 0; ith < nth; ith++)
                 kt_experts(partials, x, nw, dispatch, gate_up, down, sh_gate_up, sh_down, sg_w, scratch, NULL, TL, H, I, E, k,
@@ -354,11 +410,11 @@ static void t_qmoe(QMoeCase mc) {
             for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
             free(partials), free(scratch);
         } else {
-            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI));
-            float *ascr = zeros(nth * kt_experts_act_scratch(TL, H));
+            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI, q8));
+            float *ascr = zeros(nth * kt_experts_act_scratch(TL, H, kt_i8(wg)));
             for (int ith = 0; ith < nth; ith++)
                 kt_experts_act(act, x, nw, dispatch, gate_up, sh_gate_up, sg_w, ascr, NULL, TL, H, I, E, k, C, SI,
-                               mc.shared_kind, eps, wg, wsg, T, ith, nth);
+                               mc.shared_kind, eps, wg, wsg, q8, T, ith, nth);
             for (int ith = 0; ith < nth; ith++)
                 kt_experts_down(y, resid, dispatch, act, down, sh_down, NULL, TL, H, I, E, k, C, SI, mc.shared_kind, wd, wsd,
                                 T, ith, nth);
@@ -377,10 +433,19 @@ static void t_qmoe(QMoeCase mc) {
 
 int main(void) {
     for (int i = 0; i < N_TYPES; i++) t_pack_dequant(all_types[i]);
+    __builtin_cpu_init();
+    const int vnni = __builtin_cpu_supports("avx512vnni");
+    for (int i = 0; i < N_KTYPES; i++) {
+        t_qtile_i8(kernel_types[i], 0);
+        if (vnni) t_qtile_i8(kernel_types[i], KT_DP_VNNI);
+    }
+    const int32_t modes[3] = {0, KT_ACT_I8, KT_ACT_I8 | KT_DP_VNNI};
+    for (int m = 0; m < (vnni ? 3 : 2); m++) {
+    g_act = modes[m];
     for (int i = 0; i < N_KTYPES; i++) {
         DType t = kernel_types[i];
         int64_t K = dtype_block_elems(t) == 256 ? 512 : 96, K2 = dtype_block_elems(t) == 256 ? 256 : 64;
-        t_qlayout(t);
+        if (m == 0) t_qlayout(t);
         /*                T   K   N  norm bias resid */
         t_qnorm_matmul(t, 1, K, 37, 1, 0, 1);   /* decode, odd rows */
         t_qnorm_matmul(t, 5, K2, 70, 1, 1, 1);  /* decode tiles of 4 and 1, 3 blocks */
@@ -397,6 +462,7 @@ int main(void) {
         t_qmoe((QMoeCase){19, 256, 256, 8, 3, 19, 256, 1, t, t, o, o, "qmoe prefill, shared, lists < 8 and >= 8"});
         t_qmoe((QMoeCase){17, 512, 0, 0, 0, 0, 768, 2, t, t, t, o, "qmoe dense layer prefill"});
         t_qmoe((QMoeCase){2, 256, 0, 0, 0, 0, 512, 2, t, t, t, t, "qmoe dense layer decode"});
+    }
     }
     return test_done();
 }
