@@ -26,6 +26,9 @@
 
 enum { VOCAB = 384, LAYERS = 2, EXPERTS = 4 };
 
+/* A broken promise: which check, then abort (libFuzzer keeps the input). */
+#define FAIL() (fprintf(stderr, "fuzz_server.c:%d: check failed\n", __LINE__), abort())
+
 static MoeTokenizer *synth_tokenizer(void) {
     Diag d = {.quiet = true};
     char path[512];
@@ -68,14 +71,16 @@ static const char *find(const char *p, const char *end, const char *s) {
 static void check_json(const char *p, size_t n, int status) {
     char err[256];
     JsonDoc *d = json_parse(p, n, err, sizeof err);
-    if (!d || json_root(d)->type != JSON_OBJECT) abort();
-    const JsonValue *e = json_get(json_root(d), "error");
-    if (status >= 400) {
+    if (!d || json_root(d)->type != JSON_OBJECT) FAIL();
+    const JsonValue *e = json_get(json_root(d), "error"), *st = json_get(json_root(d), "status");
+    if (status == 503 && !e) { /* /health while shutting down */
+        if (!st || st->type != JSON_STRING || strcmp(st->str, "shutting down")) FAIL();
+    } else if (status >= 400) {
         const JsonValue *msg = json_get(e, "message"), *type = json_get(e, "type");
         const JsonValue *code = json_get(e, "code"), *param = json_get(e, "param");
-        if (!msg || msg->type != JSON_STRING || !msg->len || !type || type->type != JSON_STRING) abort();
-        if (!code || (code->type != JSON_STRING && code->type != JSON_NULL)) abort();
-        if (!param || (param->type != JSON_STRING && param->type != JSON_NULL)) abort();
+        if (!msg || msg->type != JSON_STRING || !msg->len || !type || type->type != JSON_STRING) FAIL();
+        if (!code || (code->type != JSON_STRING && code->type != JSON_NULL)) FAIL();
+        if (!param || (param->type != JSON_STRING && param->type != JSON_NULL)) FAIL();
     }
     json_free(d);
 }
@@ -95,25 +100,25 @@ static bool allowed(int status, bool failed) {
 static void check_output(const char *out, size_t len, bool failed) {
     const char *p = out, *end = out + len;
     while (p < end) {
-        if (end - p < 17 || memcmp(p, "HTTP/1.1 ", 9)) abort();
+        if (end - p < 17 || memcmp(p, "HTTP/1.1 ", 9)) FAIL();
         int status = atoi(p + 9);
-        if (!allowed(status, failed)) abort();
+        if (!allowed(status, failed)) FAIL();
         const char *head_end = find(p, end, "\r\n\r\n");
-        if (!head_end) abort();
+        if (!head_end) FAIL();
         const char *body = head_end + 4;
         if (status == 100) {
             p = body;
             continue;
         }
         const char *type = find(p, head_end, "\r\nContent-Type: "), *cl = find(p, head_end, "\r\nContent-Length: ");
-        if (!type) abort();
+        if (!type) FAIL();
         type += 16;
         if (!cl) { /* server-sent events to the end */
-            if (status != 200 || strncmp(type, "text/event-stream", 17)) abort();
+            if (status != 200 || strncmp(type, "text/event-stream", 17)) FAIL();
             bool done = false;
             for (p = body; p < end;) {
                 const char *ev_end = find(p, end, "\n\n");
-                if (done || !ev_end || memcmp(p, "data: ", 6)) abort();
+                if (done || !ev_end || memcmp(p, "data: ", 6)) FAIL();
                 if (ev_end - p == 12 && !memcmp(p + 6, "[DONE]", 6)) done = true;
                 else check_json(p + 6, (size_t)(ev_end - p - 6), 200);
                 p = ev_end + 2;
@@ -122,9 +127,9 @@ static void check_output(const char *out, size_t len, bool failed) {
         }
         char *num_end;
         long long n = strtoll(cl + 18, &num_end, 10);
-        if (n < 0 || n > end - body || num_end > head_end || memcmp(num_end, "\r\n", 2)) abort();
+        if (n < 0 || n > end - body || num_end > head_end || memcmp(num_end, "\r\n", 2)) FAIL();
         if (!strncmp(type, "application/json", 16)) check_json(body, (size_t)n, status);
-        else if (strncmp(type, "text/plain", 10) || status != 200) abort();
+        else if (strncmp(type, "text/plain", 10) || status != 200) FAIL();
         p = body + n;
     }
 }
@@ -134,14 +139,14 @@ static void check_output(const char *out, size_t len, bool failed) {
 /* What engine.h promises of a Req the server submits. */
 static void check_req(const Server *S, const Conn *c, const Req *r) {
     const int64_t ctx = S->mf->context;
-    if (r->user != c || r->n_prompt < 1 || r->n_prompt > ctx || !r->prompt) abort();
-    if (r->max_tokens < 1 || r->n_prompt + r->max_tokens - 1 > ctx) abort();
+    if (r->user != c || r->n_prompt < 1 || r->n_prompt > ctx || !r->prompt) FAIL();
+    if (r->max_tokens < 1 || r->n_prompt + r->max_tokens - 1 > ctx) FAIL();
     for (int64_t i = 0; i < r->n_prompt; i++)
-        if (r->prompt[i] < 0 || r->prompt[i] >= VOCAB) abort();
-    if (!(r->temp >= 0 && r->temp <= 100) || !(r->top_p > 0 && r->top_p <= 1) || r->top_k < 0) abort();
-    if (r->n_stop < 0 || r->n_stop > 4 || (r->n_stop && !r->stop)) abort();
+        if (r->prompt[i] < 0 || r->prompt[i] >= VOCAB) FAIL();
+    if (!(r->temp >= 0 && r->temp <= 100) || !(r->top_p > 0 && r->top_p <= 1) || r->top_k < 0) FAIL();
+    if (r->n_stop < 0 || r->n_stop > 4 || (r->n_stop && !r->stop)) FAIL();
     for (int i = 0; i < r->n_stop; i++)
-        if (!r->stop[i] || !r->stop[i][0]) abort();
+        if (!r->stop[i] || !r->stop[i][0]) FAIL();
 }
 
 /* Plays the engine thread for c's request: admit, release text step by step (pumping between
@@ -151,7 +156,7 @@ static bool run_req(Server *S, Conn *c, uint8_t how) {
     Req *r = c->req;
     check_req(S, c, r);
     pthread_mutex_lock(&e->mu);
-    if (e->q_head != r || r->next || !r->queued || r->refs != 2) abort(); /* one connection, one request */
+    if (e->q_head != r || r->next || !r->queued || r->refs != 2) FAIL(); /* one connection, one request */
     e->q_head = e->q_tail = NULL;
     e->q_len--;
     r->queued = false;
@@ -176,22 +181,22 @@ static bool run_req(Server *S, Conn *c, uint8_t how) {
         have = have + step < len ? have + step : len;
         bool final = have == len && end < 2;
         size_t to = engine_stop_scan(text, have, sent, r->stop, r->n_stop, final, &hit);
-        if (to < sent || to > have) abort();
+        if (to < sent || to > have) FAIL();
         if (hit) { /* a stop string starts there, and none earlier in the unreleased text */
             bool at = false;
             for (int i = 0; i < r->n_stop; i++) at |= !strncmp(text + to, r->stop[i], strlen(r->stop[i])) &&
                                                      to + strlen(r->stop[i]) <= have;
-            if (!at) abort();
+            if (!at) FAIL();
         } else if (!final && to < have) { /* held back: a proper prefix of a stop string */
             bool prefix = false;
             for (int i = 0; i < r->n_stop; i++)
                 prefix |= strlen(r->stop[i]) > have - to && !memcmp(text + to, r->stop[i], have - to);
-            if (!prefix) abort();
-        } else if (to != have) abort();
+            if (!prefix) FAIL();
+        } else if (to != have) FAIL();
         pthread_mutex_lock(&e->mu);
         if (to > sent) {
             char *p = realloc(r->out, r->out_len + (to - sent));
-            if (!p) abort();
+            if (!p) FAIL();
             r->out = p;
             memcpy(r->out + r->out_len, text + sent, to - sent);
             r->out_len += to - sent;
@@ -211,7 +216,7 @@ static bool run_req(Server *S, Conn *c, uint8_t how) {
     engine_unref_locked(r); /* the engine's reference; c's is dropped by pump */
     pthread_mutex_unlock(&e->mu);
     pump(S, c);
-    if (c->req) abort(); /* pump drops a request that is done */
+    if (c->req) FAIL(); /* pump drops a request that is done */
     return failed;
 }
 
@@ -282,10 +287,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (c->req) failed |= run_req(S, c, how);
         else if (c->in_len == before || c->close_after) break; /* waits for more bytes, or done */
     }
-    if (e->q_len || e->q_head) abort();
+    if (e->q_len || e->q_head) FAIL();
     if (getenv("FUZZ_SERVER_PRINT")) fwrite(c->out.p ? c->out.p : "", 1, c->out.len, stderr); /* to see a seed's answers */
     check_output(c->out.p, c->out.len, failed);
-    if (c->out.oom || S->tmp.oom) abort();
+    if (c->out.oom || S->tmp.oom) FAIL();
 
     conn_close(S, 0);
     jb_free(&S->tmp);
