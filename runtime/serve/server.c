@@ -697,11 +697,13 @@ static void pump(Server *S, Conn *c) {
                     jb_raw(&c->out, b->p, b->len);
                 }
             } else {
+                static const char head[] = "data: {\"error\":{\"message\":",
+                                  tail[] = ",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n";
                 JsonBuf *b = &S->tmp;
                 jb_reset(b);
-                jb_raw(b, "data: {\"error\":{\"message\":", 26);
+                jb_raw(b, head, sizeof head - 1);
                 jb_cstr(b, error[0] ? error : "the request was cancelled: the server is shutting down");
-                jb_raw(b, ",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n", 50);
+                jb_raw(b, tail, sizeof tail - 1); /* the blank line ends the event */
                 jb_raw(&c->out, b->p, b->len);
             }
             jb_raw(&c->out, "data: [DONE]\n\n", 14);
