@@ -71,6 +71,7 @@ static const char *find(const char *p, const char *end, const char *s) {
 static void check_json(const char *p, size_t n, int status) {
     char err[256];
     JsonDoc *d = json_parse(p, n, err, sizeof err);
+    if (!d) fprintf(stderr, "not JSON (%s): %.*s\n", err, (int)(n > 300 ? 300 : n), p);
     if (!d || json_root(d)->type != JSON_OBJECT) FAIL();
     const JsonValue *e = json_get(json_root(d), "error"), *st = json_get(json_root(d), "status");
     if (status == 503 && !e) { /* /health while shutting down */
