@@ -880,12 +880,13 @@ static void accept_all(Server *S) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         Conn *c = S->n_conns < S->o->max_conns ? calloc(1, sizeof *c) : NULL;
         if (!c) {
-            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                       "Content-Length: 113\r\nConnection: close\r\n\r\n"
-                                       "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\","
+            static const char body[] = "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\","
                                        "\"param\":null,\"code\":\"too_many_connections\"}}\n";
+            char busy[256];
+            int n = snprintf(busy, sizeof busy, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof body - 1, body);
             count_status(S, 503);
-            (void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            (void)!send(fd, busy, (size_t)n, MSG_NOSIGNAL);
             close(fd);
             continue;
         }
