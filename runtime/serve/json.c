@@ -392,6 +392,13 @@ static void quoted(JsonBuf *b, const char *s, size_t n) {
         else if (c == '\t') esc = "\\t";
         else if (c < 0x20 || c == 0x7F) {
             u[0] = '\\', u[1] = 'u', u[2] = '0', u[3] = '0', u[4] = hex[c >> 4], u[5] = hex[c & 15];
+        } else if (c >= 0x80) { /* valid UTF-8 as it is; a byte that starts none as U+FFFD */
+            size_t k = utf8_len((const unsigned char *)s + i, (const unsigned char *)s + n);
+            if (!k) esc = "\\ufffd";
+            else {
+                run += k, i += k - 1;
+                continue;
+            }
         } else {
             run++;
             continue;

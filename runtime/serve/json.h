@@ -62,7 +62,8 @@ void jb_obj_end(JsonBuf *b);
 void jb_arr(JsonBuf *b);
 void jb_arr_end(JsonBuf *b);
 void jb_key(JsonBuf *b, const char *key);
-/* Values: a string of n bytes, escaped (control characters as \u00XX, bytes >= 0x80 as they are). */
+/* Values: a string of n bytes, escaped (control characters as \u00XX, valid UTF-8 as it is, each
+ * byte that starts no valid UTF-8 sequence as \ufffd: the output is UTF-8 whatever the bytes). */
 void jb_str(JsonBuf *b, const char *s, size_t n);
 void jb_cstr(JsonBuf *b, const char *s);
 void jb_int(JsonBuf *b, int64_t v);

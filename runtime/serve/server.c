@@ -697,11 +697,13 @@ static void pump(Server *S, Conn *c) {
                     jb_raw(&c->out, b->p, b->len);
                 }
             } else {
+                static const char head[] = "data: {\"error\":{\"message\":",
+                                  tail[] = ",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n";
                 JsonBuf *b = &S->tmp;
                 jb_reset(b);
-                jb_raw(b, "data: {\"error\":{\"message\":", 26);
+                jb_raw(b, head, sizeof head - 1);
                 jb_cstr(b, error[0] ? error : "the request was cancelled: the server is shutting down");
-                jb_raw(b, ",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n", 50);
+                jb_raw(b, tail, sizeof tail - 1); /* the blank line ends the event */
                 jb_raw(&c->out, b->p, b->len);
             }
             jb_raw(&c->out, "data: [DONE]\n\n", 14);
@@ -878,12 +880,13 @@ static void accept_all(Server *S) {
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         Conn *c = S->n_conns < S->o->max_conns ? calloc(1, sizeof *c) : NULL;
         if (!c) {
-            static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                                       "Content-Length: 113\r\nConnection: close\r\n\r\n"
-                                       "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\","
+            static const char body[] = "{\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\","
                                        "\"param\":null,\"code\":\"too_many_connections\"}}\n";
+            char busy[256];
+            int n = snprintf(busy, sizeof busy, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s", sizeof body - 1, body);
             count_status(S, 503);
-            (void)!send(fd, busy, sizeof busy - 1, MSG_NOSIGNAL);
+            (void)!send(fd, busy, (size_t)n, MSG_NOSIGNAL);
             close(fd);
             continue;
         }

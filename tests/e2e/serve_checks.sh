@@ -266,7 +266,10 @@ if [ "$part" = all ] || [ "$part" = slow ]; then
   exec 3<>"/dev/tcp/127.0.0.1/$port" 4<>"/dev/tcp/127.0.0.1/$port"
   sleep 0.3
   exec 5<>"/dev/tcp/127.0.0.1/$port"
-  head -1 <&5 | grep -q "^HTTP/1.1 503" || fail "a third connection with --max-conns 2 was not answered 503"
+  timeout 2 cat <&5 >"$work/busy.http"
+  head -1 "$work/busy.http" | grep -q "^HTTP/1.1 503" || fail "a third connection with --max-conns 2 was not answered 503"
+  n=$(sed -n 's/^Content-Length: \([0-9]*\)\r$/\1/p' "$work/busy.http") # the body is its last line
+  [ -n "$n" ] && [ "$(tail -n 1 "$work/busy.http" | wc -c)" = "$n" ] || fail "the 503 for --max-conns: Content-Length $n is not its body's"
   sleep 2
   timeout 2 cat <&3 >/dev/null || fail "an idle connection was kept beyond --idle-timeout 1"
   exec 3>&- 4>&- 5>&-

@@ -19,9 +19,10 @@
 #   fuzz_jinja        runtime/jinja.c: a chat template parsed, then rendered with a fixed conversation
 #   fuzz_chat_template frontend/chat_template.c: tokenizer_config.json's "chat_template" (string,
 #                     null or named list) and a --chat-template FILE, then the subset check
-# runtime/serve/server.c's request handling (fields of a completion or chat request, stop strings)
-# is reached only through e2e tests (tests/e2e/serve_checks.sh: every error status); its two
-# parsers of network bytes, http.c and json.c, have the targets above.
+#   fuzz_server       runtime/serve/server.c's request handling without a model or a socket: a
+#                     connection's bytes through http.c, the routing and every endpoint, json.c,
+#                     the fields of a completion or chat request, the chat template, the tokenizer;
+#                     a fake engine releases text through engine.c's stop-string scan
 # frontend/gguf_export.c reads no file: it writes a model the readers above have already accepted.
 set(MOEC_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs under ctest")
 add_custom_target(fuzz)
@@ -33,6 +34,7 @@ foreach(src ${FUZZ_TARGETS})
   add_dependencies(fuzz ${name})
   target_link_libraries(${name} PRIVATE moec_core)
   target_include_directories(${name} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/fuzz)
+  target_compile_definitions(${name} PRIVATE MOEC_SOURCE_DIR="${PROJECT_SOURCE_DIR}") # fixtures in tests/data
   target_link_options(${name} PRIVATE -fsanitize=fuzzer)
   add_test(NAME fuzz_${short}
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzz.sh $<TARGET_FILE:${name}>

@@ -188,3 +188,54 @@ for name, keep in (("llama2", 300), ("qwen3", 400)):
             continue
         out.append((key, t, raw))
     put("gguf", "tokenizer_" + name, gguf_write(out, []))
+
+# server: byte 0 sets up the server, byte 1 the fake engine (see fuzz_server.c), then what one
+# connection sends: requests to every endpoint, pipelined, streaming, and bad ones
+def http(method, path, body=b"", headers=()):
+    head = "%s %s HTTP/1.1\r\nHost: a\r\n" % (method, path)
+    for h in headers:
+        head += h + "\r\n"
+    if body:
+        head += "Content-Type: application/json\r\nContent-Length: %d\r\n" % len(body)
+    return head.encode() + b"\r\n" + body
+
+def jbody(obj):
+    return json.dumps(obj).encode()
+
+chat = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
+put("server", "completion", b"\x00\x00" + http("POST", "/v1/completions", jbody(
+    {"model": "tiny", "prompt": "Once upon a", "max_tokens": 4, "temperature": 0, "stop": ["\n", "up"]})))
+put("server", "completion_ids", b"\x00\x05" + http("POST", "/v1/completions", jbody(
+    {"prompt": [1, 72, 105, 383], "max_tokens": 3, "top_p": 0.5, "top_k": 5, "seed": -3, "n": 1})))
+put("server", "completion_stream", b"\x00\x21" + http("POST", "/v1/completions", jbody(
+    {"prompt": ["Hi"], "stream": True, "stream_options": {"include_usage": True}, "stop": "lo"})))
+put("server", "chat_mixtral", b"\x01\x00" + http("POST", "/v1/chat/completions", jbody(
+    {"model": "tiny", "messages": chat, "max_completion_tokens": 8, "stop": ["wor"]})))
+put("server", "chat_qwen3_stream", b"\x02\xa3" + http("POST", "/v1/chat/completions", jbody(
+    {"messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+                  {"role": "assistant", "content": None}, {"role": "user", "content": "c"}],
+     "stream": True, "stream_options": {"include_usage": True}, "stop": ["x", "Hello"]})))
+put("server", "chat_alternation", b"\x01\x02" + http("POST", "/v1/chat/completions", jbody(
+    {"messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]})))
+put("server", "chat_broken_template", b"\x03\x00" + http("POST", "/v1/chat/completions", jbody({"messages": chat})))
+put("server", "chat_no_template", b"\x00\x00" + http("POST", "/v1/chat/completions", jbody({"messages": chat})))
+put("server", "pipelined_gets", b"\x0c\x00" + http("GET", "/v1/models", headers=["Authorization: Bearer k"]) +
+    http("GET", "/health") + http("GET", "/metrics", headers=["Authorization: Bearer k"]) +
+    http("GET", "/nowhere?x=1") + http("POST", "/health") + http("GET", "/v1/models") +
+    http("GET", "/v1/completions", headers=["Connection: close"]))
+put("server", "bad_fields", b"\x00\x00" + b"".join(http("POST", "/v1/completions", jbody(o)) for o in [
+    {"prompt": "a", "max_tokens": 0}, {"prompt": "a", "temperature": -1}, {"prompt": "a", "top_p": 0},
+    {"prompt": "a", "top_k": -2}, {"prompt": "a", "seed": 1.5}, {"prompt": "a", "n": 2},
+    {"prompt": "a", "stop": ["a", "b", "c", "d", "e"]}, {"prompt": "a", "stop": [1]}, {"prompt": "a", "stream": 1},
+    {"prompt": [1, 999]}, {"prompt": ""}, {"prompt": 5}, [], {"messages": []}]) +
+    http("POST", "/v1/completions", b"{\"prompt\":") + http("POST", "/v1/chat/completions", jbody({"messages": [1]})))
+put("server", "long_prompt_small_context", b"\x80\x01" + http("POST", "/v1/completions", jbody(
+    {"prompt": "a b c d e f g h i j k l m n o p"})) + http("POST", "/v1/completions", jbody({"prompt": "ab"})))
+put("server", "queue_full", b"\x20\x00" + http("POST", "/v1/completions", jbody({"prompt": "a"})) +
+    http("GET", "/health"))
+put("server", "draining", b"\x10\x00" + http("GET", "/health") + http("POST", "/v1/completions", jbody({"prompt": "a"})))
+put("server", "limits", b"\x40\x00" + http("POST", "/v1/completions", jbody({"prompt": "x" * 200})))
+put("server", "expect_continue", b"\x00\x00" + b"POST /v1/completions HTTP/1.1\r\nContent-Length: 40\r\n"
+    b"Expect: 100-continue\r\n\r\n{\"prompt\":\"x\"")
+put("server", "bad_heads", b"\x00\x00" + b"GET /health HTTP/2.0\r\n\r\n")
+put("server", "chunked", b"\x00\x00" + b"POST /v1/completions HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")

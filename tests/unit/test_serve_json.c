@@ -110,6 +110,15 @@ static void test_writer(void) {
     EXPECT_TRUE(d && json_get(json_root(d), "s")->len == 8 &&
                 !memcmp(json_get(json_root(d), "s")->str, "a\"\\\n\x01\x7f\xc3\xa9", 8));
     json_free(d);
+    jb_reset(&b); /* bytes that are not UTF-8 (a stray continuation, a cut sequence, an overlong one,
+                   * a surrogate) each become U+FFFD, so what a client parses is JSON */
+    jb_str(&b, "/\x80" "a\xe4\xb8\xe4\xb8\xad\xc0\xaf\xed\xa0\x80\xe4", 14);
+    want = "\"/\\ufffda\\ufffd\\ufffd\xe4\xb8\xad\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\"";
+    EXPECT_TRUE(b.p && !strcmp(b.p, want));
+    if (b.p && strcmp(b.p, want)) fprintf(stderr, "got  %s\nwant %s\n", b.p, want);
+    d = json_parse(b.p, b.len, NULL, 0);
+    EXPECT_TRUE(d != NULL);
+    json_free(d);
     jb_reset(&b);
     EXPECT_EQ(b.len, 0);
     jb_num(&b, 3.0000000000000004);
