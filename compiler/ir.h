@@ -80,6 +80,9 @@ typedef struct Node {
             const TensorInfo **parts; /* [n_parts]; n_parts > 1 stacks experts */
             int n_parts;
             PackKind pack;            /* set by fuse */
+            DType dtype2;             /* PACK_PANEL of two block types (a GGUF mixture's q|k|v): rows */
+            int64_t split;            /* [split, rows) are dtype2, a second panel matrix after the first
+                                       * (split a multiple of 32); 0: one dtype. Set by fuse */
             int64_t offset;           /* byte offset in the packed weights, set by pack */
             RopeAttr rope;            /* PACK_ROPE: the table to compute */
             int64_t rope_positions;

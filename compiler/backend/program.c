@@ -177,7 +177,10 @@ static bool emit_node(Emitter *e, const Node *n) {
         keep(&c, n->scratch_bytes ? offset_ptr(e, e->arena, n->scratch_offset) : null_ptr(e));
         cint(&c, rows), cint(&c, K), cint(&c, n->shape[1]), cfp(&c, n->a.norm.eps);
         cint(&c, has_norm), cint(&c, !ir_is_none(n->in[3])), cint(&c, !ir_is_none(n->in[4]));
-        cint(&c, wdt_of(e, n, 2)), cint(&c, one_row ? 0 : n->a.norm.amx);
+        const Node *w = ir_node(e->g, n->in[2]);
+        const int64_t split = w->a.weight.split ? w->a.weight.split : n->shape[1];
+        int32_t wdt2 = w->a.weight.split ? (int32_t)w->a.weight.dtype2 | e->g->act_bits : wdt_of(e, n, 2);
+        cint(&c, wdt_of(e, n, 2)), cint(&c, wdt2), cint(&c, split), cint(&c, one_row ? 0 : n->a.norm.amx);
         snprintf(kname, sizeof kname, "k_%s_T%lld", n->name, (long long)rows);
         return emit_call(e, "kt_norm_matmul", kname, &c, one_row ? 1 : 0);
     }

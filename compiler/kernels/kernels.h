@@ -40,15 +40,16 @@ static inline int64_t kt_dispatch_bytes(int64_t T, int64_t k, int64_t E, int64_t
     return 8 * T * k + 4 * E + 8 * E * C;
 }
 
-/* y[T, N] = (resid[T, N] +) rmsnorm(x)[T, K] w[N, K]^T (+ bias[N]).
+/* y[T, N] = (resid[T, N] +) rmsnorm(x)[T, K] w[N, K]^T (+ bias[N]). split <= N: rows [split, N) of w
+ * are a second panel matrix of dtype wdt2 right after the first (a multiple of 32; N: none).
  * has_norm: x is normalised first with norm_w[K] and eps (each thread normalises all T rows
  * into its own scratch region, scratch + ith * kt_norm_matmul_scratch(T, K, has_norm, amx, q) floats;
  * scratch may be NULL when that is 0). Output rows n split between threads. */
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
                     const void *restrict w, const float *restrict bias, const float *restrict resid,
                     float *restrict scratch, int64_t T, int64_t K, int64_t N, float eps, int32_t has_norm,
-                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t amx, int64_t n, int32_t ith,
-                    int32_t nth);
+                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t wdt2, int64_t split, int32_t amx,
+                    int64_t n, int32_t ith, int32_t nth);
 
 /* The KV cache of one layer and one slot (kc, then vc; the slots' caches follow each other, nkv S hd
  * floats apart), for S positions (a multiple of 16: kt_kv_positions):

@@ -45,21 +45,22 @@ static inline void nm_store(float *restrict y, const float *restrict acc, int64_
 }
 
 /* Rows [32 b, 32 b + 32) of y for tokens [t0, t0 + tb). dq: block b dequantised to f32 (block types
- * in a prefill step), read instead of w; NULL: none. qa: the rows of xn quantised (int8 mode), or NULL. */
+ * in a prefill step), read instead of w; NULL: none. qa: the rows of xn quantised (int8 mode), or NULL.
+ * w, wdt: the matrix block b lies in, b counted from its first row (nm_part). */
 static inline void nm_block(float *restrict y, const float *restrict xn, const void *restrict w,
                             const float *restrict bias, const float *restrict resid, int tb, int64_t t0,
-                            int64_t b, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid, int32_t wdt,
-                            const float *restrict dq, const void *restrict qa) {
+                            int64_t b, int64_t pb, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid,
+                            int32_t wdt, const float *restrict dq, const void *restrict qa) {
     const float *xs[KT_TB]; // KT_TB x [K]
     KtQa xa[KT_TB];
     for (int t = 0; t < KT_TB; t++) xs[t] = xn + (t0 + (t < tb ? t : 0)) * K;
     kt_vf acc[2][KT_TB];
     if (qa) {
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, t0 + (t < tb ? t : 0), K, 0);
-        kt_qpanel_tile_i8(acc, tb, w, b * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
+        kt_qpanel_tile_i8(acc, tb, w, pb * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
     } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, K / 2, 0, 0);
-    else if (kt_is_q(wdt)) kt_qpanel_tile(acc, tb, w, b * kt_q_block_bytes(K, wdt), xs, 0, K / 32, wdt);
-    else kt_panel_tile(acc, tb, w, b * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
+    else if (kt_is_q(wdt)) kt_qpanel_tile(acc, tb, w, pb * kt_q_block_bytes(K, wdt), xs, 0, K / 32, wdt);
+    else kt_panel_tile(acc, tb, w, pb * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
     for (int t = 0; t < tb; t++)
         for (int s = 0; s < 2; s++) {
             int64_t n0 = b * 32 + s * 16, o = (t0 + t) * N + n0;
@@ -96,13 +97,18 @@ static void nm_amx(float *restrict y, const float *restrict xn, const uint16_t *
     kt_amx_end();
 }
 
+/* CALL(matrix, its wdt, block index in it, tb) for block b: the first matrix, or from row split on the
+ * second (kernels.h; w2 = the second's first byte). An expression, as KT_FOR_TILES's tiles are. */
+#define NM_PART(b, CALL, tb) ((b) * 32 < split ? CALL(w, wdt, (b), tb) : CALL(w2, wdt2, (b) - split / 32, tb))
+
 void kt_norm_matmul(float *restrict y, const float *restrict x, const float *restrict norm_w,
                     const void *restrict w, const float *restrict bias, const float *restrict resid,
                     float *restrict scratch, int64_t T, int64_t K, int64_t N, float eps, int32_t has_norm,
-                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t amx, int64_t n, int32_t ith,
-                    int32_t nth) {
+                    int32_t has_bias, int32_t has_resid, int32_t wdt, int32_t wdt2, int64_t split, int32_t amx,
+                    int64_t n, int32_t ith, int32_t nth) {
     const float *xn = x;                                                               // [T, K]
-    const int32_t q = kt_q_scratch_kind(wdt);
+    const int32_t q1 = kt_q_scratch_kind(wdt), q2 = kt_q_scratch_kind(wdt2), q = q1 > q2 ? q1 : q2;
+    const void *w2 = split < N ? (const char *)w + kt_q_panel_bytes(split, K, wdt) : w;
     float *own = scratch ? scratch + (int64_t)ith * kt_norm_matmul_scratch(T, K, has_norm, amx, q) : 0; // [T, K]
     if (has_norm) {
         kt_rmsnorm_rows(own, x, norm_w, n, K, eps);
@@ -119,21 +125,32 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
     if (q == 2) { /* int8 mode: the rows quantised once */
         char *qa = (char *)(own + (has_norm ? T * K : 0)); // [T] rows of kt_qa_row_bytes(K)
         for (int64_t t = 0; t < n; t++) kt_qa_quantise(qa + t * kt_qa_row_bytes(K), xn + t * K, K, 0, K / 32);
-#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, NULL, qa)
+#define NM_CALL(pw, pwdt, pb, tb)                                                                           \
+    nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, NULL, qa)
+#define NM_TILE(tb) NM_PART(b, NM_CALL, tb)
         KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
 #undef NM_TILE
+#undef NM_CALL
         return;
     }
     if (q == 1 && T >= KT_TILE_T) { /* prefill: each block dequantised once per token chunk */
         float *dq = own + (has_norm ? T * K : 0); // [kt_dq_scratch(K)]
-#define NM_BLOCK(b) kt_qpanel_dequant(dq, w, (b) * kt_q_block_bytes(K, wdt), 0, K / 32, wdt)
-#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, dq, NULL)
+#define NM_DQ(pw, pwdt, pb, _) kt_qpanel_dequant(dq, pw, (pb) * kt_q_block_bytes(K, pwdt), 0, K / 32, pwdt)
+#define NM_CALL(pw, pwdt, pb, tb)                                                                           \
+    nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, dq, NULL)
+#define NM_BLOCK(b) NM_PART(b, NM_DQ, 0)
+#define NM_TILE(tb) NM_PART(b, NM_CALL, tb)
         KT_FOR_TILES_AT(n, kt_chunk(K), b, blo, bhi, t, NM_BLOCK, NM_TILE)
 #undef NM_BLOCK
 #undef NM_TILE
+#undef NM_CALL
+#undef NM_DQ
         return;
     }
-#define NM_TILE(tb) nm_block(y, xn, w, bias, resid, tb, t, b, K, N, has_bias, has_resid, wdt, NULL, NULL)
+#define NM_CALL(pw, pwdt, pb, tb)                                                                           \
+    nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, NULL, NULL)
+#define NM_TILE(tb) NM_PART(b, NM_CALL, tb)
     KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
 #undef NM_TILE
+#undef NM_CALL
 }

@@ -63,6 +63,19 @@ static DType pack_dtype(const TensorInfo **parts, int n, int rank, PackKind kind
     return parts[0]->dtype == DT_BF16 ? DT_BF16 : DT_F32; /* f16 widens exactly to f32 */
 }
 
+/* A PACK_PANEL stack of two block types with kernels, each a run of whole parts, changing at a row
+ * that is a multiple of 32 (llama-quantize's Q4_K_M gives attn_v Q6_K in some layers, q and k Q4_K):
+ * the row where the second type starts, or 0. */
+static int64_t panel_split(const TensorInfo **parts, int n) {
+    int i = 1;
+    int64_t rows = parts[0]->shape[0];
+    while (i < n && parts[i]->dtype == parts[0]->dtype) rows += parts[i++]->shape[0];
+    if (i == n || !kt_is_q((int32_t)parts[0]->dtype) || !kt_is_q((int32_t)parts[i]->dtype) || rows % 32) return 0;
+    for (int j = i + 1; j < n; j++)
+        if (parts[j]->dtype != parts[i]->dtype) return 0;
+    return rows;
+}
+
 /* A packed WEIGHT node from the tensors of source weight nodes ws[0..n). */
 static ValueId packed(Fuser *fu, PackKind kind, const ValueId *ws, int n, const char *name, int64_t rows, int64_t cols) {
     int n_parts = 0;
@@ -83,6 +96,10 @@ static ValueId packed(Fuser *fu, PackKind kind, const ValueId *ws, int n, const 
     nd->a.weight.n_parts = n_parts;
     nd->a.weight.pack = kind;
     nd->dtype = pack_dtype(parts, n_parts, rows == 1 || cols == 1 ? 1 : 2, kind);
+    if (kind == PACK_PANEL && rows > 1 && cols > 1 && (nd->a.weight.split = panel_split(parts, n_parts))) {
+        nd->dtype = parts[0]->dtype;
+        nd->a.weight.dtype2 = parts[n_parts - 1]->dtype;
+    }
     nd->rank = rows == 1 ? 1 : 2;
     nd->shape[0] = rows == 1 ? cols : rows;
     nd->shape[1] = cols;
@@ -116,6 +133,13 @@ static int32_t wdt_bound(Fuser *fu, ValueId w) {
     return kt_is_q(t) ? t | fu->s->act_bits : t;
 }
 
+/* The same for the second type of a two-type panel (ir.h: weight.split), else wdt_bound. */
+static int32_t wdt2_bound(Fuser *fu, ValueId w) {
+    const Node *n = ir_node(fu->f, w);
+    if (!n->a.weight.split) return wdt_bound(fu, w);
+    return (int32_t)n->a.weight.dtype2 | fu->s->act_bits;
+}
+
 static ValueId norm_matmul(Fuser *fu, const char *name, ValueId x, ValueId norm_w, ValueId w, ValueId bias,
                            ValueId resid, int64_t n_out, float eps) {
     ValueId v = act(fu, OP_FNORM_MATMUL, name, 5, (ValueId[]){x, norm_w, w, bias, resid}, n_out);
@@ -123,7 +147,8 @@ static ValueId norm_matmul(Fuser *fu, const char *name, ValueId x, ValueId norm_
     n->a.norm.eps = eps;
     n->a.norm.amx = fu->amx;
     int64_t K = ir_node(fu->f, x)->shape[1];
-    int32_t q = kt_q_scratch_kind(wdt_bound(fu, w));
+    int32_t q = kt_q_scratch_kind(wdt_bound(fu, w)), q2 = kt_q_scratch_kind(wdt2_bound(fu, w));
+    q = q2 > q ? q2 : q;
     n->scratch_bytes = (int64_t)sizeof(float) * fu->threads *
                        kt_norm_matmul_scratch(fu->s->n_tok, K, !ir_is_none(norm_w), fu->amx, q);
     return v;

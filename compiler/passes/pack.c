@@ -1,7 +1,9 @@
 /* pack: lay the weights out as the kernels read them, in the dtype they read.
  *   PACK_ROWS        the parts' rows back to back (a vector, the embedding table, a router gate)
  *   PACK_PANEL       the parts' rows stacked (q|k|v) into one matrix in the panel layout of
- *                    kernels/kt_common.h: 32-row blocks, column pairs, zero padding
+ *                    kernels/kt_common.h: 32-row blocks, column pairs, zero padding; when fuse
+ *                    found two block types (weight.split), rows from split on in a second
+ *                    matrix of the second type, right after the first
  *   PACK_PANEL_EACH  E expert matrices of one shape, each in the panel layout, one after another
  *   PACK_GATE_UP     E gate + E up tensors [I, H] -> per expert one panel matrix whose block b
  *                    holds gate rows 16b..16b+15 then up rows 16b..16b+15, so the expert kernel
@@ -25,7 +27,9 @@
 #include "quant.h"
 
 static bool same_entry(const PackEntry *e, PackKind kind, const Node *w) {
-    if (e->kind != kind || e->n_parts != w->a.weight.n_parts || e->dtype != w->dtype) return false;
+    if (e->kind != kind || e->n_parts != w->a.weight.n_parts || e->dtype != w->dtype ||
+        e->split != w->a.weight.split || e->dtype2 != w->a.weight.dtype2)
+        return false;
     if (kind == PACK_ROPE)
         return e->rope.inv_freq == w->a.weight.rope.inv_freq && e->rope_positions == w->a.weight.rope_positions &&
                e->cols == w->shape[1];
@@ -44,6 +48,9 @@ static int64_t panel_rows(const PackEntry *e, int64_t *n_mat) {
 static int64_t packed_bytes(const PackEntry *e) {
     if (e->kind == PACK_ROWS || e->kind == PACK_ROPE) return e->rows * e->cols * (int64_t)dtype_size(e->dtype);
     int64_t n_mat, r = panel_rows(e, &n_mat);
+    if (e->split) /* two block types: a matrix of each */
+        return kt_q_panel_bytes(e->split, e->cols, (int32_t)e->dtype) +
+               kt_q_panel_bytes(r - e->split, e->cols, (int32_t)e->dtype2);
     if (dtype_is_quant(e->dtype)) return n_mat * kt_q_panel_bytes(r, e->cols, (int32_t)e->dtype);
     return n_mat * kt_panel_elems(r, e->cols) * (int64_t)dtype_size(e->dtype);
 }
@@ -69,6 +76,8 @@ void pass_pack(Arena *a, PackTable *pt, Graph *g) {
             e->parts = w->a.weight.parts;
             e->n_parts = w->a.weight.n_parts;
             e->dtype = w->dtype;
+            e->dtype2 = w->a.weight.dtype2;
+            e->split = w->a.weight.split;
             e->rows = w->rank == 1 ? 1 : w->shape[0];
             e->cols = w->rank == 1 ? w->shape[0] : w->shape[1];
             e->rope = w->a.weight.rope;
@@ -76,7 +85,8 @@ void pass_pack(Arena *a, PackTable *pt, Graph *g) {
             e->bytes = packed_bytes(e);
             if (e->kind != PACK_ROWS && e->kind != PACK_ROPE)
                 for (int p = 0; p < e->n_parts; p++)
-                    if (dtype_is_quant(e->parts[p]->dtype) && e->parts[p]->dtype != e->dtype)
+                    if (dtype_is_quant(e->parts[p]->dtype) && e->parts[p]->dtype != e->dtype &&
+                        !(e->split && e->parts[p]->dtype == e->dtype2))
                         pt->dequantised |= 1u << e->parts[p]->dtype;
             e->offset = (pt->total + 63) & ~(int64_t)63;
             pt->total = e->offset + e->bytes;
@@ -222,7 +232,12 @@ static void fill(const PackEntry *e, char *buf) {
         for (int p = 0; p < e->n_parts; p++) {
             const TensorInfo *t = e->parts[p];
             int64_t rows = t->shape[0];
-            if (e->kind == PACK_PANEL) { /* stacked: this part's rows follow the previous part's */
+            if (e->kind == PACK_PANEL && e->split && r0 >= e->split) { /* the second type's matrix */
+                char *m2 = buf + kt_q_panel_bytes(e->split, K, (int32_t)e->dtype);
+                for (int64_t r = 0; r < rows; r++)
+                    panel_row(m2, e->dtype2, r0 - e->split + r, row_of(t, r), t->dtype, K, tmp);
+                r0 += rows;
+            } else if (e->kind == PACK_PANEL) { /* stacked: this part's rows follow the previous part's */
                 for (int64_t r = 0; r < rows; r++) panel_row(buf, e->dtype, r0 + r, row_of(t, r), t->dtype, K, tmp);
                 r0 += rows;
             } else if (e->kind == PACK_PANEL_EACH) {

@@ -22,6 +22,8 @@ typedef struct PackEntry {
     const TensorInfo **parts;
     int n_parts;
     DType dtype;               /* packed dtype */
+    DType dtype2;              /* PACK_PANEL: rows [split, rows) of this block type (ir.h); split 0: none */
+    int64_t split;
     int64_t rows, cols;        /* packed [rows, cols] (PACK_GATE_UP: rows = E*I*2) */
     RopeAttr rope;             /* PACK_ROPE */
     int64_t rope_positions;

@@ -70,10 +70,12 @@ for arch in mixtral qwen2_moe qwen3_moe olmoe; do
   rm -f "$exe"
 done
 if [ -n "$shared" ]; then
-  for g in gguf_qwen3_moe_split_q6_k; do
+  for g in gguf_mixtral_k_small_q4_k_m gguf_qwen3_moe_split_q6_k; do
     m=$(ls "$shared/goldens/gguf/$g/model/"*.gguf | head -1) exe="$work/${g}_int8"
     "$moec" compile "$m" --act int8 -o "$exe" --threads 2 2>"$work/compile.err" ||
       { cat "$work/compile.err"; fail "compile $g --act int8"; }
+    # a Q4_K_M's q|k|v of two types packs as two quantised matrices, not dequantised to f32
+    grep -q "run dequantised" "$work/compile.err" && { cat "$work/compile.err"; fail "$g: a matrix dequantised"; }
     same_paths "$m" "$exe" "" int8 0.25
     rm -f "$exe"
   done

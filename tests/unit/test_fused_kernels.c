@@ -110,7 +110,7 @@ static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_nor
                 float *y = sentinels(TL * N), *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, amx, 0));
                 for (int ith = 0; ith < nth; ith++)
                     kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid,
-                                   dt, amx, T, ith, nth);
+                                   dt, dt, N, amx, T, ith, nth);
                 nmse_tol_ok(y, r, T * N, amx ? "norm_matmul (amx)" : "norm_matmul", nth, amx_tol(amx));
                 sentinels_ok(y, T * N, TL * N, "norm_matmul");
                 free(y), free(scratch);

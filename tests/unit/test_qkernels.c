@@ -308,13 +308,48 @@ static void t_qnorm_matmul(DType t, int64_t T, int64_t K, int64_t N, int has_nor
             float *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, 0, kt_q_scratch_kind(wdt)));
             for (int ith = 0; ith < nth; ith++)
                 kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid, wdt,
-                               0, T, ith, nth);
+                               wdt, N, 0, T, ith, nth);
             nmse_ok(y, r, T * N, TL >= KT_TILE_T ? "norm_matmul prefill" : "norm_matmul decode", t, nth);
             sentinels_ok(y, T * N, TL * N, "norm_matmul");
             free(y), free(scratch);
         }
     free(x), free(nw), free(bias), free(resid), free(h), free(r), free(wp);
     qtensor_free(&w);
+}
+
+/* kt_norm_matmul on a stack of two block types (fuse's two-type panel, as a GGUF Q4_K_M's q|k|v with
+ * v in Q6_K): NA rows of ta, then NB of tb packed as the pack pass lays them out (a second matrix
+ * from row NA on), against the two matrices' twins side by side. */
+static void t_qnorm_matmul2(DType ta, DType tb, int64_t T, int64_t K, int64_t NA, int64_t NB) {
+    const int64_t N = NA + NB;
+    float eps = 1e-5f, *x = randv(T * K, 2, 0), *nw = randv(K, 0.3f, 1), *bias = randv(N, 1, 0);
+    QTensor a = qtensor(ta, NA, K), b = qtensor(tb, NB, K);
+    float *h = zeros(T * K), *ra = zeros(T * NA), *rb = zeros(T * NB), *r = zeros(T * N);
+    ref_rmsnorm(h, x, T, K, nw, K, eps);
+    void (*mm)(float *, const float *, int64_t, int64_t, const void *, DType, int64_t, const float *) =
+        g_act ? ref_qmatmul_int8 : ref_qmatmul;
+    mm(ra, h, T, K, a.ti.data, ta, NA, bias);
+    mm(rb, h, T, K, b.ti.data, tb, NB, bias + NA);
+    for (int64_t t = 0; t < T; t++) {
+        memcpy(r + t * N, ra + t * NA, sizeof(float) * (size_t)NA);
+        memcpy(r + t * N + NA, rb + t * NB, sizeof(float) * (size_t)NB);
+    }
+    const TensorInfo *parts[2] = {&a.ti, &b.ti};
+    PackEntry e = {.kind = PACK_PANEL, .parts = parts, .n_parts = 2, .dtype = ta, .dtype2 = tb, .split = NA,
+                   .rows = N, .cols = K};
+    e.bytes = kt_q_panel_bytes(NA, K, (int32_t)ta) + kt_q_panel_bytes(NB, K, (int32_t)tb);
+    char *wp = pack_one(e);
+    const int32_t wa = (int32_t)ta | g_act, wb = (int32_t)tb | g_act;
+    const int32_t q = kt_q_scratch_kind(wa) > kt_q_scratch_kind(wb) ? kt_q_scratch_kind(wa) : kt_q_scratch_kind(wb);
+    for (int nth = 1; nth <= 3; nth += 2) {
+        float *y = sentinels(T * N), *scratch = zeros(nth * kt_norm_matmul_scratch(T, K, 1, 0, q));
+        for (int ith = 0; ith < nth; ith++)
+            kt_norm_matmul(y, x, nw, wp, bias, NULL, scratch, T, K, N, eps, 1, 1, 0, wa, wb, NA, 0, T, ith, nth);
+        nmse_ok(y, r, T * N, T >= KT_TILE_T ? "two-type norm_matmul prefill" : "two-type norm_matmul decode", tb, nth);
+        free(y), free(scratch);
+    }
+    free(x), free(nw), free(bias), free(h), free(ra), free(rb), free(r), free(wp);
+    qtensor_free(&a), qtensor_free(&b);
 }
 
 /* One MoE layer with block-type experts: gate/up of type tg, down of type td, the shared/dense expert's
@@ -452,6 +487,9 @@ int main(void) {
         t_qnorm_matmul(t, 15, K, 13, 0, 1, 0);  /* tiles of 8, 4, 2, 1; fewer rows than a block */
         t_qnorm_matmul(t, 21, K, 40, 1, 1, 1);  /* prefill: dequantised blocks */
         t_qnorm_matmul(t, 16, K2, 2, 0, 0, 1);  /* prefill, fewer rows than threads */
+        DType t2 = t == DT_Q6_K ? DT_Q4_0 : DT_Q6_K; /* K a multiple of 256 for both */
+        t_qnorm_matmul2(t, t2, 1, 512, 64, 32);      /* decode */
+        t_qnorm_matmul2(t, t2, 19, 512, 96, 45);     /* prefill, an odd second part */
     }
     /* the expert FFN, every kernel type, H and I whole blocks of the K types */
     for (int i = 0; i < N_KTYPES; i++) {
