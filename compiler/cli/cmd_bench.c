@@ -54,6 +54,7 @@ static const char bench_usage[] =
     "  --repeat R        runs per figure (default 3)\n"
     "  --json FILE       all figures as JSON\n"
     "  --plot FILE.svg   decode tokens/s against context length, both paths\n"
+    "  --act exact|int8  how both paths multiply block-quantised weights (as 'moec compile --act')\n"
     "  --quant SPEC      both paths on the block-quantised model (as 'moec run --quant', e.g. q4_k); the\n"
     "                    limits count the bytes of each matrix at its type\n"
     "  --batch B1,B2,... decode of B sequences at once instead (one executable compiled with --batch B\n"
@@ -272,6 +273,7 @@ typedef struct Bench {
     char files[2][16][8704]; /* [path]: the files that path maps, evicted and read back before each run */
     int n_files[2];
     const char *quant;     /* --quant SPEC for the generic path, or NULL */
+    const char *act;       /* --act for the generic path: "exact" or "int8" */
     char threads[16];
     int repeat;
     Measure m[8];
@@ -324,7 +326,8 @@ static bool measure(Bench *b, Measure *m, int path, int64_t vocab) {
     snprintf(n, sizeof n, "%" PRId64, m->gen);
     const char *w = m->cold ? "0" : "1";
     char *gen_argv[] = {(char *)b->moec, "run", (char *)b->model, "--tokens", ids, "-n", n, "--threads", b->threads,
-                        "--verbose", "--warmup", (char *)w, b->quant ? "--quant" : NULL, (char *)b->quant, NULL};
+                        "--verbose", "--warmup", (char *)w, "--act", (char *)b->act, b->quant ? "--quant" : NULL,
+                        (char *)b->quant, NULL};
     char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", "--warmup",
                         (char *)w, NULL};
     refresh_page_cache(b, path);
@@ -428,8 +431,8 @@ static bool run_batch_child(char **argv, double *agg, double *rows, double *expe
 }
 
 static int bench_batch(Diag *d, const char *self, const char *model, const char *cache, const Model *md,
-                       const Limits *lim, const QuantSpec *quant, const int64_t *bs, int n_b, int64_t threads,
-                       int64_t prompt, int64_t gen, int64_t repeat, bool quick) {
+                       const Limits *lim, const QuantSpec *quant, bool int8, const int64_t *bs, int n_b,
+                       int64_t threads, int64_t prompt, int64_t gen, int64_t repeat, bool quick) {
     const ModelConfig *c = &md->cfg;
     char thr[16], n[32], bb[32], exe[4300];
     snprintf(thr, sizeof thr, "%" PRId64, threads);
@@ -439,15 +442,15 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
     for (int i = 0; i < n_b; i++) {
         snprintf(exe, sizeof exe, "%s/bench-b%" PRId64 "-%d.exe", cache, bs[i], (int)getpid());
         CompileOptions co = {.model_dir = model, .out = exe, .batch = bs[i], .threads = threads, .quiet = true,
-                             .quant = quant};
+                             .quant = quant, .act_int8 = int8};
         fprintf(stderr, "moec: bench: batch %" PRId64 ": compiling\n", bs[i]);
         if (compile_model(&co, d)) return 1;
         snprintf(bb, sizeof bb, "%" PRId64, bs[i]);
         char *ids = batch_ids(bs[i], prompt, c->vocab_size);
         char *cmp_argv[] = {exe, "--batch-prompts", "--tokens", ids, "-n", n, "--threads", thr, "--verbose", NULL};
         char *gen_argv[] = {(char *)self, "run", (char *)model, "--batch-prompts", "--batch", bb, "--tokens", ids, "-n", n,
-                            "--threads", thr, "--verbose", quant ? "--quant" : NULL, quant ? (char *)quant->text : NULL,
-                            NULL};
+                            "--threads", thr, "--verbose", "--act", int8 ? "int8" : "exact",
+                            quant ? "--quant" : NULL, quant ? (char *)quant->text : NULL, NULL};
         bool ok = true;
         for (int r = 0; r < repeat && ok; r++)
             for (int p = 0; p < 2 && ok; p++) { /* alternate the paths */
@@ -500,7 +503,7 @@ int cmd_bench(int argc, char **argv) {
     int64_t ctx[8] = {1024, 2048};
     int n_ctx_req = 2;
     const char *model = NULL, *json = NULL, *plot = NULL;
-    bool quick = false, quant = false;
+    bool quick = false, quant = false, int8 = false;
     QuantSpec spec;
     int64_t batches[16];
     int n_batch = 0;
@@ -549,6 +552,12 @@ int cmd_bench(int argc, char **argv) {
         } else if (!strcmp(a, "--quant")) {
             if (!quantize_spec_parse(&d, v, &spec)) return 2;
             quant = true;
+        } else if (!strcmp(a, "--act")) {
+            if (strcmp(v, "exact") && strcmp(v, "int8")) {
+                diag_error(&d, "--act: expected exact or int8; got '%s'", v);
+                return 2;
+            }
+            int8 = !strcmp(v, "int8");
         } else if (a[0] == '-') {
             diag_error(&d, "%s: unknown option; see 'moec bench --help'", a);
             return 2;
@@ -613,8 +622,8 @@ int cmd_bench(int argc, char **argv) {
                          kernel_note[0] ? ", " : "", dtype_name((DType)t));
     }
     if (n_batch) {
-        int brc = bench_batch(&d, self, model, cache, &md, &lim, quant ? &spec : NULL, batches, n_batch, threads,
-                              prompt, gen, repeat, quick);
+        int brc = bench_batch(&d, self, model, cache, &md, &lim, quant ? &spec : NULL, int8, batches, n_batch,
+                              threads, prompt, gen, repeat, quick);
         diag_summary(&d);
         model_close(&md);
         arena_destroy(a);
@@ -636,7 +645,7 @@ int cmd_bench(int argc, char **argv) {
     snprintf(thr, sizeof thr, "%" PRId64, threads);
     MoeManifest man;
     CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .threads = threads, .quiet = true,
-                         .manifest_out = &man, .quant = quant ? &spec : NULL};
+                         .manifest_out = &man, .quant = quant ? &spec : NULL, .act_int8 = int8};
     double t0 = moe_now_s();
     int rc = compile_model(&co, &d);
     double compile_s = moe_now_s() - t0;
@@ -653,7 +662,8 @@ int cmd_bench(int argc, char **argv) {
     double amx_peak = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000) : 0;
 
     const int64_t P = man.prefill_chunk;
-    Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL};
+    Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL,
+               .act = int8 ? "int8" : "exact"};
     snprintf(b.threads, sizeof b.threads, "%s", thr);
     model_files(&b, PATH_GENERIC, model);
     snprintf(b.files[PATH_COMPILED][b.n_files[PATH_COMPILED]++], sizeof b.files[0][0], "%s", exe);
@@ -689,6 +699,9 @@ int cmd_bench(int argc, char **argv) {
                "         the same blocks regrouped: kernels/kt_quant.h)%s%s%s\n",
                spec.text, lim.weight_bytes_per_tok / 1e6, kernel_note[0] ? "\n         compiled: no kernel for " : "",
                kernel_note, kernel_note[0] ? ": those matrices are packed as f32 (4 bytes per weight)" : "");
+    if (quant || int8)
+        printf("activations: %s (--act)\n", int8 ? "int8, quantised per 32 values (integer dot products)"
+                                                : "exact f32 (the dequantised weights' exact products)");
     printf("machine: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s", bw / 1e9, peak / 1e9);
     if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", amx_peak / 1e9);
     printf(" (%s threads)\n", thr);
@@ -699,9 +712,10 @@ int cmd_bench(int argc, char **argv) {
     if (json && !js) fprintf(stderr, "moec: error: %s: cannot create: %s\n", json, strerror(errno));
     if (js)
         fprintf(js, "{\n  \"model\": \"%s\", \"family\": \"%s\", \"threads\": %s,\n  \"bandwidth_gbs\": %.3f, "
-                    "\"fma_peak_gflops\": %.3f, \"compile_s\": %.3f, \"quant\": %s%s%s,\n  \"figures\": [\n",
+                    "\"fma_peak_gflops\": %.3f, \"compile_s\": %.3f, \"quant\": %s%s%s, \"act\": \"%s\",\n"
+                    "  \"figures\": [\n",
                 model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s, quant ? "\"" : "",
-                quant ? spec.text : "null", quant ? "\"" : "");
+                quant ? spec.text : "null", quant ? "\"" : "", int8 ? "int8" : "exact");
     bool first = true;
     for (int k = 0; k < cold_idx; k++) {
         const Measure *m = &b.m[k];

@@ -17,7 +17,8 @@
 #                  (moe_step_prefill_last): the same ids (greedy and sampled) as with it and as
 #                  `moec run`, over full, padded and past-the-context chunks
 #   bench          moec bench --quick prints its table (warm, cold and page-cache lines), JSON and
-#                  SVG; --batch 1,3 a row per batch size (batch 1 of top-2 routing reads 2 experts)
+#                  SVG; --batch 1,3 a row per batch size (batch 1 of top-2 routing reads 2 experts);
+#                  --quant q8_0 --act int8 says the mode in its table and JSON
 #   amx            prefill through AMX tiles (when the host has them), with 3 planes (exact) and with
 #                  --amx-planes 2, gives the ids of `moec run` and of an executable compiled with
 #                  --features -amx-bf16, logits within 1e-4 of it
@@ -236,7 +237,11 @@ bench)
   cat "$work/bb.txt"
   grep -Eq '^1 +[0-9.]+ \[' "$work/bb.txt" && grep -Eq '^3 +[0-9.]+ \[' "$work/bb.txt" || fail "bench --batch: no rows"
   grep -Eq '^1 .* 2\.00/4$' "$work/bb.txt" || fail "bench --batch: batch 1 of top-2 routing reads 2 of 4 experts"
-  grep -q "bound = the mean rows of a step" "$work/bb.txt" || fail "bench --batch: no legend" ;;
+  grep -q "bound = the mean rows of a step" "$work/bb.txt" || fail "bench --batch: no legend"
+  # --quant with --act int8: both paths in the int8 mode, said in the table and the JSON
+  "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64 --repeat 1 --quick --quant q8_0 --act int8 \
+      --json "$work/q.json" >"$work/q.txt" 2>"$work/q.err" || { cat "$work/q.err"; fail "bench --act int8"; }
+  grep -q "^activations: int8" "$work/q.txt" && grep -q '"act": "int8"' "$work/q.json" || fail "bench: no int8 line" ;;
 mixed)
   # name, arch, layers, prefill chunk, synth options. decoder_sparse_step 2 on 5 layers: dense layers 0, 2, 4
   # (first, middle, last), MoE 1, 3; mlp_only_layers 1,3 on 4 layers: MoE first, dense in the middle and last.
