@@ -1,24 +1,27 @@
 /* kt_quant: the quantised panel layout (a matrix of a GGUF block type, runtime/quant.h, as the kernels
  * read it) and its dequantisers, which give exactly quant_dequant_row's values (ggml's).
  *
- * Kernels read Q4_0, Q8_0, Q4_K, Q5_K and Q6_K matrices in their block format, regrouped by the pack
- * pass (compiler/passes/pack.c writes it through kt_q_* below): rows in blocks of 32 (R padded with
- * zero rows, which dequantise to 0) as in the panel layout of kt_common.h; a 32-row block is, for each
- * source block kb of BK = 32 (Q4_0, Q8_0) or 256 (K types) columns, two sub-panels (rows 0-15, then
- * 16-31), each QB bytes: the 16 rows' fields of that source block side by side, lane = row % 16:
+ * Kernels read every GGUF block type moec runs (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K) in its
+ * block format, regrouped by the pack pass (compiler/passes/pack.c writes it through kt_q_* below):
+ * rows in blocks of 32 (R padded with zero rows, which dequantise to 0) as in the panel layout of
+ * kt_common.h; a 32-row block is, for each source block kb of BK = 32 (Q4_0 .. Q8_0) or 256 (K types)
+ * columns, two sub-panels (rows 0-15, then 16-31), each QB bytes: the 16 rows' fields of that source
+ * block side by side, lane = row % 16:
  *   header (per sub-panel and source block)
- *     Q4_0, Q8_0  d f16[16]
+ *     Q4_0, Q5_0, Q8_0  d f16[16]
+ *     Q4_1, Q5_1  d f16[16], m f16[16]                                (x = d q + m)
  *     Q4_K, Q5_K  d f16[16], dmin f16[16], sc u8[8][16], m u8[8][16]   (the 6-bit scales and mins
  *                 of the 8 sub-blocks of 32, unpacked: x = (d sc) q - dmin m)
  *     Q6_K        d f16[16], scales i8[16][16]                        (x = (d scales[g]) (q - 32))
- *   then per group of 32 columns (one sub-block; Q4_0/Q8_0: the source block itself)
+ *   then per group of 32 columns (one sub-block; the 32-column types: the source block itself)
  *     Q8_0        qs i8[32][16]: column c of the 16 rows at 16 c
- *     Q4_0, Q4_K  nib u8[16][16]: byte j = level of column j (low nibble) | of column j + 16 (high)
- *     Q5_K        hb u32[16] (bit c: bit 4 of column c's level), then nib as above
+ *     Q4_0, Q4_1, Q4_K  nib u8[16][16]: byte j = level of column j (low nibble) | of column j + 16 (high)
+ *     Q5_0, Q5_1, Q5_K  hb u32[16] (bit c: bit 4 of column c's level), then nib as above
  *     Q6_K        h4 u32[16], h5 u32[16] (bits 4 and 5 of column c's level at bit c), then nib
  * so columns j and j + 16 of 16 rows are one 16-byte load, a mask and a shift, and int->float
  * conversions, a group of 32 columns is one contiguous run and a block one forward stream. Bytes per
- * weight: Q4_0, Q8_0, Q6_K as the source; Q4_K and Q5_K 4 bytes more per 256 (the scales unpacked).
+ * weight: as the source; Q4_K and Q5_K 4 bytes more per 256 (the scales unpacked), Q5_0 and Q5_1 2
+ * bytes more per 32 (d, m and the high bits aligned).
  * Headers per source block, groups per 32 columns: a thread's slice of 32 columns starts anywhere. */
 #ifndef MOEC_KT_QUANT_H
 #define MOEC_KT_QUANT_H
@@ -28,7 +31,7 @@
 #include "kt_common.h"
 
 /* wdt values of the block types with kernels (runtime/dtype.h). */
-enum { KT_Q4_0 = 5, KT_Q8_0 = 9, KT_Q4_K = 10, KT_Q5_K = 11, KT_Q6_K = 12 };
+enum { KT_Q4_0 = 5, KT_Q4_1, KT_Q5_0, KT_Q5_1, KT_Q8_0, KT_Q4_K, KT_Q5_K, KT_Q6_K };
 
 /* How a block-type weight meets the activations, as bits above its dtype in the wdt a kernel takes
  * (moec compile --act; f32/bf16 weights never carry them):
@@ -41,9 +44,15 @@ enum { KT_WT_MASK = 0xff, KT_ACT_I8 = 0x100, KT_DP_VNNI = 0x200 };
 static inline int32_t kt_wt(int32_t wdt) { return wdt & KT_WT_MASK; }
 static inline int kt_i8(int32_t wdt) { return (wdt & KT_ACT_I8) != 0; }
 
-static inline int kt_is_q(int32_t wdt) {
+static inline int kt_is_q(int32_t wdt) { return kt_wt(wdt) >= KT_Q4_0 && kt_wt(wdt) <= KT_Q6_K; }
+/* Types whose values add a min (x = d q + m, or the K types' - dmin m), and with a fifth level bit. */
+static inline int kt_q_has_min(int32_t wdt) {
     wdt = kt_wt(wdt);
-    return wdt == KT_Q4_0 || (wdt >= KT_Q8_0 && wdt <= KT_Q6_K);
+    return wdt == KT_Q4_1 || wdt == KT_Q5_1 || wdt == KT_Q4_K || wdt == KT_Q5_K;
+}
+static inline int kt_q_5bit(int32_t wdt) {
+    wdt = kt_wt(wdt);
+    return wdt == KT_Q5_0 || wdt == KT_Q5_1 || wdt == KT_Q5_K;
 }
 /* What a thread's scratch must hold for weights wdt: 0 nothing, 1 a dequantised block (exact mode),
  * 2 int8 activation rows (the *_scratch helpers of kernels.h take the largest over a kernel's weights). */
@@ -53,11 +62,11 @@ static inline int64_t kt_q_bk(int32_t wdt) { return kt_wt(wdt) >= KT_Q4_K ? 256 
 /* Bytes of a sub-panel's header, of one group of 32 columns, of a whole sub-panel (16 rows x BK). */
 static inline int64_t kt_q_hdr(int32_t wdt) {
     wdt = kt_wt(wdt);
-    return wdt == KT_Q4_K || wdt == KT_Q5_K ? 320 : wdt == KT_Q6_K ? 288 : 32;
+    return wdt == KT_Q4_K || wdt == KT_Q5_K ? 320 : wdt == KT_Q6_K ? 288 : wdt == KT_Q4_1 || wdt == KT_Q5_1 ? 64 : 32;
 }
 static inline int64_t kt_q_grp(int32_t wdt) {
     wdt = kt_wt(wdt);
-    return wdt == KT_Q8_0 ? 512 : wdt == KT_Q5_K ? 320 : wdt == KT_Q6_K ? 384 : 256;
+    return wdt == KT_Q8_0 ? 512 : kt_q_5bit(wdt) ? 320 : wdt == KT_Q6_K ? 384 : 256;
 }
 static inline int64_t kt_q_sub(int32_t wdt) { return kt_q_hdr(wdt) + kt_q_bk(wdt) / 32 * kt_q_grp(wdt); }
 /* Bytes of one 32-row block over K columns, and of a matrix of R rows. */
@@ -111,10 +120,11 @@ static inline KtQg kt_qg(const uint8_t *restrict sub, int64_t g, int32_t wdt) {
     const uint8_t *grp = sub + kt_q_hdr(wdt) + g * kt_q_grp(wdt);
     kt_vf d = kt_f16v(sub);
     q.s = q.s2 = d, q.m = (kt_vf){0}, q.h4 = q.h5 = (kt_vu){0}, q.q = grp;
+    if (kt_q_5bit(wdt)) q.h4 = kt_u32v(grp), q.q = grp + 64;
+    if (wdt == KT_Q4_1 || wdt == KT_Q5_1) q.m = -kt_f16v(sub + 32); /* x = d q + m */
     if (wdt == KT_Q4_K || wdt == KT_Q5_K) {
         q.s = q.s2 = d * kt_u8v(sub + 64 + 16 * g);
         q.m = kt_f16v(sub + 32) * kt_u8v(sub + 192 + 16 * g);
-        if (wdt == KT_Q5_K) q.h4 = kt_u32v(grp), q.q = grp + 64;
     } else if (wdt == KT_Q6_K) {
         q.s = d * kt_i8v(sub + 32 + 32 * g);
         q.s2 = d * kt_i8v(sub + 48 + 32 * g);
@@ -145,7 +155,7 @@ static inline void kt_qg_lev(const KtQg *q, int j, kt_vf *lo, kt_vf *hi, int32_t
         *lo = __builtin_convertvector((kt_vsb)(bl - 8), kt_vf), *hi = __builtin_convertvector((kt_vsb)(bh - 8), kt_vf);
         return;
     }
-    if (wdt == KT_Q4_K) {
+    if (wdt == KT_Q4_K || wdt == KT_Q4_1) {
         *lo = __builtin_convertvector(bl, kt_vf), *hi = __builtin_convertvector(bh, kt_vf);
         return;
     }
@@ -156,7 +166,11 @@ static inline void kt_qg_lev(const KtQg *q, int j, kt_vf *lo, kt_vf *hi, int32_t
         *lo = __builtin_convertvector((kt_vi)ll - 32, kt_vf), *hi = __builtin_convertvector((kt_vi)lh - 32, kt_vf);
         return;
     }
-    *lo = __builtin_convertvector(ll, kt_vf), *hi = __builtin_convertvector(lh, kt_vf); /* Q5_K */
+    if (wdt == KT_Q5_0) {
+        *lo = __builtin_convertvector((kt_vi)ll - 16, kt_vf), *hi = __builtin_convertvector((kt_vi)lh - 16, kt_vf);
+        return;
+    }
+    *lo = __builtin_convertvector(ll, kt_vf), *hi = __builtin_convertvector(lh, kt_vf); /* Q5_1, Q5_K */
 }
 
 /* Columns j and j + 16 of the group's 16 rows, dequantised: bit-identical to ggml (every product of a
@@ -215,7 +229,7 @@ static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, const uint8_t *re
             }
             for (int t = 0; t < tb; t++) {
                 float sx = 0.0f; /* the min's factor: sum of the group's activations */
-                if (wdt == KT_Q4_K || wdt == KT_Q5_K) sx = kt_hsum(kt_ldv(xs[t] + xo) + kt_ldv(xs[t] + xo + 16));
+                if (kt_q_has_min(wdt)) sx = kt_hsum(kt_ldv(xs[t] + xo) + kt_ldv(xs[t] + xo + 16));
                 for (int s = 0; s < 2; s++) acc[s][t] += lo[s][t] * q[s].s + hi[s][t] * q[s].s2 - q[s].m * sx;
             }
         } else {
@@ -263,10 +277,12 @@ static inline void kt_qpanel_dequant(float *restrict scr, const uint8_t *restric
  * The weights enter unsigned (the levels as stored; Q8_0's as qs + 128) and the offsets come back
  * through the activation sums. Per group and token, il and ih the dot products of columns 0-15 and
  * 16-31, S0 and S1 the sums of q over them, S = S0 + S1:
- *   Q8_0  isum = il + ih - 128 S            Q4_0  isum = il + ih - 8 S
- *   Q4_K, Q5_K  isum = sc (il + ih)         Q6_K  isum = sc0 (il - 32 S0) + sc1 (ih - 32 S1)
- *   acc += (D * d) * (float)isum            and for Q4_K, Q5_K  acc += (-dmin * d) * (float)(m S)
- * (D the f16 scale, d the activation block's, sc and m the group's integer scale and min): the
+ *   Q8_0  isum = il + ih - 128 S      Q4_0  isum = il + ih - 8 S      Q5_0  isum = il + ih - 16 S
+ *   Q4_1, Q5_1  isum = il + ih        Q4_K, Q5_K  isum = sc (il + ih)
+ *   Q6_K  isum = sc0 (il - 32 S0) + sc1 (ih - 32 S1)
+ *   acc += (D * d) * (float)isum       then with a min  acc += (M * d) * (float)(mn S)
+ * (M = m, mn = 1 for Q4_1, Q5_1; M = -dmin, mn = m for Q4_K, Q5_K)
+ * (D the f16 scale, d the activation block's, sc the group's integer scale): the
  * arithmetic of quant_dot_int8, whose integer sums these are exactly. */
 static inline int64_t kt_qa_row_bytes(int64_t K) { return (K + K / 32 * 4 + K / 16 * 4 + 63) / 64 * 64; }
 
@@ -372,7 +388,7 @@ static inline void kt_qg_u8(const KtQg *q, int j4, kt_vb64 *lo, kt_vb64 *hi, int
     }
     kt_vb64 b = kt_t4x16(q->q + 64 * j4);
     *lo = b & 15, *hi = b >> 4;
-    if (wdt == KT_Q5_K || wdt == KT_Q6_K) *lo |= kt_hbits(q->h4, 4 * j4, 4), *hi |= kt_hbits(q->h4, 16 + 4 * j4, 4);
+    if (kt_q_5bit(wdt) || wdt == KT_Q6_K) *lo |= kt_hbits(q->h4, 4 * j4, 4), *hi |= kt_hbits(q->h4, 16 + 4 * j4, 4);
     if (wdt == KT_Q6_K) *lo |= kt_hbits(q->h5, 4 * j4, 5), *hi |= kt_hbits(q->h5, 16 + 4 * j4, 5);
 }
 
@@ -419,6 +435,9 @@ static inline void kt_qpanel_tile_i8(kt_vf acc[2][KT_TB], int tb, const uint8_t 
                 sc = sc2 = kt_u8i(sub + 64 + 16 * g);
                 mn = kt_u8i(sub + 192 + 16 * g);
                 M = -kt_f16v(sub + 32);
+            } else if (wt == KT_Q4_1 || wt == KT_Q5_1) {
+                mn = sc;
+                M = kt_f16v(sub + 32);
             } else if (wt == KT_Q6_K) {
                 sc = kt_i8i(sub + 32 + 32 * g);
                 sc2 = kt_i8i(sub + 48 + 32 * g);
@@ -443,11 +462,12 @@ static inline void kt_qpanel_tile_i8(kt_vf acc[2][KT_TB], int tb, const uint8_t 
                     kt_vi isum;
                     if (wt == KT_Q8_0) isum = il[t] + ih[t] - 128 * S;
                     else if (wt == KT_Q4_0) isum = il[t] + ih[t] - 8 * S;
+                    else if (wt == KT_Q5_0) isum = il[t] + ih[t] - 16 * S;
                     else if (wt == KT_Q6_K) isum = sc * (il[t] - 32 * S0) + sc2 * (ih[t] - 32 * S1);
                     else isum = sc * (il[t] + ih[t]);
                     kt_vf *ac = &acc[s][t0 + t];
                     *ac += (D * d) * __builtin_convertvector(isum, kt_vf); /* contracted to an FMA */
-                    if (wt == KT_Q4_K || wt == KT_Q5_K) *ac += (M * d) * __builtin_convertvector(mn * S, kt_vf);
+                    if (kt_q_has_min(wt)) *ac += (M * d) * __builtin_convertvector(mn * S, kt_vf);
                 }
             }
         }

@@ -113,7 +113,8 @@ static void convert(void *dst, DType to, const void *srcp, DType from, int64_t n
     for (int64_t i = 0; i < n; i++) convert_at(dst, to, i, srcp, from, i);
 }
 
-/* The fields of one source block of a block type with a kernel: f16 bits of d (and dmin), the integer
+/* The fields of one source block of a block type with a kernel: f16 bits of d (and dmin, or Q4_1's and
+ * Q5_1's m), the integer
  * sub-block scales (and mins) and every element's stored level (Q8_0: the int8 bits). */
 typedef struct QSrc {
     uint16_t d, dmin;
@@ -125,9 +126,20 @@ static void qsrc_decode(DType t, const uint8_t *b, QSrc *q) {
     memcpy(&q->d, t == DT_Q6_K ? b + 208 : b, 2);
     if (t == DT_Q8_0)
         for (int i = 0; i < 32; i++) q->lev[i] = b[2 + i];
-    else if (t == DT_Q4_0)
-        for (int j = 0; j < 16; j++) q->lev[j] = b[2 + j] & 15, q->lev[j + 16] = b[2 + j] >> 4;
-    else if (t == DT_Q4_K || t == DT_Q5_K) {
+    else if (t == DT_Q4_0 || t == DT_Q4_1) { /* d, [m], nibbles */
+        const uint8_t *qs = b + (t == DT_Q4_1 ? 4 : 2);
+        if (t == DT_Q4_1) memcpy(&q->dmin, b + 2, 2); /* m */
+        for (int j = 0; j < 16; j++) q->lev[j] = qs[j] & 15, q->lev[j + 16] = qs[j] >> 4;
+    } else if (t == DT_Q5_0 || t == DT_Q5_1) { /* d, [m], qh (bit i: element i's fifth bit), nibbles */
+        const int off = t == DT_Q5_1 ? 4 : 2;
+        const uint8_t *qs = b + off + 4;
+        uint32_t qh = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
+        if (t == DT_Q5_1) memcpy(&q->dmin, b + 2, 2); /* m */
+        for (int j = 0; j < 16; j++) {
+            q->lev[j] = (uint8_t)((qs[j] & 15) | (qh >> j & 1) << 4);
+            q->lev[j + 16] = (uint8_t)((qs[j] >> 4) | (qh >> (j + 16) & 1) << 4);
+        }
+    } else if (t == DT_Q4_K || t == DT_Q5_K) {
         const uint8_t *s = b + 4, *qh = b + 16, *qs = b + (t == DT_Q5_K ? 48 : 16);
         memcpy(&q->dmin, b + 2, 2);
         for (int j = 0; j < 8; j++) { /* ggml's get_scale_min_k4 */
@@ -164,6 +176,7 @@ static void qpanel_row(char *dst, DType t, int64_t r, const uint8_t *src, int64_
         qsrc_decode(t, src + (size_t)kb * dtype_block_bytes(t), &q);
         uint8_t *sub = (uint8_t *)dst + kt_q_sub_offset(r, kb, K, wdt);
         memcpy(sub + 2 * lane, &q.d, 2);
+        if (t == DT_Q4_1 || t == DT_Q5_1) memcpy(sub + 32 + 2 * lane, &q.dmin, 2); /* m */
         if (t == DT_Q4_K || t == DT_Q5_K) {
             memcpy(sub + 32 + 2 * lane, &q.dmin, 2);
             for (int j = 0; j < 8; j++)
@@ -180,9 +193,10 @@ static void qpanel_row(char *dst, DType t, int64_t r, const uint8_t *src, int64_
             }
             uint32_t h4 = 0, h5 = 0;
             for (int c = 0; c < 32; c++) h4 |= (uint32_t)(lev[c] >> 4 & 1) << c, h5 |= (uint32_t)(lev[c] >> 5 & 1) << c;
-            if (t == DT_Q5_K || t == DT_Q6_K) memcpy(grp + 4 * lane, &h4, 4);
+            const int five = t == DT_Q5_0 || t == DT_Q5_1 || t == DT_Q5_K;
+            if (five || t == DT_Q6_K) memcpy(grp + 4 * lane, &h4, 4);
             if (t == DT_Q6_K) memcpy(grp + 64 + 4 * lane, &h5, 4);
-            uint8_t *nib = grp + (t == DT_Q5_K ? 64 : t == DT_Q6_K ? 128 : 0);
+            uint8_t *nib = grp + (five ? 64 : t == DT_Q6_K ? 128 : 0);
             for (int j = 0; j < 16; j++) nib[16 * j + lane] = (uint8_t)((lev[j] & 15) | (lev[j + 16] & 15) << 4);
         }
     }

@@ -146,7 +146,7 @@ static void t_pack_dequant(DType t) {
 
 /* ---- the quantised panel layout ---- */
 
-static const DType kernel_types[] = {DT_Q4_0, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K};
+static const DType kernel_types[] = {DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q8_0, DT_Q4_K, DT_Q5_K, DT_Q6_K};
 enum { N_KTYPES = sizeof kernel_types / sizeof kernel_types[0] };
 
 /* Element (r, c) of a quantised panel matrix at byte m0 of buf (R rows over K), through the kernels'
