@@ -13,7 +13,9 @@ static const char convert_usage[] =
     "Writes MODEL (a Hugging Face folder, or a GGUF file) as one GGUF v3 file the way llama.cpp's\n"
     "convert_hf_to_gguf.py lays it out: <arch>.* metadata (llama for Mixtral, qwen2moe, qwen3moe,\n"
     "olmoe), stacked experts, llama's q/k rows permuted for interleaved RoPE, weights in their dtype.\n"
-    "No tokenizer metadata is written. OUT appears only once complete.\n";
+    "No tokenizer is written, only llama.cpp's no-vocab marker (tokenizer.ggml.model 'none' and\n"
+    "<arch>.vocab_size), with which llama.cpp loads the file for token ids (llama-bench).\n"
+    "OUT appears only once complete.\n";
 
 int cmd_convert(int argc, char **argv) {
     Diag d = {0};

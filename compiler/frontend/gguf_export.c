@@ -85,6 +85,11 @@ static void metadata(Out *o, const ModelConfig *c, const char *arch) {
         if (rs->original_max_position_embeddings > 0)
             kv(o, gguf_kv_u32(K("rope.scaling.original_context_length"), (uint32_t)rs->original_max_position_embeddings));
     }
+    /* no tokenizer is written: llama.cpp's "no vocab" marker, with the vocabulary size its loader
+     * then takes from <arch>.vocab_size, so llama.cpp loads the file (llama-bench and
+     * llama-batched-bench feed token ids and need no tokenizer) */
+    kv(o, gguf_kv_str("tokenizer.ggml.model", "none"));
+    kv(o, gguf_kv_u32(K("vocab_size"), (uint32_t)c->vocab_size));
     if (c->bos_token_id >= 0) kv(o, gguf_kv_u32("tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id));
     if (c->eos_token_id >= 0) kv(o, gguf_kv_u32("tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_id));
 #undef K
