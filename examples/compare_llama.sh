@@ -195,11 +195,14 @@ for q in "${qtypes[@]}"; do
   models+=("$out") labels+=("$q")
 done
 load=$(cut -d' ' -f1-3 /proc/loadavg)
+busy=$(awk -v l="${load%% *}" -v n="$(nproc)" 'BEGIN { print (l > n / 2) ? "yes" : "" }')
+[ -z "$busy" ] || echo "$me: warning: load average $load on $(nproc) cores: other work will skew the figures" >&2
 for i in "${!models[@]}"; do measure_model "${models[$i]}" "${labels[$i]}"; done
 
 export CL_MODEL CL_MOEC CL_LLAMA CL_CPU CL_THREADS CL_LOAD CL_REPEAT
 CL_MODEL=$(realpath "$model") CL_MOEC="moec $moec_commit ($moec)" CL_CPU="$cpu, $(nproc) cores" CL_THREADS=$threads
-CL_LLAMA="llama.cpp $(cat "$work/llama_commit") ($llama_bin)" CL_LOAD=$load CL_REPEAT=$repeat
+CL_LLAMA="llama.cpp $(cat "$work/llama_commit") ($llama_bin)" CL_LOAD="$load${busy:+ (busy: the figures are skewed)}"
+CL_REPEAT=$repeat
 python3 - "$results" <<'EOF'
 import os, statistics, sys
 env = os.environ
