@@ -12,8 +12,12 @@ static const char convert_usage[] =
     "usage: moec convert MODEL -o OUT.gguf\n"
     "Writes MODEL (a Hugging Face folder, or a GGUF file) as one GGUF v3 file the way llama.cpp's\n"
     "convert_hf_to_gguf.py lays it out: <arch>.* metadata (llama for Mixtral, qwen2moe, qwen3moe,\n"
-    "olmoe), stacked experts, llama's q/k rows permuted for interleaved RoPE, weights in their dtype.\n"
-    "No tokenizer metadata is written. OUT appears only once complete.\n";
+    "olmoe), stacked experts, llama's q/k rows permuted for interleaved RoPE, weights in their dtype\n"
+    "but for what the converter keeps in f32 (norms, biases, 1-D tensors, the router and the shared\n"
+    "expert's gate: widened exactly, as ggml's CPU kernels take norms only in f32).\n"
+    "No tokenizer is written, only llama.cpp's no-vocab marker (tokenizer.ggml.model 'none' and\n"
+    "<arch>.vocab_size), with which llama.cpp loads the file for token ids (llama-bench).\n"
+    "OUT appears only once complete.\n";
 
 int cmd_convert(int argc, char **argv) {
     Diag d = {0};

@@ -18,6 +18,15 @@ typedef struct Out {
 
 static void kv(Out *o, GgufKv v) { o->kv[o->n_kv++] = v; }
 
+/* llama.cpp's converter writes these in f32 whatever the output type: 1-D tensors, norms, biases,
+ * the router and the shared expert's gate (conversion/base.py, prepare_tensors); ggml's CPU kernels
+ * take norms and biases only in f32. */
+static bool kept_f32(const char *name, int rank) {
+    size_t n = strlen(name);
+    bool weight = n > 7 && !strcmp(name + n - 7, ".weight");
+    return rank <= 1 || !weight || (n > 12 && !strcmp(name + n - 12, "_norm.weight")) || strstr(name, ".ffn_gate_inp");
+}
+
 static StWriteTensor *tensor(Out *o, const char *name, const TensorInfo *ti) {
     if (o->n_t == o->cap_t) {
         int cap = o->cap_t ? 2 * o->cap_t : 256;
@@ -33,13 +42,20 @@ static StWriteTensor *tensor(Out *o, const char *name, const TensorInfo *ti) {
     t->rank = ti->rank;
     memcpy(t->shape, ti->shape, sizeof t->shape);
     t->data = ti->data;
+    if ((ti->dtype == DT_BF16 || ti->dtype == DT_F16) && kept_f32(name, ti->rank)) { /* widened exactly */
+        size_t n = ti->nbytes / 2;
+        float *f = arena_alloc(o->a, n * sizeof *f);
+        for (size_t i = 0; i < n; i++) f[i] = dtype_load_f32(ti->dtype, ti->data, i);
+        t->dtype = DT_F32;
+        t->data = f;
+    }
     return t;
 }
 
 /* llama's converter permutes q/k rows within each head for ggml's interleaved RoPE (gguf_model.h). */
-static const void *permute_rows(Arena *a, const TensorInfo *ti, int64_t heads, int64_t hd) {
-    char *out = arena_alloc(a, ti->nbytes);
-    gguf_permute_qk(ti->data, out, ti->nbytes / (size_t)ti->shape[0], heads, hd, false);
+static const void *permute_rows(Arena *a, const StWriteTensor *t, size_t nbytes, int64_t heads, int64_t hd) {
+    char *out = arena_alloc(a, nbytes);
+    gguf_permute_qk(t->data, out, nbytes / (size_t)t->shape[0], heads, hd, false);
     return out;
 }
 
@@ -85,6 +101,11 @@ static void metadata(Out *o, const ModelConfig *c, const char *arch) {
         if (rs->original_max_position_embeddings > 0)
             kv(o, gguf_kv_u32(K("rope.scaling.original_context_length"), (uint32_t)rs->original_max_position_embeddings));
     }
+    /* no tokenizer is written: llama.cpp's "no vocab" marker, with the vocabulary size its loader
+     * then takes from <arch>.vocab_size, so llama.cpp loads the file (llama-bench and
+     * llama-batched-bench feed token ids and need no tokenizer) */
+    kv(o, gguf_kv_str("tokenizer.ggml.model", "none"));
+    kv(o, gguf_kv_u32(K("vocab_size"), (uint32_t)c->vocab_size));
     if (c->bos_token_id >= 0) kv(o, gguf_kv_u32("tokenizer.ggml.bos_token_id", (uint32_t)c->bos_token_id));
     if (c->eos_token_id >= 0) kv(o, gguf_kv_u32("tokenizer.ggml.eos_token_id", (uint32_t)c->eos_token_id));
 #undef K
@@ -146,7 +167,8 @@ bool gguf_export(const Model *m, Arena *a, Diag *d, const char *path) {
             bool q = !strcmp(rest, "self_attn.q_proj.weight") || !strcmp(rest, "self_attn.q_proj.bias");
             bool k = !strcmp(rest, "self_attn.k_proj.weight") || !strcmp(rest, "self_attn.k_proj.bias");
             if (llama && (q || k))
-                t->data = permute_rows(a, ti, q ? c->num_attention_heads : c->num_key_value_heads, c->head_dim);
+                t->data = permute_rows(a, t, t->dtype == ti->dtype ? ti->nbytes : ti->nbytes * 2, /* widened */
+                                       q ? c->num_attention_heads : c->num_key_value_heads, c->head_dim);
         } else {
             diag_error(d, "%s: tensor '%s': no GGUF name for it", m->dir, ti->name);
         }

@@ -47,8 +47,9 @@ foreach(check wide errors)
                    ${CMAKE_CURRENT_BINARY_DIR}/tmp/batch_${check} ${check})
   set_tests_properties(batch_${check} PROPERTIES LABELS e2e TIMEOUT 600)
 endforeach()
-# examples/ built and run as their headers say, and against an installed copy (pkg-config moert).
-foreach(check c_api install serve_remote)
+# examples/ built and run as their headers say, and against an installed copy (pkg-config moert);
+# compare_llama.sh against stand-ins for llama.cpp's binaries.
+foreach(check c_api install serve_remote compare_llama)
   add_test(NAME examples_${check}
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/examples_checks.sh $<TARGET_FILE:moec> ${PROJECT_SOURCE_DIR}
                    ${PROJECT_BINARY_DIR} ${CMAKE_CURRENT_BINARY_DIR}/tmp/examples_${check} ${check})

@@ -6,6 +6,9 @@
 #             `OUT --batch-prompts` (B = 4, 6 prompts) == each prompt alone
 #   serve_remote  examples/serve_remote.sh's dry run (host local:DIR): the model compiled, copied
 #             and served; a completion through curl == the executable's text
+#   compare_llama  examples/compare_llama.sh against stand-ins for llama.cpp's binaries (llama.cpp
+#             is not a dependency): its one-line errors; then the tiny model converted to GGUF,
+#             --quantize, --batch, two rounds: the table has every row, moec's figures parsed
 #   install   `cmake --install` into a prefix: generate.c built with `pkg-config --cflags --libs
 #             moert` against the installed libmoert.so gives the same text; the installed moec
 #             compiles an executable with the installed runtime
@@ -73,6 +76,36 @@ serve_remote)
   got=$(node -e 'console.log(JSON.parse(process.argv[1]).choices[0].text)' "$body")
   echo "exe:    $want"; echo "served: $got"
   [ "$want" = "$got" ] || fail "the served text differs from the executable's" ;;
+compare_llama)
+  cl=$src/examples/compare_llama.sh
+  bash -n "$cl" || fail "compare_llama.sh: syntax"
+  "$moec" convert "$work/m" -o "$work/m.gguf" 2>/dev/null || fail "convert"
+  expect_err() { # message-regex args...: exit status 1 and the one-line error
+    local re=$1; shift
+    "$cl" "$@" >"$work/err" 2>&1 && fail "compare_llama.sh $*: succeeded"
+    grep -Eq "$re" "$work/err" || { cat "$work/err"; fail "compare_llama.sh $*: expected /$re/"; }
+  }
+  expect_err 'nope/llama-bench: not found or not executable' --llama-bin "$work/nope" --model "$work/m.gguf" --moec "$moec"
+  mkdir -p "$work/bin"
+  # stand-ins: llama-bench's -o json, llama-batched-bench's jsonl, llama-quantize's copy
+  printf '#!/bin/sh\necho "[{\\"build_commit\\": \\"stub\\", \\"build_number\\": 1, \\"avg_ts\\": 100.0}]"\n' >"$work/bin/llama-bench"
+  chmod +x "$work/bin/llama-bench"
+  expect_err 'bin/llama-batched-bench: not found' --llama-bin "$work/bin" --model "$work/m.gguf" --batch 2 --moec "$moec"
+  expect_err 'config.json: not a GGUF file' --llama-bin "$work/bin" --model "$work/m/config.json" --moec "$moec"
+  expect_err 'moec-nope: moec not found' --llama-bin "$work/bin" --model "$work/m.gguf" --moec "$work/moec-nope"
+  printf '#!/bin/sh\necho "{\\"pl\\": 2, \\"speed_tg\\": 50.000000, \\"t\\": 1.0}"\n' >"$work/bin/llama-batched-bench"
+  printf '#!/bin/sh\ncp "$1" "$2"\n' >"$work/bin/llama-quantize"
+  chmod +x "$work/bin"/*
+  "$cl" --llama-bin "$work/bin" --model "$work/m.gguf" --moec "$moec" --threads 2 --prompt 8,16 --gen 4 --batch 2 \
+      --repeat 2 --quantize Q8_0 --work "$work/cl" >"$work/cl.out" 2>"$work/cl.err" || { cat "$work/cl.err"; fail "compare_llama.sh"; }
+  cat "$work/cl.out"
+  for row in "pp 8" "pp 16" "tg 4" "B=2 tg 4"; do
+    for t in bf16 Q8_0; do
+      grep -Eq "^$t +$row +[0-9]+\.[0-9] +(100\.0|50\.0) +[0-9]+\.[0-9]+x$" "$work/cl.out" || fail "no row '$t $row'"
+    done
+  done
+  grep -q "llama.cpp stub (build 1)" "$work/cl.out" || fail "the llama.cpp commit is not named"
+  [ "$(grep -c . "$work/cl/results.tsv")" -eq 32 ] || fail "expected 32 runs (2 types, 4 measures, 2 engines, 2 rounds)" ;;
 *) fail "unknown check $check" ;;
 esac
 echo "$check ok"

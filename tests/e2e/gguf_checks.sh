@@ -36,10 +36,12 @@ for spec in "mixtral" "qwen2_moe" "qwen3_moe" "olmoe" \
   [ "$a" = "$(cat "$work/a.out")" ] && [ "$b" = "$a" ] || fail "$name: compiled ids $a / $b differ from $(cat "$work/a.out")"
 done
 
-# inspect: types per tensor class
+# inspect: types per tensor class (the shared expert's gate and the norms in f32, as llama.cpp's
+# converter writes them)
 "$moec" inspect "$work/qwen2_moe.gguf" >"$work/inspect.out" || fail "inspect"
 grep -Eq "^weights .* in 1 GGUF file" "$work/inspect.out" && grep -Eq "blk.N.ffn_up_exps.weight +bf16 \(2\)" "$work/inspect.out" &&
-  grep -Eq "blk.N.ffn_gate_inp_shexp.weight +bf16 \(2\)" "$work/inspect.out" || { cat "$work/inspect.out"; fail "inspect types"; }
+  grep -Eq "blk.N.ffn_gate_inp_shexp.weight +f32 \(2\)" "$work/inspect.out" &&
+  grep -Eq "blk.N.attn_norm.weight +f32 \(2\)" "$work/inspect.out" || { cat "$work/inspect.out"; fail "inspect types"; }
 km="$shared/goldens/gguf/gguf_mixtral_k_small_q4_k_m/model"
 if [ -n "$shared" ] && [ -d "$km" ]; then
   "$moec" inspect "$km" >"$work/inspect.out" || fail "inspect q4_k_m"

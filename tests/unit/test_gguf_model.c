@@ -3,8 +3,9 @@
  *     llama.cpp's converter wrote into goldens/gguf/gguf_mixtral_f32 (the same checkpoint at f32):
  *     same names, shapes and values, so the layout — ggml dimension order, stacked experts, the
  *     llama q/k row permutation — is the converter's, and the metadata keys both write agree;
- * (b) reading that file back gives the HF tensors of the folder, byte for byte; and so does the
- *     same file with each layer's gate and up experts merged into one ffn_gate_up_exps tensor;
+ * (b) reading that file back gives the HF tensors of the folder, byte for byte (norms, the router
+ *     and other tensors llama.cpp's converter keeps in f32: value for value, widened to f32); and so
+ *     does the same file with each layer's gate and up experts merged into one ffn_gate_up_exps tensor;
  * (c) metadata moec cannot honour is refused with one error naming the GGUF key: an unknown
  *     architecture, per-layer KV head counts, a sigmoid gating function, logit soft-capping,
  *     partial RoPE, a sliding window on qwen, a missing embedding length. */
@@ -14,6 +15,16 @@
 #include "frontend.h"
 #include "gguf_model.h"
 #include "test.h"
+
+/* y, read back from the export, holds x: the same bytes, or x's values widened to f32. */
+static bool same_tensor(const TensorInfo *x, const TensorInfo *y) {
+    if (!y || y->rank != x->rank || memcmp(y->shape, x->shape, sizeof x->shape)) return false;
+    if (y->dtype == x->dtype) return y->nbytes == x->nbytes && !memcmp(y->data, x->data, x->nbytes);
+    if (y->dtype != DT_F32 || (x->dtype != DT_BF16 && x->dtype != DT_F16) || y->nbytes != x->nbytes * 2) return false;
+    for (size_t j = 0; j < x->nbytes / 2; j++)
+        if (dtype_load_f32(x->dtype, x->data, j) != dtype_load_f32(y->dtype, y->data, j)) return false;
+    return true;
+}
 
 static void export_matches_llama_cpp(const char *shared) {
     char hf[4200], ref[4200], out[4200];
@@ -45,11 +56,12 @@ static void export_matches_llama_cpp(const char *shared) {
         compared++;
     }
     EXPECT_EQ(compared, 23);
-    /* every key both files have agrees (general.* and the tokenizer aside) */
+    /* every key both files have agrees (general.* aside, and tokenizer.ggml.model: theirs has a
+     * tokenizer, moec writes llama.cpp's no-vocab marker) */
     int keys = 0;
     for (int i = 0; i < mine.n_kv; i++) {
         const GgufKv *k = &mine.kv[i], *r = gguf_kv_find(&theirs, k->key);
-        if (!r || !strncmp(k->key, "general.", 8)) continue;
+        if (!r || !strncmp(k->key, "general.", 8) || !strcmp(k->key, "tokenizer.ggml.model")) continue;
         char a1[256], a2[256];
         gguf_kv_format(k, a1, sizeof a1);
         gguf_kv_format(r, a2, sizeof a2);
@@ -64,7 +76,7 @@ static void export_matches_llama_cpp(const char *shared) {
     EXPECT_EQ(back.tt.n, m.tt.n);
     for (int i = 0; i < m.tt.n && i < back.tt.n; i++) {
         const TensorInfo *x = &m.tt.t[i], *y = st_find(&back.tt, x->name);
-        EXPECT_TRUE(y && y->nbytes == x->nbytes && !memcmp(y->data, x->data, x->nbytes));
+        EXPECT_TRUE(same_tensor(x, y));
     }
     model_close(&back);
     /* the merged layout: blk.N.ffn_gate_up_exps [E, 2 I, H], each expert's gate rows then up rows */
@@ -102,7 +114,7 @@ static void export_matches_llama_cpp(const char *shared) {
     EXPECT_EQ(mg.tt.n, m.tt.n);
     for (int i = 0; i < m.tt.n && i < mg.tt.n; i++) {
         const TensorInfo *x = &m.tt.t[i], *y = st_find(&mg.tt, x->name);
-        EXPECT_TRUE(y && y->nbytes == x->nbytes && !memcmp(y->data, x->data, x->nbytes));
+        EXPECT_TRUE(same_tensor(x, y));
     }
     model_close(&mg);
     gguf_close(&mine);
