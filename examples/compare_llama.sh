@@ -2,7 +2,8 @@
 # compare_llama.sh: moec against llama.cpp on the same GGUF file, side by side, on this machine.
 #
 #   examples/compare_llama.sh --llama-bin DIR --model X.gguf [--threads T] [--prompt 128,512]
-#       [--gen 64] [--batch B] [--repeat R] [--quantize Q8_0,Q4_0,Q4_K] [--moec PATH] [--work DIR]
+#       [--gen 64] [--batch B] [--repeat R] [--quantize Q8_0,Q4_0,Q4_K] [--act exact|int8] [--moec PATH]
+#       [--work DIR]
 #
 # DIR holds llama.cpp's binaries (its build/bin: llama-bench; llama-batched-bench for --batch,
 # llama-quantize for --quantize). llama.cpp is not a dependency of moec: build it yourself, e.g.
@@ -26,15 +27,17 @@
 # them: Q8_0, Q4_0, Q4_K (= Q4_K_M), Q4_K_S, ...), into the work folder, and each is measured too.
 # The table gives the median of the R runs of each figure and moec / llama.cpp; it names both
 # versions, the CPU and the threads. --threads defaults to all cores; both engines get the same.
+# --act: moec's activation mode for block-quantised weights (moec compile --act; default exact; int8
+# quantises activations per 32 values as llama.cpp's CPU backend does).
 # --work DIR: where the compiled executables (removed once measured: each is as large as its model)
 # and the quantised files go (default: a temporary folder, removed at exit); quantised files found
 # there are reused when newer than the model.
 set -euo pipefail
 me=compare_llama.sh
-usage() { sed -n '2,5p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,6p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 die() { echo "$me: error: $*" >&2; exit 1; }
 
-llama_bin="" model="" threads=$(nproc) prompts=128,512 gen=64 batch=0 repeat=3 quantize="" work=""
+llama_bin="" model="" threads=$(nproc) prompts=128,512 gen=64 batch=0 repeat=3 quantize="" work="" act=exact
 moec=${MOEC:-}
 while [ $# -gt 0 ]; do
   case $1 in -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
@@ -49,12 +52,14 @@ while [ $# -gt 0 ]; do
     --repeat) repeat=$2 ;;
     --quantize) quantize=$2 ;;
     --moec) moec=$2 ;;
+    --act) act=$2 ;;
     --work) work=$2 ;;
     *) echo "$me: $1: unknown option" >&2; usage ;;
   esac
   shift 2
 done
 [ -n "$llama_bin" ] && [ -n "$model" ] || usage
+[ "$act" = exact ] || [ "$act" = int8 ] || die "--act: expected exact or int8; got '$act'"
 for v in "$threads" "$gen" "$batch" "$repeat"; do
   [[ $v =~ ^[0-9]+$ ]] || die "'$v': expected a whole number (--threads, --gen, --batch, --repeat)"
 done
@@ -143,10 +148,10 @@ pair() { # type measure round moec_fn llama_fn
 measure_model() { # gguf type
   local gguf=$1 type=$2 exe=$work/$2.moec exeb=$work/$2.moec-b$batch
   echo "$me: $type: compiling $gguf with moec" >&2
-  run "$moec" compile "$gguf" -o "$exe" --threads "$threads" -q
+  run "$moec" compile "$gguf" -o "$exe" --threads "$threads" --act "$act" -q
   if [ "$batch" -gt 0 ]; then
     echo "$me: $type: compiling with --batch $batch" >&2
-    run "$moec" compile "$gguf" -o "$exeb" --batch "$batch" --threads "$threads" -q
+    run "$moec" compile "$gguf" -o "$exeb" --batch "$batch" --threads "$threads" --act "$act" -q
   fi
   local P bids="" b
   for ((b = 0; b < batch; b++)); do bids+="${bids:+;}$(ids "$p0" "$b")"; done
@@ -200,7 +205,7 @@ busy=$(awk -v l="${load%% *}" -v n="$(nproc)" 'BEGIN { print (l > n / 2) ? "yes"
 for i in "${!models[@]}"; do measure_model "${models[$i]}" "${labels[$i]}"; done
 
 export CL_MODEL CL_MOEC CL_LLAMA CL_CPU CL_THREADS CL_LOAD CL_REPEAT
-CL_MODEL=$(realpath "$model") CL_MOEC="moec $moec_commit ($moec)" CL_CPU="$cpu, $(nproc) cores" CL_THREADS=$threads
+CL_MODEL=$(realpath "$model") CL_MOEC="moec $moec_commit ($moec, --act $act)" CL_CPU="$cpu, $(nproc) cores" CL_THREADS=$threads
 CL_LLAMA="llama.cpp $(cat "$work/llama_commit") ($llama_bin)" CL_LOAD="$load${busy:+ (busy: the figures are skewed)}"
 CL_REPEAT=$repeat
 python3 - "$results" <<'EOF'
