@@ -240,6 +240,14 @@ static void quant_limits(Limits *lim, const Model *m, const QuantReport *r) {
     lim->expert_bytes = lim->moe_layers ? experts / (double)(lim->moe_layers * c->num_experts) : 0;
 }
 
+/* Whether the model holds block-quantised matrices as stored (a GGUF file): its limits then come from
+ * the stored bytes (quant_limits on a plan that keeps every class as it is). */
+static bool stored_blocks(const Model *m) {
+    for (uint32_t i = 0; i < m->g->n; i++)
+        if (m->g->nodes[i].op == OP_WEIGHT && dtype_is_quant(m->g->nodes[i].dtype)) return true;
+    return false;
+}
+
 /* Bytes one decode step of `rows` tokens reads when its rows route to `experts` distinct experts
  * per MoE layer (on average) and each row's slot holds `ctx` positions: every weight but the
  * routed experts once, those experts once each, one embedding row and the KV cache per row. */
@@ -620,6 +628,14 @@ int cmd_bench(int argc, char **argv) {
             if ((seen >> t & 1) && dtype_is_quant((DType)t) && !kt_is_q(t))
                 snprintf(kernel_note + strlen(kernel_note), sizeof kernel_note - strlen(kernel_note), "%s%s",
                          kernel_note[0] ? ", " : "", dtype_name((DType)t));
+    } else if (stored_blocks(&md)) {
+        QuantSpec keep = {.text = "as stored"};
+        for (int k = 0; k < QC_COUNT; k++) keep.type[k] = DT_COUNT;
+        if (!quantize_model(&md, a, &d, &keep, true, &qr)) {
+            diag_summary(&d);
+            return 1;
+        }
+        quant_limits(&lim, &md, &qr);
     }
     if (n_batch) {
         int brc = bench_batch(&d, self, model, cache, &md, &lim, quant ? &spec : NULL, int8, batches, n_batch,
