@@ -392,15 +392,11 @@ static inline void kt_qg_u8(const KtQg *q, int j4, kt_vb64 *lo, kt_vb64 *hi, int
     if (wdt == KT_Q6_K) *lo |= kt_hbits(q->h5, 4 * j4, 5), *hi |= kt_hbits(q->h5, 16 + 4 * j4, 5);
 }
 
-static inline kt_vi kt_u8i(const uint8_t *p) {
+/* The 16 bytes at p (a row of 16 lanes' u8 scales or mins). */
+static inline kt_vb kt_u8x16(const uint8_t *p) {
     kt_vb b;
     memcpy(&b, p, sizeof b);
-    return __builtin_convertvector(b, kt_vi);
-}
-static inline kt_vi kt_i8i(const uint8_t *p) {
-    kt_vsb b;
-    memcpy(&b, p, sizeof b);
-    return __builtin_convertvector(b, kt_vi);
+    return b;
 }
 
 /* The 4 activation bytes a[4 c .. 4 c + 3] in every lane. */
@@ -432,15 +428,15 @@ static inline void kt_qpanel_tile_i8(kt_vf acc[2][KT_TB], int tb, const uint8_t 
             kt_vi sc = (kt_vi){0} + 1, sc2 = sc, mn = (kt_vi){0};
             kt_vf M = (kt_vf){0};
             if (wt == KT_Q4_K || wt == KT_Q5_K) {
-                sc = sc2 = kt_u8i(sub + 64 + 16 * g);
-                mn = kt_u8i(sub + 192 + 16 * g);
+                sc = sc2 = __builtin_convertvector(kt_u8x16(sub + 64 + 16 * g), kt_vi);
+                mn = __builtin_convertvector(kt_u8x16(sub + 192 + 16 * g), kt_vi);
                 M = -kt_f16v(sub + 32);
             } else if (wt == KT_Q4_1 || wt == KT_Q5_1) {
                 mn = sc;
                 M = kt_f16v(sub + 32);
             } else if (wt == KT_Q6_K) {
-                sc = kt_i8i(sub + 32 + 32 * g);
-                sc2 = kt_i8i(sub + 48 + 32 * g);
+                sc = __builtin_convertvector((kt_vsb)kt_u8x16(sub + 32 + 32 * g), kt_vi);
+                sc2 = __builtin_convertvector((kt_vsb)kt_u8x16(sub + 48 + 32 * g), kt_vi);
             }
             for (int t0 = 0; t0 < tb; t0 += 4) {
                 const int nt = tb - t0 < 4 ? tb - t0 : 4;

@@ -2,29 +2,12 @@
  * --tokens value through moe_parse_ids; odd: a --prompt-file through moe_read_text, encoded with
  * the synthetic tokenizer `moec synth` writes, and the bytes also taken as ids for the streaming
  * decoder (any id, in range or not, must be handled). */
-#include "fuzz_util.h"
+#include "fuzz_tok.h"
 #include "textio.h"
-#include "tokenizer.h"
-#include "tokjson.h"
-
-static MoeTokenizer *synth_tokenizer(void) {
-    Diag d = {.quiet = true};
-    char path[512];
-    snprintf(path, sizeof path, "%s/synth-tokenizer.json", fuzz_dir());
-    Arena *a = arena_new();
-    void *blob;
-    size_t len;
-    char err[256];
-    if (!tokjson_write_synthetic(&d, path, 384) || !tokjson_load(a, &d, path, &blob, &len)) abort();
-    MoeTokenizer *t = moe_tok_load(blob, len, err, sizeof err);
-    arena_destroy(a);
-    if (!t) abort();
-    return t;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static MoeTokenizer *tok;
-    if (!tok) tok = synth_tokenizer();
+    if (!tok) tok = fuzz_synth_tokenizer(384);
     if (size < 1) return 0;
     if (!(data[0] & 1)) {
         char *s = fuzz_cstr(data + 1, size - 1);

@@ -21,28 +21,12 @@
  * FUZZ_SERVER_PRINT set, what the connection got goes to stderr (to see what a seed reaches). */
 #include "../../runtime/serve/server.c"
 
-#include "fuzz_util.h"
-#include "tokjson.h"
+#include "fuzz_tok.h"
 
 enum { VOCAB = 384, LAYERS = 2, EXPERTS = 4 };
 
 /* A broken promise: which check, then abort (libFuzzer keeps the input). */
 #define FAIL() (fprintf(stderr, "fuzz_server.c:%d: check failed\n", __LINE__), abort())
-
-static MoeTokenizer *synth_tokenizer(void) {
-    Diag d = {.quiet = true};
-    char path[512];
-    snprintf(path, sizeof path, "%s/synth-tokenizer.json", fuzz_dir());
-    Arena *a = arena_new();
-    void *blob;
-    size_t len;
-    char err[256];
-    if (!tokjson_write_synthetic(&d, path, VOCAB) || !tokjson_load(a, &d, path, &blob, &len)) abort();
-    MoeTokenizer *t = moe_tok_load(blob, len, err, sizeof err);
-    arena_destroy(a);
-    if (!t) abort();
-    return t;
-}
 
 static MoeJinja *template_file(const char *name) {
     char path[1024], err[256];
@@ -229,7 +213,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static MoeJinja *templates[2];
     static char *bos, *eos;
     if (!tok) {
-        tok = synth_tokenizer();
+        tok = fuzz_synth_tokenizer(VOCAB);
         templates[0] = template_file("mixtral.jinja");
         templates[1] = template_file("qwen3_moe.jinja");
         bos = token_str(tok, moe_tok_bos(tok));
