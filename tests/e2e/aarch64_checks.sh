@@ -10,6 +10,8 @@
 #                  to install, exit 1, no output written (needs neither qemu nor the toolchain)
 #   vector         --emit asm: neoverse-v1 kernels use SVE (fmla on z registers), neoverse-n1 and
 #                  cortex-a72 kernels NEON fmla on v registers and never a z register
+#   int8           --quant q4_0 --act int8 (the int8 dot products' portable code: no vpdpbusd off x86)
+#                  runs under qemu and gives the ids of `moec run --act int8`
 set -u
 moec=$1 work=$2 check=$3 rtdir=$4
 sysroot=/usr/aarch64-linux-gnu
@@ -43,6 +45,15 @@ selfcontained)
     || fail "alone run"
   echo "generic:  $want"; echo "aarch64:  $got"
   [ "$want" = "$got" ] || fail "AArch64 ids differ from the generic path" ;;
+int8)
+  need_cross
+  synth m qwen2_moe
+  "$moec" compile "$work/m" -o "$work/i8.exe" --quant q4_0 --act int8 --target aarch64-linux-gnu --cpu neoverse-n1 \
+      --threads 2 -q || fail "compile --act int8"
+  want=$("$moec" run "$work/m" --quant q4_0 --act int8 --tokens $prompt -n 8 --threads 2 2>/dev/null) || fail "moec run"
+  got=$(qemu neoverse-n1 "$work/i8.exe" --tokens $prompt -n 8 --threads 2) || fail "int8 run"
+  echo "generic:  $want"; echo "aarch64:  $got"
+  [ "$want" = "$got" ] || fail "AArch64 int8 ids differ from the generic path" ;;
 sidecar)
   need_cross
   synth m mixtral
