@@ -270,9 +270,11 @@ int compile_model(const CompileOptions *o, Diag *d) {
     }
     if (o->manifest_out) *o->manifest_out = man;
     if (!o->quiet)
-        fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s%s in %.2f s -> %s\n", o->model_dir,
+        fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s%s%s in %.2f s -> %s\n", o->model_dir,
                 md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg),
-                man.needs & MOE_NEED_AMX ? " (prefill on AMX tiles)" : "", moe_now_s() - t0, o->out);
+                man.needs & MOE_NEED_AMX ? " (prefill on AMX tiles)" : "",
+                !o->act_int8 ? "" : sp->act_bits & KT_DP_VNNI ? " (int8 activations, VNNI)" : " (int8 activations)",
+                moe_now_s() - t0, o->out);
     rc = 0;
 out:
     if (wtmp) unlink(wtmp);
