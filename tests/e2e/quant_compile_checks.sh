@@ -9,19 +9,23 @@
 # in their own kernels too (kernels/kt_quant.h): no matrix is dequantised to f32.
 # Then the int8 activation mode (`compile --act int8` against `run --act int8`): every family with a
 # type whose matrices all have kernels at these shapes, and the GGUF goldens of K types (SHARED, the
-# folder of ../shared, as 4th argument): identical ids and routes, logits within 0.25. Each path
-# quantises its own f32 activations, which differ in the last bits, and exact halves are common: a
-# row that is a dequantised embedding has few distinct values, so x / d lands on k + 0.5 (about 20
-# times in the qwen2_moe run), and an ulp decides its level. One such level moves that position's
-# keys and values, so every later logit, by up to ~0.07 on these tiny models; a wrong scale or
-# offset in a kernel changes the ids (tests/unit/test_qkernels.c checks the kernels themselves).
+# folder of ../shared, as 4th argument): identical ids (greedy tokens), mean |logit difference| under
+# 0.1. Each path quantises its own f32 activations, which differ in the last bits (and between
+# builds: the sanitizer build's generic path rounds otherwise), and exact halves are common: a row
+# that is a dequantised embedding has few distinct values, so x / d lands on k + 0.5 (about 20 times
+# in the qwen2_moe run), and an ulp decides its level. One such level moves that position's keys and
+# values, so later logits (up to ~0.07 on these tiny models; means 0.001-0.024 measured), and can tip
+# a router near-tie (seen once under ASan: one position's logits then moved 0.9), so routes are not
+# compared in this mode. A wrong scale or offset in a kernel changes the ids (measured by mutating
+# them); tests/unit/test_qkernels.c checks the kernels themselves.
 set -u
 moec=$1 work=$2 all=${3:-} shared=${4:-}
 rm -rf "$work" && mkdir -p "$work"
 fail() { echo "FAIL: $*"; exit 1; }
 prompt=5,17,99,3,250,31,8,64,12,200,7,1,44,90,2,300,18,77,150,9
 # same_paths MODEL EXE SPEC [ACT TOL]: `moec run --quant SPEC --act ACT` (SPEC "": none) and EXE give
-# the same ids and routes (--trace) and logits within TOL (--logits-out; default exact, 1e-4)
+# the same ids and routes (--trace; int8: ids only) and logits within TOL (--logits-out; the largest
+# difference, int8: the mean; default exact, 1e-4)
 same_paths() {
   local m=$1 exe=$2 spec=$3 act=${4:-exact} tol=${5:-1e-4} q=()
   [ -n "$spec" ] && q=(--quant "$spec")
@@ -31,12 +35,12 @@ same_paths() {
       >"$work/c.out" 2>"$work/c.err" || { cat "$work/c.err"; fail "compiled run of $exe"; }
   [ -s "$work/g.out" ] && cmp -s "$work/g.out" "$work/c.out" || fail "$exe: ids differ"
   routes() { tr -d ' \n' <"$1" | sed 's/.*"router_topk":\(.*\),"router_weights".*/\1/'; }
-  [ "$(routes "$work/g.json")" = "$(routes "$work/c.json")" ] || fail "$exe: routes differ"
+  [ "$act" = int8 ] || [ "$(routes "$work/g.json")" = "$(routes "$work/c.json")" ] || fail "$exe: routes differ"
   [ "$(wc -c <"$work/g.f32")" = "$(wc -c <"$work/c.f32")" ] || fail "$exe: logits of different lengths"
   paste <(od -An -v -tf4 -w4 "$work/g.f32") <(od -An -v -tf4 -w4 "$work/c.f32") |
-    awk -v what="$exe" -v tol="$tol" '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++}
-         END {printf "  %s: ids equal, %d logits, max |generic - compiled| = %.3g\n", what, n, m;
-              exit !(n > 0 && m < tol)}' || fail "$exe: logits differ"
+    awk -v what="$exe" -v tol="$tol" -v act="$act" '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; s += d; n++}
+         END {printf "  %s: ids equal, %d logits, max |generic - compiled| = %.3g, mean %.3g\n", what, n, m, s / n;
+              exit !(n > 0 && (act == "int8" ? s / n : m) < tol)}' || fail "$exe: logits differ"
 }
 declare -A types=([mixtral]="q8_0 q6_k" [qwen2_moe]=q4_0 [qwen3_moe]=q4_k [olmoe]=q5_k)
 for arch in mixtral qwen2_moe qwen3_moe olmoe; do
@@ -63,7 +67,7 @@ for arch in mixtral qwen2_moe qwen3_moe olmoe; do
   "$moec" compile "$work/$arch" --quant "$spec" --act int8 -o "$exe" --threads 2 --prefill-chunk 16 \
       2>"$work/compile.err" || { cat "$work/compile.err"; fail "compile $arch --quant $spec --act int8"; }
   grep -q "run dequantised" "$work/compile.err" && { cat "$work/compile.err"; fail "$arch $spec: a matrix without kernel"; }
-  same_paths "$work/$arch" "$exe" "$spec" int8 0.25
+  same_paths "$work/$arch" "$exe" "$spec" int8 0.1
   rm -f "$exe"
 done
 if [ -n "$shared" ]; then
@@ -73,7 +77,7 @@ if [ -n "$shared" ]; then
       { cat "$work/compile.err"; fail "compile $g --act int8"; }
     # a Q4_K_M's q|k|v of two types packs as two quantised matrices, not dequantised to f32
     grep -q "run dequantised" "$work/compile.err" && { cat "$work/compile.err"; fail "$g: a matrix dequantised"; }
-    same_paths "$m" "$exe" "" int8 0.25
+    same_paths "$m" "$exe" "" int8 0.1
     rm -f "$exe"
   done
 fi
