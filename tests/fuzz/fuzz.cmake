@@ -23,7 +23,8 @@
 #                     connection's bytes through http.c, the routing and every endpoint, json.c,
 #                     the fields of a completion or chat request, the chat template, the tokenizer;
 #                     a fake engine releases text through engine.c's stop-string scan
-# frontend/gguf_export.c reads no file: it writes a model the readers above have already accepted.
+# frontend/gguf_export.c (moec convert) reads no file of its own: fuzz_gguf writes every model it
+# accepts back through it and reopens the file written.
 set(MOEC_FUZZ_SECONDS 30 CACHE STRING "Seconds each fuzz target runs under ctest")
 add_custom_target(fuzz)
 file(GLOB FUZZ_TARGETS CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)

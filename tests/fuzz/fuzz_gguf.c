@@ -4,13 +4,18 @@
  * through the formatter and the typed getters, every tensor through gguf_find and its bytes;
  * then reads it as a model as `moec run file.gguf` does (frontend/gguf_model.c: the metadata
  * through the family's config reader, the tensors renamed, sliced and unpermuted), and its
- * tokenizer.ggml.* metadata as a tokenizer (frontend/gguf_tok.c), which encodes a short text.
+ * tokenizer.ggml.* metadata as a tokenizer (frontend/gguf_tok.c), which encodes a short text; a model
+ * it accepts is written back as `moec convert` does (frontend/gguf_export.c), and the file written
+ * must open again.
  * Seeds: tests/fuzz/corpus/gguf/ (small files from gguf_write_file, a truncated golden header). */
 #include <stddef.h>
 #include <stdint.h>
 
 #include <stdlib.h>
+#include <unistd.h>
 
+#include "frontend.h"
+#include "fuzz_util.h"
 #include "gguf_model.h"
 #include "gguf_tok.h"
 #include "tokenizer.h"
@@ -59,7 +64,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         const Arch *arch;
         TensorTable tt;
         Diag q = {.quiet = true};
-        if (gguf_model_config(&g, a, &q, &c, &arch)) (void)gguf_model_tensors(&g, arch, &c, a, &q, &tt);
+        if (gguf_model_config(&g, a, &q, &c, &arch) && gguf_model_tensors(&g, arch, &c, a, &q, &tt)) {
+            Model m = {.dir = "fuzz.gguf", .arch = arch, .cfg = c, .tt = tt};
+            char out[512];
+            snprintf(out, sizeof out, "%s/export.gguf", fuzz_dir());
+            if (gguf_export(&m, a, &q, out)) {
+                GgufFile back;
+                Diag r = {.quiet = true};
+                if (!gguf_open(&back, a, &r, out)) __builtin_trap(); /* what export wrote must read back */
+                gguf_close(&back);
+            }
+            unlink(out);
+        }
         void *blob;
         size_t len;
         char err[256];
