@@ -122,35 +122,22 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
                has_bias, has_resid, amx);
         return;
     }
-    if (q == 2) { /* int8 mode: the rows quantised once */
-        char *qa = (char *)(own + (has_norm ? T * K : 0)); // [T] rows of kt_qa_row_bytes(K)
+    /* int8 mode: the rows quantised once (qa); exact mode in a prefill step: each block dequantised
+     * once per token chunk (dq); else the tile reads the weights as they are */
+    float *const work = own + (has_norm ? T * K : 0);
+    char *qa = q == 2 ? (char *)work : NULL;                  // [T] rows of kt_qa_row_bytes(K)
+    float *dq = q == 1 && T >= KT_TILE_T ? work : NULL;       // [kt_dq_scratch(K)]
+    if (qa)
         for (int64_t t = 0; t < n; t++) kt_qa_quantise(qa + t * kt_qa_row_bytes(K), xn + t * K, K, 0, K / 32);
-#define NM_CALL(pw, pwdt, pb, tb)                                                                           \
-    nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, NULL, qa)
-#define NM_TILE(tb) NM_PART(b, NM_CALL, tb)
-        KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
-#undef NM_TILE
-#undef NM_CALL
-        return;
-    }
-    if (q == 1 && T >= KT_TILE_T) { /* prefill: each block dequantised once per token chunk */
-        float *dq = own + (has_norm ? T * K : 0); // [kt_dq_scratch(K)]
 #define NM_DQ(pw, pwdt, pb, _) kt_qpanel_dequant(dq, pw, (pb) * kt_q_block_bytes(K, pwdt), 0, K / 32, pwdt)
 #define NM_CALL(pw, pwdt, pb, tb)                                                                           \
-    nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, dq, NULL)
+    nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, dq, qa)
 #define NM_BLOCK(b) NM_PART(b, NM_DQ, 0)
 #define NM_TILE(tb) NM_PART(b, NM_CALL, tb)
-        KT_FOR_TILES_AT(n, kt_chunk(K), b, blo, bhi, t, NM_BLOCK, NM_TILE)
+    if (dq) KT_FOR_TILES_AT(n, kt_chunk(K), b, blo, bhi, t, NM_BLOCK, NM_TILE)
+    else KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
 #undef NM_BLOCK
 #undef NM_TILE
 #undef NM_CALL
 #undef NM_DQ
-        return;
-    }
-#define NM_CALL(pw, pwdt, pb, tb)                                                                           \
-    nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, NULL, NULL)
-#define NM_TILE(tb) NM_PART(b, NM_CALL, tb)
-    KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
-#undef NM_TILE
-#undef NM_CALL
 }
