@@ -189,7 +189,7 @@ int compile_model(const CompileOptions *o, Diag *d) {
     Graph *sd = pass_specialize(a, md.g, o->batch, o->capacity_factor);
     /* --act int8: vpdpbusd where the target has AVX512-VNNI, else the kernels' portable integer code */
     sp->act_bits = sd->act_bits =
-        o->act_int8 ? KT_ACT_I8 | (cg_has_feature(cg, "avx512vnni") ? KT_DP_VNNI : 0) : 0;
+        o->act == GK_ACT_INT8 ? KT_ACT_I8 | (cg_has_feature(cg, "avx512vnni") ? KT_DP_VNNI : 0) : 0;
     dump(o, "specialize", "prefill", sp);
     dump(o, "specialize", "decode", sd);
     if (!ir_verify(sp, d) || !ir_verify(sd, d)) goto out;
@@ -273,7 +273,7 @@ int compile_model(const CompileOptions *o, Diag *d) {
         fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s%s%s in %.2f s -> %s\n", o->model_dir,
                 md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg),
                 man.needs & MOE_NEED_AMX ? " (prefill on AMX tiles)" : "",
-                !o->act_int8 ? "" : sp->act_bits & KT_DP_VNNI ? " (int8 activations, VNNI)" : " (int8 activations)",
+                o->act != GK_ACT_INT8 ? "" : sp->act_bits & KT_DP_VNNI ? " (int8 activations, VNNI)" : " (int8 activations)",
                 moe_now_s() - t0, o->out);
     rc = 0;
 out:

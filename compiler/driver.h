@@ -6,6 +6,7 @@
 
 #include "diag.h"
 #include "format.h"
+#include "interp/kernels.h"
 
 typedef enum EmitKind { EMIT_EXE, EMIT_OBJ, EMIT_LLVM, EMIT_ASM } EmitKind;
 
@@ -24,7 +25,8 @@ typedef struct CompileOptions {
     bool quiet;               /* no progress lines */
     MoeManifest *manifest_out; /* optional: receives the compiled program's manifest */
     const struct QuantSpec *quant; /* --quant (frontend/quantize.h), or NULL: weights as stored */
-    bool act_int8;            /* --act int8: block-type weights meet int8 activations (runtime/quant.h) */
+    GkAct act;                /* --act: int8 activations for block-type weights (runtime/quant.h), bf16
+                               * for bf16 weights (interp/kernels.h), or exact */
     const char *chat_template; /* --chat-template FILE, or NULL: the model's own (frontend/chat_template.h) */
     bool no_chat_template;     /* --no-chat-template: embed none */
 } CompileOptions;

@@ -37,6 +37,16 @@ bool cli_parse_double(Diag *d, const char *flag, const char *s, double lo, doubl
     return true;
 }
 
+bool cli_parse_act(Diag *d, const char *flag, const char *s, GkAct *act) {
+    for (GkAct a = GK_ACT_EXACT; a <= GK_ACT_BF16; a++)
+        if (!strcmp(s, gk_act_name(a))) {
+            *act = a;
+            return true;
+        }
+    diag_error(d, "%s: expected exact, int8 or bf16; got '%s'", flag, s);
+    return false;
+}
+
 bool cli_parse_ids(Diag *d, const char *flag, const char *s, int32_t **ids, int64_t *n) {
     int st = moe_parse_ids(s, ids, n);
     if (st != MOE_IDS_OK) diag_error(d, "%s: %s; got '%s'", flag, moe_parse_ids_error(st), s);

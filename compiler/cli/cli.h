@@ -6,12 +6,15 @@
 #include <stdint.h>
 
 #include "diag.h"
+#include "interp/kernels.h"
 
 /* Parses "1,2,3" into a malloc'd array; false after diag_error naming the flag. */
 bool cli_parse_ids(Diag *d, const char *flag, const char *s, int32_t **ids, int64_t *n);
 /* Parses a whole integer/float in [lo, hi]; false after diag_error naming the flag. */
 bool cli_parse_int(Diag *d, const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out);
 bool cli_parse_double(Diag *d, const char *flag, const char *s, double lo, double hi, double *out);
+/* Parses an --act value: exact, int8 or bf16 (interp/kernels.h); false after diag_error naming the flag. */
+bool cli_parse_act(Diag *d, const char *flag, const char *s, GkAct *act);
 /* The value after argv[*i] for flag (advancing *i); NULL after diag_error when missing. */
 const char *cli_value(Diag *d, int argc, char **argv, int *i);
 /* mkdir -p: creates path and its missing parents (mode 0755); false (errno set) when it cannot, or

@@ -281,7 +281,7 @@ typedef struct Bench {
     char files[2][16][8704]; /* [path]: the files that path maps, evicted and read back before each run */
     int n_files[2];
     const char *quant;     /* --quant SPEC for the generic path, or NULL */
-    const char *act;       /* --act for the generic path: "exact" or "int8" */
+    const char *act;       /* --act for the generic path: gk_act_name */
     char threads[16];
     int repeat;
     Measure m[8];
@@ -439,7 +439,7 @@ static bool run_batch_child(char **argv, double *agg, double *rows, double *expe
 }
 
 static int bench_batch(Diag *d, const char *self, const char *model, const char *cache, const Model *md,
-                       const Limits *lim, const QuantSpec *quant, bool int8, const int64_t *bs, int n_b,
+                       const Limits *lim, const QuantSpec *quant, GkAct act, const int64_t *bs, int n_b,
                        int64_t threads, int64_t prompt, int64_t gen, int64_t repeat, bool quick) {
     const ModelConfig *c = &md->cfg;
     char thr[16], n[32], bb[32], exe[4300];
@@ -450,14 +450,14 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
     for (int i = 0; i < n_b; i++) {
         snprintf(exe, sizeof exe, "%s/bench-b%" PRId64 "-%d.exe", cache, bs[i], (int)getpid());
         CompileOptions co = {.model_dir = model, .out = exe, .batch = bs[i], .threads = threads, .quiet = true,
-                             .quant = quant, .act_int8 = int8};
+                             .quant = quant, .act = act};
         fprintf(stderr, "moec: bench: batch %" PRId64 ": compiling\n", bs[i]);
         if (compile_model(&co, d)) return 1;
         snprintf(bb, sizeof bb, "%" PRId64, bs[i]);
         char *ids = batch_ids(bs[i], prompt, c->vocab_size);
         char *cmp_argv[] = {exe, "--batch-prompts", "--tokens", ids, "-n", n, "--threads", thr, "--verbose", NULL};
         char *gen_argv[] = {(char *)self, "run", (char *)model, "--batch-prompts", "--batch", bb, "--tokens", ids, "-n", n,
-                            "--threads", thr, "--verbose", "--act", int8 ? "int8" : "exact",
+                            "--threads", thr, "--verbose", "--act", (char *)gk_act_name(act),
                             quant ? "--quant" : NULL, quant ? (char *)quant->text : NULL, NULL};
         bool ok = true;
         for (int r = 0; r < repeat && ok; r++)
@@ -511,7 +511,8 @@ int cmd_bench(int argc, char **argv) {
     int64_t ctx[8] = {1024, 2048};
     int n_ctx_req = 2;
     const char *model = NULL, *json = NULL, *plot = NULL;
-    bool quick = false, quant = false, int8 = false;
+    bool quick = false, quant = false;
+    GkAct act = GK_ACT_EXACT;
     QuantSpec spec;
     int64_t batches[16];
     int n_batch = 0;
@@ -561,11 +562,7 @@ int cmd_bench(int argc, char **argv) {
             if (!quantize_spec_parse(&d, v, &spec)) return 2;
             quant = true;
         } else if (!strcmp(a, "--act")) {
-            if (strcmp(v, "exact") && strcmp(v, "int8")) {
-                diag_error(&d, "--act: expected exact or int8; got '%s'", v);
-                return 2;
-            }
-            int8 = !strcmp(v, "int8");
+            if (!cli_parse_act(&d, a, v, &act)) return 2;
         } else if (a[0] == '-') {
             diag_error(&d, "%s: unknown option; see 'moec bench --help'", a);
             return 2;
@@ -638,7 +635,7 @@ int cmd_bench(int argc, char **argv) {
         quant_limits(&lim, &md, &qr);
     }
     if (n_batch) {
-        int brc = bench_batch(&d, self, model, cache, &md, &lim, quant ? &spec : NULL, int8, batches, n_batch,
+        int brc = bench_batch(&d, self, model, cache, &md, &lim, quant ? &spec : NULL, act, batches, n_batch,
                               threads, prompt, gen, repeat, quick);
         diag_summary(&d);
         model_close(&md);
@@ -661,7 +658,7 @@ int cmd_bench(int argc, char **argv) {
     snprintf(thr, sizeof thr, "%" PRId64, threads);
     MoeManifest man;
     CompileOptions co = {.model_dir = model, .out = exe, .batch = 1, .threads = threads, .quiet = true,
-                         .manifest_out = &man, .quant = quant ? &spec : NULL, .act_int8 = int8};
+                         .manifest_out = &man, .quant = quant ? &spec : NULL, .act = act};
     double t0 = moe_now_s();
     int rc = compile_model(&co, &d);
     double compile_s = moe_now_s() - t0;
@@ -679,7 +676,7 @@ int cmd_bench(int argc, char **argv) {
 
     const int64_t P = man.prefill_chunk;
     Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL,
-               .act = int8 ? "int8" : "exact"};
+               .act = gk_act_name(act)};
     snprintf(b.threads, sizeof b.threads, "%s", thr);
     model_files(&b, PATH_GENERIC, model);
     snprintf(b.files[PATH_COMPILED][b.n_files[PATH_COMPILED]++], sizeof b.files[0][0], "%s", exe);
@@ -715,9 +712,11 @@ int cmd_bench(int argc, char **argv) {
                "         the same blocks regrouped: kernels/kt_quant.h)%s%s%s\n",
                spec.text, lim.weight_bytes_per_tok / 1e6, kernel_note[0] ? "\n         compiled: no kernel for " : "",
                kernel_note, kernel_note[0] ? ": those matrices are packed as f32 (4 bytes per weight)" : "");
-    if (quant || int8)
-        printf("activations: %s (--act)\n", int8 ? "int8, quantised per 32 values (integer dot products)"
-                                                : "exact f32 (the dequantised weights' exact products)");
+    if (quant || act != GK_ACT_EXACT)
+        printf("activations: %s (--act)\n",
+               act == GK_ACT_INT8   ? "int8 for block types, quantised per 32 values (integer dot products)"
+               : act == GK_ACT_BF16 ? "bf16 for bf16 weights (rounded to nearest even, f32 sums)"
+                                    : "exact f32 (the dequantised weights' exact products)");
     printf("machine: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s", bw / 1e9, peak / 1e9);
     if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", amx_peak / 1e9);
     printf(" (%s threads)\n", thr);
@@ -731,7 +730,7 @@ int cmd_bench(int argc, char **argv) {
                     "\"fma_peak_gflops\": %.3f, \"compile_s\": %.3f, \"quant\": %s%s%s, \"act\": \"%s\",\n"
                     "  \"figures\": [\n",
                 model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s, quant ? "\"" : "",
-                quant ? spec.text : "null", quant ? "\"" : "", int8 ? "int8" : "exact");
+                quant ? spec.text : "null", quant ? "\"" : "", gk_act_name(act));
     bool first = true;
     for (int k = 0; k < cold_idx; k++) {
         const Measure *m = &b.m[k];

@@ -83,11 +83,7 @@ int cmd_compile(int argc, char **argv) {
         } else if (!strcmp(a, "--threads")) {
             if (!cli_parse_int(&d, a, v, 1, 1024, &o.threads)) return 2;
         } else if (!strcmp(a, "--act")) {
-            if (strcmp(v, "exact") && strcmp(v, "int8")) {
-                diag_error(&d, "--act: expected exact or int8; got '%s'", v);
-                return 2;
-            }
-            o.act_int8 = !strcmp(v, "int8");
+            if (!cli_parse_act(&d, a, v, &o.act)) return 2;
         } else if (!strcmp(a, "--weights")) {
             if (strcmp(v, "embed") && strcmp(v, "sidecar")) {
                 diag_error(&d, "--weights: expected embed or sidecar; got '%s'", v);

@@ -89,15 +89,6 @@ typedef struct KldOptions {
     bool score_all;
 } KldOptions;
 
-static bool parse_act(Diag *d, const char *flag, const char *v, GkAct *act) {
-    if (strcmp(v, "exact") && strcmp(v, "int8")) {
-        diag_error(d, "%s: expected exact or int8; got '%s'", flag, v);
-        return false;
-    }
-    *act = strcmp(v, "int8") ? GK_ACT_EXACT : GK_ACT_INT8;
-    return true;
-}
-
 static int parse_kld(int argc, char **argv, KldOptions *o, Diag *d) {
     memset(o, 0, sizeof *o);
     o->side[0].role = "REF";
@@ -129,7 +120,7 @@ static int parse_kld(int argc, char **argv, KldOptions *o, Diag *d) {
             if (!(v = cli_value(d, argc, argv, &i)) || !quantize_spec_parse(d, v, &s->spec)) return 2;
             s->quant = true;
         } else if (!strcmp(a, "--act") || !strcmp(a, "--ref-act")) {
-            if (!(v = cli_value(d, argc, argv, &i)) || !parse_act(d, a, v, &s->act)) return 2;
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_act(d, a, v, &s->act)) return 2;
             s->act_given = true;
         } else if (!strcmp(a, "--ref-cache")) {
             if (!(o->ref_cache = cli_value(d, argc, argv, &i))) return 2;
@@ -406,7 +397,7 @@ static void ref_cache_header(const KldOptions *o, int64_t scored, RefCacheHeader
     h->ids_hash = 1469598103934665603ull;
     for (int64_t i = 0; i < o->n; i++) h->ids_hash = (h->ids_hash ^ (uint32_t)o->ids[i]) * 1099511628211ull;
     snprintf(h->ref, sizeof h->ref, "%s|%s|%s", r->path, r->quant ? r->spec.text : "-",
-             r->act == GK_ACT_INT8 ? "int8" : "exact");
+             gk_act_name(r->act));
 }
 
 /* True when path holds the rows of exactly this run (read into rows, bytes long). */
@@ -448,7 +439,7 @@ static void json_str(FILE *f, const char *s) {
 /* "as stored", "--quant q8_0, --act int8", "compiled executable" */
 static const char *side_desc(const Side *s, char *buf, size_t n) {
     if (s->exe) snprintf(buf, n, "compiled executable");
-    else if (s->quant) snprintf(buf, n, "--quant %s --act %s", s->spec.text, s->act == GK_ACT_INT8 ? "int8" : "exact");
+    else if (s->quant) snprintf(buf, n, "--quant %s --act %s", s->spec.text, gk_act_name(s->act));
     else snprintf(buf, n, "as stored");
     return buf;
 }
@@ -488,7 +479,7 @@ static bool write_json(const KldOptions *o, const KldSummary *m, int64_t n_win, 
         if (s->quant) json_str(f, s->spec.text);
         else fputs("null", f);
         fprintf(f, ", \"act\": \"%s\", \"perplexity\": %.6f, \"mean_nll\": %.8f},\n",
-                s->act == GK_ACT_INT8 ? "int8" : "exact", k ? m->ppl_quant : m->ppl_ref, k ? m->nll_quant : m->nll_ref);
+                gk_act_name(s->act), k ? m->ppl_quant : m->ppl_ref, k ? m->nll_quant : m->nll_ref);
     }
     fprintf(f, "  \"tokens\": %" PRId64 ", \"ctx\": %" PRId64 ", \"windows\": %" PRId64 ", \"scored\": %" PRId64
                ", \"score\": \"%s\",\n",

@@ -128,12 +128,7 @@ static int parse_run(int argc, char **argv, RunOptions *o, Diag *d) {
             if (!(v = cli_value(d, argc, argv, &i)) || !quantize_spec_parse(d, v, &o->spec)) return 2;
             o->quant = true;
         } else if (!strcmp(a, "--act")) {
-            if (!(v = cli_value(d, argc, argv, &i))) return 2;
-            if (strcmp(v, "exact") && strcmp(v, "int8")) {
-                diag_error(d, "--act: expected exact or int8; got '%s'", v);
-                return 2;
-            }
-            o->act = strcmp(v, "int8") ? GK_ACT_EXACT : GK_ACT_INT8;
+            if (!(v = cli_value(d, argc, argv, &i)) || !cli_parse_act(d, a, v, &o->act)) return 2;
         } else if (!strcmp(a, "--logits-out")) {
             if (!(o->logits_out = cli_value(d, argc, argv, &i))) return 2;
         } else if (!strcmp(a, "--trace")) {

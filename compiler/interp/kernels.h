@@ -11,11 +11,18 @@
 
 #include "dtype.h"
 
-/* How a matrix of a block-quantised type meets the f32 activations (f32/f16/bf16 weights: always f32):
- *   GK_ACT_EXACT  f32 activations times the dequantised weights (quant_dequant_row), f32 sums;
- *   GK_ACT_INT8   each activation row quantised per 32 elements (quant_act_q8), then
- *                 quant_dot_int8 per weight row: integer dot products, as ggml's CPU backend. */
-typedef enum GkAct { GK_ACT_EXACT, GK_ACT_INT8 } GkAct;
+/* How the f32 activations meet a matrix (`--act` of moec run, compile, bench and kld):
+ *   GK_ACT_EXACT  f32 activations times the weights (block types dequantised: quant_dequant_row),
+ *                 f32 sums: the computation the goldens define;
+ *   GK_ACT_INT8   a block-quantised matrix: each activation row quantised per 32 elements
+ *                 (quant_act_q8), then quant_dot_int8 per weight row: integer dot products, as
+ *                 ggml's CPU backend (other dtypes: exact);
+ *   GK_ACT_BF16   a bf16 matrix: each activation row rounded to bf16 (to nearest even), then f32
+ *                 sums of the exact products, as AVX512_BF16's vdpbf16ps and AMX-BF16 compute; the
+ *                 router's and the shared-expert gate's logits stay exact (other dtypes: exact). */
+typedef enum GkAct { GK_ACT_EXACT, GK_ACT_INT8, GK_ACT_BF16 } GkAct;
+/* "exact", "int8", "bf16" */
+static inline const char *gk_act_name(GkAct a) { return a == GK_ACT_INT8 ? "int8" : a == GK_ACT_BF16 ? "bf16" : "exact"; }
 
 /* y[T, H] = table[ids[t], :] (rows of a block type dequantised) */
 void gk_embed(float *y, const int32_t *ids, int64_t T, const void *table, DType dt, int64_t H);
