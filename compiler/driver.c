@@ -137,6 +137,13 @@ static int64_t default_prefill_chunk(const ModelConfig *c, int64_t S, bool amx) 
     return P < S ? P : S;
 }
 
+/* The compile summary's note on the activation mode (empty: exact). */
+static const char *act_note(int32_t bits) {
+    if (bits & KT_ACT_I8) return bits & KT_DP_VNNI ? " (int8 activations, VNNI)" : " (int8 activations)";
+    if (bits & KT_ACT_BF16) return bits & KT_DP_BF16 ? " (bf16 activations, AVX512_BF16)" : " (bf16 activations)";
+    return "";
+}
+
 int compile_model(const CompileOptions *o, Diag *d) {
     double t0 = moe_now_s();
     if (o->dump_after && !known_pass(o->dump_after)) {
@@ -174,7 +181,11 @@ int compile_model(const CompileOptions *o, Diag *d) {
     if (!(cg = cg_new(d, &(CgTarget){o->triple, o->cpu, o->features, 3}))) goto out;
     if (o->emit == EMIT_EXE && !artifact_can_link(d, cg_triple(cg))) goto out; /* before the work */
     /* AMX tiles where the target has them ("--features -amx-bf16" turns them off), 3 planes unless asked */
-    int amx = cg_has_feature(cg, "amx-tile") && cg_has_feature(cg, "amx-bf16") ? (o->amx_planes ? o->amx_planes : 3) : 0;
+    /* (--act bf16: one plane, the activations rounded to bf16 as the other tiles round them) */
+    int amx = !cg_has_feature(cg, "amx-tile") || !cg_has_feature(cg, "amx-bf16") ? 0
+              : o->amx_planes                                                  ? o->amx_planes
+              : o->act == GK_ACT_BF16                                          ? 1
+                                                                               : 3;
     if (o->amx_planes && !amx && !o->quiet)
         fprintf(stderr, "moec: note: --amx-planes: target %s/%s has no AMX-BF16 tiles; prefill uses the FMA tile\n",
                 cg_triple(cg), cg_cpu(cg));
@@ -187,9 +198,12 @@ int compile_model(const CompileOptions *o, Diag *d) {
 
     Graph *sp = pass_specialize(a, md.g, P, o->capacity_factor);
     Graph *sd = pass_specialize(a, md.g, o->batch, o->capacity_factor);
-    /* --act int8: vpdpbusd where the target has AVX512-VNNI, else the kernels' portable integer code */
+    /* --act int8: vpdpbusd where the target has AVX512-VNNI; --act bf16: vdpbf16ps where it has
+     * AVX512_BF16; else the kernels' portable code */
     sp->act_bits = sd->act_bits =
-        o->act == GK_ACT_INT8 ? KT_ACT_I8 | (cg_has_feature(cg, "avx512vnni") ? KT_DP_VNNI : 0) : 0;
+        o->act == GK_ACT_INT8   ? KT_ACT_I8 | (cg_has_feature(cg, "avx512vnni") ? KT_DP_VNNI : 0)
+        : o->act == GK_ACT_BF16 ? KT_ACT_BF16 | (cg_has_feature(cg, "avx512bf16") ? KT_DP_BF16 : 0)
+                                : 0;
     dump(o, "specialize", "prefill", sp);
     dump(o, "specialize", "decode", sd);
     if (!ir_verify(sp, d) || !ir_verify(sd, d)) goto out;
@@ -273,7 +287,7 @@ int compile_model(const CompileOptions *o, Diag *d) {
         fprintf(stderr, "moec: compiled %s (%s, %" PRId64 " layers) for %s/%s%s%s in %.2f s -> %s\n", o->model_dir,
                 md.arch->model_type, c->num_hidden_layers, cg_triple(cg), cg_cpu(cg),
                 man.needs & MOE_NEED_AMX ? " (prefill on AMX tiles)" : "",
-                o->act != GK_ACT_INT8 ? "" : sp->act_bits & KT_DP_VNNI ? " (int8 activations, VNNI)" : " (int8 activations)",
+                act_note(sp->act_bits),
                 moe_now_s() - t0, o->out);
     rc = 0;
 out:

@@ -128,8 +128,9 @@ typedef struct Graph {
     int n_layers;
     const char *family;
     int64_t n_tok;                   /* 0: T symbolic; else the bound tokens per step */
-    int32_t act_bits;                /* bits block-type weights add to the kernels' wdt (kernels/kt_quant.h:
-                                      * KT_ACT_I8, KT_DP_VNNI); 0: the exact mode. Set before fuse */
+    int32_t act_bits;                /* --act bits weights add to the kernels' wdt (kt_wdt_bind: KT_ACT_I8 and
+                                      * KT_DP_VNNI on block types, KT_ACT_BF16 and KT_DP_BF16 on bf16 ones,
+                                      * kernels/kt_common.h, kt_quant.h); 0: the exact mode. Set before fuse */
     int64_t arena_bytes;             /* set by plan */
 } Graph;
 

@@ -2,7 +2,7 @@
 # compare_llama.sh: moec against llama.cpp on the same GGUF file, side by side, on this machine.
 #
 #   examples/compare_llama.sh --llama-bin DIR --model X.gguf [--threads T] [--prompt 128,512]
-#       [--gen 64] [--batch B] [--repeat R] [--quantize Q8_0,Q4_0,Q4_K] [--act exact|int8] [--moec PATH]
+#       [--gen 64] [--batch B] [--repeat R] [--quantize Q8_0,Q4_0,Q4_K] [--act exact|int8|bf16] [--moec PATH]
 #       [--work DIR]
 #
 # DIR holds llama.cpp's binaries (its build/bin: llama-bench; llama-batched-bench for --batch,
@@ -27,8 +27,9 @@
 # them: Q8_0, Q4_0, Q4_K (= Q4_K_M), Q4_K_S, ...), into the work folder, and each is measured too.
 # The table gives the median of the R runs of each figure and moec / llama.cpp; it names both
 # versions, the CPU and the threads. --threads defaults to all cores; both engines get the same.
-# --act: moec's activation mode for block-quantised weights (moec compile --act; default exact; int8
-# quantises activations per 32 values as llama.cpp's CPU backend does).
+# --act: moec's activation mode (moec compile --act; default exact): int8 quantises activations per
+# 32 values for block-quantised weights, as llama.cpp's CPU backend does; bf16 rounds them to bf16 for
+# bf16 weights, as llama.cpp does for a BF16 model.
 # --work DIR: where the compiled executables (removed once measured: each is as large as its model)
 # and the quantised files go (default: a temporary folder, removed at exit); quantised files found
 # there are reused when newer than the model.
@@ -59,7 +60,7 @@ while [ $# -gt 0 ]; do
   shift 2
 done
 [ -n "$llama_bin" ] && [ -n "$model" ] || usage
-[ "$act" = exact ] || [ "$act" = int8 ] || die "--act: expected exact or int8; got '$act'"
+[ "$act" = exact ] || [ "$act" = int8 ] || [ "$act" = bf16 ] || die "--act: expected exact, int8 or bf16; got '$act'"
 for v in "$threads" "$gen" "$batch" "$repeat"; do
   [[ $v =~ ^[0-9]+$ ]] || die "'$v': expected a whole number (--threads, --gen, --batch, --repeat)"
 done

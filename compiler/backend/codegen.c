@@ -451,11 +451,12 @@ static void add_enum_attr(Codegen *cg, LLVMValueRef fn, unsigned kind) {
 }
 
 /* The target intrinsics the templates may use, each behind a bound constant: the AMX tile intrinsics
- * of compiler/kernels/kt_amx.h (amx > 0) and vpdpbusd of kt_quant.h (KT_DP_VNNI in a wdt). */
+ * of compiler/kernels/kt_amx.h (amx > 0), vpdpbusd of kt_quant.h (KT_DP_VNNI in a wdt) and vdpbf16ps of
+ * kt_common.h (KT_DP_BF16). */
 static bool is_gated_intrinsic(const char *name) {
     static const char *const ok[] = {"llvm.x86.ldtilecfg",   "llvm.x86.tilerelease", "llvm.x86.tilezero",
                                      "llvm.x86.tileloadd64", "llvm.x86.tdpbf16ps",   "llvm.x86.tilestored64",
-                                     "llvm.x86.avx512.vpdpbusd.512"};
+                                     "llvm.x86.avx512.vpdpbusd.512", "llvm.x86.avx512bf16.dpbf16ps.512"};
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
         if (!strcmp(name, ok[i])) return true;
     return false;

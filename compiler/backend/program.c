@@ -89,8 +89,7 @@ static LLVMValueRef in_ptr(Emitter *e, const Node *n, int k) {
 /* The wdt kernels take for input k: its dtype, with the graph's act bits on a block type (kt_quant.h). */
 static int32_t wdt_of(Emitter *e, const Node *n, int k) {
     if (k >= n->n_in || ir_is_none(n->in[k])) return DT_F32;
-    int32_t t = (int32_t)ir_node(e->g, n->in[k])->dtype;
-    return kt_is_q(t) ? t | e->g->act_bits : t;
+    return kt_wdt_bind((int32_t)ir_node(e->g, n->in[k])->dtype, e->g->act_bits);
 }
 
 /* Calls template tmpl specialised as kname with c's bindings, then the rows parameter n (the
@@ -179,7 +178,7 @@ static bool emit_node(Emitter *e, const Node *n) {
         cint(&c, has_norm), cint(&c, !ir_is_none(n->in[3])), cint(&c, !ir_is_none(n->in[4]));
         const Node *w = ir_node(e->g, n->in[2]);
         const int64_t split = w->a.weight.split ? w->a.weight.split : n->shape[1];
-        int32_t wdt2 = w->a.weight.split ? (int32_t)w->a.weight.dtype2 | e->g->act_bits : wdt_of(e, n, 2);
+        int32_t wdt2 = w->a.weight.split ? kt_wdt_bind((int32_t)w->a.weight.dtype2, e->g->act_bits) : wdt_of(e, n, 2);
         cint(&c, wdt_of(e, n, 2)), cint(&c, wdt2), cint(&c, split), cint(&c, one_row ? 0 : n->a.norm.amx);
         snprintf(kname, sizeof kname, "k_%s_T%lld", n->name, (long long)rows);
         return emit_call(e, "kt_norm_matmul", kname, &c, one_row ? 1 : 0);

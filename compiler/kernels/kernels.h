@@ -134,7 +134,7 @@ enum { KT_TILE_T = 16 };
  *   silu(h[tok] . gate_e[i]) (h[tok] . up_e[i]) wt[s] for each expert's listed tokens, and act_sh[t][i]
  *   the same for the shared/dense expert over every token with weight sigmoid(h[t] . sg_w) (kind 1) or
  *   1; rows i split by thread in units of 32, as in kt_experts. act: [E][C][round16(I)] then
- *   [T][round16(SI)], then the int8 mode's gates and quantised rows (q8, below: kt_experts_act_floats).
+ *   [T][round16(SI)], then the int8/bf16 modes' gates and converted rows (q8, below: kt_experts_act_floats).
  * kt_experts_down: y[t] = x[t] + sum over the experts listing t of down_e act[e][s] (+ the shared
  *   expert's), the H rows split by thread in blocks of 32: each thread reads its rows of each
  *   expert's down matrix as one forward stream (in kt_experts a thread's columns of each 32-row
@@ -149,12 +149,12 @@ void kt_experts_down(float *restrict y, const float *restrict x, const char *res
                      const void *const *restrict xtab, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
                      int64_t C, int64_t SI, int32_t shared_kind, int32_t wdn, int32_t wsdn, int64_t n, int32_t ith,
                      int32_t nth);
-/* With int8 activations for down (q8: its wdt has KT_ACT_I8, kt_quant.h) the act rows hold silu(g) u
- * alone, as the generic path multiplies them: the routing weight and the shared expert's gate are
- * applied to down's output, the gates kept after the act rows ([T] floats), and the act rows follow
- * quantised (kt_qa_row_bytes rows: [E][C] of I columns, then [T] of SI), each thread quantising the
- * 32-column units it computed. kt_experts_act_scratch: h rows, the gates and with q8h (gate_up int8)
- * the quantised h rows. */
+/* With converted activations for down (q8: its wdt has KT_ACT_I8 or KT_ACT_BF16, kt_quant.h's kt_cv)
+ * the act rows hold silu(g) u alone, as the generic path multiplies them: the routing weight and the
+ * shared expert's gate are applied to down's output, the gates kept after the act rows ([T] floats),
+ * and the act rows follow converted (kt_qa_row_bytes rows: [E][C] of I columns, then [T] of SI), each
+ * thread converting the 32-column units it computed: to bf16 pairs when q8 has KT_ACT_BF16, else int8.
+ * kt_experts_act_scratch: h rows, the gates and with q8h (gate_up converted) the converted h rows. */
 static inline int64_t kt_experts_act_gates(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI) {
     return E * C * kt_round16(I) + T * kt_round16(SI);
 }
@@ -164,7 +164,8 @@ static inline int64_t kt_experts_act_qrows(int64_t T, int64_t E, int64_t C, int6
 static inline int64_t kt_experts_act_qshared(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI, int32_t q8) {
     return kt_experts_act_qrows(T, E, C, I, SI) + (q8 & 1 ? E * C * kt_qa_row_bytes(I) / 4 : 0);
 }
-/* Floats of the act buffer; q8: bit 0 the routed experts' down is int8, bit 1 the shared one's. */
+/* Floats of the act buffer; q8: bit 0 the routed experts' down takes converted rows, bit 1 the
+ * shared one's (KT_ACT_BF16: in the bf16 form). */
 static inline int64_t kt_experts_act_floats(int64_t T, int64_t E, int64_t C, int64_t I, int64_t SI, int32_t q8) {
     return kt_experts_act_qshared(T, E, C, I, SI, q8) + (q8 & 2 ? T * kt_qa_row_bytes(SI) / 4 : 0);
 }
@@ -185,8 +186,8 @@ static inline int64_t kt_experts_slice(int64_t W, int64_t nth) { return 32 * (((
 
 /* Floats of one thread's scratch for kt_norm_matmul (T rows of K) and kt_experts (T rows of H,
  * widest expert W): normalised rows, act rows; q = kt_q_scratch_kind of the weights (kt_quant.h):
- * 1 (exact mode) in a prefill step (T >= KT_TILE_T) one dequantised 32-row block, 2 (int8 mode) the
- * quantised input rows (kt_experts: h rows and act rows); with amx the packed activations of one
+ * 1 (exact mode) in a prefill step (T >= KT_TILE_T) one dequantised 32-row block, 2 (int8 or bf16
+ * mode) the converted input rows (kt_experts: h rows and act rows); with amx the packed activations of one
  * chunk (kt_amx.h) and a 32 x 32 output tile. */
 static inline int64_t kt_amx_scratch(int64_t K) { return kt_amx_pack_bytes(kt_amx_chunk(K), K) / 4; }
 static inline int64_t kt_dq_scratch(int64_t K) { return 64 * ((K + 31) / 32 * 16); } /* 32 rows of K, f32 panel */

@@ -53,13 +53,6 @@ static inline int64_t kt_amx_pack_bytes(int64_t tc, int64_t K) {
 /* Elements of one packed group of 16 rows in np planes. */
 static inline int64_t kt_amx_group_elems(int64_t K, int np) { return kt_amx_steps(K) * np * 16 * 32; }
 
-/* bf16 of x, rounded to nearest even (x finite). */
-static inline uint16_t kt_to_bf16(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-
 /* Packs m rows (m <= chunk) into dst, in ceil(m / 16) groups of np planes (the first np of hi, mid,
  * lo): row r is x + (toks ? toks[s0 + r] : s0 + r) * ld, its columns [0, K); rows m.. up to the
  * group's end and columns K.. up to the step's end are zero. */

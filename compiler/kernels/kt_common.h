@@ -48,10 +48,28 @@ static inline float kt_bf16(uint16_t v) {
     return f;
 }
 
-/* Element i of a weight tensor of dtype wdt (0 f32, 2 bf16) widened to f32. wdt is a constant in
- * every specialised kernel, so the branch folds. */
+/* bf16 of x, rounded to nearest even (x finite). */
+static inline uint16_t kt_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+/* A kernel's wdt: the weight's dtype (runtime/dtype.h) in the low byte, kt_wt, and above it how the
+ * weight meets the activations (bound by `moec compile --act`; kt_quant.h has the block types' bits):
+ *   KT_ACT_BF16  (bf16 weights only) the bf16 activation mode: each activation row is rounded to
+ *                bf16 once (kt_bf_row) and the tile adds the exact products of bf16 pairs in f32
+ *                (kt_panel_tile_bf); without it, f32 activations times the widened weights (exact)
+ *   KT_DP_BF16   with it, the target has AVX512_BF16: a pair product is one vdpbf16ps (the one
+ *                further exception to the no-intrinsics rule; else portable vector code). */
+enum { KT_WT_MASK = 0xff, KT_ACT_BF16 = 0x400, KT_DP_BF16 = 0x800 };
+static inline int32_t kt_wt(int32_t wdt) { return wdt & KT_WT_MASK; }
+static inline int kt_bfa(int32_t wdt) { return (wdt & KT_ACT_BF16) != 0; }
+
+/* Element i of a weight tensor of dtype kt_wt(wdt) (0 f32, 2 bf16) widened to f32. wdt is a constant
+ * in every specialised kernel, so the branch folds. */
 static inline float kt_wload(const void *w, int64_t i, int32_t wdt) {
-    return wdt == 2 ? kt_bf16(((const uint16_t *)w)[i]) : ((const float *)w)[i];
+    return kt_wt(wdt) == 2 ? kt_bf16(((const uint16_t *)w)[i]) : ((const float *)w)[i];
 }
 
 /* exp(x) from arithmetic only, so loops over it vectorise (libm's expf is a call per element):
@@ -139,7 +157,7 @@ static inline void kt_stv(float *p, kt_vf v) { memcpy(p, &v, sizeof v); }
 
 /* The 16 rows of one sub-panel at element offset o: column 2q in *ev, column 2q + 1 in *od. */
 static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_vf *ev, kt_vf *od) {
-    if (wdt == 2) {
+    if (kt_wt(wdt) == 2) {
         kt_vu u, e, m;
         memcpy(&u, (const uint16_t *)w + o, sizeof u);
         e = u << 16;
@@ -166,7 +184,7 @@ static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restri
     kt_vf a[2][KT_TB], b[2][KT_TB];
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) a[s][t] = b[s][t] = (kt_vf){0};
-    const int64_t es = wdt == 2 ? 2 : 4;
+    const int64_t es = kt_wt(wdt) == 2 ? 2 : 4;
     for (int64_t q = 0; q < n2; q++) {
         int64_t o = w0 + q * 64;
         for (int64_t line = 0; line < es * 32; line += 64) /* the 2 (bf16) or 4 (f32) lines of this pair */
@@ -195,6 +213,87 @@ static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restri
     }
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) acc[s][t] = tb <= 2 ? a[s][t] + b[s][t] : a[s][t];
+}
+
+/* ---- the bf16 activation mode (KT_ACT_BF16) ----
+ *
+ * An activation row of K columns becomes kt_bf_words(K) 32-bit words, word q = bf16(x[2q]) in the low
+ * half and bf16(x[2q + 1]) in the high half (a column >= K gives 0): exactly a bf16 panel pair's
+ * layout, so one broadcast word times one 64-byte sub-panel load is 16 rows' sums over two columns. */
+static inline int64_t kt_bf_words(int64_t K) { return kt_kp(K); }
+
+/* dst[q] for the pairs q of columns [c0, c1) (c0 even): rounded to nearest even, as vcvtne2ps2bf16. */
+static inline void kt_bf_row(uint32_t *restrict dst, const float *restrict src, int64_t c0, int64_t c1, int64_t K) {
+    for (int64_t q = c0 / 2; 2 * q < c1; q++) {
+        uint32_t lo = kt_to_bf16(src[2 * q]), hi = 2 * q + 1 < K ? kt_to_bf16(src[2 * q + 1]) : 0;
+        dst[q] = lo | hi << 16;
+    }
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+/* *acc += the pair products of w's and x's bf16 halves, one vdpbf16ps (through pointers: callers need
+ * not enable AVX-512). */
+__attribute__((target("avx512f,avx512bf16"))) static inline void kt_dpbf_x86(kt_vf *acc, const kt_vu *w, uint32_t x) {
+    __m512 a;
+    __m512i b, c = _mm512_set1_epi32((int)x);
+    memcpy(&a, acc, 64), memcpy(&b, w, 64);
+    a = _mm512_dpbf16_ps(a, (__m512bh)b, (__m512bh)c);
+    memcpy(acc, &a, 64);
+}
+#else
+/* Never called off x86: KT_DP_BF16 is bound only for an x86 target with AVX512_BF16. */
+static inline void kt_dpbf_x86(kt_vf *acc, const kt_vu *w, uint32_t x) { (void)acc, (void)w, (void)x; }
+#endif
+
+/* acc + for each lane l: w's high bf16 times x's high bf16, plus w's low times x's low (each product
+ * exact in f32; vdpbf16ps adds the high one first, and flushes subnormal inputs and results). */
+static inline kt_vf kt_dpbf(kt_vf acc, kt_vu w, uint32_t x, int32_t wdt) {
+    if (wdt & KT_DP_BF16) {
+        kt_dpbf_x86(&acc, &w, x);
+        return acc;
+    }
+    kt_vu we = w << 16, wo = w & 0xffff0000u;
+    uint32_t xe = x << 16, xo = x & 0xffff0000u;
+    float fe, fo;
+    memcpy(&fe, &xe, 4), memcpy(&fo, &xo, 4);
+    kt_vf vfe, vfo;
+    memcpy(&vfe, &we, 64), memcpy(&vfo, &wo, 64);
+    return acc + vfo * fo + vfe * fe;
+}
+
+/* One pair q of kt_panel_tile_bf into acc. */
+static inline void kt_bf_step(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t o,
+                              const uint32_t *const xs[KT_TB], int64_t q, int32_t wdt) {
+    __builtin_prefetch((const char *)w + o * 2 + KT_PF_BYTES);
+    __builtin_prefetch((const char *)w + o * 2 + KT_PF_BYTES + 64);
+    kt_vu wv[2];
+    memcpy(&wv[0], (const uint16_t *)w + o, 64);
+    memcpy(&wv[1], (const uint16_t *)w + o + 32, 64);
+    for (int t = 0; t < tb; t++) {
+        uint32_t x = xs[t][q];
+        for (int s = 0; s < 2; s++) acc[s][t] = kt_dpbf(acc[s][t], wv[s], x, wdt);
+    }
+}
+
+/* kt_panel_tile for bf16 weights in the bf16 activation mode: acc[s][t] = sum over pairs q < n2 of the
+ * block's 32 rows . xs[t][q] (bf16 pair words, kt_bf_row; n2 = ceil(K / 2): an odd K's last pair
+ * has a zero high half on both sides). tb <= 2 alternates two accumulator sets between pairs, so
+ * the dependency chains stay short. */
+static inline void kt_panel_tile_bf(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
+                                    const uint32_t *const xs[KT_TB], int64_t n2, int32_t wdt) {
+    kt_vf a[2][KT_TB], b[2][KT_TB];
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < tb; t++) a[s][t] = b[s][t] = (kt_vf){0};
+    int64_t q = 0;
+    if (tb <= 2)
+        for (; q + 2 <= n2; q += 2) {
+            kt_bf_step(a, tb, w, w0 + q * 64, xs, q, wdt);
+            kt_bf_step(b, tb, w, w0 + q * 64 + 64, xs, q + 1, wdt);
+        }
+    for (; q < n2; q++) kt_bf_step(a, tb, w, w0 + q * 64, xs, q, wdt);
+    for (int s = 0; s < 2; s++)
+        for (int t = 0; t < tb; t++) acc[s][t] = a[s][t] + b[s][t];
 }
 
 #endif

@@ -39,9 +39,8 @@ enum { KT_Q4_0 = 5, KT_Q4_1, KT_Q5_0, KT_Q5_1, KT_Q8_0, KT_Q4_K, KT_Q5_K, KT_Q6_
  *               integer dot products, one f32 FMA per block); without it the exact mode
  *   KT_DP_VNNI  with it, the target has AVX512-VNNI: the 4-way u8 x i8 dot products are vpdpbusd
  *               (the one further exception to the no-intrinsics rule; else portable vector code)
- * kt_wt gives the dtype alone. */
-enum { KT_WT_MASK = 0xff, KT_ACT_I8 = 0x100, KT_DP_VNNI = 0x200 };
-static inline int32_t kt_wt(int32_t wdt) { return wdt & KT_WT_MASK; }
+ * kt_wt (kt_common.h) gives the dtype alone. */
+enum { KT_ACT_I8 = 0x100, KT_DP_VNNI = 0x200 };
 static inline int kt_i8(int32_t wdt) { return (wdt & KT_ACT_I8) != 0; }
 
 static inline int kt_is_q(int32_t wdt) { return kt_wt(wdt) >= KT_Q4_0 && kt_wt(wdt) <= KT_Q6_K; }
@@ -55,8 +54,17 @@ static inline int kt_q_5bit(int32_t wdt) {
     return wdt == KT_Q5_0 || wdt == KT_Q5_1 || wdt == KT_Q5_K;
 }
 /* What a thread's scratch must hold for weights wdt: 0 nothing, 1 a dequantised block (exact mode),
- * 2 int8 activation rows (the *_scratch helpers of kernels.h take the largest over a kernel's weights). */
-static inline int32_t kt_q_scratch_kind(int32_t wdt) { return !kt_is_q(wdt) ? 0 : kt_i8(wdt) ? 2 : 1; }
+ * 2 converted activation rows (int8 or bf16 mode: kt_qa_row_bytes) (the *_scratch helpers of kernels.h
+ * take the largest over a kernel's weights). */
+static inline int32_t kt_q_scratch_kind(int32_t wdt) {
+    return kt_i8(wdt) || kt_bfa(wdt) ? 2 : kt_is_q(wdt) ? 1 : 0;
+}
+/* The wdt a kernel takes for a weight of dtype t in a graph whose mode bits are act_bits (--act):
+ * int8 bits go to the block types, bf16 bits to bf16 weights; every other dtype is exact. */
+static inline int32_t kt_wdt_bind(int32_t t, int32_t act_bits) {
+    int on = (act_bits & KT_ACT_I8) ? kt_is_q(t) : (act_bits & KT_ACT_BF16) ? t == 2 : 0;
+    return on ? t | act_bits : t;
+}
 /* Columns of a source block. */
 static inline int64_t kt_q_bk(int32_t wdt) { return kt_wt(wdt) >= KT_Q4_K ? 256 : 32; }
 /* Bytes of a sub-panel's header, of one group of 32 columns, of a whole sub-panel (16 rows x BK). */
@@ -284,7 +292,16 @@ static inline void kt_qpanel_dequant(float *restrict scr, const uint8_t *restric
  * (M = m, mn = 1 for Q4_1, Q5_1; M = -dmin, mn = m for Q4_K, Q5_K)
  * (D the f16 scale, d the activation block's, sc the group's integer scale): the
  * arithmetic of quant_dot_int8, whose integer sums these are exactly. */
-static inline int64_t kt_qa_row_bytes(int64_t K) { return (K + K / 32 * 4 + K / 16 * 4 + 63) / 64 * 64; }
+static inline int64_t kt_qa_int8_bytes(int64_t K) { return (K + K / 32 * 4 + K / 16 * 4 + 63) / 64 * 64; }
+
+/* Converted activation rows, of either mode (kt_cv: the weight wants them; the *_scratch helpers of
+ * kernels.h count them as scratch kind 2): an int8 row above, or a bf16 pair row (kt_bf_row,
+ * kt_common.h), every row kt_qa_row_bytes(K) bytes, room for either form. */
+static inline int kt_cv(int32_t wdt) { return kt_i8(wdt) || kt_bfa(wdt); }
+static inline int64_t kt_qa_row_bytes(int64_t K) {
+    int64_t a = kt_qa_int8_bytes(K), b = 4 * kt_bf_words(K);
+    return a > b ? a : b;
+}
 
 /* Row `row` of quantised rows of K columns at base, from group g0 (column 32 g0) on. */
 typedef struct KtQa {
@@ -319,6 +336,14 @@ static inline void kt_qa_quantise(void *restrict dst, const float *restrict x, i
         memcpy(q + 32 * b, qb, 32);
         d[b] = db;
     }
+}
+
+/* Converts the 32-column units [u0, u1) of row x[K] into dst (a row of kt_qa_row_bytes(K) bytes) in
+ * wdt's form: int8 (kt_qa_quantise; K a multiple of 32) or bf16 pairs (kt_bf_row). */
+static inline void kt_x_convert(void *restrict dst, const float *restrict x, int64_t K, int64_t u0, int64_t u1,
+                                int32_t wdt) {
+    if (kt_i8(wdt)) kt_qa_quantise(dst, x, K, u0, u1);
+    else kt_bf_row((uint32_t *)dst, x, 32 * u0, 32 * u1 < K ? 32 * u1 : K, K);
 }
 
 typedef uint8_t kt_vb64 __attribute__((vector_size(64))); // 64 x u8

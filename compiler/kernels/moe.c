@@ -180,7 +180,7 @@ static inline int64_t ex_tok(const int32_t *restrict toks, int64_t s) { return t
 /* act[s][16 (b - blo) + lane] = silu(g) u wt[s] (wts NULL: 1) for the 16 rows of gate/up block b,
  * tokens s in [s0, s0 + tb). gu0: offset of this expert's packed gate_up (ex_mat_size units); sl: act
  * row length. dq: block b dequantised to f32 (kt_qpanel_dequant), read instead of gate_up; NULL: none.
- * qh: the h rows quantised (int8 mode), or NULL. */
+ * qh: the h rows converted (int8 or bf16 mode, as wdt says), or NULL. */
 static inline void ex_gate_up(float *restrict act, const float *restrict h, const void *restrict gate_up, int64_t gu0,
                               const int32_t *restrict toks, const float *restrict wts, int tb, int64_t b,
                               int64_t blo, int64_t s0, int64_t sl, int64_t H, int32_t wdt, const float *restrict dq,
@@ -188,7 +188,12 @@ static inline void ex_gate_up(float *restrict act, const float *restrict h, cons
     const float *xs[KT_TB]; // KT_TB x [H]
     for (int t = 0; t < KT_TB; t++) xs[t] = h + ex_tok(toks, s0 + (t < tb ? t : 0)) * H;
     kt_vf acc[2][KT_TB]; // gate, up: [tb] vectors of 16 rows
-    if (qh) {
+    if (qh && kt_bfa(wdt)) {
+        const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(H)]
+        for (int t = 0; t < KT_TB; t++)
+            xw[t] = (const uint32_t *)((const char *)qh + ex_tok(toks, s0 + (t < tb ? t : 0)) * kt_qa_row_bytes(H));
+        kt_panel_tile_bf(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xw, (H + 1) / 2, wdt);
+    } else if (qh) {
         KtQa xa[KT_TB];
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qh, ex_tok(toks, s0 + (t < tb ? t : 0)), H, 0);
         kt_qpanel_tile_i8(acc, tb, gate_up, gu0 + b * kt_q_block_bytes(H, wdt), xa, 0, H / 32, wdt);
@@ -205,7 +210,8 @@ static inline void ex_gate_up(float *restrict act, const float *restrict h, cons
 /* part[tok s][32 c + 16 q + lane] += (wts[s] times, wts NULL: 1) down block c . act[s] over pairs
  * [p0, p0 + n2) (+ half), tokens s in [s0, s0 + tb). dn0: offset of this expert's packed down
  * (ex_mat_size units). Block types: p0 and n2 are multiples of 16 (whole groups of 32 columns); dq as in
- * ex_gate_up (those pairs only); qa: the act rows quantised (rows of sl columns), or NULL. */
+ * ex_gate_up (those pairs only); qa: the act rows converted (rows of sl columns, int8 or bf16 as
+ * wdt says), or NULL. */
 static inline void ex_down(float *restrict part, const float *restrict act, const void *restrict down, int64_t dn0,
                            const int32_t *restrict toks, int tb, int64_t c, int64_t s0, int64_t sl, int64_t p0,
                            int64_t n2, int half, int64_t H, int64_t Iw, int32_t wdt, const float *restrict dq,
@@ -213,7 +219,12 @@ static inline void ex_down(float *restrict part, const float *restrict act, cons
     const float *xs[KT_TB]; // KT_TB x [sl]
     for (int t = 0; t < KT_TB; t++) xs[t] = act + (s0 + (t < tb ? t : 0)) * sl;
     kt_vf acc[2][KT_TB];
-    if (qa) {
+    if (qa && kt_bfa(wdt)) {
+        const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(sl)]
+        for (int t = 0; t < KT_TB; t++)
+            xw[t] = (const uint32_t *)((const char *)qa + (s0 + (t < tb ? t : 0)) * kt_qa_row_bytes(sl));
+        kt_panel_tile_bf(acc, tb, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xw, n2 + half, wdt);
+    } else if (qa) {
         KtQa xa[KT_TB];
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, s0 + (t < tb ? t : 0), sl, 0);
         kt_qpanel_tile_i8(acc, tb, down, dn0 + c * kt_q_block_bytes(Iw, wdt), xa, p0 / 16, n2 / 16, wdt);
@@ -280,14 +291,15 @@ static void ex_ffn_amx(float *restrict part, const float *restrict h, float *res
  * wgu, wdn: the dtypes of gate_up and down. amx > 0 (both bf16): through ex_ffn_amx with amx planes
  * when the list fills enough of a tile (abuf and tile its work space). dq: kt_dq_scratch(max(H, slice))
  * floats for a dequantised block (block-type weights in the exact mode and n >= KT_Q_DEQ_ROWS).
- * Int8 mode: qh, the h rows quantised (gate_up int8), and qact, room for the n act rows quantised
- * (down int8: act then holds silu(g) u and wts[s] multiplies down's output, as the generic path). */
+ * Int8 or bf16 mode: qh, the h rows converted (gate_up kt_cv), and qact, room for the n act rows
+ * converted (down kt_cv: act then holds silu(g) u and wts[s] multiplies down's output, as the
+ * generic path). */
 static void ex_ffn(float *restrict part, const float *restrict h, float *restrict act, const void *restrict gate_up,
                    int64_t gu0, const void *restrict down, int64_t dn0, const int32_t *restrict toks,
                    const float *restrict wts, int64_t n, int64_t blo, int64_t bhi, int64_t H, int64_t Iw,
                    int32_t wgu, int32_t wdn, int amx, uint16_t *restrict abuf, float *restrict tile,
                    float *restrict dq, const void *restrict qh, char *restrict qact) {
-    if (amx && wgu == 2 && wdn == 2 && n >= KT_AMX_MIN_ROWS) {
+    if (amx && kt_wt(wgu) == 2 && kt_wt(wdn) == 2 && n >= KT_AMX_MIN_ROWS) {
         ex_ffn_amx(part, h, act, (const uint16_t *)gate_up, gu0, (const uint16_t *)down, dn0, toks, wts, n, blo, bhi,
                    H, Iw, abuf, tile, amx);
         return;
@@ -297,8 +309,8 @@ static void ex_ffn(float *restrict part, const float *restrict h, float *restric
     /* exact mode, block types and a list of KT_Q_DEQ_ROWS tokens or more: each block dequantised once per chunk */
     const int deq = n >= KT_Q_DEQ_ROWS;
     float *gdq = kt_q_scratch_kind(wgu) == 1 && deq ? dq : NULL, *ddq = kt_q_scratch_kind(wdn) == 1 && deq ? dq : NULL;
-    const void *gqh = kt_i8(wgu) ? qh : NULL;
-    const float *gwts = kt_i8(wdn) ? NULL : wts; /* int8 down: the weights come after it */
+    const void *gqh = kt_cv(wgu) ? qh : NULL;
+    const float *gwts = kt_cv(wdn) ? NULL : wts; /* converted down input: the weights come after it */
 #define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, gwts, tb, b, blo, s0, sl, H, wgu, gdq, gqh)
     if (gdq) {
 #define GU_BLOCK(b) kt_qpanel_dequant(gdq, gate_up, gu0 + (b) * kt_q_block_bytes(H, wgu), 0, H / 32, wgu)
@@ -313,11 +325,12 @@ static void ex_ffn(float *restrict part, const float *restrict h, float *restric
     int64_t k1 = bhi * 16 < Iw ? bhi * 16 : Iw, p0 = blo * 8, n2 = k1 / 2 - p0;
     int half = (int)(k1 % 2);
     const char *dqa = NULL;
-    if (kt_i8(wdn)) { /* the act rows quantised: sl is whole blocks of 32 (Iw is, blo and bhi even) */
-        for (int64_t s = 0; s < n; s++) kt_qa_quantise(qact + s * kt_qa_row_bytes(sl), act + s * sl, sl, 0, sl / 32);
+    if (kt_cv(wdn)) { /* the act rows converted: sl is whole units of 32 (blo and bhi even) */
+        for (int64_t s = 0; s < n; s++)
+            kt_x_convert(qact + s * kt_qa_row_bytes(sl), act + s * sl, sl, 0, (sl + 31) / 32, wdn);
         dqa = qact;
     }
-    const float *dwts = kt_i8(wdn) ? wts : NULL;
+    const float *dwts = kt_cv(wdn) ? wts : NULL;
 #define DN_TILE(tb) ex_down(part, act, down, dn0, toks, tb, c, s0, sl, p0, n2, half, H, Iw, wdn, ddq, dqa, dwts)
     if (ddq) {
 #define DN_BLOCK(c) kt_qpanel_dequant(ddq, down, dn0 + (c) * kt_q_block_bytes(Iw, wdn), p0 / 16, n2 / 16, wdn)
@@ -356,11 +369,12 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
     const int64_t qbytes = T * (kt_qa_row_bytes(H) + kt_qa_row_bytes(sl));
     float *tile = dq + (q == 1 ? kt_dq_scratch(H > sl ? H : sl) : q == 2 ? qbytes / 4 : 0); // [32, 32] (amx)
     uint16_t *abuf = (uint16_t *)(tile + 32 * 32);           // packed chunk (amx)
-    const int use_amx = amx && ((wgu == 2 && wdn == 2) || (wsgu == 2 && wsdn == 2)); /* planes, or 0 */
+    const int use_amx = amx && ((kt_wt(wgu) == 2 && kt_wt(wdn) == 2) || (kt_wt(wsgu) == 2 && kt_wt(wsdn) == 2));
     memset(part, 0, sizeof(float) * (size_t)(n * H));
     kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
-    if (kt_i8(wgu) || kt_i8(wsgu))
-        for (int64_t t = 0; t < n; t++) kt_qa_quantise(qh + t * kt_qa_row_bytes(H), h + t * H, H, 0, H / 32);
+    if (kt_cv(wgu) || kt_cv(wsgu))
+        for (int64_t t = 0; t < n; t++)
+            kt_x_convert(qh + t * kt_qa_row_bytes(H), h + t * H, H, 0, (H + 31) / 32, kt_cv(wgu) ? wgu : wsgu);
     if (use_amx) kt_amx_begin();
     int64_t blo, bhi;
     if (shared_kind != 0) {
@@ -386,19 +400,23 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
 
 /* ---- kt_experts_act and kt_experts_down: the decode form ---- */
 
+/* A wdt whose kt_x_convert form is that of the act rows q8 asks for (kernels.h). */
+static inline int32_t ex_cv_form(int32_t q8) { return q8 & KT_ACT_BF16 ? KT_ACT_BF16 | 2 : KT_ACT_I8; }
+
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
                     const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
                     const void *restrict sg_w, float *restrict scratch, const void *const *restrict xtab, int64_t T,
                     int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps,
                     int32_t wgu, int32_t wsgu, int32_t q8, int64_t n, int32_t ith, int32_t nth) {
-    const int32_t q8h = kt_i8(wgu) || kt_i8(wsgu);
+    const int32_t q8h = kt_cv(wgu) || kt_cv(wsgu);
     float *h = scratch + (int64_t)ith * kt_experts_act_scratch(T, H, q8h); // [T, H]
     float *gate = h + T * H;                                               // [T] shared-expert gates
-    char *qh = q8h ? (char *)(gate + T) : NULL;                            // [T] rows of H, quantised
+    char *qh = q8h ? (char *)(gate + T) : NULL;                            // [T] rows of H, converted
     const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
     kt_rmsnorm_rows(h, x, norm_w, n, H, eps);
     if (q8h)
-        for (int64_t t = 0; t < n; t++) kt_qa_quantise(qh + t * kt_qa_row_bytes(H), h + t * H, H, 0, H / 32);
+        for (int64_t t = 0; t < n; t++)
+            kt_x_convert(qh + t * kt_qa_row_bytes(H), h + t * H, H, 0, (H + 31) / 32, kt_cv(wgu) ? wgu : wsgu);
     int64_t blo, bhi;
     if (shared_kind != 0) {
         for (int64_t t = 0; t < n; t++) /* kind 1: sigmoid(h . sg_w), folded into act (linear) */
@@ -406,37 +424,38 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
         ex_blocks(SI, ith, nth, &blo, &bhi);
         float *ash = act + E * C * IP; // [T, SIP]
         const float *gw = gate;
-        if (q8 & 2) { /* int8 down: the gates go to kt_experts_down, the rows quantised */
+        if (q8 & 2) { /* converted down input: the gates go to kt_experts_down, the rows converted */
             float *gates = act + kt_experts_act_gates(T, E, C, I, SI); // [T]
             if (ith == 0) memcpy(gates, gate, sizeof(float) * (size_t)n);
             gw = NULL;
         }
-        const void *sqh = kt_i8(wsgu) ? qh : NULL;
+        const void *sqh = kt_cv(wsgu) ? qh : NULL;
 #define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gw, tb, b, 0, s0, SIP, H, wsgu, NULL, sqh)
         KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, SH_TILE)
 #undef SH_TILE
         if (q8 & 2) {
             char *qsh = (char *)(act + kt_experts_act_qshared(T, E, C, I, SI, q8)); // [T] rows of SIP
             for (int64_t t = 0; t < n; t++)
-                kt_qa_quantise(qsh + t * kt_qa_row_bytes(SIP), ash + t * SIP, SIP, blo / 2, bhi / 2);
+                kt_x_convert(qsh + t * kt_qa_row_bytes(SIP), ash + t * SIP, SIP, blo / 2, (bhi + 1) / 2, ex_cv_form(q8));
         }
     }
     if (E > 0) {
         const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, wgu, 0);
         ex_blocks(I, ith, nth, &blo, &bhi);
         char *qr = (char *)(act + kt_experts_act_qrows(T, E, C, I, SI)); // [E][C] rows of IP (q8 & 1)
-        const void *eqh = kt_i8(wgu) ? qh : NULL;
+        const void *eqh = kt_cv(wgu) ? qh : NULL;
         for (int64_t e = 0; e < E; e++) {
             float *ae = act + e * C * IP; // [C, IP]
             const void *gu = xtab ? xtab[e] : gate_up;
             const int64_t gu0 = xtab ? 0 : e * l.gu_elems;
-            const float *wts = q8 & 1 ? NULL : l.wt + e * C; /* int8 down: the weights come after it */
+            const float *wts = q8 & 1 ? NULL : l.wt + e * C; /* converted down input: weights after it */
 #define EX_TILE(tb) ex_gate_up(ae, h, gu, gu0, l.tok + e * C, wts, tb, b, 0, s0, IP, H, wgu, NULL, eqh)
             KT_FOR_TILES(l.count[e], kt_chunk(H), b, blo, bhi, s0, EX_TILE)
 #undef EX_TILE
             if (q8 & 1)
                 for (int64_t s = 0; s < l.count[e]; s++)
-                    kt_qa_quantise(qr + (e * C + s) * kt_qa_row_bytes(IP), ae + s * IP, IP, blo / 2, bhi / 2);
+                    kt_x_convert(qr + (e * C + s) * kt_qa_row_bytes(IP), ae + s * IP, IP, blo / 2, (bhi + 1) / 2,
+                                 ex_cv_form(q8));
         }
     }
 }
@@ -447,7 +466,7 @@ void kt_experts_down(float *restrict y, const float *restrict x, const char *res
                      int64_t C, int64_t SI, int32_t shared_kind, int32_t wdn, int32_t wsdn, int64_t n, int32_t ith,
                      int32_t nth) {
     const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
-    const int32_t q8 = (kt_i8(wdn) ? 1 : 0) | (kt_i8(wsdn) ? 2 : 0); /* as kt_experts_act was given */
+    const int32_t q8 = (kt_cv(wdn) ? 1 : 0) | (kt_cv(wsdn) ? 2 : 0); /* as kt_experts_act was given (sizes) */
     int64_t clo, chi;
     kt_split((H + 31) / 32, ith, nth, &clo, &chi);
     int64_t r0 = clo * 32, r1 = chi * 32 < H ? chi * 32 : H;

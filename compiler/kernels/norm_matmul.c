@@ -13,7 +13,8 @@
  * Block-type weights (kt_quant.h): decode (T < KT_TILE_T) dequantises each column of 16 rows in
  * registers (kt_qpanel_tile); prefill dequantises block b once per token chunk into f32 scratch
  * (kt_qpanel_dequant) and runs the FMA tile on it. In the int8 mode (KT_ACT_I8) each thread
- * quantises the n rows of xn into its scratch once and every tile is kt_qpanel_tile_i8.
+ * quantises the n rows of xn into its scratch once and every tile is kt_qpanel_tile_i8; in the bf16
+ * mode (KT_ACT_BF16, bf16 weights) it rounds them to bf16 pairs once and every tile is kt_panel_tile_bf.
  *
  * Specialised: T, K, N, eps, has_norm, has_bias, has_resid and wdt are constants, so the pair loop
  * has a constant trip count, every tile has constant tb and the flags and the dtype test fold away.
@@ -45,7 +46,8 @@ static inline void nm_store(float *restrict y, const float *restrict acc, int64_
 }
 
 /* Rows [32 b, 32 b + 32) of y for tokens [t0, t0 + tb). dq: block b dequantised to f32 (block types
- * in a prefill step), read instead of w; NULL: none. qa: the rows of xn quantised (int8 mode), or NULL.
+ * in a prefill step), read instead of w; NULL: none. qa: the rows of xn converted (int8 or bf16 mode:
+ * wdt says which), or NULL.
  * w, wdt: the matrix block b lies in, b counted from its first row (nm_part). */
 static inline void nm_block(float *restrict y, const float *restrict xn, const void *restrict w,
                             const float *restrict bias, const float *restrict resid, int tb, int64_t t0,
@@ -55,7 +57,12 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
     KtQa xa[KT_TB];
     for (int t = 0; t < KT_TB; t++) xs[t] = xn + (t0 + (t < tb ? t : 0)) * K;
     kt_vf acc[2][KT_TB];
-    if (qa) {
+    if (qa && kt_bfa(wdt)) {
+        const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(K)]
+        for (int t = 0; t < KT_TB; t++)
+            xw[t] = (const uint32_t *)((const char *)qa + (t0 + (t < tb ? t : 0)) * kt_qa_row_bytes(K));
+        kt_panel_tile_bf(acc, tb, w, pb * kt_kp(K) * 64, xw, (K + 1) / 2, wdt);
+    } else if (qa) {
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, t0 + (t < tb ? t : 0), K, 0);
         kt_qpanel_tile_i8(acc, tb, w, pb * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
     } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, K / 2, 0, 0);
@@ -116,19 +123,19 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
     }
     int64_t blo, bhi;
     kt_split((N + 31) / 32, ith, nth, &blo, &bhi);
-    if (amx && wdt == 2 && n >= KT_AMX_MIN_ROWS) {
+    if (amx && kt_wt(wdt) == 2 && n >= KT_AMX_MIN_ROWS) {
         float *tile = own + (has_norm ? T * K : 0); // [32, 32]
         nm_amx(y, xn, (const uint16_t *)w, bias, resid, (uint16_t *)(tile + 32 * 32), tile, n, blo, bhi, K, N,
                has_bias, has_resid, amx);
         return;
     }
-    /* int8 mode: the rows quantised once (qa); exact mode in a prefill step: each block dequantised
-     * once per token chunk (dq); else the tile reads the weights as they are */
+    /* int8 or bf16 mode: the rows converted once (qa); exact mode in a prefill step: each block
+     * dequantised once per token chunk (dq); else the tile reads the weights as they are */
     float *const work = own + (has_norm ? T * K : 0);
     char *qa = q == 2 ? (char *)work : NULL;                  // [T] rows of kt_qa_row_bytes(K)
     float *dq = q == 1 && T >= KT_TILE_T ? work : NULL;       // [kt_dq_scratch(K)]
     if (qa)
-        for (int64_t t = 0; t < n; t++) kt_qa_quantise(qa + t * kt_qa_row_bytes(K), xn + t * K, K, 0, K / 32);
+        for (int64_t t = 0; t < n; t++) kt_x_convert(qa + t * kt_qa_row_bytes(K), xn + t * K, K, 0, (K + 31) / 32, wdt);
 #define NM_DQ(pw, pwdt, pb, _) kt_qpanel_dequant(dq, pw, (pb) * kt_q_block_bytes(K, pwdt), 0, K / 32, pwdt)
 #define NM_CALL(pw, pwdt, pb, tb)                                                                           \
     nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, dq, qa)

@@ -129,15 +129,14 @@ static ValueId act(Fuser *fu, Op op, const char *name, int n_in, const ValueId *
 /* The wdt the kernels see for weight w (kernels/kt_quant.h): a block type with the graph's act bits. */
 static int32_t wdt_bound(Fuser *fu, ValueId w) {
     if (ir_is_none(w)) return DT_F32;
-    int32_t t = (int32_t)ir_node(fu->f, w)->dtype;
-    return kt_is_q(t) ? t | fu->s->act_bits : t;
+    return kt_wdt_bind((int32_t)ir_node(fu->f, w)->dtype, fu->s->act_bits);
 }
 
 /* The same for the second type of a two-type panel (ir.h: weight.split), else wdt_bound. */
 static int32_t wdt2_bound(Fuser *fu, ValueId w) {
     const Node *n = ir_node(fu->f, w);
     if (!n->a.weight.split) return wdt_bound(fu, w);
-    return (int32_t)n->a.weight.dtype2 | fu->s->act_bits;
+    return kt_wdt_bind((int32_t)n->a.weight.dtype2, fu->s->act_bits);
 }
 
 static ValueId norm_matmul(Fuser *fu, const char *name, ValueId x, ValueId norm_w, ValueId w, ValueId bias,
@@ -383,9 +382,11 @@ static void fuse_ffn(Fuser *fu, ValueId add, ValueId xs, ValueId y) {
         ValueId av = ir_add(fu->f, OP_FEXPERTS_ACT, anm, 6, (ValueId[]){x, ln, dispatch, gate_up, sh_gu, sh_g});
         Node *an = ffn_node(fu, av, &fs);
         an->rank = 1;
-        an->a.ffn.q8 = (kt_i8(wdt_bound(fu, down)) ? 1 : 0) | (kt_i8(wdt_bound(fu, sh_d)) ? 2 : 0);
+        int32_t wd = wdt_bound(fu, down), wsd = wdt_bound(fu, sh_d);
+        an->a.ffn.q8 = (kt_cv(wd) ? 1 : 0) | (kt_cv(wsd) ? 2 : 0);
+        if (an->a.ffn.q8 && kt_bfa(kt_cv(wd) ? wd : wsd)) an->a.ffn.q8 |= KT_ACT_BF16;
         an->shape[0] = kt_experts_act_floats(T, E, C, I, SI, an->a.ffn.q8);
-        int32_t q8h = kt_i8(wdt_bound(fu, gate_up)) || kt_i8(wdt_bound(fu, sh_gu));
+        int32_t q8h = kt_cv(wdt_bound(fu, gate_up)) || kt_cv(wdt_bound(fu, sh_gu));
         an->scratch_bytes = (int64_t)sizeof(float) * fu->threads * kt_experts_act_scratch(T, H, q8h);
         ValueId out = act(fu, OP_FEXPERTS_DOWN, nm, 5, (ValueId[]){x, dispatch, av, down, sh_d}, H);
         ffn_node(fu, out, &fs);

@@ -10,6 +10,7 @@
 #include "../../compiler/kernels/moe.c"
 #include "../../compiler/kernels/norm_matmul.c"
 #include "../../runtime/exec.h"
+#include "ref/ref_bf16.h"
 #include "ref/ref_ops.h"
 #include "test.h"
 
@@ -24,6 +25,14 @@
 static const int amx_values[4] = {0, 3, 2, 1};
 static int n_amx = 1;
 static double amx_tol(int amx) { return amx == 1 ? NMSE_TOL_BF16 : NMSE_TOL; }
+
+/* The bf16 activation mode bits bf16 weights run with (kt_common.h), set by main: 0 (exact), then
+ * KT_ACT_BF16 (portable), then with KT_DP_BF16 where this CPU has AVX512_BF16. In the bf16 mode the
+ * twins round the activations as the kernels must (ref_bf16.h), so the tolerance stays NMSE_TOL: the
+ * two differ only where an f32-rounding difference of a value tips its bf16 rounding (rare); the
+ * AMX runs are left to the exact mode (their rounding is kt_amx.h's, tested above). */
+static int32_t g_bf;
+static int32_t bf_wdt(DType dt) { return dt == DT_BF16 ? (int32_t)dt | g_bf : (int32_t)dt; }
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -92,25 +101,28 @@ static void *panelize(const void *w, int64_t n_mat, int64_t R, int64_t K, DType 
 /* ---- kt_norm_matmul ---- */
 
 static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_norm, int has_bias, int has_resid) {
+    if (g_bf && dt != DT_BF16) return; /* the mode changes bf16 weights only: run once */
     float eps = 1e-5f, *wf;
     float *x = randv(T * K, 2, 0), *nw = randv(K, 0.3f, 1), *bias = randv(N, 1, 0), *resid = randv(T * N, 1, 0);
     void *w = randw(N * K, dt, 0.5f, &wf);
     float *h = zeros(T * K), *r = zeros(T * N);
     if (has_norm) ref_rmsnorm(h, x, T, K, nw, K, eps);
     else memcpy(h, x, sizeof(float) * (size_t)(T * K));
+    const int32_t wdt = bf_wdt(dt), q = kt_q_scratch_kind(wdt);
+    if (kt_bfa(wdt)) ref_bf16_round_all(h, T * K);
     ref_matmul(r, h, T, K, w, dt, N, has_bias ? bias : NULL);
     if (has_resid)
         for (int64_t i = 0; i < T * N; i++) r[i] += resid[i];
     void *wp = panelize(w, 1, N, K, dt);
-    for (int ai = 0; ai < n_amx; ai++)
+    for (int ai = 0; ai < (kt_bfa(wdt) ? 1 : n_amx); ai++)
         for (int pad = 0; pad <= PAD; pad += PAD)
             for (int nth = 1; nth <= 3; nth++) {
                 int amx = amx_values[ai];
                 int64_t TL = T + pad; /* layout rows */
-                float *y = sentinels(TL * N), *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, amx, 0));
+                float *y = sentinels(TL * N), *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, amx, q));
                 for (int ith = 0; ith < nth; ith++)
                     kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid,
-                                   dt, dt, N, amx, T, ith, nth);
+                                   wdt, wdt, N, amx, T, ith, nth);
                 nmse_tol_ok(y, r, T * N, amx ? "norm_matmul (amx)" : "norm_matmul", nth, amx_tol(amx));
                 sentinels_ok(y, T * N, TL * N, "norm_matmul");
                 free(y), free(scratch);
@@ -309,17 +321,21 @@ typedef struct MoeCase {
     int ties; /* gate_w rows E/2 and E-1 copy row 0: exact probability ties (lowest id first) */
 } MoeCase;
 
-/* y[T, H] += gate[t] * mlp(h) with the SiLU-gated MLP g[SI, H], u[SI, H], d[H, SI] (f32 values). */
+/* y[T, H] += gate[t] * mlp(h) with the SiLU-gated MLP g[SI, H], u[SI, H], d[H, SI] (f32 values);
+ * bf: h and the act rows rounded to bf16 before their matmuls (the bf16 activation mode). */
 static void ref_dense_mlp(float *y, const float *h, const float *gate, int64_t T, int64_t H, int64_t SI,
-                          const void *g, const void *u, const void *d, DType dt) {
-    float *gv = zeros(T * SI), *uv = zeros(T * SI), *o = zeros(T * H);
-    ref_matmul(gv, h, T, H, g, dt, SI, NULL);
-    ref_matmul(uv, h, T, H, u, dt, SI, NULL);
+                          const void *g, const void *u, const void *d, DType dt, int bf) {
+    float *gv = zeros(T * SI), *uv = zeros(T * SI), *o = zeros(T * H), *hb = zeros(T * H);
+    memcpy(hb, h, sizeof(float) * (size_t)(T * H));
+    if (bf) ref_bf16_round_all(hb, T * H);
+    ref_matmul(gv, hb, T, H, g, dt, SI, NULL);
+    ref_matmul(uv, hb, T, H, u, dt, SI, NULL);
     for (int64_t i = 0; i < T * SI; i++) gv[i] = (float)((double)gv[i] / (1 + exp(-(double)gv[i])) * uv[i]);
+    if (bf) ref_bf16_round_all(gv, T * SI);
     ref_matmul(o, gv, T, SI, d, dt, H, NULL);
     for (int64_t t = 0; t < T; t++)
         for (int64_t c = 0; c < H; c++) y[t * H + c] += gate[t] * o[t * H + c];
-    free(gv), free(uv), free(o);
+    free(gv), free(uv), free(o), free(hb);
 }
 
 /* Per expert, gate g[n][I][H] and up u[n][I][H] as one panel matrix whose block b holds gate rows
@@ -340,8 +356,10 @@ static void *gate_up_panels(const void *g, const void *u, int64_t n, int64_t I, 
 }
 
 static void t_moe(MoeCase mc) {
+    if (g_bf && mc.dt != DT_BF16) return; /* the mode changes bf16 weights only: run once */
     int64_t T = mc.T, H = mc.H, I = mc.I, E = mc.E, k = mc.k, C = mc.C, SI = mc.SI;
     DType dt = mc.dt;
+    const int32_t wdt = bf_wdt(dt), bf = kt_bfa(wdt), q = kt_q_scratch_kind(wdt);
     float eps = 1e-5f, *gwf, *gf, *uf, *df, *sgf, *suf, *sdf, *sgwf;
     float *x = randv(T * H, 2, 0), *nw = randv(H, 0.3f, 1), *resid = randv(T * H, 1, 0);
     void *gate_w = randw(E * H, dt, 3.0f / sqrtf((float)(H > 0 ? H : 1)), &gwf); /* logits O(1), no f32 underflow */
@@ -366,6 +384,7 @@ static void t_moe(MoeCase mc) {
         ref_matmul(logits, h, T, H, gate_w, dt, E, NULL);
         ref_router(routes, logits, T, E, k, mc.renorm);
         ref_moe_ffn(r, h, routes, T, E, k, H, I, gf, uf, df, C, &dropped);
+        if (bf) ref_moe_ffn_bf16(r, h, routes, T, E, k, H, I, gf, uf, df, C); /* the same lists, rounded */
         for (int64_t i = 0; i < T * k; i++) kept[routes[i].expert]++;
         for (int64_t e = 0; e < E; e++) kept[e] = kept[e] < C ? kept[e] : C;
     }
@@ -375,14 +394,14 @@ static void t_moe(MoeCase mc) {
             ref_matmul(sgate, h, T, H, sg_w, DT_F32, 1, NULL);
             for (int64_t t = 0; t < T; t++) sgate[t] = (float)(1 / (1 + exp(-(double)sgate[t])));
         }
-        ref_dense_mlp(r, h, sgate, T, H, SI, sg, su, sd, dt);
+        ref_dense_mlp(r, h, sgate, T, H, SI, sg, su, sd, dt, bf);
     }
     for (int64_t i = 0; i < T * H; i++) r[i] += resid[i];
 
-    for (int run = 0; run < 6 * n_amx; run++) { /* nth 1..3, again laid out for PAD more rows, per amx */
+    for (int run = 0; run < 6 * (bf ? 1 : n_amx); run++) { /* nth 1..3, again laid out for PAD more rows, per amx */
         int nth = run % 3 + 1, amx = amx_values[run / 6];
         int64_t TL = T + (run % 6 >= 3 ? PAD : 0);
-        int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, amx, 0);
+        int64_t spt = kt_experts_scratch(TL, H, I > SI ? I : SI, nth, amx, q);
         char *dispatch = E > 0 ? malloc((size_t)kt_dispatch_bytes(TL, k, E, C)) : NULL;
         int64_t stats[2 * 65] = {0}; /* two slots' [E + 1]: rows alternate between them */
         int32_t *rslot = malloc(sizeof(int32_t) * (size_t)TL);
@@ -390,7 +409,7 @@ static void t_moe(MoeCase mc) {
         float *y = sentinels(TL * H), *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);
         if (E > 0) {
             for (int ith = 0; ith < nth; ith++)
-                kt_router(dispatch, x, nw, gate_w, stats, rslot, E + 1, TL, H, E, k, C, eps, mc.renorm, dt, T, ith, nth);
+                kt_router(dispatch, x, nw, gate_w, stats, rslot, E + 1, TL, H, E, k, C, eps, mc.renorm, wdt, T, ith, nth);
             const MoeRoute *kr = (const MoeRoute *)dispatch;
             const int32_t *count = (const int32_t *)(dispatch + 8 * TL * k), *tok = count + E;
             int ids_ok = 1, wts_ok = 1, lists_ok = 1;
@@ -417,14 +436,16 @@ static void t_moe(MoeCase mc) {
         }
         for (int ith = 0; ith < nth; ith++)
             kt_experts(partials, x, nw, dispatch, gate_up, dp, sh_gate_up, sdp, sgwf, scratch, NULL, TL, H, I, E, k, C, SI,
-                       mc.shared_kind, eps, spt, dt, dt, dt, dt, amx, T, ith, nth);
+                       mc.shared_kind, eps, spt, wdt, wdt, wdt, wdt, amx, T, ith, nth);
         for (int ith = 0; ith < nth; ith++) kt_reduce(y, resid, partials, TL, H, T, ith, nth);
         nmse_tol_ok(y, r, T * H, amx ? "moe (amx)" : mc.name, nth, amx_tol(amx));
         if (amx && !(test_nmse(y, r, (size_t)(T * H)) <= amx_tol(amx)))
             fprintf(stderr, "  that is: %s, %d planes\n", mc.name, amx);
         if (!amx) { /* the decode form: act, then down, the same sums; the experts through a table */
-            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI, 0));
-            float *ascr = zeros(nth * kt_experts_act_scratch(TL, H, 0));
+            /* bf16 mode: both downs take converted rows (fuse.c's q8), the h rows converted too */
+            const int32_t q8 = bf ? (E > 0 ? 1 : 0) | (mc.shared_kind ? 2 : 0) | KT_ACT_BF16 : 0;
+            float *act = zeros(kt_experts_act_floats(TL, E, C, I, SI, q8));
+            float *ascr = zeros(nth * kt_experts_act_scratch(TL, H, bf));
             float *y2 = sentinels(TL * H);
             const void *xtab[2 * 64];
             const int64_t esz = dt == 2 ? 2 : 4;
@@ -434,10 +455,10 @@ static void t_moe(MoeCase mc) {
             }
             for (int ith = 0; ith < nth; ith++)
                 kt_experts_act(act, x, nw, dispatch, NULL, sh_gate_up, sgwf, ascr, E > 0 ? xtab : NULL, TL, H, I, E,
-                               k, C, SI, mc.shared_kind, eps, dt, dt, 0, T, ith, nth);
+                               k, C, SI, mc.shared_kind, eps, wdt, wdt, q8, T, ith, nth);
             for (int ith = 0; ith < nth; ith++)
                 kt_experts_down(y2, resid, dispatch, act, NULL, sdp, E > 0 ? xtab : NULL, TL, H, I, E, k, C, SI,
-                                mc.shared_kind, dt, dt, T, ith, nth);
+                                mc.shared_kind, wdt, wdt, T, ith, nth);
             nmse_ok(y2, r, T * H, "moe decode form", nth);
             if (!(test_nmse(y2, r, (size_t)(T * H)) <= NMSE_TOL)) fprintf(stderr, "  that is: %s\n", mc.name);
             sentinels_ok(y2, T * H, TL * H, "moe decode form");
@@ -496,12 +517,39 @@ static void t_amx_split(void) {
     free(x), free(a);
 }
 
-int main(void) {
-    char why[160];
-    if (moert_enable_amx(why, sizeof why)) n_amx = 4;
-    else fprintf(stderr, "note: the AMX runs of the matmul kernels are skipped: %s\n", why);
-    t_amx_split();
+/* kt_bf_row: each half of each word is the twin's bf16 of its column, bit for bit (ties to even:
+ * 1 + 2^-8 goes down to 1, 1 + 3 2^-8 up to 1 + 2^-6; and random values); an odd K's last word has a
+ * zero high half; only the words of [c0, c1) are written. */
+static void t_bf_row(void) {
+    enum { K = 67 };
+    float x[K];
+    for (int c = 0; c < K; c++) x[c] = frand() * (c % 7 == 3 ? 300.0f : 1.0f);
+    x[0] = 1.0f + 0x1p-8f, x[1] = 1.0f + 3 * 0x1p-8f, x[2] = -(1.0f + 0x1p-8f), x[3] = 0x1.fffffep0f;
+    uint32_t w[40];
+    for (int i = 0; i < 40; i++) w[i] = 0xdeadbeefu;
+    kt_bf_row(w, x, 0, K, K);
+    int ok = 1;
+    for (int c = 0; c < K; c++) {
+        uint32_t u = (c % 2 ? w[c / 2] & 0xffff0000u : w[c / 2] << 16);
+        float got;
+        memcpy(&got, &u, 4);
+        ok &= got == ref_bf16_round(x[c]);
+    }
+    EXPECT_TRUE(ok);
+    EXPECT_EQ(w[K / 2] >> 16, 0u);
+    EXPECT_EQ(w[K / 2 + 1], 0xdeadbeefu);
+    EXPECT_EQ(w[0] & 0xffffu, 0x3f80u);     /* 1 + 2^-8: a tie, down to the even 1 */
+    EXPECT_EQ(w[0] >> 16, 0x3f82u);         /* 1 + 3 2^-8: a tie, up to the even 1 + 2^-6 */
+    uint32_t v[40];
+    for (int i = 0; i < 40; i++) v[i] = 0xdeadbeefu;
+    kt_bf_row(v, x, 32, 64, K); /* one thread's unit: words 16-31 */
+    EXPECT_EQ(v[15], 0xdeadbeefu);
+    EXPECT_EQ(v[32], 0xdeadbeefu);
+    EXPECT_TRUE(memcmp(v + 16, w + 16, 16 * 4) == 0);
+}
 
+/* Every case runs once per bf16 activation mode (main); f32 cases only in the exact one. */
+static void matmul_cases(void) {
     /*            T    K    N   dt       norm bias resid */
     t_norm_matmul(1, 64, 96, DT_BF16, 1, 0, 1);   /* decode */
     t_norm_matmul(5, 37, 23, DT_F32, 1, 1, 1);    /* ragged */
@@ -513,6 +561,36 @@ int main(void) {
     t_norm_matmul(15, 66, 64, DT_F32, 1, 0, 1);   /* tiles of 8, 4, 2 and 1 tokens, full blocks */
     t_norm_matmul(40, 96, 70, DT_BF16, 1, 1, 1);  /* amx: 2 + 1 groups (the last partial), ragged blocks */
     t_norm_matmul(100, 2100, 40, DT_BF16, 0, 0, 1);/* amx: chunks of 32 tokens, the last of 4; K % 32 != 0 */
+}
+
+static void moe_cases(void) {
+    /*              T   H   I   E  k  C  SI kind renorm dt                        ties */
+    t_moe((MoeCase){1, 64, 48, 8, 2, 1, 0, 0, 1, DT_BF16, "moe decode (mixtral)", 0});
+    t_moe((MoeCase){5, 37, 23, 6, 2, 5, 0, 0, 0, DT_F32, "moe ragged", 0});
+    t_moe((MoeCase){9, 32, 16, 4, 1, 9, 0, 0, 0, DT_BF16, "moe top_k 1", 0});
+    t_moe((MoeCase){16, 32, 24, 4, 2, 5, 0, 0, 1, DT_F32, "moe capacity drops", 0});
+    t_moe((MoeCase){6, 40, 12, 6, 4, 6, 20, 1, 0, DT_BF16, "moe qwen2 shared", 0});
+    t_moe((MoeCase){1, 40, 12, 6, 4, 1, 20, 1, 0, DT_F32, "moe qwen2 shared decode", 0});
+    t_moe((MoeCase){3, 36, 0, 0, 0, 0, 50, 2, 0, DT_F32, "dense layer", 0});
+    t_moe((MoeCase){1, 48, 0, 0, 0, 0, 33, 2, 0, DT_BF16, "dense layer decode", 0});
+    t_moe((MoeCase){9, 33, 0, 0, 0, 0, 37, 2, 0, DT_BF16, "dense layer prefill, ragged", 0});
+    t_moe((MoeCase){12, 20, 21, 2, 2, 12, 0, 0, 1, DT_F32, "moe every expert full", 0});
+    t_moe((MoeCase){11, 36000, 5, 3, 2, 11, 0, 0, 1, DT_BF16, "moe long rows: token chunks of 4", 0});
+    t_moe((MoeCase){13, 8, 40000, 2, 1, 13, 0, 0, 0, DT_BF16, "moe long slices: down chunks", 0});
+    t_moe((MoeCase){47, 70, 50, 4, 2, 47, 0, 0, 1, DT_BF16, "moe token tiles of 8, 4, 2, 1", 0});
+    t_moe((MoeCase){29, 64, 33, 3, 2, 29, 40, 1, 0, DT_F32, "moe f32 tiles, odd I, shared", 0});
+    t_moe((MoeCase){2, 24, 2, 16, 8, 2, 0, 0, 1, DT_BF16, "moe qwen3-like, I < nth", 0});
+    t_moe((MoeCase){4, 16, 8, 6, 3, 4, 0, 0, 1, DT_F32, "moe router ties", 1});
+    t_moe((MoeCase){70, 64, 96, 4, 2, 70, 40, 1, 1, DT_BF16, "moe amx groups, shared of 3 blocks", 0});
+    t_moe((MoeCase){37, 72, 50, 8, 2, 37, 0, 0, 0, DT_BF16, "moe amx and fma experts, odd I", 0});
+    t_moe((MoeCase){40, 64, 96, 4, 2, 12, 0, 0, 1, DT_BF16, "moe amx with capacity drops", 0});
+}
+
+int main(void) {
+    char why[160];
+    if (moert_enable_amx(why, sizeof why)) n_amx = 4;
+    else fprintf(stderr, "note: the AMX runs of the matmul kernels are skipped: %s\n", why);
+    t_amx_split();
 
     /*         T  nh nkv hd  pos0 qk_norm clip */
     t_qkv_rope(1, 4, 2, 16, 9, 0, 0);             /* decode, GQA */
@@ -535,26 +613,15 @@ int main(void) {
 
     t_exp();
 
-    /*              T   H   I   E  k  C  SI kind renorm dt                        ties */
-    t_moe((MoeCase){1, 64, 48, 8, 2, 1, 0, 0, 1, DT_BF16, "moe decode (mixtral)", 0});
-    t_moe((MoeCase){5, 37, 23, 6, 2, 5, 0, 0, 0, DT_F32, "moe ragged", 0});
-    t_moe((MoeCase){9, 32, 16, 4, 1, 9, 0, 0, 0, DT_BF16, "moe top_k 1", 0});
-    t_moe((MoeCase){16, 32, 24, 4, 2, 5, 0, 0, 1, DT_F32, "moe capacity drops", 0});
-    t_moe((MoeCase){6, 40, 12, 6, 4, 6, 20, 1, 0, DT_BF16, "moe qwen2 shared", 0});
-    t_moe((MoeCase){1, 40, 12, 6, 4, 1, 20, 1, 0, DT_F32, "moe qwen2 shared decode", 0});
-    t_moe((MoeCase){3, 36, 0, 0, 0, 0, 50, 2, 0, DT_F32, "dense layer", 0});
-    t_moe((MoeCase){1, 48, 0, 0, 0, 0, 33, 2, 0, DT_BF16, "dense layer decode", 0});
-    t_moe((MoeCase){9, 33, 0, 0, 0, 0, 37, 2, 0, DT_BF16, "dense layer prefill, ragged", 0});
-    t_moe((MoeCase){12, 20, 21, 2, 2, 12, 0, 0, 1, DT_F32, "moe every expert full", 0});
-    t_moe((MoeCase){11, 36000, 5, 3, 2, 11, 0, 0, 1, DT_BF16, "moe long rows: token chunks of 4", 0});
-    t_moe((MoeCase){13, 8, 40000, 2, 1, 13, 0, 0, 0, DT_BF16, "moe long slices: down chunks", 0});
-    t_moe((MoeCase){47, 70, 50, 4, 2, 47, 0, 0, 1, DT_BF16, "moe token tiles of 8, 4, 2, 1", 0});
-    t_moe((MoeCase){29, 64, 33, 3, 2, 29, 40, 1, 0, DT_F32, "moe f32 tiles, odd I, shared", 0});
-    t_moe((MoeCase){2, 24, 2, 16, 8, 2, 0, 0, 1, DT_BF16, "moe qwen3-like, I < nth", 0});
-    t_moe((MoeCase){4, 16, 8, 6, 3, 4, 0, 0, 1, DT_F32, "moe router ties", 1});
-    t_moe((MoeCase){70, 64, 96, 4, 2, 70, 40, 1, 1, DT_BF16, "moe amx groups, shared of 3 blocks", 0});
-    t_moe((MoeCase){37, 72, 50, 8, 2, 37, 0, 0, 0, DT_BF16, "moe amx and fma experts, odd I", 0});
-    t_moe((MoeCase){40, 64, 96, 4, 2, 12, 0, 0, 1, DT_BF16, "moe amx with capacity drops", 0});
+    t_bf_row();
+    __builtin_cpu_init();
+    const int32_t bf_modes[3] = {0, KT_ACT_BF16, KT_ACT_BF16 | KT_DP_BF16};
+    for (int m = 0; m < (__builtin_cpu_supports("avx512bf16") ? 3 : 2); m++) {
+        g_bf = bf_modes[m];
+        matmul_cases();
+        moe_cases();
+    }
+    g_bf = 0;
 
     t_embed(DT_BF16, 5, 24);
     t_embed(DT_F32, 8, 37);
