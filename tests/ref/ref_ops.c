@@ -27,6 +27,25 @@ void ref_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, D
         }
 }
 
+float ref_round_bf16(float x) {
+    if (x == 0 || !isfinite(x)) return x;
+    int e;
+    frexp(x, &e);                       /* 2^(e-1) <= |x| < 2^e */
+    int q = e - 8 < -133 ? -133 : e - 8; /* bf16: 8 significant bits; subnormals spaced 2^-133 */
+    return (float)ldexp(nearbyint(ldexp(x, -q)), q); /* the default rounding mode: ties to even */
+}
+
+void ref_matmul_act_bf16(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N,
+                         const float *bias) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = bias ? bias[n] : 0.0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)ref_round_bf16(x[t * K + k]) * dtype_load_f32(wdt, w, (size_t)(n * K + k));
+            y[t * N + n] = (float)s;
+        }
+}
+
 void ref_rope(float *y, const float *x, int64_t T, int64_t heads, int64_t hd, const float *inv_freq, float mscale,
               int64_t pos0) {
     for (int64_t t = 0; t < T; t++)

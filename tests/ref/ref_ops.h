@@ -10,6 +10,11 @@
 void ref_embed(float *y, const int32_t *ids, int64_t T, const void *table, DType dt, int64_t H);
 void ref_rmsnorm(float *y, const float *x, int64_t T, int64_t N, const float *w, int64_t G, float eps);
 void ref_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N, const float *bias);
+/* x rounded to the nearest bf16 value, ties to even (frexp/nearbyint/ldexp, not bit tricks). */
+float ref_round_bf16(float x);
+/* ref_matmul with each x element first rounded by ref_round_bf16 (the bf16 activation mode). */
+void ref_matmul_act_bf16(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N,
+                         const float *bias);
 void ref_rope(float *y, const float *x, int64_t T, int64_t heads, int64_t hd, const float *inv_freq, float mscale,
               int64_t pos0);
 /* q [T, nh*hd] at positions pos0.., keys/values [pos0+T, nkv*hd] (all positions so far). */
