@@ -116,6 +116,6 @@ one_line 1 "expected at least 2" kld "$m" "$m" --tokens 1
 one_line 1 "2 tokens leave no position to score" kld "$m" "$m" --tokens 1,2
 one_line 2 "expected two models" kld "$m" --tokens 1,2
 one_line 2 "expected one of --text FILE and --tokens IDS" kld "$m" "$m"
-one_line 2 "^moec: error: --act: expected exact or int8; got 'int4'" kld "$m" "$m" --act int4 --tokens 1,2
+one_line 2 "^moec: error: --act: expected exact, int8 or bf16; got 'int4'" kld "$m" "$m" --act int4 --tokens 1,2
 one_line 2 "^moec: error: --quant: " kld "$m" "$m" --quant q3_k --tokens 1,2
 echo "kld checks passed"
