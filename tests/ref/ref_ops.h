@@ -24,5 +24,10 @@ void ref_router(MoeRoute *routes, const float *logits, int64_t T, int64_t E, int
 /* Experts as f32 [E, I, H], [E, I, H], [E, H, I]; capacity per expert in token order. */
 void ref_moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, int64_t E, int64_t k, int64_t H,
                  int64_t I, const float *gate, const float *up, const float *down, int64_t capacity, int64_t *dropped);
+/* ref_moe_ffn in the bf16 activation mode: each matrix's input (x; silu(g) * u, rounded to f32 first)
+ * rounded by ref_round_bf16. */
+void ref_moe_ffn_act_bf16(float *y, const float *x, const MoeRoute *routes, int64_t T, int64_t E, int64_t k,
+                          int64_t H, int64_t I, const float *gate, const float *up, const float *down,
+                          int64_t capacity, int64_t *dropped);
 
 #endif
