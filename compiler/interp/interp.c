@@ -13,7 +13,7 @@ struct Interp {
     int32_t *row_slot;   /* [max_tok] the step's row slots */
     double capacity_factor;
     GkAct act;           /* how activations meet the matrices (kernels.h) */
-    bool *exact_mm;      /* [g->n] MATMUL nodes run exact whatever act says: the router's logits and
+    bool *exact_mm;      /* [g->n] MATMUL nodes kept exact in the bf16 mode: the router's logits and
                           * the shared-expert gate's logit (the compiled path keeps them f32) */
     void **buf;          /* [g->n] per node output, NULL for weights */
     float **kcache;      /* [g->n] per ATTENTION node: [n_slots][max_ctx, nkv*hd] */
@@ -134,7 +134,7 @@ void interp_step_slots(Interp *ip, const int32_t *ids, const int32_t *slots, int
         case OP_MATMUL: {
             const Node *b = n->n_in > 2 ? ir_node(g, n->in[2]) : NULL;
             gk_matmul(y, x0, T, in0->shape[1], weight_data(in1), in1->dtype, row, b ? weight_data(b) : NULL,
-                      b ? b->dtype : DT_F32, ip->exact_mm[i] ? GK_ACT_EXACT : ip->act);
+                      b ? b->dtype : DT_F32, ip->exact_mm[i] && ip->act == GK_ACT_BF16 ? GK_ACT_EXACT : ip->act);
             break;
         }
         case OP_ADD: gk_add(y, x0, x1, T * row); break;

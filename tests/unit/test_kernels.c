@@ -1,8 +1,8 @@
 /* The generic path's kernels (compiler/interp/kernels.c) against their reference twins
  * (tests/ref/ref_ops.c, ref_qops.c), each at several shapes: one ragged, one with top_k = 1,
  * bf16/f16/f32 weights, and every block-quantised type in both activation modes (odd row counts,
- * T = 1 and T > 1); the bf16 activation mode and its rounding (gk_round_bf16). NMSE <= 1e-10 where both compute in f32 from identical inputs (1e-6 is the
- * STYLE bound). */
+ * T = 1 and T > 1); the bf16 activation mode and its rounding (gk_round_bf16). NMSE <= 1e-10 where
+ * both compute in f32 from identical inputs (1e-6 is the STYLE bound). */
 #include <stdlib.h>
 #include <string.h>
 
