@@ -6,6 +6,7 @@
 #    every logit within 0.1 of the float64 reference;
 #  - the same runs' logits differ from `--act exact` (max |bf16 - exact| >= 1e-3: the mode acts) but
 #    stay close (max <= 0.1, mean <= 0.01), and the routes equal the exact run's;
+#  - qwen2_moe, two prompts on two slots (--batch-prompts): each prompt's ids as alone;
 #  - the f32 golden: the mode leaves f32 weights alone, so its logits are the exact run's bytes.
 # Measured (this commit, prompts and generated rows of both golden prompts, 13824 logits per family):
 #   family      max |bf16 - exact|  mean     (|bf16 - golden| the same to 4 digits: exact is ~1e-6 off)
@@ -46,6 +47,16 @@ for fam in mixtral olmoe qwen2_moe qwen3_moe; do
     awk -v fam=$fam '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; s += d; n++}
          END {printf "  %s: %d logits, |bf16 - exact| max %.4f mean %.5f\n", fam, n, m, s / n
               exit !(n > 0 && m >= 1e-3 && m <= 0.1 && s / n <= 0.01)}' || fail "$fam: bf16 vs exact out of bounds"
+done
+# sequence slots: the rounding is per element, so prompts run together give each one's ids alone
+m=$shared/goldens/qwen2_moe_tiny_bf16/model
+p1=296,169,102,127,9,163,277 p2=77,308,109,127,69,90,237,89,340
+"$moec" run "$m" --batch-prompts --batch 2 --tokens "$p1;$p2" -n 8 --threads 1 --act bf16 >"$work/batch" 2>&1 ||
+  { cat "$work/batch"; fail "--batch-prompts --act bf16"; }
+for i in 1 2; do
+  p=p$i
+  want=$("$moec" run "$m" --tokens "${!p}" -n 8 --threads 1 --act bf16 2>/dev/null) || fail "prompt $i alone"
+  grep -qx "\[$i\] $want" "$work/batch" || { cat "$work/batch"; fail "prompt $i: batched != alone ($want)"; }
 done
 m=$shared/goldens/mixtral_tiny_f32_2shards/model
 for act in exact bf16; do
