@@ -54,9 +54,11 @@ static const char kld_usage[] =
     "  --score half|all   which positions of each window are scored (default half, as above)\n"
     "  --threads T        OpenMP threads, in this process and for executables (default: all cores)\n"
     "  --quant SPEC       block-quantise QUANT's weights at load, as 'moec run --quant' (a folder or GGUF)\n"
-    "  --act exact|int8   QUANT's activations against block-quantised weights (default exact)\n"
+    "  --act exact|int8|bf16\n"
+    "                     QUANT's activations: int8 against block-quantised weights, bf16 against bf16\n"
+    "                     weights (as 'moec run --act'; default exact)\n"
     "  --ref-quant SPEC   the same for REF (default: its weights as stored)\n"
-    "  --ref-act exact|int8\n"
+    "  --ref-act exact|int8|bf16\n"
     "  --ref-cache FILE   REF's logits of the scored rows: read from FILE when it holds those of this very\n"
     "                     run (the same REF path, --ref-quant, --ref-act, tokens, --ctx and --score), else\n"
     "                     computed and written there, so that one REF serves many QUANTs (as\n"
@@ -436,10 +438,11 @@ static void json_str(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-/* "as stored", "--quant q8_0, --act int8", "compiled executable" */
+/* "as stored", "as stored --act bf16", "--quant q8_0 --act int8", "compiled executable" */
 static const char *side_desc(const Side *s, char *buf, size_t n) {
     if (s->exe) snprintf(buf, n, "compiled executable");
     else if (s->quant) snprintf(buf, n, "--quant %s --act %s", s->spec.text, gk_act_name(s->act));
+    else if (s->act != GK_ACT_EXACT) snprintf(buf, n, "as stored --act %s", gk_act_name(s->act));
     else snprintf(buf, n, "as stored");
     return buf;
 }

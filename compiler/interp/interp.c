@@ -12,7 +12,9 @@ struct Interp {
     int64_t *row_pos;    /* [max_tok] the step's row positions */
     int32_t *row_slot;   /* [max_tok] the step's row slots */
     double capacity_factor;
-    GkAct act;           /* block-quantised weights: exact f32 or int8 activations */
+    GkAct act;           /* how activations meet the matrices (kernels.h) */
+    bool *exact_mm;      /* [g->n] MATMUL nodes kept exact in the bf16 mode: the router's logits and
+                          * the shared-expert gate's logit (the compiled path keeps them f32) */
     void **buf;          /* [g->n] per node output, NULL for weights */
     float **kcache;      /* [g->n] per ATTENTION node: [n_slots][max_ctx, nkv*hd] */
     float **vcache;
@@ -41,11 +43,15 @@ Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, int64_t n_s
     ip->pos = calloc((size_t)n_slots, sizeof(int64_t));
     ip->row_pos = calloc((size_t)max_tok, sizeof(int64_t));
     ip->row_slot = calloc((size_t)max_tok, sizeof(int32_t));
-    bool ok = ip->buf && ip->kcache && ip->vcache && ip->dropped && ip->counts && ip->pos && ip->row_pos && ip->row_slot;
+    ip->exact_mm = calloc(g->n, sizeof(bool));
+    bool ok = ip->buf && ip->kcache && ip->vcache && ip->dropped && ip->counts && ip->pos && ip->row_pos &&
+              ip->row_slot && ip->exact_mm;
     size_t scratch = 0;
     for (uint32_t i = 0; ok && i < g->n; i++) {
         const Node *n = &g->nodes[i];
         if (n->op == OP_WEIGHT) continue;
+        if (n->op == OP_ROUTER || n->op == OP_SIGMOID_SCALE) /* the logits, the gate g of sigmoid(g) * x */
+            ip->exact_mm[n->in[0].id] = ir_node(g, n->in[0])->op == OP_MATMUL;
         size_t bytes = (size_t)ir_elems(n, max_tok) * dtype_size(n->dtype);
         ok = (ip->buf[i] = malloc(bytes ? bytes : 1)) != NULL;
         if (n->op == OP_ATTENTION) {
@@ -86,6 +92,7 @@ void interp_free(Interp *ip) {
     free(ip->pos);
     free(ip->row_pos);
     free(ip->row_slot);
+    free(ip->exact_mm);
     free(ip);
 }
 
@@ -127,7 +134,7 @@ void interp_step_slots(Interp *ip, const int32_t *ids, const int32_t *slots, int
         case OP_MATMUL: {
             const Node *b = n->n_in > 2 ? ir_node(g, n->in[2]) : NULL;
             gk_matmul(y, x0, T, in0->shape[1], weight_data(in1), in1->dtype, row, b ? weight_data(b) : NULL,
-                      b ? b->dtype : DT_F32, ip->act);
+                      b ? b->dtype : DT_F32, ip->exact_mm[i] && ip->act == GK_ACT_BF16 ? GK_ACT_EXACT : ip->act);
             break;
         }
         case OP_ADD: gk_add(y, x0, x1, T * row); break;

@@ -11,8 +11,9 @@
 
 typedef struct Interp Interp;
 
-/* capacity_factor <= 0: dropless; act: how block-quantised weights meet the activations
- * (kernels.h). Returns NULL when the buffers cannot be allocated. */
+/* capacity_factor <= 0: dropless; act: how the activations meet the weight matrices (kernels.h;
+ * in the bf16 mode the router's and the shared-expert gate's logits stay exact). Returns NULL when the
+ * buffers cannot be allocated. */
 Interp *interp_new(const Graph *g, int64_t max_ctx, int64_t max_tok, int64_t n_slots, double capacity_factor,
                    GkAct act);
 void interp_free(Interp *ip);

@@ -79,13 +79,27 @@ static void matmul_int8(float *y, const float *x, int64_t T, int64_t K, const vo
     free(buf);
 }
 
+void gk_round_bf16(float *y, const float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) y[i] = bf16_to_f32(f32_to_bf16(x[i]));
+}
+
 /* Rows of w in blocks of 4, widened (or dequantised) once into a thread-local buffer; each token's
- * x row is then read once per block for 4 dot products. Shape-generic: K, N and T are runtime values. */
+ * x row is then read once per block for 4 dot products. Shape-generic: K, N and T are runtime values.
+ * The bf16 activation mode rounds the T x rows once into a work buffer; the dot products below are
+ * then those of two bf16 numbers, exact in f32, so only the order of the f32 sums differs from
+ * vdpbf16ps. */
 void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N, const void *bias,
                DType bdt, GkAct act) {
     if (dtype_is_quant(wdt) && act == GK_ACT_INT8) {
         matmul_int8(y, x, T, K, w, wdt, N, bias, bdt);
         return;
+    }
+    float *xr = NULL; /* [T, K] x rounded to bf16, in the bf16 mode */
+    if (wdt == DT_BF16 && act == GK_ACT_BF16) {
+        xr = malloc(sizeof(float) * (size_t)(T * K));
+        MOE_ASSERT(xr);
+        gk_round_bf16(xr, x, T * K);
+        x = xr;
     }
     size_t rb = quant_row_bytes(wdt, K);
     int64_t n_blocks = (N + 3) / 4;
@@ -124,6 +138,7 @@ void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DT
         }
         free(rows);
     }
+    free(xr);
 }
 
 void gk_add(float *y, const float *a, const float *b, int64_t n) {

@@ -28,10 +28,12 @@ static inline const char *gk_act_name(GkAct a) { return a == GK_ACT_INT8 ? "int8
 void gk_embed(float *y, const int32_t *ids, int64_t T, const void *table, DType dt, int64_t H);
 /* y[T, N]: each group of G consecutive values of a row normalised by its RMS, times w[G]. */
 void gk_rmsnorm(float *y, const float *x, int64_t T, int64_t N, const void *w, DType wdt, int64_t G, float eps);
-/* y[T, N] = x[T, K] w[N, K]^T (+ bias[N]); bias may be NULL. w of any weight dtype; act says how a
- * block-type w is multiplied (ignored for f32/f16/bf16). */
+/* y[T, N] = x[T, K] w[N, K]^T (+ bias[N]); bias may be NULL. w of any weight dtype; act says how x
+ * meets w: GK_ACT_INT8 matters for a block-type w, GK_ACT_BF16 for a bf16 w, else exact. */
 void gk_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N, const void *bias,
                DType bdt, GkAct act);
+/* y[n] = x[n] each rounded to the nearest bf16 (ties to even; f32_to_bf16), as f32; y may be x. */
+void gk_round_bf16(float *y, const float *x, int64_t n);
 void gk_add(float *y, const float *a, const float *b, int64_t n);
 void gk_clamp(float *y, const float *x, int64_t n, float c);
 void gk_swiglu(float *y, const float *g, const float *u, int64_t n);

@@ -60,5 +60,6 @@ for cmd in "run $m --tokens 1" "compile $m -o $work/x.exe" "inspect $m"; do
   done
 done
 "$moec" run "$m" --tokens 1 --act int4 >/dev/null 2>"$work/err"; rc=$?
-[ $rc -eq 2 ] && grep -q "^moec: error: --act: expected exact, int8 or bf16; got 'int4'" "$work/err" || fail "--act int4: $rc"
+[ $rc -eq 2 ] && grep -q "^moec: error: --act: expected exact, int8 or bf16; got 'int4'" "$work/err" ||
+  fail "--act int4: $rc"
 echo "quant checks: ok"

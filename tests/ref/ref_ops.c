@@ -27,6 +27,25 @@ void ref_matmul(float *y, const float *x, int64_t T, int64_t K, const void *w, D
         }
 }
 
+float ref_round_bf16(float x) {
+    if (x == 0 || !isfinite(x)) return x;
+    int e;
+    frexp(x, &e);                       /* 2^(e-1) <= |x| < 2^e */
+    int q = e - 8 < -133 ? -133 : e - 8; /* bf16: 8 significant bits; subnormals spaced 2^-133 */
+    return (float)ldexp(nearbyint(ldexp(x, -q)), q); /* the default rounding mode: ties to even */
+}
+
+void ref_matmul_act_bf16(float *y, const float *x, int64_t T, int64_t K, const void *w, DType wdt, int64_t N,
+                         const float *bias) {
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t n = 0; n < N; n++) {
+            double s = bias ? bias[n] : 0.0;
+            for (int64_t k = 0; k < K; k++)
+                s += (double)ref_round_bf16(x[t * K + k]) * dtype_load_f32(wdt, w, (size_t)(n * K + k));
+            y[t * N + n] = (float)s;
+        }
+}
+
 void ref_rope(float *y, const float *x, int64_t T, int64_t heads, int64_t hd, const float *inv_freq, float mscale,
               int64_t pos0) {
     for (int64_t t = 0; t < T; t++)
@@ -85,8 +104,10 @@ void ref_router(MoeRoute *routes, const float *logits, int64_t T, int64_t E, int
     free(p);
 }
 
-void ref_moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, int64_t E, int64_t k, int64_t H,
-                 int64_t I, const float *gate, const float *up, const float *down, int64_t capacity, int64_t *dropped) {
+/* bf16: the matrices' inputs (x, and silu(g) * u rounded through f32) rounded by ref_round_bf16. */
+static void moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, int64_t E, int64_t k, int64_t H,
+                    int64_t I, const float *gate, const float *up, const float *down, int64_t capacity,
+                    int64_t *dropped, bool bf16) {
     int64_t *used = calloc((size_t)E, sizeof(int64_t));
     double *act = malloc(sizeof(double) * (size_t)I);
     memset(y, 0, sizeof(float) * (size_t)(T * H));
@@ -100,10 +121,12 @@ void ref_moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, in
             for (int64_t i = 0; i < I; i++) {
                 double g = 0, u = 0;
                 for (int64_t c = 0; c < H; c++) {
-                    g += (double)gate[(e * I + i) * H + c] * x[t * H + c];
-                    u += (double)up[(e * I + i) * H + c] * x[t * H + c];
+                    double xc = bf16 ? ref_round_bf16(x[t * H + c]) : x[t * H + c];
+                    g += (double)gate[(e * I + i) * H + c] * xc;
+                    u += (double)up[(e * I + i) * H + c] * xc;
                 }
                 act[i] = g / (1 + exp(-g)) * u;
+                if (bf16) act[i] = ref_round_bf16((float)act[i]);
             }
             for (int64_t c = 0; c < H; c++) {
                 double s = 0;
@@ -113,4 +136,15 @@ void ref_moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, in
         }
     free(used);
     free(act);
+}
+
+void ref_moe_ffn(float *y, const float *x, const MoeRoute *routes, int64_t T, int64_t E, int64_t k, int64_t H,
+                 int64_t I, const float *gate, const float *up, const float *down, int64_t capacity, int64_t *dropped) {
+    moe_ffn(y, x, routes, T, E, k, H, I, gate, up, down, capacity, dropped, false);
+}
+
+void ref_moe_ffn_act_bf16(float *y, const float *x, const MoeRoute *routes, int64_t T, int64_t E, int64_t k,
+                          int64_t H, int64_t I, const float *gate, const float *up, const float *down,
+                          int64_t capacity, int64_t *dropped) {
+    moe_ffn(y, x, routes, T, E, k, H, I, gate, up, down, capacity, dropped, true);
 }

@@ -1,9 +1,10 @@
 /* The generic path's kernels (compiler/interp/kernels.c) against their reference twins
  * (tests/ref/ref_ops.c, ref_qops.c), each at several shapes: one ragged, one with top_k = 1,
  * bf16/f16/f32 weights, and every block-quantised type in both activation modes (odd row counts,
- * T = 1 and T > 1). NMSE <= 1e-10 where both compute in f32 from identical inputs (1e-6 is the
- * STYLE bound). */
+ * T = 1 and T > 1); the bf16 activation mode and its rounding (gk_round_bf16). NMSE <= 1e-10 where
+ * both compute in f32 from identical inputs (1e-6 is the STYLE bound). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "interp/kernels.h"
 #include "quant.h"
@@ -50,6 +51,95 @@ static void t_matmul(int64_t T, int64_t K, int64_t N, DType dt, bool bias) {
     ref_matmul(r, x, T, K, w, dt, N, b);
     NMSE_OK(y, r, T * N, "matmul");
     free(x), free(wf), free(b), free(w), free(y), free(r);
+}
+
+/* The bf16 activation mode: bf16 weights meet x rounded to bf16 (the reference rounds on its own,
+ * through frexp/nearbyint, and sums in double); every other weight dtype is left exact, bit for bit. */
+static void t_matmul_bf16(int64_t T, int64_t K, int64_t N, bool bias) {
+    float *x = randv(T * K, 1), *wf, *b = bias ? randv(N, 1) : NULL;
+    void *w = randw(N * K, DT_BF16, 0.5f, &wf);
+    float *y = malloc(sizeof(float) * (size_t)(T * N)), *r = malloc(sizeof(float) * (size_t)(T * N));
+    float *ex = malloc(sizeof(float) * (size_t)(T * N));
+    gk_matmul(y, x, T, K, w, DT_BF16, N, b, DT_F32, GK_ACT_BF16);
+    ref_matmul_act_bf16(r, x, T, K, w, DT_BF16, N, b);
+    NMSE_OK(y, r, T * N, "matmul bf16 act");
+    gk_matmul(ex, x, T, K, w, DT_BF16, N, b, DT_F32, GK_ACT_EXACT);
+    int same = 0;
+    for (int64_t i = 0; i < T * N; i++) same += y[i] == ex[i];
+    EXPECT_TRUE(same < T * N / 2); /* the mode really rounds (about 2^-9 relative per element) */
+    double e = test_nmse(y, ex, (size_t)(T * N));
+    EXPECT_TRUE(e > 1e-9 && e < 1e-4);
+    free(w), free(wf);
+    const DType others[] = {DT_F32, DT_F16, DT_Q8_0};
+    for (int i = 0; i < 3; i++) { /* unaffected: the same bits as the exact mode */
+        DType dt = others[i];
+        if (dtype_is_quant(dt) && K % dtype_block_elems(dt)) continue;
+        if (dtype_is_quant(dt)) {
+            float *f = randv(N * K, 0.5f);
+            size_t rb = quant_row_bytes(dt, K);
+            w = malloc(rb * (size_t)N);
+            for (int64_t row = 0; row < N; row++) quant_quantize_row(dt, f + row * K, (char *)w + rb * (size_t)row, K);
+            free(f);
+        } else {
+            w = randw(N * K, dt, 0.5f, &wf);
+            free(wf);
+        }
+        gk_matmul(y, x, T, K, w, dt, N, b, DT_F32, GK_ACT_BF16);
+        gk_matmul(ex, x, T, K, w, dt, N, b, DT_F32, GK_ACT_EXACT);
+        same = 0;
+        for (int64_t j = 0; j < T * N; j++) same += y[j] == ex[j];
+        EXPECT_EQ(same, T * N);
+        free(w);
+    }
+    free(x), free(b), free(y), free(r), free(ex);
+}
+
+static bool same_bits(float a, float b) { return !memcmp(&a, &b, sizeof a); }
+
+/* gk_round_bf16 against ref_round_bf16: the ties, both signs, subnormals, overflow to infinity, and
+ * 2^20 random bit patterns (NaN aside). */
+static void t_round_bf16(void) {
+    const float cases[][2] = {
+        {1.0f, 1.0f},
+        {1.0f + 0x1p-8f, 1.0f},                  /* a tie: to the even 1 */
+        {1.0f + 3 * 0x1p-8f, 1.0f + 0x1p-6f},    /* a tie: to the even 1 + 2^-6, up */
+        {1.0f + 0x1p-8f + 0x1p-20f, 1.0f + 0x1p-7f}, /* just past the tie: up */
+        {-(1.0f + 3 * 0x1p-8f), -(1.0f + 0x1p-6f)},
+        {3.14159274f, 3.140625f},
+        {0x1p-133f, 0x1p-133f},                  /* the least bf16 subnormal: kept */
+        {0x1p-134f, 0.0f},                       /* half of it, a tie: to the even 0 */
+        {0x1.8p-133f, 0x1p-132f},                /* 1.5 of it, a tie: to the even 2 */
+        {0x1.0101p-130f, 0x1p-130f},            /* a subnormal: rounded to 2^-133 steps */
+        {0x1.fffffep127f, INFINITY},            /* FLT_MAX rounds up to infinity */
+        {-0.0f, -0.0f},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float got;
+        gk_round_bf16(&got, &cases[i][0], 1);
+        if (!same_bits(got, cases[i][1]) || !same_bits(ref_round_bf16(cases[i][0]), cases[i][1]))
+            fprintf(stderr, "round_bf16(%a): got %a, ref %a, expected %a\n", (double)cases[i][0], (double)got,
+                    (double)ref_round_bf16(cases[i][0]), (double)cases[i][1]);
+        EXPECT_TRUE(same_bits(got, cases[i][1]));
+        EXPECT_TRUE(same_bits(ref_round_bf16(cases[i][0]), cases[i][1]));
+    }
+    enum { N = 1 << 20 };
+    float *x = malloc(sizeof(float) * N), *y = malloc(sizeof(float) * N);
+    for (int i = 0; i < N; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        uint32_t u = (uint32_t)(rng >> 32);
+        if (i % 4 == 0) u = (u & 0xffff0000u) | 0x8000u; /* every fourth an exact tie */
+        memcpy(&x[i], &u, 4);
+        if (isnan(x[i])) x[i] = 1.0f;
+    }
+    gk_round_bf16(y, x, N);
+    int bad = 0;
+    for (int i = 0; i < N; i++) bad += !same_bits(y[i], ref_round_bf16(x[i]));
+    EXPECT_EQ(bad, 0);
+    gk_round_bf16(x, x, N); /* in place */
+    bad = 0;
+    for (int i = 0; i < N; i++) bad += !same_bits(x[i], y[i]);
+    EXPECT_EQ(bad, 0);
+    free(x), free(y);
 }
 
 static void t_rmsnorm(int64_t T, int64_t N, int64_t G) {
@@ -144,6 +234,21 @@ static void t_moe(int64_t T, int64_t E, int64_t k, int64_t H, int64_t I, DType d
     for (int64_t e = 0; e < E; e++) processed += counts[e];
     EXPECT_EQ(processed + dropped, T * k);
     if (factor > 0 && factor < 1 && T >= 8) EXPECT_TRUE(dropped > 0); /* the case really drops */
+    if (dt == DT_BF16) { /* the bf16 mode: gate/up meet x, down silu(g) * u, rounded to bf16 */
+        ex.act = GK_ACT_BF16;
+        dropped = dropped_ref = 0;
+        gk_moe_ffn(y, x, routes, T, &ex, cap, scratch, &dropped, NULL);
+        ref_moe_ffn_act_bf16(r, x, routes, T, E, k, H, I, gf, uf, df, cap, &dropped_ref);
+        /* silu(g) * u differs by f32 rounding between the sides before its rounding to bf16, so a
+         * value within ~1e-7 of a tie could round apart (2^-8 on that element, nmse ~1e-6); with
+         * these seeds none does: nmse ~2e-15 */
+        NMSE_OK(y, r, T * H, "moe_ffn bf16 act");
+        ex.act = GK_ACT_EXACT;
+        float *y0 = malloc(sizeof(float) * (size_t)(T * H));
+        gk_moe_ffn(y0, x, routes, T, &ex, cap, scratch, &dropped, NULL);
+        EXPECT_TRUE(test_nmse(y, y0, (size_t)(T * H)) > 1e-9); /* the mode acts */
+        free(y0);
+    }
     free(x), free(l), free(gf), free(uf), free(df), free(g), free(u), free(d), free(routes), free(scratch), free(y),
         free(r);
 }
@@ -253,6 +358,10 @@ int main(void) {
     t_matmul(1, 64, 96, DT_BF16, false);
     t_matmul(3, 67, 13, DT_F32, true);   /* ragged */
     t_matmul(17, 128, 40, DT_F16, false);
+    t_matmul_bf16(1, 64, 96, false);
+    t_matmul_bf16(5, 67, 13, true);      /* ragged, prefill, bias */
+    t_matmul_bf16(17, 256, 40, false);
+    t_round_bf16();
     t_rmsnorm(1, 64, 64);
     t_rmsnorm(5, 96, 16);                /* per-head groups */
     t_rmsnorm(3, 37, 37);                /* ragged */
