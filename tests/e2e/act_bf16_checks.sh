@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # act_bf16_checks.sh MOEC GOLDEN_CHECK WORK SHARED: `moec run --act bf16` (the generic path's bf16
-# activation mode, interp/kernels.h) on the goldens, as a user drives it:
+# activation mode, interp/kernels.h) and `moec compile --act bf16` (kernels/kt_common.h) on the goldens,
+# as a user drives them:
 #  - every bf16 family (mixtral, olmoe, qwen2_moe, qwen3_moe): golden_check with --tol 0.1 — the
 #    generated ids and every router top-k (prompt and fed generated tokens) exactly Hugging Face's,
 #    every logit within 0.1 of the float64 reference;
 #  - the same runs' logits differ from `--act exact` (max |bf16 - exact| >= 1e-3: the mode acts) but
 #    stay close (max <= 0.1, mean <= 0.01), and the routes equal the exact run's;
 #  - qwen2_moe, two prompts on two slots (--batch-prompts): each prompt's ids as alone;
-#  - the f32 golden: the mode leaves f32 weights alone, so its logits are the exact run's bytes.
+#  - the f32 golden: the mode leaves f32 weights alone, so its logits are the exact run's bytes;
+#  - compiled, every bf16 family, with vdpbf16ps where this CPU has AVX512_BF16 and with the portable
+#    pair products (--features -avx512bf16): golden_check --tol 0.1 as above, and against the generic
+#    bf16 run the same ids and routes and mean |logit difference| <= 0.002 (both round the same
+#    inputs; an f32 summation difference can tip one value's bf16 rounding, so not bit for bit:
+#    measured at this commit: mixtral, olmoe, qwen2_moe within 1e-5; qwen3_moe max 0.0093, mean 0.00063).
 # Measured (this commit, prompts and generated rows of both golden prompts, 13824 logits per family):
 #   family      max |bf16 - exact|  mean     (|bf16 - golden| the same to 4 digits: exact is ~1e-6 off)
 #   mixtral     0.0191              0.0028
@@ -42,6 +48,22 @@ for fam in mixtral olmoe qwen2_moe qwen3_moe; do
       { cat "$work/$act.err"; fail "$fam --act $act"; }
   done
   [ "$(routes "$work/exact.json")" = "$(routes "$work/bf16.json")" ] || fail "$fam: routes differ from exact"
+  for feat in native -avx512bf16; do # compiled: both forms of the tile
+    f=()
+    [ $feat = native ] || f=(--features $feat)
+    "$moec" compile "$case/model" -o "$work/$fam.exe" --threads 1 --act bf16 "${f[@]}" -q 2>"$work/cc.err" ||
+      { cat "$work/cc.err"; fail "$fam: compile --act bf16 $feat"; }
+    "$golden_check" "$case" --tol 0.1 -- "$work/$fam.exe" --threads 1 >"$work/$fam.cgc" 2>&1 ||
+      { cat "$work/$fam.cgc"; fail "$fam: compiled --act bf16 ($feat): golden_check --tol 0.1"; }
+    "$work/$fam.exe" --tokens $prompt -n 6 --threads 1 --logits-out "$work/c.f32" --trace "$work/c.json" \
+        >"$work/c.out" 2>"$work/c.err" || { cat "$work/c.err"; fail "$fam: compiled run ($feat)"; }
+    cmp -s "$work/c.out" "$work/bf16.out" || fail "$fam: compiled ids ($(cat "$work/c.out")) != generic ($feat)"
+    [ "$(routes "$work/c.json")" = "$(routes "$work/bf16.json")" ] || fail "$fam: compiled routes != generic ($feat)"
+    paste <(od -An -v -tf4 -w4 "$work/c.f32") <(od -An -v -tf4 -w4 "$work/bf16.f32") |
+      awk -v fam=$fam -v feat=$feat '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; s += d; n++}
+           END {printf "  %s compiled (%s): |compiled - generic| max %.5f mean %.6f\n", fam, feat, m, s / n
+                exit !(n > 0 && s / n <= 0.002)}' || fail "$fam: compiled bf16 vs generic bf16 out of bounds"
+  done
   [ -s "$work/bf16.out" ] || fail "$fam: no ids"
   paste <(od -An -v -tf4 -w4 "$work/bf16.f32") <(od -An -v -tf4 -w4 "$work/exact.f32") |
     awk -v fam=$fam '{d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; s += d; n++}

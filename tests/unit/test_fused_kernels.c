@@ -10,7 +10,6 @@
 #include "../../compiler/kernels/moe.c"
 #include "../../compiler/kernels/norm_matmul.c"
 #include "../../runtime/exec.h"
-#include "ref/ref_bf16.h"
 #include "ref/ref_ops.h"
 #include "test.h"
 
@@ -26,9 +25,13 @@ static const int amx_values[4] = {0, 3, 2, 1};
 static int n_amx = 1;
 static double amx_tol(int amx) { return amx == 1 ? NMSE_TOL_BF16 : NMSE_TOL; }
 
+static void round_all_bf16(float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) v[i] = ref_round_bf16(v[i]);
+}
+
 /* The bf16 activation mode bits bf16 weights run with (kt_common.h), set by main: 0 (exact), then
  * KT_ACT_BF16 (portable), then with KT_DP_BF16 where this CPU has AVX512_BF16. In the bf16 mode the
- * twins round the activations as the kernels must (ref_bf16.h), so the tolerance stays NMSE_TOL: the
+ * twins round the activations as the kernels must (ref_round_bf16), so the tolerance stays NMSE_TOL: the
  * two differ only where an f32-rounding difference of a value tips its bf16 rounding (rare); the
  * AMX runs are left to the exact mode (their rounding is kt_amx.h's, tested above). */
 static int32_t g_bf;
@@ -109,7 +112,7 @@ static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_nor
     if (has_norm) ref_rmsnorm(h, x, T, K, nw, K, eps);
     else memcpy(h, x, sizeof(float) * (size_t)(T * K));
     const int32_t wdt = bf_wdt(dt), q = kt_q_scratch_kind(wdt);
-    if (kt_bfa(wdt)) ref_bf16_round_all(h, T * K);
+    if (kt_bfa(wdt)) round_all_bf16(h, T * K);
     ref_matmul(r, h, T, K, w, dt, N, has_bias ? bias : NULL);
     if (has_resid)
         for (int64_t i = 0; i < T * N; i++) r[i] += resid[i];
@@ -327,11 +330,11 @@ static void ref_dense_mlp(float *y, const float *h, const float *gate, int64_t T
                           const void *g, const void *u, const void *d, DType dt, int bf) {
     float *gv = zeros(T * SI), *uv = zeros(T * SI), *o = zeros(T * H), *hb = zeros(T * H);
     memcpy(hb, h, sizeof(float) * (size_t)(T * H));
-    if (bf) ref_bf16_round_all(hb, T * H);
+    if (bf) round_all_bf16(hb, T * H);
     ref_matmul(gv, hb, T, H, g, dt, SI, NULL);
     ref_matmul(uv, hb, T, H, u, dt, SI, NULL);
     for (int64_t i = 0; i < T * SI; i++) gv[i] = (float)((double)gv[i] / (1 + exp(-(double)gv[i])) * uv[i]);
-    if (bf) ref_bf16_round_all(gv, T * SI);
+    if (bf) round_all_bf16(gv, T * SI);
     ref_matmul(o, gv, T, SI, d, dt, H, NULL);
     for (int64_t t = 0; t < T; t++)
         for (int64_t c = 0; c < H; c++) y[t * H + c] += gate[t] * o[t * H + c];
@@ -384,7 +387,8 @@ static void t_moe(MoeCase mc) {
         ref_matmul(logits, h, T, H, gate_w, dt, E, NULL);
         ref_router(routes, logits, T, E, k, mc.renorm);
         ref_moe_ffn(r, h, routes, T, E, k, H, I, gf, uf, df, C, &dropped);
-        if (bf) ref_moe_ffn_bf16(r, h, routes, T, E, k, H, I, gf, uf, df, C); /* the same lists, rounded */
+        int64_t dropped_bf = 0; /* the same lists, rounded */
+        if (bf) ref_moe_ffn_act_bf16(r, h, routes, T, E, k, H, I, gf, uf, df, C, &dropped_bf);
         for (int64_t i = 0; i < T * k; i++) kept[routes[i].expert]++;
         for (int64_t e = 0; e < E; e++) kept[e] = kept[e] < C ? kept[e] : C;
     }
@@ -533,7 +537,7 @@ static void t_bf_row(void) {
         uint32_t u = (c % 2 ? w[c / 2] & 0xffff0000u : w[c / 2] << 16);
         float got;
         memcpy(&got, &u, 4);
-        ok &= got == ref_bf16_round(x[c]);
+        ok &= got == ref_round_bf16(x[c]);
     }
     EXPECT_TRUE(ok);
     EXPECT_EQ(w[K / 2] >> 16, 0u);
