@@ -100,6 +100,45 @@ static inline float kt_exp(float x) {
  * per element: 5% of a prefill step on the bench preset). */
 static inline float kt_silu(float a) { return a / (1.0f + kt_exp(-a)); }
 
+typedef float kt_vf __attribute__((vector_size(64)));     // 16 x f32
+typedef uint32_t kt_vu __attribute__((vector_size(64)));  // 16 x u32
+typedef int32_t kt_vi __attribute__((vector_size(64)));   // 16 x i32
+
+/* Lanes of a where m (a comparison's all-ones lanes), else of b. */
+static inline kt_vf kt_vsel(kt_vi m, kt_vf a, kt_vf b) {
+    kt_vi ai, bi, r;
+    memcpy(&ai, &a, 64), memcpy(&bi, &b, 64);
+    r = (ai & m) | (bi & ~m);
+    memcpy(&a, &r, 64);
+    return a;
+}
+
+/* kt_exp on 16 lanes in vector code (the loop over scalar kt_exp stayed scalar code: 15% of a bf16
+ * prefill step in the gate/up epilogue). The same range reduction and polynomial; n is rounded half
+ * away from zero instead of to even (only at an exact tie, where r = +-ln2/2 either way). */
+static inline kt_vf kt_exp_v(kt_vf x) {
+    const kt_vf lo = (kt_vf){0} - 87.0f, hi = (kt_vf){0} + 88.0f, zero = {0};
+    kt_vf xc = kt_vsel(x < lo, lo, kt_vsel(x > hi, hi, x)), v = xc * 1.44269504088896341f;
+    kt_vi ni = __builtin_convertvector(v + kt_vsel(v < zero, zero - 0.5f, zero + 0.5f), kt_vi);
+    kt_vf n = __builtin_convertvector(ni, kt_vf);
+    kt_vf r = xc - n * 0.693359375f + n * 2.12194440e-4f;
+    kt_vf p = zero + 1.98412698e-4f;
+    p = p * r + 1.38888889e-3f;
+    p = p * r + 8.33333333e-3f;
+    p = p * r + 4.16666667e-2f;
+    p = p * r + 1.66666667e-1f;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    kt_vi bits = (ni + 127) << 23;
+    kt_vf scale;
+    memcpy(&scale, &bits, 64);
+    return kt_vsel(x < lo, zero, p * scale);
+}
+
+/* kt_silu on 16 lanes. */
+static inline kt_vf kt_silu_v(kt_vf a) { return a / (1.0f + kt_exp_v(-a)); }
+
 static inline float kt_sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }
 
 /* 1 / sqrt(mean(x[n]^2) + eps) */
@@ -131,9 +170,6 @@ static inline void kt_rmsnorm_rows(float *restrict y, const float *restrict x, c
  * so one 64-byte load of a bf16 sub-panel pair gives both columns of 16 rows as two f32 vectors with
  * one shift and one mask (no shuffles), and a block is one contiguous forward stream.
  * PACK_GATE_UP uses the same layout with sub-panel 0 = gate rows b*16 + lane, 1 = up rows. */
-typedef float kt_vf __attribute__((vector_size(64)));     // 16 x f32
-typedef uint32_t kt_vu __attribute__((vector_size(64)));  // 16 x u32
-
 /* Pairs stored per block row: ceil(K / 2) rounded up to 16 (one AMX K step, kt_amx.h; the pairs
  * added are zero and the FMA tile never reads them). */
 static inline int64_t kt_kp(int64_t K) { return (K + 31) / 32 * 16; }

@@ -90,7 +90,6 @@ static inline int64_t kt_q_sub_offset(int64_t r, int64_t kb, int64_t K, int32_t 
 typedef uint8_t kt_vb __attribute__((vector_size(16)));   // 16 x u8
 typedef int8_t kt_vsb __attribute__((vector_size(16)));   // 16 x i8
 typedef _Float16 kt_vh __attribute__((vector_size(32)));  // 16 x f16
-typedef int32_t kt_vi __attribute__((vector_size(64)));    // 16 x i32
 
 static inline kt_vf kt_f16v(const uint8_t *p) {
     kt_vh h;

@@ -203,7 +203,7 @@ static inline void ex_gate_up(float *restrict act, const float *restrict h, cons
     else kt_panel_tile(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xs, H / 2, (int)(H % 2), wdt);
     for (int t = 0; t < tb; t++) {
         float w = wts ? wts[s0 + t] : 1.0f, *ar = act + (s0 + t) * sl + (b - blo) * 16; // [16]
-        for (int l = 0; l < 16; l++) ar[l] = kt_silu(acc[0][t][l]) * acc[1][t][l] * w;
+        kt_stv(ar, kt_silu_v(acc[0][t]) * acc[1][t] * w);
     }
 }
 

@@ -309,6 +309,25 @@ static void t_exp(void) {
     }
     if (!(worst <= 3.6e-7)) fprintf(stderr, "kt_exp: worst relative error %.3g\n", worst); /* 3 ulp */
     EXPECT_TRUE(worst <= 3.6e-7);
+    double worst_v = 0; /* kt_exp_v, 16 lanes at a time, with lanes below -87 and above 88 */
+    for (int i = 0; i <= 200000; i += 16) {
+        kt_vf x, y;
+        for (int l = 0; l < 16; l++) x[l] = -87.0f + 175.0f * (float)(i + l < 200000 ? i + l : 200000) / 200000.0f;
+        y = kt_exp_v(x);
+        for (int l = 0; l < 16; l++) {
+            double want = exp((double)x[l]), rel = fabs(y[l] - want) / want;
+            worst_v = rel > worst_v ? rel : worst_v;
+        }
+    }
+    if (!(worst_v <= 3.6e-7)) fprintf(stderr, "kt_exp_v: worst relative error %.3g\n", worst_v);
+    EXPECT_TRUE(worst_v <= 3.6e-7);
+    kt_vf e = {-INFINITY, -100.0f, 0.0f, 100.0f, -87.5f, 1.0f, -1.0f, 0.5f, -0.5f, 20.0f};
+    kt_vf ev = kt_exp_v(e);
+    EXPECT_TRUE(ev[0] == 0.0f && ev[1] == 0.0f && ev[2] == 1.0f && ev[4] == 0.0f);
+    EXPECT_TRUE(ev[3] == kt_exp(88.0f)); /* clamped, as kt_exp */
+    for (int l = 5; l < 10; l++) EXPECT_TRUE(fabs(ev[l] - exp((double)e[l])) <= 3.6e-7 * exp((double)e[l]));
+    kt_vf sv = kt_silu_v(e);
+    EXPECT_TRUE(sv[2] == 0.0f && fabsf(sv[5] - 0.7310586f) <= 1e-6f && fabsf(sv[1]) < 1e-30f);
     EXPECT_TRUE(kt_exp(-INFINITY) == 0.0f);
     EXPECT_TRUE(kt_exp(-100.0f) == 0.0f);
     EXPECT_TRUE(kt_exp(0.0f) == 1.0f);
