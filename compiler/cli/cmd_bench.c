@@ -54,7 +54,7 @@ static const char bench_usage[] =
     "  --repeat R        runs per figure (default 3)\n"
     "  --json FILE       all figures as JSON\n"
     "  --plot FILE.svg   decode tokens/s against context length, both paths\n"
-    "  --act exact|int8  how both paths multiply block-quantised weights (as 'moec compile --act')\n"
+    "  --act MODE        exact, int8 or bf16: how both paths multiply the weights (as 'moec compile --act')\n"
     "  --quant SPEC      both paths on the block-quantised model (as 'moec run --quant', e.g. q4_k); the\n"
     "                    limits count the bytes of each matrix at its type\n"
     "  --batch B1,B2,... decode of B sequences at once instead (one executable compiled with --batch B\n"
@@ -165,6 +165,30 @@ static double fma_run(int threads, long iters) {
         for (int j = 0; j < 12; j++) sink += a[j][0];
     }
     return sink == -1 ? 0 : 2.0 * 16 * 12 * (double)iters * threads;
+}
+
+/* vdpbf16ps (kt_common.h's kt_dpbf, the tile of --act bf16): 12 chains of 16 lanes per thread, each
+ * instruction 2 products per lane. */
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bf16"))) static float dpbf_chains(long iters) {
+    kt_vf a[12];
+    kt_vu w;
+    for (int i = 0; i < 16; i++) w[i] = 0x3f803f80u + (uint32_t)i; /* pairs near 1 */
+    for (int j = 0; j < 12; j++) a[j] = (kt_vf){0} + 1e-9f * (float)j;
+    for (long it = 0; it < iters; it++)
+        for (int j = 0; j < 12; j++) a[j] = kt_dpbf(a[j], w, 0x30003000u, KT_DP_BF16);
+    float s = 0;
+    for (int j = 0; j < 12; j++) s += a[j][0];
+    return s;
+}
+#else
+static float dpbf_chains(long iters) { return (float)iters; } /* never called: x86 only (avx512bf16) */
+#endif
+static double dpbf_run(int threads, long iters) {
+    float sink = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : sink)
+    sink += dpbf_chains(iters);
+    return sink == -1 ? 0 : 2.0 * 2 * 16 * 12 * (double)iters * threads;
 }
 
 /* AMX tiles (kt_amx.h) on L1-resident data: 32 tokens x 32 rows per call over 4 K steps of 32,
@@ -673,6 +697,13 @@ int cmd_bench(int argc, char **argv) {
     char why[160];
     bool amx = (man.needs & MOE_NEED_AMX) && moert_enable_amx(why, sizeof why);
     double amx_peak = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000) : 0;
+    /* --act bf16 off AMX: vdpbf16ps where this machine has it (the host is the compile target) */
+    bool dpbf = false;
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    dpbf = act == GK_ACT_BF16 && !amx && __builtin_cpu_supports("avx512bf16");
+#endif
+    if (dpbf) amx_peak = best_of_3(dpbf_run, (int)threads, quick ? 1000000 : 25000000);
 
     const int64_t P = man.prefill_chunk;
     Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL,
@@ -719,6 +750,7 @@ int cmd_bench(int argc, char **argv) {
                                     : "exact f32 (the dequantised weights' exact products)");
     printf("machine: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s", bw / 1e9, peak / 1e9);
     if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", amx_peak / 1e9);
+    if (dpbf) printf(", vdpbf16ps peak %.1f GFLOP/s (--act bf16)", amx_peak / 1e9);
     printf(" (%s threads)\n", thr);
     printf("compile: %.2f s\n\n", compile_s);
     printf("%-26s %12s %12s %8s %10s %10s\n", "figure (median [min, max])", "compiled", "generic", "ratio",
@@ -737,7 +769,7 @@ int cmd_bench(int argc, char **argv) {
         bool dec = !strcmp(m->what, "decode");
         Stat sc = pick(m, PATH_COMPILED, dec ? 1 : 0), sg = pick(m, PATH_GENERIC, dec ? 1 : 0);
         double limit = dec ? bw / (lim.weight_bytes_per_tok + lim.kv_bytes_per_pos * (double)(m->prompt + m->gen / 2))
-                           : prefill_limit(&lim, amx ? amx_peak : peak, bw, m->prompt < P ? m->prompt : P);
+                           : prefill_limit(&lim, amx || dpbf ? amx_peak : peak, bw, m->prompt < P ? m->prompt : P);
         char name[64];
         snprintf(name, sizeof name, "%s tok/s @%" PRId64, m->what, m->prompt);
         printf("%-26s %5.1f [%.0f,%.0f] %5.1f [%.0f,%.0f] %7.2fx %9.1f %9.0f%%\n", name, sc.med, sc.min, sc.max, sg.med,
@@ -765,7 +797,8 @@ int cmd_bench(int argc, char **argv) {
     printf("\nlimits: decode = bandwidth / (%.1f MB of weights + %.1f KB of KV cache per position) per token;\n"
            "        prefill = the lower of %s peak / %.2f GFLOP per token (matmuls only) and\n"
            "        bandwidth x %" PRId64 " tokens / %.1f MB of weights per chunk of the compiled prefill\n",
-           lim.weight_bytes_per_tok / 1e6, lim.kv_bytes_per_pos / 1e3, amx ? "AMX" : "FMA", lim.flops_per_tok / 1e9, P,
+           lim.weight_bytes_per_tok / 1e6, lim.kv_bytes_per_pos / 1e3, amx ? "AMX" : dpbf ? "vdpbf16ps" : "FMA",
+           lim.flops_per_tok / 1e9, P,
            lim.chunk_bytes / 1e6);
     if (js) {
         fprintf(js, "\n  ],\n  \"ttft_s\": {\"compiled\": %.4f, \"generic\": %.4f},\n  \"load_s\": {\"compiled\": %.4f, "

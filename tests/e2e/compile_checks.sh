@@ -18,7 +18,7 @@
 #                  `moec run`, over full, padded and past-the-context chunks
 #   bench          moec bench --quick prints its table (warm, cold and page-cache lines), JSON and
 #                  SVG; --batch 1,3 a row per batch size (batch 1 of top-2 routing reads 2 experts);
-#                  --quant q8_0 --act int8 says the mode in its table and JSON
+#                  --quant q8_0 --act int8 and --act bf16 say the mode in the table and JSON
 #   amx            prefill through AMX tiles (when the host has them), with 3 planes (exact) and with
 #                  --amx-planes 2, gives the ids of `moec run` and of an executable compiled with
 #                  --features -amx-bf16, logits within 1e-4 of it
@@ -241,7 +241,15 @@ bench)
   # --quant with --act int8: both paths in the int8 mode, said in the table and the JSON
   "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64 --repeat 1 --quick --quant q8_0 --act int8 \
       --json "$work/q.json" >"$work/q.txt" 2>"$work/q.err" || { cat "$work/q.err"; fail "bench --act int8"; }
-  grep -q "^activations: int8" "$work/q.txt" && grep -q '"act": "int8"' "$work/q.json" || fail "bench: no int8 line" ;;
+  grep -q "^activations: int8" "$work/q.txt" && grep -q '"act": "int8"' "$work/q.json" || fail "bench: no int8 line"
+  # --act bf16 (the bf16 weights as they are): said in the table and the JSON; with AVX512_BF16 on this
+  # machine the prefill limit is vdpbf16ps's peak
+  "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64 --repeat 1 --quick --act bf16 \
+      --json "$work/bf.json" >"$work/bf.txt" 2>"$work/bf.err" || { cat "$work/bf.err"; fail "bench --act bf16"; }
+  grep -q "^activations: bf16" "$work/bf.txt" && grep -q '"act": "bf16"' "$work/bf.json" || fail "bench: no bf16 line"
+  if grep -qw avx512_bf16 /proc/cpuinfo && ! grep -qw amx_bf16 /proc/cpuinfo; then
+    grep -q "vdpbf16ps peak" "$work/bf.txt" || fail "bench --act bf16: no vdpbf16ps peak on an AVX512_BF16 machine"
+  fi ;;
 mixed)
   # name, arch, layers, prefill chunk, synth options. decoder_sparse_step 2 on 5 layers: dense layers 0, 2, 4
   # (first, middle, last), MoE 1, 3; mlp_only_layers 1,3 on 4 layers: MoE first, dense in the middle and last.
