@@ -14,7 +14,7 @@ typedef struct CompileOptions {
     const char *model_dir, *out;
     int64_t batch;            /* tokens per decode step (1) */
     int64_t context;          /* S; 0: min(max_position_embeddings, 4096) */
-    int64_t prefill_chunk;    /* P; 0: a power of two in [128, 512] near 32 E / k, at most S */
+    int64_t prefill_chunk;    /* P; 0: a power of two in [128, 512] near 128 E / k, at most S */
     int64_t threads;          /* most threads a step runs; 0: this machine's cores */
     double capacity_factor;   /* <= 0: dropless */
     const char *triple, *cpu, *features; /* NULL: host, native */

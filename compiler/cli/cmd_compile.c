@@ -21,7 +21,7 @@ static const char compile_usage[] =
     "                          (default 1, at most 1024); the KV cache holds B x context positions\n"
     "  --context S             KV-cache positions (default min(max_position_embeddings, 4096))\n"
     "  --prefill-chunk P       prompt tokens per prefill step (default: 128 to 512, so that each\n"
-    "                          expert gets about 32 tokens of a full chunk, 128 with AMX; at most S)\n"
+    "                          expert gets about 128 tokens of a full chunk; at most S)\n"
     "  --capacity-factor F     expert capacity C = ceil(F*T*k/E) per step, clamped to [1, T];\n"
     "                          assignments beyond C are dropped (default 0: dropless, exact)\n"
     "  --target TRIPLE         target triple (default: this machine), e.g. aarch64-linux-gnu\n"
