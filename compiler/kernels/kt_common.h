@@ -212,9 +212,13 @@ static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_v
  * literal constant at every call site: once inlined the s and t loops unroll into 2 tb vector
  * accumulators (tb <= 2: even and odd columns in separate ones, so the chains stay short), each
  * weight vector loaded and widened once per tile, each activation broadcast once per tile. The
- * block is read as one forward stream, prefetched KT_PF_BYTES ahead (none: decode 51 tok/s on the
- * bench preset; 512-1024 bytes: 64-65; 2048: 62; 4096: 60). */
-enum { KT_PF_BYTES = 768 };
+ * block is read as one forward stream, prefetched KT_PF_BYTES ahead. Tuned on the Mixtral bench
+ * preset, first (older kernels, Sapphire Rapids): none 51 tok/s decode, 512-1024 bytes 64-65, 2048 62;
+ * then (Zen 5 VM, 2 threads, interleaved rounds): 768 -> 2048 bytes took decode from 84-92 to 108-110
+ * tok/s, batch-8 decode from 190-201 to 235-238, prefill of 128 tokens from 728-771 to 748-810,
+ * Q4_0 int8 decode (the quantised tiles use it too) from 213-265 to 234-292; the bf16-mode tile
+ * stays at 768 (KT_PF_BF_BYTES: 2048 read 90-101 tok/s decode against 99-112). */
+enum { KT_PF_BYTES = 2048, KT_PF_BF_BYTES = 768 };
 static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
                                  const float *const xs[KT_TB], int64_t n2, int half, int32_t wdt) {
     kt_vf a[2][KT_TB], b[2][KT_TB];
@@ -301,8 +305,8 @@ static inline kt_vf kt_dpbf(kt_vf acc, kt_vu w, uint32_t x, int32_t wdt) {
 /* One pair q of kt_panel_tile_bf into acc. */
 static inline void kt_bf_step(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t o,
                               const uint32_t *const xs[KT_TB], int64_t q, int32_t wdt) {
-    __builtin_prefetch((const char *)w + o * 2 + KT_PF_BYTES);
-    __builtin_prefetch((const char *)w + o * 2 + KT_PF_BYTES + 64);
+    __builtin_prefetch((const char *)w + o * 2 + KT_PF_BF_BYTES);
+    __builtin_prefetch((const char *)w + o * 2 + KT_PF_BF_BYTES + 64);
     kt_vu wv[2];
     memcpy(&wv[0], (const uint16_t *)w + o, 64);
     memcpy(&wv[1], (const uint16_t *)w + o + 32, 64);
