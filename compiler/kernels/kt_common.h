@@ -72,6 +72,11 @@ static inline float kt_wload(const void *w, int64_t i, int32_t wdt) {
     return kt_wt(wdt) == 2 ? kt_bf16(((const uint16_t *)w)[i]) : ((const float *)w)[i];
 }
 
+/* exp(r) for |r| <= ln2/2: its degree-7 Taylor polynomial by Horner's rule, for r a float or a kt_vf. */
+#define KT_EXP_POLY(r)                                                                                     \
+    (((((((1.98412698e-4f * (r) + 1.38888889e-3f) * (r) + 8.33333333e-3f) * (r) + 4.16666667e-2f) * (r) +  \
+        1.66666667e-1f) * (r) + 0.5f) * (r) + 1.0f) * (r) + 1.0f)
+
 /* exp(x) from arithmetic only, so loops over it vectorise (libm's expf is a call per element):
  * x = n ln2 + r with n = rint(x log2 e), |r| <= ln2/2 (ln2 split in two for an exact n ln2), exp(r)
  * by its degree-7 Taylor polynomial (truncation < 2e-9 relative), times 2^n built in the exponent
@@ -81,24 +86,12 @@ static inline float kt_wload(const void *w, int64_t i, int32_t wdt) {
 static inline float kt_exp(float x) {
     float xc = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     float n = __builtin_rintf(xc * 1.44269504088896341f);
-    float r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.98412698e-4f;
-    p = p * r + 1.38888889e-3f;
-    p = p * r + 8.33333333e-3f;
-    p = p * r + 4.16666667e-2f;
-    p = p * r + 1.66666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    float r = xc - n * 0.693359375f + n * 2.12194440e-4f, p = KT_EXP_POLY(r);
     int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, 4);
     return x < -87.0f ? 0.0f : p * scale;
 }
-
-/* SiLU through kt_exp, so the 16 lanes of an expert's activations vectorise (expf was a libm call
- * per element: 5% of a prefill step on the bench preset). */
-static inline float kt_silu(float a) { return a / (1.0f + kt_exp(-a)); }
 
 typedef float kt_vf __attribute__((vector_size(64)));     // 16 x f32
 typedef uint32_t kt_vu __attribute__((vector_size(64)));  // 16 x u32
@@ -113,30 +106,22 @@ static inline kt_vf kt_vsel(kt_vi m, kt_vf a, kt_vf b) {
     return a;
 }
 
-/* kt_exp on 16 lanes in vector code (the loop over scalar kt_exp stayed scalar code: 15% of a bf16
- * prefill step in the gate/up epilogue). The same range reduction and polynomial; n is rounded half
+/* kt_exp on 16 lanes in vector code, for SiLU (expf was a libm call per element, 5% of a prefill
+ * step; a loop over scalar kt_exp then stayed scalar code, 15% of a bf16-mode prefill step). The same range reduction and polynomial; n is rounded half
  * away from zero instead of to even (only at an exact tie, where r = +-ln2/2 either way). */
 static inline kt_vf kt_exp_v(kt_vf x) {
     const kt_vf lo = (kt_vf){0} - 87.0f, hi = (kt_vf){0} + 88.0f, zero = {0};
     kt_vf xc = kt_vsel(x < lo, lo, kt_vsel(x > hi, hi, x)), v = xc * 1.44269504088896341f;
     kt_vi ni = __builtin_convertvector(v + kt_vsel(v < zero, zero - 0.5f, zero + 0.5f), kt_vi);
     kt_vf n = __builtin_convertvector(ni, kt_vf);
-    kt_vf r = xc - n * 0.693359375f + n * 2.12194440e-4f;
-    kt_vf p = zero + 1.98412698e-4f;
-    p = p * r + 1.38888889e-3f;
-    p = p * r + 8.33333333e-3f;
-    p = p * r + 4.16666667e-2f;
-    p = p * r + 1.66666667e-1f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
+    kt_vf r = xc - n * 0.693359375f + n * 2.12194440e-4f, p = KT_EXP_POLY(r);
     kt_vi bits = (ni + 127) << 23;
     kt_vf scale;
     memcpy(&scale, &bits, 64);
     return kt_vsel(x < lo, zero, p * scale);
 }
 
-/* kt_silu on 16 lanes. */
+/* SiLU, a / (1 + exp(-a)), on 16 lanes. */
 static inline kt_vf kt_silu_v(kt_vf a) { return a / (1.0f + kt_exp_v(-a)); }
 
 static inline float kt_sigmoid(float a) { return 1.0f / (1.0f + expf(-a)); }

@@ -265,7 +265,7 @@ static void ex_ffn_amx(float *restrict part, const float *restrict h, float *res
                 for (int64_t t = 0; t < rows; t++) {
                     int64_t s = c0 + g * 16 + t;
                     float w = wts ? wts[s] : 1.0f, *ar = act + s * sl + (b - blo) * 16; // [16]
-                    for (int l = 0; l < 16; l++) ar[l] = kt_silu(tile[t * 32 + l]) * tile[t * 32 + 16 + l] * w;
+                    kt_stv(ar, kt_silu_v(kt_ldv(tile + t * 32)) * kt_ldv(tile + t * 32 + 16) * w);
                 }
             }
     }
