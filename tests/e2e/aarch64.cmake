@@ -24,7 +24,7 @@ if(NOT MOEC_SANITIZE)
     endforeach()
   endforeach()
 endif()
-foreach(check selfcontained sidecar missing vector int8)
+foreach(check selfcontained sidecar missing vector int8 bf16)
   add_test(NAME aarch64_${check}
            COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/e2e/aarch64_checks.sh $<TARGET_FILE:moec>
                    ${CMAKE_CURRENT_BINARY_DIR}/tmp/aarch64_${check} ${check} "${MOEC_AARCH64_RUNTIME_DIR}")

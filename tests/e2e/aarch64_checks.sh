@@ -12,6 +12,8 @@
 #                  cortex-a72 kernels NEON fmla on v registers and never a z register
 #   int8           --quant q4_0 --act int8 (the int8 dot products' portable code: no vpdpbusd off x86)
 #                  runs under qemu and gives the ids of `moec run --act int8`
+#   bf16           --act bf16 (the bf16 pair products' portable code: no vdpbf16ps off x86) runs under
+#                  qemu and gives the ids of `moec run --act bf16`
 set -u
 moec=$1 work=$2 check=$3 rtdir=$4
 sysroot=/usr/aarch64-linux-gnu
@@ -54,6 +56,15 @@ int8)
   got=$(qemu neoverse-n1 "$work/i8.exe" --tokens $prompt -n 8 --threads 2) || fail "int8 run"
   echo "generic:  $want"; echo "aarch64:  $got"
   [ "$want" = "$got" ] || fail "AArch64 int8 ids differ from the generic path" ;;
+bf16)
+  need_cross
+  synth m mixtral
+  "$moec" compile "$work/m" -o "$work/bf.exe" --act bf16 --target aarch64-linux-gnu --cpu neoverse-n1 --threads 2 -q \
+    || fail "compile --act bf16"
+  want=$("$moec" run "$work/m" --act bf16 --tokens $prompt -n 8 --threads 2 2>/dev/null) || fail "moec run"
+  got=$(qemu neoverse-n1 "$work/bf.exe" --tokens $prompt -n 8 --threads 2) || fail "bf16 run"
+  echo "generic:  $want"; echo "aarch64:  $got"
+  [ "$want" = "$got" ] || fail "AArch64 bf16 ids differ from the generic path" ;;
 sidecar)
   need_cross
   synth m mixtral
