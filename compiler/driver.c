@@ -124,15 +124,13 @@ static void load_tokenizer(Arena *a, const CompileOptions *o, void **blob, size_
     }
 }
 
-/* Default tokens per prefill step: enough that an expert sees about 32 tokens of a full chunk
- * (P k / E >= 32, so each weight block streamed from memory feeds full register tiles), or 128
- * with AMX tiles (four 32-token tile passes per weight block, three of them from L2), a power of
- * two in [128, 512], at most the context. A partial chunk costs only its real rows, so a larger
- * P does not slow short prompts. Mixtral (8 experts, top-2): 128, with AMX 512 (bench preset, 512-
- * token prompt: 929 -> 1460 tok/s; 128 tokens: the same); Qwen3-MoE (128, top-8): 512. */
-/* About 128 tokens per expert, so each expert's weights, read once per chunk, meet enough tokens (32
- * per expert gave Mixtral's bench preset a 128-token chunk: prefill of 512 tokens 20% slower, of 128
- * tokens ~5% faster, exact and bf16 mode, on a Zen 5; with AMX 128 was already the rule). */
+/* Default tokens per prefill step: enough that an expert sees about 128 tokens of a full chunk
+ * (P k / E >= 128: each expert's weights, read from memory once per chunk, feed several register or
+ * AMX tile passes), a power of two in [128, 512], at most the context. A partial chunk costs only
+ * its real rows, so a larger P does not slow short prompts much. Mixtral (8 experts, top-2) and
+ * Qwen3-MoE (128, top-8): 512. Measured: Mixtral bench, 512-token prompt, AMX 929 -> 1460 tok/s
+ * against a 128-token chunk; Zen 5 without AMX 620 -> 755 (exact) and 1150 -> 1380 (bf16 mode), a
+ * 128-token prompt within ~5% either way. */
 static int64_t default_prefill_chunk(const ModelConfig *c, int64_t S) {
     int64_t P = 128, want = c->num_experts_per_tok > 0 ? 128 * c->num_experts / c->num_experts_per_tok : 128;
     while (P < want && P < 512) P *= 2;

@@ -696,14 +696,15 @@ int cmd_bench(int argc, char **argv) {
     /* the compiled prefill runs on AMX tiles: its compute peak is theirs (permission is asked first) */
     char why[160];
     bool amx = (man.needs & MOE_NEED_AMX) && moert_enable_amx(why, sizeof why);
-    double amx_peak = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000) : 0;
-    /* --act bf16 off AMX: vdpbf16ps where this machine has it (the host is the compile target) */
+    /* tile_peak: the compute peak of the tile instructions the compiled prefill uses when they are not
+     * f32 FMAs: AMX, or with --act bf16 off AMX vdpbf16ps where this machine (the target) has it */
+    double tile_peak = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000) : 0;
     bool dpbf = false;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     dpbf = act == GK_ACT_BF16 && !amx && __builtin_cpu_supports("avx512bf16");
 #endif
-    if (dpbf) amx_peak = best_of_3(dpbf_run, (int)threads, quick ? 1000000 : 25000000);
+    if (dpbf) tile_peak = best_of_3(dpbf_run, (int)threads, quick ? 1000000 : 25000000);
 
     const int64_t P = man.prefill_chunk;
     Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL,
@@ -749,8 +750,8 @@ int cmd_bench(int argc, char **argv) {
                : act == GK_ACT_BF16 ? "bf16 for bf16 weights (rounded to nearest even, f32 sums)"
                                     : "exact f32 (the dequantised weights' exact products)");
     printf("machine: read bandwidth %.1f GB/s, f32 FMA peak %.1f GFLOP/s", bw / 1e9, peak / 1e9);
-    if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", amx_peak / 1e9);
-    if (dpbf) printf(", vdpbf16ps peak %.1f GFLOP/s (--act bf16)", amx_peak / 1e9);
+    if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", tile_peak / 1e9);
+    if (dpbf) printf(", vdpbf16ps peak %.1f GFLOP/s (--act bf16)", tile_peak / 1e9);
     printf(" (%s threads)\n", thr);
     printf("compile: %.2f s\n\n", compile_s);
     printf("%-26s %12s %12s %8s %10s %10s\n", "figure (median [min, max])", "compiled", "generic", "ratio",
@@ -769,7 +770,7 @@ int cmd_bench(int argc, char **argv) {
         bool dec = !strcmp(m->what, "decode");
         Stat sc = pick(m, PATH_COMPILED, dec ? 1 : 0), sg = pick(m, PATH_GENERIC, dec ? 1 : 0);
         double limit = dec ? bw / (lim.weight_bytes_per_tok + lim.kv_bytes_per_pos * (double)(m->prompt + m->gen / 2))
-                           : prefill_limit(&lim, amx || dpbf ? amx_peak : peak, bw, m->prompt < P ? m->prompt : P);
+                           : prefill_limit(&lim, amx || dpbf ? tile_peak : peak, bw, m->prompt < P ? m->prompt : P);
         char name[64];
         snprintf(name, sizeof name, "%s tok/s @%" PRId64, m->what, m->prompt);
         printf("%-26s %5.1f [%.0f,%.0f] %5.1f [%.0f,%.0f] %7.2fx %9.1f %9.0f%%\n", name, sc.med, sc.min, sc.max, sg.med,

@@ -107,8 +107,9 @@ static inline kt_vf kt_vsel(kt_vi m, kt_vf a, kt_vf b) {
 }
 
 /* kt_exp on 16 lanes in vector code, for SiLU (expf was a libm call per element, 5% of a prefill
- * step; a loop over scalar kt_exp then stayed scalar code, 15% of a bf16-mode prefill step). The same range reduction and polynomial; n is rounded half
- * away from zero instead of to even (only at an exact tie, where r = +-ln2/2 either way). */
+ * step; a loop over scalar kt_exp then stayed scalar code, 15% of a bf16-mode prefill step). The
+ * same range reduction and polynomial; n is rounded half away from zero instead of to even (only at
+ * an exact tie, where r = +-ln2/2 either way). */
 static inline kt_vf kt_exp_v(kt_vf x) {
     const kt_vf lo = (kt_vf){0} - 87.0f, hi = (kt_vf){0} + 88.0f, zero = {0};
     kt_vf xc = kt_vsel(x < lo, lo, kt_vsel(x > hi, hi, x)), v = xc * 1.44269504088896341f;

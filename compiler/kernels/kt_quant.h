@@ -337,6 +337,11 @@ static inline void kt_qa_quantise(void *restrict dst, const float *restrict x, i
     }
 }
 
+/* Row `row` of bf16 pair rows of K columns at base (kt_bf_row's words, rows kt_qa_row_bytes(K) apart). */
+static inline const uint32_t *kt_bf_at(const void *base, int64_t row, int64_t K) {
+    return (const uint32_t *)((const uint8_t *)base + row * kt_qa_row_bytes(K));
+}
+
 /* Converts the 32-column units [u0, u1) of row x[K] into dst (a row of kt_qa_row_bytes(K) bytes) in
  * wdt's form: int8 (kt_qa_quantise; K a multiple of 32) or bf16 pairs (kt_bf_row). */
 static inline void kt_x_convert(void *restrict dst, const float *restrict x, int64_t K, int64_t u0, int64_t u1,

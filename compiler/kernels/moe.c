@@ -190,8 +190,7 @@ static inline void ex_gate_up(float *restrict act, const float *restrict h, cons
     kt_vf acc[2][KT_TB]; // gate, up: [tb] vectors of 16 rows
     if (qh && kt_bfa(wdt)) {
         const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(H)]
-        for (int t = 0; t < KT_TB; t++)
-            xw[t] = (const uint32_t *)((const char *)qh + ex_tok(toks, s0 + (t < tb ? t : 0)) * kt_qa_row_bytes(H));
+        for (int t = 0; t < KT_TB; t++) xw[t] = kt_bf_at(qh, ex_tok(toks, s0 + (t < tb ? t : 0)), H);
         kt_panel_tile_bf(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xw, (H + 1) / 2, wdt);
     } else if (qh) {
         KtQa xa[KT_TB];
@@ -221,8 +220,7 @@ static inline void ex_down(float *restrict part, const float *restrict act, cons
     kt_vf acc[2][KT_TB];
     if (qa && kt_bfa(wdt)) {
         const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(sl)]
-        for (int t = 0; t < KT_TB; t++)
-            xw[t] = (const uint32_t *)((const char *)qa + (s0 + (t < tb ? t : 0)) * kt_qa_row_bytes(sl));
+        for (int t = 0; t < KT_TB; t++) xw[t] = kt_bf_at(qa, s0 + (t < tb ? t : 0), sl);
         kt_panel_tile_bf(acc, tb, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xw, n2 + half, wdt);
     } else if (qa) {
         KtQa xa[KT_TB];

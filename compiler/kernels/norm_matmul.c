@@ -59,8 +59,7 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
     kt_vf acc[2][KT_TB];
     if (qa && kt_bfa(wdt)) {
         const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(K)]
-        for (int t = 0; t < KT_TB; t++)
-            xw[t] = (const uint32_t *)((const char *)qa + (t0 + (t < tb ? t : 0)) * kt_qa_row_bytes(K));
+        for (int t = 0; t < KT_TB; t++) xw[t] = kt_bf_at(qa, t0 + (t < tb ? t : 0), K);
         kt_panel_tile_bf(acc, tb, w, pb * kt_kp(K) * 64, xw, (K + 1) / 2, wdt);
     } else if (qa) {
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, t0 + (t < tb ? t : 0), K, 0);
