@@ -451,8 +451,10 @@ static inline void kt_qpanel_tile_i8(kt_vf acc[2][KT_TB], int tb, const uint8_t 
         for (int s = 0; s < 2; s++) {
             const uint8_t *sub = w + blk + (gi / gpb * 2 + s) * kt_q_sub(wt);
             const KtQg q = kt_qg(sub, g, wt);
-            for (int64_t line = 0; line < kt_q_grp(wt); line += 64)
-                __builtin_prefetch((const char *)sub + KT_PF_BYTES + line);
+            /* KT_PF_BYTES ahead of the group itself: from sub, the K types' 8 groups of a source
+             * block would all prefetch the same lines */
+            const char *pf = (const char *)sub + kt_q_hdr(wt) + g * kt_q_grp(wt) + KT_PF_BYTES;
+            for (int64_t line = 0; line < kt_q_grp(wt); line += 64) __builtin_prefetch(pf + line);
             const kt_vf D = kt_f16v(sub);
             kt_vi sc = (kt_vi){0} + 1, sc2 = sc, mn = (kt_vi){0};
             kt_vf M = (kt_vf){0};
