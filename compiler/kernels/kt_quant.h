@@ -16,8 +16,12 @@
  *   then per group of 32 columns (one sub-block; the 32-column types: the source block itself)
  *     Q8_0        qs i8[32][16]: column c of the 16 rows at 16 c
  *     Q4_0, Q4_1, Q4_K  nib u8[16][16]: byte j = level of column j (low nibble) | of column j + 16 (high)
- *     Q5_0, Q5_1, Q5_K  hb u32[16] (bit c: bit 4 of column c's level), then nib as above
- *     Q6_K        h4 u32[16], h5 u32[16] (bits 4 and 5 of column c's level at bit c), then nib
+ *     Q5_0, Q5_1, Q5_K  hb u8[4][16], then nib as above
+ *     Q6_K        hb u8[2][4][16], then nib
+ *   where, for column c = 16 h + 4 j4 + k (h < 2, j4 < 4, k < 4), the high bits of its level sit in
+ *   byte [k][lane] at bit 4 h + j4 (its bit 4; 5-bit types) or in byte [h][k][lane] at bits 2 j4,
+ *   2 j4 + 1 (its bits 4 and 5; Q6_K): the order of the int8 mode's 4-column transpose (below), so
+ *   one permute of 64 bytes gives every group's high bits in place, a shift and a mask each;
  * so columns j and j + 16 of 16 rows are one 16-byte load, a mask and a shift, and int->float
  * conversions, a group of 32 columns is one contiguous run and a block one forward stream. Bytes per
  * weight: as the source; Q4_K and Q5_K 4 bytes more per 256 (the scales unpacked), Q5_0 and Q5_1 2
@@ -117,7 +121,7 @@ static inline kt_vu kt_u32v(const uint8_t *p) {
 typedef struct KtQg {
     const uint8_t *q; // the group's level bytes (nib or qs)
     kt_vf s, s2, m;
-    kt_vu h4, h5;     // Q5_K: h4; Q6_K: h4, h5
+    const uint8_t *hb; // the high bits (5-bit types and Q6_K)
 } KtQg;
 
 /* sub: the sub-panel's first byte; g: the group within its source block. */
@@ -126,8 +130,8 @@ static inline KtQg kt_qg(const uint8_t *restrict sub, int64_t g, int32_t wdt) {
     wdt = kt_wt(wdt);
     const uint8_t *grp = sub + kt_q_hdr(wdt) + g * kt_q_grp(wdt);
     kt_vf d = kt_f16v(sub);
-    q.s = q.s2 = d, q.m = (kt_vf){0}, q.h4 = q.h5 = (kt_vu){0}, q.q = grp;
-    if (kt_q_5bit(wdt)) q.h4 = kt_u32v(grp), q.q = grp + 64;
+    q.s = q.s2 = d, q.m = (kt_vf){0}, q.hb = grp, q.q = grp;
+    if (kt_q_5bit(wdt)) q.q = grp + 64;
     if (wdt == KT_Q4_1 || wdt == KT_Q5_1) q.m = -kt_f16v(sub + 32); /* x = d q + m */
     if (wdt == KT_Q4_K || wdt == KT_Q5_K) {
         q.s = q.s2 = d * kt_u8v(sub + 64 + 16 * g);
@@ -135,7 +139,7 @@ static inline KtQg kt_qg(const uint8_t *restrict sub, int64_t g, int32_t wdt) {
     } else if (wdt == KT_Q6_K) {
         q.s = d * kt_i8v(sub + 32 + 32 * g);
         q.s2 = d * kt_i8v(sub + 48 + 32 * g);
-        q.h4 = kt_u32v(grp), q.h5 = kt_u32v(grp + 64), q.q = grp + 128;
+        q.q = grp + 128;
     }
     return q;
 }
@@ -182,13 +186,19 @@ static inline void kt_qg_lev(const KtQg *q, int j, kt_vf *lo, kt_vf *hi, int32_t
         *lo = __builtin_convertvector(bl, kt_vf), *hi = __builtin_convertvector(bh, kt_vf);
         return;
     }
-    kt_vu ll = __builtin_convertvector(bl, kt_vu) | (q->h4 >> j & 1) << 4;
-    kt_vu lh = __builtin_convertvector(bh, kt_vu) | (q->h4 >> (j + 16) & 1) << 4;
+    const int j4 = j / 4, k = j % 4; /* column j = 4 j4 + k, and j + 16 */
+    kt_vb h;
     if (wdt == KT_Q6_K) {
-        ll |= (q->h5 >> j & 1) << 5, lh |= (q->h5 >> (j + 16) & 1) << 5;
-        *lo = __builtin_convertvector((kt_vi)ll - 32, kt_vf), *hi = __builtin_convertvector((kt_vi)lh - 32, kt_vf);
+        memcpy(&h, q->hb + 16 * k, sizeof h);
+        bl |= (h >> 2 * j4 & 3) << 4;
+        memcpy(&h, q->hb + 64 + 16 * k, sizeof h);
+        bh |= (h >> 2 * j4 & 3) << 4;
+        *lo = __builtin_convertvector((kt_vsb)(bl - 32), kt_vf), *hi = __builtin_convertvector((kt_vsb)(bh - 32), kt_vf);
         return;
     }
+    memcpy(&h, q->hb + 16 * k, sizeof h);
+    kt_vu ll = __builtin_convertvector(bl | (h >> j4 & 1) << 4, kt_vu);
+    kt_vu lh = __builtin_convertvector(bh | (h >> (4 + j4) & 1) << 4, kt_vu);
     if (wdt == KT_Q5_0) {
         *lo = __builtin_convertvector((kt_vi)ll - 16, kt_vf), *hi = __builtin_convertvector((kt_vi)lh - 16, kt_vf);
         return;
@@ -414,14 +424,6 @@ static inline kt_vb64 kt_t4x16(const uint8_t *p) {
 #undef KT_T4
 }
 
-/* Bits at, at + 1, at + 2, at + 3 of each lane's u32 to bit sh of the lane's bytes 0, 1, 2, 3. */
-static inline kt_vb64 kt_hbits(kt_vu h, int at, int sh) {
-    kt_vu t = ((h >> at & 15u) * 0x00204081u & 0x01010101u) << sh; /* 4 bits 7 apart: no carries */
-    kt_vb64 b;
-    memcpy(&b, &t, sizeof b);
-    return b;
-}
-
 /* The unsigned levels of group q's 16 rows, [row][4]: columns 4 j4..4 j4 + 3 in *lo, 16 + 4 j4.. in *hi. */
 static inline void kt_qg_u8(const KtQg *q, int j4, kt_vb64 *lo, kt_vb64 *hi, int32_t wdt) {
     wdt = kt_wt(wdt);
@@ -432,8 +434,12 @@ static inline void kt_qg_u8(const KtQg *q, int j4, kt_vb64 *lo, kt_vb64 *hi, int
     }
     kt_vb64 b = kt_t4x16(q->q + 64 * j4);
     *lo = b & 15, *hi = b >> 4;
-    if (kt_q_5bit(wdt) || wdt == KT_Q6_K) *lo |= kt_hbits(q->h4, 4 * j4, 4), *hi |= kt_hbits(q->h4, 16 + 4 * j4, 4);
-    if (wdt == KT_Q6_K) *lo |= kt_hbits(q->h5, 4 * j4, 5), *hi |= kt_hbits(q->h5, 16 + 4 * j4, 5);
+    if (kt_q_5bit(wdt)) {
+        const kt_vb64 h = kt_t4x16(q->hb);
+        *lo |= (h >> j4 & 1) << 4, *hi |= (h >> (4 + j4) & 1) << 4;
+    } else if (wdt == KT_Q6_K) {
+        *lo |= (kt_t4x16(q->hb) >> 2 * j4 & 3) << 4, *hi |= (kt_t4x16(q->hb + 64) >> 2 * j4 & 3) << 4;
+    }
 }
 
 /* The 16 bytes at p (a row of 16 lanes' u8 scales or mins). */

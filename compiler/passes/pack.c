@@ -191,11 +191,18 @@ static void qpanel_row(char *dst, DType t, int64_t r, const uint8_t *src, int64_
                 for (int c = 0; c < 32; c++) grp[16 * c + lane] = lev[c];
                 continue;
             }
-            uint32_t h4 = 0, h5 = 0;
-            for (int c = 0; c < 32; c++) h4 |= (uint32_t)(lev[c] >> 4 & 1) << c, h5 |= (uint32_t)(lev[c] >> 5 & 1) << c;
             const int five = t == DT_Q5_0 || t == DT_Q5_1 || t == DT_Q5_K;
-            if (five || t == DT_Q6_K) memcpy(grp + 4 * lane, &h4, 4);
-            if (t == DT_Q6_K) memcpy(grp + 64 + 4 * lane, &h5, 4);
+            for (int k = 0; k < 4; k++) { /* column 16 h + 4 j4 + k's high bits (kt_quant.h) */
+                uint8_t b5 = 0, b6[2] = {0, 0};
+                for (int h = 0; h < 2; h++)
+                    for (int j4 = 0; j4 < 4; j4++) {
+                        const int lv = lev[16 * h + 4 * j4 + k];
+                        b5 |= (uint8_t)((lv >> 4 & 1) << (4 * h + j4));
+                        b6[h] |= (uint8_t)((lv >> 4 & 3) << 2 * j4);
+                    }
+                if (five) grp[16 * k + lane] = b5;
+                if (t == DT_Q6_K) grp[16 * k + lane] = b6[0], grp[64 + 16 * k + lane] = b6[1];
+            }
             uint8_t *nib = grp + (five ? 64 : t == DT_Q6_K ? 128 : 0);
             for (int j = 0; j < 16; j++) nib[16 * j + lane] = (uint8_t)((lev[j] & 15) | (lev[j + 16] & 15) << 4);
         }
