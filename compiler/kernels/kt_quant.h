@@ -110,11 +110,6 @@ static inline kt_vf kt_i8v(const uint8_t *p) {
     memcpy(&b, p, sizeof b);
     return __builtin_convertvector(b, kt_vf);
 }
-static inline kt_vu kt_u32v(const uint8_t *p) {
-    kt_vu u;
-    memcpy(&u, p, sizeof u);
-    return u;
-}
 
 /* One group of 32 columns of one sub-panel, ready to dequantise column by column: x = lev * s - m
  * (s for columns 0-15, s2 for 16-31: they differ for Q6_K only). */
@@ -143,6 +138,13 @@ static inline KtQg kt_qg(const uint8_t *restrict sub, int64_t g, int32_t wdt) {
     }
     return q;
 }
+
+/* The sub-panel s (rows 0-15 or 16-31) of the 32-row block at byte blk that holds group gi (columns
+ * 32 gi ..), and gi's place in its source block. */
+static inline const uint8_t *kt_q_sub_at(const uint8_t *w, int64_t blk, int s, int64_t gi, int32_t wdt) {
+    return w + blk + (gi / (kt_q_bk(wdt) / 32) * 2 + s) * kt_q_sub(wdt);
+}
+static inline int64_t kt_q_gin(int64_t gi, int32_t wdt) { return gi % (kt_q_bk(wdt) / 32); }
 
 /* Prefetches, KT_PF_BYTES ahead, the lines a tile reads for group g of the sub-panel at sub. The
  * 32-column types' sub-panel is one group: all of it, header too, to its last byte (sub-panels need
@@ -215,8 +217,7 @@ static inline void kt_qg_cols(const KtQg *q, int j, kt_vf *lo, kt_vf *hi, int32_
 
 /* Group gi (32 columns from column 32 gi) of sub-panel s of the 32-row block at byte blk. */
 static inline KtQg kt_qg_at(const uint8_t *restrict w, int64_t blk, int s, int64_t gi, int32_t wdt) {
-    const int64_t gpb = kt_q_bk(wdt) / 32;
-    return kt_qg(w + blk + (gi / gpb * 2 + s) * kt_q_sub(wdt), gi % gpb, wdt);
+    return kt_qg(kt_q_sub_at(w, blk, s, gi, wdt), kt_q_gin(gi, wdt), wdt);
 }
 
 /* Sum of the 16 lanes of v. */
@@ -238,12 +239,11 @@ static inline float kt_hsum(kt_vf v) {
 static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, const uint8_t *restrict w, int64_t blk,
                                   const float *const xs[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
     wdt = kt_wt(wdt);
-    const int64_t gpb = kt_q_bk(wdt) / 32;
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) acc[s][t] = (kt_vf){0};
     for (int64_t gi = g0; gi < g0 + ng; gi++) {
         KtQg q[2] = {kt_qg_at(w, blk, 0, gi, wdt), kt_qg_at(w, blk, 1, gi, wdt)};
-        for (int s = 0; s < 2; s++) kt_q_prefetch(w + blk + (gi / gpb * 2 + s) * kt_q_sub(wdt), gi % gpb, wdt);
+        for (int s = 0; s < 2; s++) kt_q_prefetch(kt_q_sub_at(w, blk, s, gi, wdt), kt_q_gin(gi, wdt), wdt);
         const int64_t xo = (gi - g0) * 32;
         if (tb <= 2) {
             kt_vf lo[2][2], hi[2][2]; // [s][t]
@@ -464,13 +464,12 @@ static inline kt_vsb64 kt_qa_bcast(const int8_t *a, int c) {
 static inline void kt_qpanel_tile_i8(kt_vf acc[2][KT_TB], int tb, const uint8_t *restrict w, int64_t blk,
                                      const KtQa xa[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
     const int32_t wt = kt_wt(wdt);
-    const int64_t gpb = kt_q_bk(wt) / 32;
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) acc[s][t] = (kt_vf){0};
     for (int64_t gi = g0; gi < g0 + ng; gi++) {
-        const int64_t ga = gi - g0, g = gi % gpb; /* the group in the activation rows; in its block */
+        const int64_t ga = gi - g0, g = kt_q_gin(gi, wt); /* the group in the activation rows; in its block */
         for (int s = 0; s < 2; s++) {
-            const uint8_t *sub = w + blk + (gi / gpb * 2 + s) * kt_q_sub(wt);
+            const uint8_t *sub = kt_q_sub_at(w, blk, s, gi, wt);
             const KtQg q = kt_qg(sub, g, wt);
             kt_q_prefetch(sub, g, wt);
             const kt_vf D = kt_f16v(sub);
