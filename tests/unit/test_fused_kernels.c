@@ -580,8 +580,8 @@ static void matmul_cases(void) {
     t_norm_matmul(8, 48, 13, DT_F32, 1, 0, 0);    /* full token blocks, ragged rows */
     t_norm_matmul(3, 16, 2, DT_BF16, 0, 0, 1);    /* fewer rows than threads */
     t_norm_matmul(11, 40000, 6, DT_BF16, 1, 1, 1);/* K so long that a token chunk is 8 tokens */
-    t_norm_matmul(31, 67, 70, DT_BF16, 1, 1, 1);  /* tiles of 8, 4, 2 and 1 tokens, odd K, 3 blocks */
-    t_norm_matmul(15, 66, 64, DT_F32, 1, 0, 1);   /* tiles of 8, 4, 2 and 1 tokens, full blocks */
+    t_norm_matmul(31, 67, 70, DT_BF16, 1, 1, 1);  /* tiles of 8 and a tail of 7 tokens, odd K, 3 blocks */
+    t_norm_matmul(15, 66, 64, DT_F32, 1, 0, 1);   /* tiles of 8 and a tail of 7 tokens, full blocks */
     t_norm_matmul(40, 96, 70, DT_BF16, 1, 1, 1);  /* amx: 2 + 1 groups (the last partial), ragged blocks */
     t_norm_matmul(100, 2100, 40, DT_BF16, 0, 0, 1);/* amx: chunks of 32 tokens, the last of 4; K % 32 != 0 */
 }
@@ -600,7 +600,7 @@ static void moe_cases(void) {
     t_moe((MoeCase){12, 20, 21, 2, 2, 12, 0, 0, 1, DT_F32, "moe every expert full", 0});
     t_moe((MoeCase){11, 36000, 5, 3, 2, 11, 0, 0, 1, DT_BF16, "moe long rows: token chunks of 4", 0});
     t_moe((MoeCase){13, 8, 40000, 2, 1, 13, 0, 0, 0, DT_BF16, "moe long slices: down chunks", 0});
-    t_moe((MoeCase){47, 70, 50, 4, 2, 47, 0, 0, 1, DT_BF16, "moe token tiles of 8, 4, 2, 1", 0});
+    t_moe((MoeCase){47, 70, 50, 4, 2, 47, 0, 0, 1, DT_BF16, "moe token tiles of 8 and a tail of 7", 0});
     t_moe((MoeCase){29, 64, 33, 3, 2, 29, 40, 1, 0, DT_F32, "moe f32 tiles, odd I, shared", 0});
     t_moe((MoeCase){2, 24, 2, 16, 8, 2, 0, 0, 1, DT_BF16, "moe qwen3-like, I < nth", 0});
     t_moe((MoeCase){4, 16, 8, 6, 3, 4, 0, 0, 1, DT_F32, "moe router ties", 1});
