@@ -13,6 +13,7 @@
  * fallbacks), rows sized with quant_row_bytes (quantize_model's plan). */
 #include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <omp.h>
@@ -102,6 +103,25 @@ static bool run_child(char **argv, Sample *out) {
     unlink(errf);
     out->maxrss_kb = ru.ru_maxrss;
     return ok && found;
+}
+
+/* Removes the executables earlier runs of moec bench left in the cache folder when they were killed
+ * (bench-PID.exe, bench-bB-PID.exe: up to a few GB each) whose process no longer exists. */
+static void remove_stale_exes(const char *cache) {
+    DIR *dir = opendir(cache);
+    struct dirent *de;
+    while (dir && (de = readdir(dir))) {
+        long b, pid;
+        char tail[8];
+        int ok = sscanf(de->d_name, "bench-b%ld-%ld.ex%1s", &b, &pid, tail) == 3 ||
+                 sscanf(de->d_name, "bench-%ld.ex%1s", &pid, tail) == 2;
+        if (!ok || strcmp(de->d_name + strlen(de->d_name) - 4, ".exe") || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to ask): keep */
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", cache, de->d_name);
+        unlink(path);
+    }
+    if (dir) closedir(dir);
 }
 
 /* ---- machine probes ---- */
@@ -607,6 +627,7 @@ int cmd_bench(int argc, char **argv) {
         diag_error(&d, "%s: cannot create the cache folder: %s", cache, strerror(errno));
         return 1;
     }
+    remove_stale_exes(cache);
     char mdir[4200];
     if (!model) {
         snprintf(mdir, sizeof mdir, "%s/mixtral-bench", cache);

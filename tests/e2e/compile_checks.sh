@@ -18,7 +18,8 @@
 #                  `moec run`, over full, padded and past-the-context chunks
 #   bench          moec bench --quick prints its table (warm, cold and page-cache lines), JSON and
 #                  SVG; --batch 1,3 a row per batch size (batch 1 of top-2 routing reads 2 experts);
-#                  --quant q8_0 --act int8 and --act bf16 say the mode in the table and JSON
+#                  --quant q8_0 --act int8 and --act bf16 say the mode in the table and JSON;
+#                  a killed run's executables (dead pid) are removed from the cache, a live one's kept
 #   amx            prefill through AMX tiles (when the host has them), with 3 planes (exact) and with
 #                  --amx-planes 2, gives the ids of `moec run` and of an executable compiled with
 #                  --features -amx-bf16, logits within 1e-4 of it
@@ -224,8 +225,15 @@ lastrow)
   done ;;
 bench)
   synth m mixtral
-  "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64,128 --repeat 1 --quick \
-      --json "$work/b.json" --plot "$work/b.svg" >"$work/b.txt" 2>"$work/b.err" || { cat "$work/b.err"; fail "bench"; }
+  # executables a killed bench left behind (its process gone) are removed; a live process's are kept
+  dead=$(sh -c 'echo $$')
+  mkdir -p "$work/cache/moec"
+  touch "$work/cache/moec/bench-$dead.exe" "$work/cache/moec/bench-b8-$dead.exe" "$work/cache/moec/bench-$$.exe"
+  XDG_CACHE_HOME="$work/cache" "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64,128 --repeat 1 \
+      --quick --json "$work/b.json" --plot "$work/b.svg" >"$work/b.txt" 2>"$work/b.err" || { cat "$work/b.err"; fail "bench"; }
+  [ ! -e "$work/cache/moec/bench-$dead.exe" ] && [ ! -e "$work/cache/moec/bench-b8-$dead.exe" ] \
+    || fail "bench: a killed run's executables were left in the cache"
+  [ -e "$work/cache/moec/bench-$$.exe" ] || fail "bench: removed the executable of a live process"
   cat "$work/b.txt"
   for f in "decode tok/s @16" "decode tok/s @128" "prefill tok/s @16" "read bandwidth" "cold: first token" \
            "warm prefill @P" "cold / warm" "page cache: "; do
