@@ -7,8 +7,10 @@
  * must retarget to AArch64; GNU vector types and target-independent builtins such as
  * __builtin_prefetch are fine; the one exception, kt_amx.h, is reached only when amx is bound > 0),
  * restrict pointers, loops LLVM can vectorise once shapes are constants.
- * Every kernel splits its independent rows by (ith, nth) with kt_split; it never synchronises —
- * the step program puts a barrier between dependent kernels.
+ * Every kernel splits its independent rows by (ith, nth) with kt_split; it never waits for another
+ * thread — the step program puts a barrier between dependent kernels. (The decode form's expert
+ * kernels hand out their last units through an atomic counter in the dispatch buffer: a claim,
+ * never a wait.)
  * Weight dtypes (wdt): 0 = f32, 2 = bf16, and the GGUF block types with kernels (kt_quant.h: Q4_0 5,
  * Q8_0 9, Q4_K 10, Q5_K 11, Q6_K 12, in the quantised panel layout; runtime/dtype.h values).
  * Activations are f32; block-type weights are dequantised exactly (ggml's values) in registers, or for
@@ -30,14 +32,22 @@
 #include "kt_amx.h"
 #include "kt_quant.h"
 
-/* Dispatch produced by kt_router for one MoE layer, laid out in one buffer:
+/* Dispatch produced by kt_router for one MoE layer, laid out in one buffer (64-byte aligned):
  *   MoeRoute routes[T * k]      (expert id, weight) per token, highest probability first
  *   int32_t  count[E]           tokens kept per expert (<= C)
  *   int32_t  tok[E * C]         their token indices, in token order
  *   float    wt[E * C]          their routing weights
+ *   int32_t  live[E]            the experts with tokens (count > 0), in id order
+ *   int64_t  work[3][8]         from the next multiple of 64 bytes (kt_dispatch_work), three cache
+ *                               lines: work[0][0] the number of live experts; work[1][0] and
+ *                               work[2][0] the shared unit counters of kt_experts_act and
+ *                               kt_experts_down, zeroed by kt_router (moe.c: ex_work)
  * kt_dispatch_bytes gives the size. */
+static inline int64_t kt_dispatch_work(int64_t T, int64_t k, int64_t E, int64_t C) {
+    return (8 * T * k + 4 * E + 8 * E * C + 4 * E + 63) / 64 * 64;
+}
 static inline int64_t kt_dispatch_bytes(int64_t T, int64_t k, int64_t E, int64_t C) {
-    return 8 * T * k + 4 * E + 8 * E * C;
+    return kt_dispatch_work(T, k, E, C) + 3 * 64;
 }
 
 /* y[T, N] = (resid[T, N] +) rmsnorm(x)[T, K] w[N, K]^T (+ bias[N]). split <= N: rows [split, N) of w
@@ -133,18 +143,22 @@ enum { KT_TILE_T = 16 };
  *   kt_experts_act_scratch(T, H, q8h) floats, q8h: gate_up or sh_gate_up int8); act[e][s][i] =
  *   silu(h[tok] . gate_e[i]) (h[tok] . up_e[i]) wt[s] for each expert's listed tokens, and act_sh[t][i]
  *   the same for the shared/dense expert over every token with weight sigmoid(h[t] . sg_w) (kind 1) or
- *   1; rows i split by thread in units of 32, as in kt_experts. act: [E][C][round16(I)] then
- *   [T][round16(SI)], then the int8/bf16 modes' gates and converted rows (q8, below: kt_experts_act_floats).
+ *   1; the work in units of 32 rows i of one expert (the shared one's first, then each live expert's).
+ *   act: [E][C][round16(I)] then [T][round16(SI)], then the int8/bf16 modes' gates and converted rows
+ *   (q8, below: kt_experts_act_floats).
  * kt_experts_down: y[t] = x[t] + sum over the experts listing t of down_e act[e][s] (+ the shared
- *   expert's), the H rows split by thread in blocks of 32: each thread reads its rows of each
- *   expert's down matrix as one forward stream (in kt_experts a thread's columns of each 32-row
- *   block are separate runs, short when I is small) and writes its own rows of y. */
+ *   expert's), the work in units of 32 rows of H: a thread reads those rows of each expert's down
+ *   matrix (a run of units: one forward stream per expert; in kt_experts a thread's columns of each
+ *   32-row block are separate runs, short when I is small) and writes them of y.
+ * Both share the units out as moe.c's ex_work says: a static run per thread, the last quarter claimed
+ * one at a time through the dispatch buffer's counters (E = 0, no dispatch: all static). Which thread
+ * computes a unit changes no result: each unit's sums run in a fixed order. */
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
-                    const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
+                    char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
                     const void *restrict sg_w, float *restrict scratch, const void *const *restrict xtab, int64_t T,
                     int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps,
                     int32_t wgu, int32_t wsgu, int32_t q8, int64_t n, int32_t ith, int32_t nth);
-void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
+void kt_experts_down(float *restrict y, const float *restrict x, char *restrict dispatch,
                      const float *restrict act, const void *restrict down, const void *restrict sh_down,
                      const void *const *restrict xtab, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
                      int64_t C, int64_t SI, int32_t shared_kind, int32_t wdn, int32_t wsdn, int64_t n, int32_t ith,

@@ -134,6 +134,12 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
             if (st) st[e]++;
         }
     }
+    int32_t *live = (int32_t *)(wt + E * C);                          // [E]
+    int64_t *work = (int64_t *)(dispatch + kt_dispatch_work(T, k, E, C)); // [3][8]
+    int32_t nl = 0;
+    for (int64_t e = 0; e < E; e++)
+        if (count[e] > 0) live[nl++] = (int32_t)e;
+    work[0] = nl, work[8] = 0, work[16] = 0;
 }
 
 /* ---- kt_experts ---- */
@@ -153,6 +159,8 @@ typedef struct ExLists {
     const int32_t *count; // [E] tokens kept per expert
     const int32_t *tok;   // [E, C] their indices; expert e's list at tok + e C
     const float *wt;      // [E, C] their routing weights
+    const int32_t *live;  // [nlive] the experts with tokens, in id order
+    int64_t nlive;
     int64_t gu_elems, dn_elems; // size of one expert's packed gate_up and down (ex_mat_size units)
 } ExLists;
 
@@ -162,6 +170,8 @@ static inline ExLists ex_lists(const char *restrict dispatch, int64_t T, int64_t
     l.count = (const int32_t *)(dispatch + 8 * T * k);
     l.tok = l.count + E;
     l.wt = (const float *)(l.tok + E * C);
+    l.live = (const int32_t *)(l.wt + E * C);
+    l.nlive = *(const int64_t *)(dispatch + kt_dispatch_work(T, k, E, C));
     l.gu_elems = ex_mat_size(kt_round16(I) * 2, H, wgu);
     l.dn_elems = ex_mat_size(H, I, wdn);
     return l;
@@ -401,8 +411,50 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
 /* A wdt whose kt_x_convert form is that of the act rows q8 asks for (kernels.h). */
 static inline int32_t ex_cv_form(int32_t q8) { return q8 & KT_ACT_BF16 ? KT_ACT_BF16 | 2 : KT_ACT_I8; }
 
+/* How the decode form shares out its U units of work. Thread ith first takes the static run
+ * [ith s, (ith + 1) s), s = floor(3 U / (4 nth)), then the units from nth s on, one at a time, from the
+ * counter *ctr all threads share (the dispatch buffer's, zeroed by kt_router behind the barrier ahead
+ * of the kernel); ctr NULL: all U split statically (kt_split). Why: the cores' memory streams finish
+ * microseconds apart, now one first, now the other; with a static split each thread waited 7-13% of
+ * a decode step at barriers, half of it after these two kernels. */
+typedef struct ExWork {
+    int64_t next, end; // the static run left
+    int64_t tail, U;   // the claimed units: [tail, U)
+    int64_t *ctr;
+} ExWork;
+
+static inline ExWork ex_work(int64_t U, int64_t *ctr, int32_t ith, int32_t nth) {
+    ExWork w = {0, 0, U, U, ctr};
+    if (!ctr) {
+        kt_split(U, ith, nth, &w.next, &w.end);
+        return w;
+    }
+    int64_t s = 3 * U / (4 * nth);
+    w.next = ith * s, w.end = w.next + s, w.tail = nth * s;
+    return w;
+}
+
+/* The next run of units [*lo, *hi); 0 when no unit is left. */
+static inline int ex_take(ExWork *w, int64_t *lo, int64_t *hi) {
+    if (w->next < w->end) {
+        *lo = w->next, *hi = w->end, w->next = w->end;
+        return 1;
+    }
+    if (!w->ctr || w->tail >= w->U) return 0;
+    int64_t u = w->tail + __atomic_fetch_add(w->ctr, 1, __ATOMIC_RELAXED);
+    if (u >= w->U) return 0;
+    *lo = u, *hi = u + 1;
+    return 1;
+}
+
+/* The dispatch buffer's work line j (1: kt_experts_act, 2: kt_experts_down), or NULL without routed
+ * experts. */
+static inline int64_t *ex_ctr(char *restrict dispatch, int64_t T, int64_t k, int64_t E, int64_t C, int j) {
+    return E > 0 ? (int64_t *)(dispatch + kt_dispatch_work(T, k, E, C)) + 8 * j : NULL;
+}
+
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
-                    const char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
+                    char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
                     const void *restrict sg_w, float *restrict scratch, const void *const *restrict xtab, int64_t T,
                     int64_t H, int64_t I, int64_t E, int64_t k, int64_t C, int64_t SI, int32_t shared_kind, float eps,
                     int32_t wgu, int32_t wsgu, int32_t q8, int64_t n, int32_t ith, int32_t nth) {
@@ -415,36 +467,45 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
     if (q8h)
         for (int64_t t = 0; t < n; t++)
             kt_x_convert(qh + t * kt_qa_row_bytes(H), h + t * H, H, 0, (H + 31) / 32, kt_cv(wgu) ? wgu : wsgu);
-    int64_t blo, bhi;
+    /* the shared expert's gates, its act rows, and with q8 & 2 where they go instead (kt_experts_down) */
+    float *ash = act + E * C * IP; // [T, SIP]
+    const float *gw = gate;
     if (shared_kind != 0) {
         for (int64_t t = 0; t < n; t++) /* kind 1: sigmoid(h . sg_w), folded into act (linear) */
             gate[t] = shared_kind == 1 ? ex_shared_gate(h + t * H, sg_w, H) : 1.0f;
-        ex_blocks(SI, ith, nth, &blo, &bhi);
-        float *ash = act + E * C * IP; // [T, SIP]
-        const float *gw = gate;
         if (q8 & 2) { /* converted down input: the gates go to kt_experts_down, the rows converted */
             float *gates = act + kt_experts_act_gates(T, E, C, I, SI); // [T]
             if (ith == 0) memcpy(gates, gate, sizeof(float) * (size_t)n);
             gw = NULL;
         }
-        const void *sqh = kt_cv(wsgu) ? qh : NULL;
-#define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gw, tb, b, 0, s0, SIP, H, wsgu, NULL, sqh)
-        KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, SH_TILE)
-#undef SH_TILE
-        if (q8 & 2) {
-            char *qsh = (char *)(act + kt_experts_act_qshared(T, E, C, I, SI, q8)); // [T] rows of SIP
-            for (int64_t t = 0; t < n; t++)
-                kt_x_convert(qsh + t * kt_qa_row_bytes(SIP), ash + t * SIP, SIP, blo / 2, (bhi + 1) / 2, ex_cv_form(q8));
-        }
     }
-    if (E > 0) {
-        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, wgu, 0);
-        ex_blocks(I, ith, nth, &blo, &bhi);
-        char *qr = (char *)(act + kt_experts_act_qrows(T, E, C, I, SI)); // [E][C] rows of IP (q8 & 1)
-        const void *eqh = kt_cv(wgu) ? qh : NULL;
-        for (int64_t e = 0; e < E; e++) {
+    char *qsh = (char *)(act + kt_experts_act_qshared(T, E, C, I, SI, q8)); // [T] rows of SIP (q8 & 2)
+    char *qr = (char *)(act + kt_experts_act_qrows(T, E, C, I, SI));        // [E][C] rows of IP (q8 & 1)
+    const ExLists l = E > 0 ? ex_lists(dispatch, T, H, I, E, k, C, wgu, 0) : (ExLists){0};
+    /* units: the shared expert's 32-row units, then each live expert's */
+    const int64_t us = shared_kind != 0 ? (SI + 31) / 32 : 0, ur = (I + 31) / 32;
+    const int64_t nbs = (SI + 15) / 16, nbr = (I + 15) / 16;
+    ExWork w = ex_work(us + l.nlive * ur, ex_ctr(dispatch, T, k, E, C, 1), ith, nth);
+    for (int64_t lo, hi; ex_take(&w, &lo, &hi);)
+        for (int64_t u = lo; u < hi;) {
+            if (u < us) { /* the shared expert's units [u, v) */
+                int64_t v = hi < us ? hi : us, blo = 2 * u, bhi = 2 * v < nbs ? 2 * v : nbs;
+                const void *sqh = kt_cv(wsgu) ? qh : NULL;
+#define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gw, tb, b, 0, s0, SIP, H, wsgu, NULL, sqh)
+                KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, SH_TILE)
+#undef SH_TILE
+                if (q8 & 2)
+                    for (int64_t t = 0; t < n; t++)
+                        kt_x_convert(qsh + t * kt_qa_row_bytes(SIP), ash + t * SIP, SIP, u, v, ex_cv_form(q8));
+                u = v;
+                continue;
+            }
+            /* units [j0, j1) of live expert li */
+            const int64_t li = (u - us) / ur, j0 = u - us - li * ur;
+            const int64_t v = hi < us + (li + 1) * ur ? hi : us + (li + 1) * ur, j1 = j0 + v - u;
+            const int64_t e = l.live[li], blo = 2 * j0, bhi = 2 * j1 < nbr ? 2 * j1 : nbr;
             float *ae = act + e * C * IP; // [C, IP]
-            const void *gu = xtab ? xtab[e] : gate_up;
+            const void *gu = xtab ? xtab[e] : gate_up, *eqh = kt_cv(wgu) ? qh : NULL;
             const int64_t gu0 = xtab ? 0 : e * l.gu_elems;
             const float *wts = q8 & 1 ? NULL : l.wt + e * C; /* converted down input: weights after it */
 #define EX_TILE(tb) ex_gate_up(ae, h, gu, gu0, l.tok + e * C, wts, tb, b, 0, s0, IP, H, wgu, NULL, eqh)
@@ -452,37 +513,36 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
 #undef EX_TILE
             if (q8 & 1)
                 for (int64_t s = 0; s < l.count[e]; s++)
-                    kt_x_convert(qr + (e * C + s) * kt_qa_row_bytes(IP), ae + s * IP, IP, blo / 2, (bhi + 1) / 2,
-                                 ex_cv_form(q8));
+                    kt_x_convert(qr + (e * C + s) * kt_qa_row_bytes(IP), ae + s * IP, IP, j0, j1, ex_cv_form(q8));
+            u = v;
         }
-    }
 }
 
-void kt_experts_down(float *restrict y, const float *restrict x, const char *restrict dispatch,
+void kt_experts_down(float *restrict y, const float *restrict x, char *restrict dispatch,
                      const float *restrict act, const void *restrict down, const void *restrict sh_down,
                      const void *const *restrict xtab, int64_t T, int64_t H, int64_t I, int64_t E, int64_t k,
                      int64_t C, int64_t SI, int32_t shared_kind, int32_t wdn, int32_t wsdn, int64_t n, int32_t ith,
                      int32_t nth) {
     const int64_t IP = kt_round16(I), SIP = kt_round16(SI);
     const int32_t q8 = (kt_cv(wdn) ? 1 : 0) | (kt_cv(wsdn) ? 2 : 0); /* as kt_experts_act was given (sizes) */
-    int64_t clo, chi;
-    kt_split((H + 31) / 32, ith, nth, &clo, &chi);
-    int64_t r0 = clo * 32, r1 = chi * 32 < H ? chi * 32 : H;
-    for (int64_t t = 0; t < n; t++)
-        for (int64_t r = r0; r < r1; r++) y[t * H + r] = x[t * H + r];
-    if (shared_kind != 0) {
-        const float *ash = act + E * C * IP; // [T, SIP]
-        const void *qsh = q8 & 2 ? (const void *)(act + kt_experts_act_qshared(T, E, C, I, SI, q8)) : NULL;
-        const float *gates = q8 & 2 ? act + kt_experts_act_gates(T, E, C, I, SI) : NULL;
+    const float *ash = act + E * C * IP; // [T, SIP]
+    const void *qsh = q8 & 2 ? (const void *)(act + kt_experts_act_qshared(T, E, C, I, SI, q8)) : NULL;
+    const float *gates = q8 & 2 ? act + kt_experts_act_gates(T, E, C, I, SI) : NULL;
+    const char *qr = (const char *)(act + kt_experts_act_qrows(T, E, C, I, SI)); // [E][C] rows (q8 & 1)
+    const ExLists l = E > 0 ? ex_lists(dispatch, T, H, I, E, k, C, 0, wdn) : (ExLists){0};
+    ExWork w = ex_work((H + 31) / 32, ex_ctr(dispatch, T, k, E, C, 2), ith, nth);
+    for (int64_t clo, chi; ex_take(&w, &clo, &chi);) { /* rows [r0, r1): y = x, + shared, + each expert */
+        int64_t r0 = clo * 32, r1 = chi * 32 < H ? chi * 32 : H;
+        for (int64_t t = 0; t < n; t++)
+            for (int64_t r = r0; r < r1; r++) y[t * H + r] = x[t * H + r];
+        if (shared_kind != 0) {
 #define SH_TILE(tb)                                                                                               \
     ex_down(y, ash, sh_down, 0, NULL, tb, c, s0, SIP, 0, SI / 2, (int)(SI % 2), H, SI, wsdn, NULL, qsh, gates)
-        KT_FOR_TILES(n, kt_chunk(SIP), c, clo, chi, s0, SH_TILE)
+            KT_FOR_TILES(n, kt_chunk(SIP), c, clo, chi, s0, SH_TILE)
 #undef SH_TILE
-    }
-    if (E > 0) {
-        const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, 0, wdn);
-        const char *qr = (const char *)(act + kt_experts_act_qrows(T, E, C, I, SI)); // [E][C] rows (q8 & 1)
-        for (int64_t e = 0; e < E; e++) { /* rows [r0, r1) of expert e's down: one forward stream */
+        }
+        for (int64_t li = 0; li < l.nlive; li++) { /* rows [r0, r1) of expert e's down: one forward stream */
+            const int64_t e = l.live[li];
             const void *dn = xtab ? xtab[E + e] : down;
             const int64_t dn0 = xtab ? 0 : e * l.dn_elems;
             const void *qa = q8 & 1 ? qr + e * C * kt_qa_row_bytes(IP) : NULL;
