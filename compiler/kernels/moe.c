@@ -358,6 +358,27 @@ static inline void ex_blocks(int64_t W, int32_t ith, int32_t nth, int64_t *blo, 
     *bhi = 2 * uhi < nb ? 2 * uhi : nb;
 }
 
+/* Whether kt_experts gives each thread whole experts (a contiguous run of the live ones, all their
+ * rows) instead of its share of every expert's rows: for short lists (at most EX_WHOLE_ROWS tokens
+ * per live expert on average, at least 4 nth live experts) of bf16 or f32 weights without AMX, when
+ * every list's act rows fit the thread's work space (T rows of sl). A many-expert model's prefill
+ * (Qwen3-MoE: 128 experts, ~8 tokens each for a 128-token prompt) then streams each down matrix
+ * whole instead of in runs of sl columns per 32-row block, and the threads do not share every
+ * expert's rows. Deterministic: which thread takes an expert depends on the dispatch and nth only. */
+enum { EX_WHOLE_ROWS = 32 };
+static inline int ex_whole_experts(const ExLists *l, int64_t T, int64_t I, int64_t sl, int32_t nth, int32_t wgu,
+                                   int32_t wdn, int use_amx) {
+    if (use_amx || kt_is_q(wgu) || kt_is_q(wdn) || l->nlive < 4 * nth) return 0;
+    int64_t sum = 0, mx = 0;
+    for (int64_t li = 0; li < l->nlive; li++) {
+        int64_t c = l->count[l->live[li]];
+        sum += c, mx = c > mx ? c : mx;
+    }
+    const int64_t IP = (I + 15) / 16 * 16;
+    return sum <= EX_WHOLE_ROWS * l->nlive && mx * IP <= T * sl &&
+           (!kt_cv(wdn) || mx * kt_qa_row_bytes(IP) <= T * kt_qa_row_bytes(sl));
+}
+
 void kt_experts(float *restrict partials, const float *restrict x, const float *restrict norm_w,
                 const char *restrict dispatch, const void *restrict gate_up, const void *restrict down,
                 const void *restrict sh_gate_up, const void *restrict sh_down, const void *restrict sg_w,
@@ -397,6 +418,18 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
     }
     if (E > 0) {
         const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, wgu, wdn);
+        if (ex_whole_experts(&l, T, I, sl, nth, wgu, wdn, use_amx)) {
+            int64_t lo, hi;
+            kt_split(l.nlive, ith, nth, &lo, &hi);
+            for (int64_t li = lo; li < hi; li++) {
+                const int64_t e = l.live[li];
+                ex_ffn(part, h, act, xtab ? xtab[e] : gate_up, xtab ? 0 : e * l.gu_elems, xtab ? xtab[E + e] : down,
+                       xtab ? 0 : e * l.dn_elems, l.tok + e * C, l.wt + e * C, l.count[e], 0, (I + 15) / 16, H, I,
+                       wgu, wdn, 0, abuf, tile, dq, qh, qact);
+            }
+            if (use_amx) kt_amx_end();
+            return;
+        }
         ex_blocks(I, ith, nth, &blo, &bhi);
         for (int64_t e = 0; e < E; e++)
             ex_ffn(part, h, act, xtab ? xtab[e] : gate_up, xtab ? 0 : e * l.gu_elems, xtab ? xtab[E + e] : down,

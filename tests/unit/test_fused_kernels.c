@@ -603,6 +603,9 @@ static void moe_cases(void) {
     t_moe((MoeCase){47, 70, 50, 4, 2, 47, 0, 0, 1, DT_BF16, "moe token tiles of 8 and a tail of 7", 0});
     t_moe((MoeCase){29, 64, 33, 3, 2, 29, 40, 1, 0, DT_F32, "moe f32 tiles, odd I, shared", 0});
     t_moe((MoeCase){2, 24, 2, 16, 8, 2, 0, 0, 1, DT_BF16, "moe qwen3-like, I < nth", 0});
+    /* short lists over many experts: whole experts per thread (moe.c's ex_whole_experts) */
+    t_moe((MoeCase){40, 64, 50, 16, 4, 40, 0, 0, 1, DT_BF16, "moe whole experts per thread, odd I", 0});
+    t_moe((MoeCase){33, 48, 24, 16, 2, 33, 20, 1, 0, DT_F32, "moe whole experts per thread, shared", 0});
     t_moe((MoeCase){4, 16, 8, 6, 3, 4, 0, 0, 1, DT_F32, "moe router ties", 1});
     t_moe((MoeCase){70, 64, 96, 4, 2, 70, 40, 1, 1, DT_BF16, "moe amx groups, shared of 3 blocks", 0});
     t_moe((MoeCase){37, 72, 50, 8, 2, 37, 0, 0, 0, DT_BF16, "moe amx and fma experts, odd I", 0});
