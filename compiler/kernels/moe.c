@@ -374,7 +374,7 @@ static inline int ex_whole_experts(const ExLists *l, int64_t T, int64_t I, int64
         int64_t c = l->count[l->live[li]];
         sum += c, mx = c > mx ? c : mx;
     }
-    const int64_t IP = (I + 15) / 16 * 16;
+    const int64_t IP = kt_round16(I);
     return sum <= EX_WHOLE_ROWS * l->nlive && mx * IP <= T * sl &&
            (!kt_cv(wdn) || mx * kt_qa_row_bytes(IP) <= T * kt_qa_row_bytes(sl));
 }
@@ -418,23 +418,21 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
     }
     if (E > 0) {
         const ExLists l = ex_lists(dispatch, T, H, I, E, k, C, wgu, wdn);
+        /* the live experts [lo, hi), blocks [blo, bhi) of each: all of them and this thread's rows,
+         * or this thread's whole experts */
+        int64_t lo = 0, hi = l.nlive;
         if (ex_whole_experts(&l, T, I, sl, nth, wgu, wdn, use_amx)) {
-            int64_t lo, hi;
             kt_split(l.nlive, ith, nth, &lo, &hi);
-            for (int64_t li = lo; li < hi; li++) {
-                const int64_t e = l.live[li];
-                ex_ffn(part, h, act, xtab ? xtab[e] : gate_up, xtab ? 0 : e * l.gu_elems, xtab ? xtab[E + e] : down,
-                       xtab ? 0 : e * l.dn_elems, l.tok + e * C, l.wt + e * C, l.count[e], 0, (I + 15) / 16, H, I,
-                       wgu, wdn, 0, abuf, tile, dq, qh, qact);
-            }
-            if (use_amx) kt_amx_end();
-            return;
+            blo = 0, bhi = (I + 15) / 16;
+        } else {
+            ex_blocks(I, ith, nth, &blo, &bhi);
         }
-        ex_blocks(I, ith, nth, &blo, &bhi);
-        for (int64_t e = 0; e < E; e++)
+        for (int64_t li = lo; li < hi; li++) {
+            const int64_t e = l.live[li];
             ex_ffn(part, h, act, xtab ? xtab[e] : gate_up, xtab ? 0 : e * l.gu_elems, xtab ? xtab[E + e] : down,
                    xtab ? 0 : e * l.dn_elems, l.tok + e * C, l.wt + e * C, l.count[e], blo, bhi, H, I, wgu, wdn,
                    use_amx ? amx : 0, abuf, tile, dq, qh, qact);
+        }
     }
     if (use_amx) kt_amx_end();
 }

@@ -483,7 +483,7 @@ int main(void) {
         if (m == 0) t_qlayout(t);
         /*                T   K   N  norm bias resid */
         t_qnorm_matmul(t, 1, K, 37, 1, 0, 1);   /* decode, odd rows */
-        t_qnorm_matmul(t, 5, K2, 70, 1, 1, 1);  /* decode tiles of 4 and 1, 3 blocks */
+        t_qnorm_matmul(t, 5, K2, 70, 1, 1, 1);  /* decode, one tile of 5, 3 blocks */
         t_qnorm_matmul(t, 15, K, 13, 0, 1, 0);  /* tiles of 8 and a tail of 7; fewer rows than a block */
         t_qnorm_matmul(t, 21, K, 40, 1, 1, 1);  /* prefill: dequantised blocks */
         t_qnorm_matmul(t, 16, K2, 2, 0, 0, 1);  /* prefill, fewer rows than threads */
