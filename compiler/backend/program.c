@@ -209,20 +209,29 @@ static bool emit_node(Emitter *e, const Node *n) {
         snprintf(kname, sizeof kname, "k_attention_T%lld", (long long)T);
         return emit_call(e, "kt_attention", kname, &c, 0);
     }
-    case OP_FROUTER: {
+    case OP_FROUTER: { /* kt_router, or in a prefill step its two halves (kernels.h), same arguments */
         const Node *x = ir_node(e->g, n->in[0]);
         int64_t E = n->a.ffn.n_exp;
-        keep(&c, out);
-        for (int k = 0; k < 3; k++) keep(&c, in_ptr(e, n, k));
-        keep(&c, offset_ptr(e, e->stats, (int64_t)sizeof(int64_t) * n->a.ffn.layer * (E + 1)));
-        keep(&c, e->slot);
-        cint(&c, (int64_t)e->g->n_layers * (E + 1)); /* stats of one slot */
-        cint(&c, T), cint(&c, x->shape[1]), cint(&c, E), cint(&c, n->a.ffn.top_k), cint(&c, n->a.ffn.capacity);
-        cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.renorm), cint(&c, wdt_of(e, n, 2));
-        snprintf(kname, sizeof kname, "k_router_T%lld", (long long)T);
-        e->ready_layer = n->a.ffn.layer;
-        e->ready_count = offset_ptr(e, e->arena, n->offset + 8 * T * n->a.ffn.top_k); /* kernels.h: count[E] */
-        return emit_call(e, "kt_router", kname, &c, 0);
+        static const char *const tmpl[3] = {"kt_router", "kt_router_routes", "kt_router_lists"};
+        static const char *const stem[3] = {"router", "routes", "lists"};
+        const int first = T >= KT_TILE_T ? 1 : 0, last = T >= KT_TILE_T ? 2 : 0;
+        for (int part = first; part <= last; part++) {
+            c = (Call){0};
+            keep(&c, out);
+            for (int k = 0; k < 3; k++) keep(&c, in_ptr(e, n, k));
+            keep(&c, offset_ptr(e, e->stats, (int64_t)sizeof(int64_t) * n->a.ffn.layer * (E + 1)));
+            keep(&c, e->slot);
+            cint(&c, (int64_t)e->g->n_layers * (E + 1)); /* stats of one slot */
+            cint(&c, T), cint(&c, x->shape[1]), cint(&c, E), cint(&c, n->a.ffn.top_k), cint(&c, n->a.ffn.capacity);
+            cfp(&c, n->a.ffn.eps), cint(&c, n->a.ffn.renorm), cint(&c, wdt_of(e, n, 2));
+            snprintf(kname, sizeof kname, "k_%s_T%lld", stem[part], (long long)T);
+            if (part == last) { /* after the lists: the runtime brings their experts in (memory budget) */
+                e->ready_layer = n->a.ffn.layer;
+                e->ready_count = offset_ptr(e, e->arena, n->offset + 8 * T * n->a.ffn.top_k); /* kernels.h: count[E] */
+            }
+            if (!emit_call(e, tmpl[part], kname, &c, 0)) return false;
+        }
+        return true;
     }
     case OP_FEXPERTS: {
         const Node *x = ir_node(e->g, n->in[0]);

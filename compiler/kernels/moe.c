@@ -1,6 +1,7 @@
 /* kt_router, kt_experts and kt_reduce: the MoE FFN templates of one layer.
  *
- * kt_router (thread 0 only):
+ * kt_router (thread 0 only; a prefill step runs its passes as kt_router_routes, rows split between
+ * threads, and after a barrier kt_router_lists, thread 0):
  *   for t < T:                                        // pass 1: routes
  *     inv = 1/rms(x[t]); p[e] = inv (x[t] * norm_w) . gate_w[e]     for e < E (4 experts per pass,
  *                                                                    the last pass overlapping)
@@ -9,7 +10,8 @@
  *   for t < T: for j < k: e = routes[t][j].expert   // pass 2: dispatch lists in token order
  *     if count[e] < C: tok[e][count[e]] = t, wt[e][count[e]++] = routes[t][j].weight else dropped++
  *     (kept and dropped counted in the stats of row t's slot)
- *   p[E] lives in the (not yet written) tok/wt area of the dispatch, so C >= 1 is required.
+ *   p[E] lives in the (not yet written) tok/wt area of the dispatch, so C >= 1 is required; the
+ *   threads of kt_router_routes each have their own there when 2 C >= nth (else thread 0 routes all).
  *
  * kt_experts (thread ith of nth; every weight byte is read by exactly one thread):
  *   h = rmsnorm(x) into scratch                       // [T, H], every thread normalises all T rows
@@ -78,18 +80,11 @@ static inline void router_logits(float *restrict p, const float *restrict xr, co
     for (int r = 0; r < rb; r++) p[e0 + r] = a[r] * inv;
 }
 
-void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
-               const void *restrict gate_w, int64_t *restrict stats, const int32_t *restrict slot,
-               int64_t stats_stride, int64_t T, int64_t H, int64_t E,
-               int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
-    (void)nth;
-    if (ith != 0) return;
-    KtRoute *routes = (KtRoute *)dispatch;                  // [T, k]
-    int32_t *count = (int32_t *)(dispatch + 8 * T * k);     // [E]
-    int32_t *tok = count + E;                               // [E, C]
-    float *wt = (float *)(tok + E * C);                     // [E, C]
-    float *p = (float *)tok;                                // [E] scratch of pass 1 (tok/wt area, 2 E C floats)
-    for (int64_t t = 0; t < n; t++) {
+/* Routes of rows [lo, hi) (pass 1), p[E] the scratch of one thread. */
+static void router_rows(KtRoute *restrict routes, float *restrict p, const float *restrict x,
+                        const float *restrict norm_w, const void *restrict gate_w, int64_t H, int64_t E, int64_t k,
+                        float eps, int32_t renorm, int32_t wdt, int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; t++) {
         const float *xr = x + t * H; // [H]
         float inv = kt_rms_inv(xr, H, eps);
         /* Every logit takes the same 4-row path (the last block overlaps the one before it when
@@ -119,6 +114,32 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
             for (int64_t j = 0; j < k; j++) routes[t * k + j].weight *= rp;
         }
     }
+}
+
+void kt_router_routes(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
+                      const void *restrict gate_w, int64_t *restrict stats, const int32_t *restrict slot,
+                      int64_t stats_stride, int64_t T, int64_t H, int64_t E, int64_t k, int64_t C, float eps,
+                      int32_t renorm, int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
+    (void)stats, (void)slot, (void)stats_stride;
+    /* thread j's p[E] at tok + j E: the tok/wt area holds 2 E C floats */
+    const int split = 2 * C >= nth;
+    if (!split && ith != 0) return;
+    int64_t lo = 0, hi = n;
+    if (split) kt_split(n, ith, nth, &lo, &hi);
+    float *p = (float *)(dispatch + 8 * T * k + 4 * E) + (split ? ith : 0) * E; // [E]
+    router_rows((KtRoute *)dispatch, p, x, norm_w, gate_w, H, E, k, eps, renorm, wdt, lo, hi);
+}
+
+void kt_router_lists(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
+                     const void *restrict gate_w, int64_t *restrict stats, const int32_t *restrict slot,
+                     int64_t stats_stride, int64_t T, int64_t H, int64_t E, int64_t k, int64_t C, float eps,
+                     int32_t renorm, int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
+    (void)x, (void)norm_w, (void)gate_w, (void)H, (void)eps, (void)renorm, (void)wdt, (void)nth;
+    if (ith != 0) return;
+    const KtRoute *routes = (const KtRoute *)dispatch;      // [T, k]
+    int32_t *count = (int32_t *)(dispatch + 8 * T * k);     // [E]
+    int32_t *tok = count + E;                               // [E, C]
+    float *wt = (float *)(tok + E * C);                     // [E, C]
     memset(count, 0, sizeof(int32_t) * (size_t)E);
     for (int64_t t = 0; t < n; t++) {
         int64_t *st = stats ? stats + slot[t] * stats_stride : NULL; // [E + 1] of row t's slot
@@ -140,6 +161,17 @@ void kt_router(char *restrict dispatch, const float *restrict x, const float *re
     for (int64_t e = 0; e < E; e++)
         if (count[e] > 0) live[nl++] = (int32_t)e;
     work[0] = nl, work[8] = 0, work[16] = 0;
+}
+
+void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
+               const void *restrict gate_w, int64_t *restrict stats, const int32_t *restrict slot,
+               int64_t stats_stride, int64_t T, int64_t H, int64_t E,
+               int64_t k, int64_t C, float eps, int32_t renorm, int32_t wdt, int64_t n, int32_t ith, int32_t nth) {
+    (void)nth;
+    if (ith != 0) return;
+    kt_router_routes(dispatch, x, norm_w, gate_w, stats, slot, stats_stride, T, H, E, k, C, eps, renorm, wdt, n, 0,
+                     1);
+    kt_router_lists(dispatch, x, norm_w, gate_w, stats, slot, stats_stride, T, H, E, k, C, eps, renorm, wdt, n, 0, 1);
 }
 
 /* ---- kt_experts ---- */

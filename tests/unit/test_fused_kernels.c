@@ -431,8 +431,18 @@ static void t_moe(MoeCase mc) {
         for (int64_t t = 0; t < TL; t++) rslot[t] = (int32_t)(t % 2);
         float *y = sentinels(TL * H), *partials = zeros(nth * TL * H), *scratch = zeros(nth * spt);
         if (E > 0) {
-            for (int ith = 0; ith < nth; ith++)
-                kt_router(dispatch, x, nw, gate_w, stats, rslot, E + 1, TL, H, E, k, C, eps, mc.renorm, wdt, T, ith, nth);
+            if (run % 2 == 0) /* the decode step's one kernel, or a prefill step's two (routes split) */
+                for (int ith = 0; ith < nth; ith++)
+                    kt_router(dispatch, x, nw, gate_w, stats, rslot, E + 1, TL, H, E, k, C, eps, mc.renorm, wdt, T, ith,
+                              nth);
+            else {
+                for (int ith = nth - 1; ith >= 0; ith--) /* any order: the threads' rows are disjoint */
+                    kt_router_routes(dispatch, x, nw, gate_w, stats, rslot, E + 1, TL, H, E, k, C, eps, mc.renorm, wdt, T,
+                                     ith, nth);
+                for (int ith = 0; ith < nth; ith++)
+                    kt_router_lists(dispatch, x, nw, gate_w, stats, rslot, E + 1, TL, H, E, k, C, eps, mc.renorm, wdt, T,
+                                    ith, nth);
+            }
             const MoeRoute *kr = (const MoeRoute *)dispatch;
             const int32_t *count = (const int32_t *)(dispatch + 8 * TL * k), *tok = count + E;
             int ids_ok = 1, wts_ok = 1, lists_ok = 1;
