@@ -23,6 +23,7 @@
  * position and stats. A prefill step runs one slot's tokens; a decode step runs one row per live
  * slot given, in ascending slot order (the order expert capacity counts in). The single-sequence
  * calls (moe_prefill, moe_decode, moe_model_reset, moe_model_pos, moe_model_stats) are slot 0. */
+#define _GNU_SOURCE /* sync_file_range */
 #include "model.h"
 
 #include <errno.h>
@@ -56,6 +57,8 @@ struct MoeModel {
     size_t map_len;
     const char *weights;     /* MOE_SECTION_WEIGHTS, manifest.weights_bytes, inside map */
     uint64_t weights_file_off; /* the weights section's offset in the file */
+    uint64_t map_file_off;   /* map's offset in the file */
+    int wfd;                 /* the weights file, open for the prefault thread; -1 once closed */
     const void **xtable;     /* [n_layers][2][n_exp] the steps' expert table (MoeStepArgs.experts) */
     int64_t budget;          /* memory budget in bytes, 0: none */
     int64_t resident;        /* with a budget: the bytes kept resident besides the expert pool */
@@ -297,6 +300,7 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
     uint64_t base = hdr_off / align * align, delta = hdr_off - base;
     m->map_len = (size_t)(delta + h.total_size);
     m->map = mmap(NULL, m->map_len, PROT_READ, MAP_PRIVATE, fd, (off_t)base);
+    m->map_file_off = base;
     if (m->map == MAP_FAILED) {
         m->map = NULL;
         return fail(m, MOE_ERR_IO, "%s: cannot map %" PRIu64 " bytes: %s", name, h.total_size, strerror(errno));
@@ -338,10 +342,20 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
  * warm one on the bench preset). From load on, this thread maps the weights section's pages in
  * ahead of the kernels, in order, 32 MiB at a time (MADV_POPULATE_READ, Linux 5.14; else one read
  * per page), overlapped with tokenizing and the first steps; it stops early when the model is freed.
- * First it asks for each chunk's 2 MiB ranges as huge pages (MADV_COLLAPSE, Linux 6.1; file systems
- * with large folios, ext4 since 6.16): how the file got into the page cache decides its folio sizes,
- * and decode streams the weights through the TLB (Mixtral bench, Zen 5, ext4 on 6.18: freshly written
- * ~100 tok/s, evicted and read back 80-84, copied with cp 70-72; collapsed, all three 96-103). */
+ *
+ * Huge pages: how the file got into the page cache decides its folio sizes, and decode streams the
+ * weights through the TLB (Mixtral bench, Zen 5, ext4 on 6.18: freshly written ~100 tok/s, evicted
+ * and read back 80-84, copied with cp 70-72; all in 2 MiB folios, 96-103). Written in large writes
+ * (moec does) or read in through this mapping (MADV_HUGEPAGE, set by map_weights), a file system with
+ * large folios (ext4 since 6.16) holds them in 2 MiB folios; cp and small writes leave 4 KiB ones.
+ * Two remedies, each tried on the first chunk and kept only if it works:
+ * - MADV_COLLAPSE (Linux 6.1) on each chunk's 2 MiB ranges, where files may be collapsed
+ *   (CONFIG_READ_ONLY_THP_FOR_FS);
+ * - else, if the first chunk still maps in 4 KiB pages: write the chunk back if dirty, drop it from
+ *   the page cache and read it again through the mapping, which reads 2 MiB folios. That costs one
+ *   read of the weights from disk, once: later processes find them in 2 MiB folios. Pages another
+ *   process has mapped stay as they are (the page cache skips them); this mapping never changes
+ *   the bytes it sees, whichever page holds them. */
 enum { PREFAULT_CHUNK = 32 << 20 };
 #ifdef MADV_COLLAPSE
 #define MOEC_MADV_COLLAPSE MADV_COLLAPSE
@@ -349,27 +363,73 @@ enum { PREFAULT_CHUNK = 32 << 20 };
 #define MOEC_MADV_COLLAPSE 25 /* Linux 6.1 */
 #endif
 
+/* KiB of the mapping holding p that are mapped as 2 MiB file pages (/proc/self/smaps), or -1. */
+static long pmd_kib(const void *p) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[512];
+    long kib = -1;
+    bool in = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            if (in) break; /* past the mapping without the field */
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        } else if (in && sscanf(line, "FilePmdMapped: %ld", &kib) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+/* Drops [a, a + len) of the weights from this mapping and from the page cache, written back first. */
+static void evict_chunk(MoeModel *m, uintptr_t a, size_t len) {
+    madvise((void *)a, len, MADV_DONTNEED); /* read-only private file pages: just unmapped */
+    off_t off = (off_t)(m->map_file_off + (a - (uintptr_t)m->map));
+#ifdef SYNC_FILE_RANGE_WRITE
+    sync_file_range(m->wfd, off, (off_t)len,
+                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+#endif
+    posix_fadvise(m->wfd, off, (off_t)len, POSIX_FADV_DONTNEED);
+}
+
 static void *prefault_main(void *arg) {
     MoeModel *m = arg;
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t a = (uintptr_t)m->weights / (uintptr_t)page * (uintptr_t)page;
     uintptr_t end = (uintptr_t)m->weights + (uintptr_t)m->man->weights_bytes;
     bool populate = true, collapse = true;
-    for (; a < end && !atomic_load_explicit(&m->stop_prefault, memory_order_relaxed); a += PREFAULT_CHUNK) {
+    enum { CHECK, TRY, REREAD, DONE } huge = CHECK; /* the re-read remedy, decided on the first chunk */
+    long before = 0;
+    while (a < end && !atomic_load_explicit(&m->stop_prefault, memory_order_relaxed)) {
         size_t len = end - a < PREFAULT_CHUNK ? end - a : PREFAULT_CHUNK;
         uintptr_t h0 = (a + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
         uintptr_t h1 = (a + len) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
         if (collapse && h1 > h0 && madvise((void *)h0, h1 - h0, MOEC_MADV_COLLAPSE) != 0 &&
             (errno == EINVAL || errno == EPERM))
-            collapse = false; /* not offered here (older kernel, or a file system without large folios) */
+            collapse = false; /* not offered here (older kernel, or files not collapsible) */
+        if (huge == TRY || huge == REREAD) evict_chunk(m, a, len);
+        if (huge == TRY) before = pmd_kib(m->weights);
 #ifdef MADV_POPULATE_READ
-        if (populate && madvise((void *)a, len, MADV_POPULATE_READ) == 0) continue;
+        if (!populate || madvise((void *)a, len, MADV_POPULATE_READ) != 0)
 #endif
-        populate = false;
-        volatile const char *p = (const char *)a;
-        char sink = 0;
-        for (size_t i = 0; i < len; i += (size_t)page) sink ^= p[i];
-        (void)sink;
+        {
+            populate = false;
+            volatile const char *p = (const char *)a;
+            char sink = 0;
+            for (size_t i = 0; i < len; i += (size_t)page) sink ^= p[i];
+            (void)sink;
+        }
+        long half = h1 > h0 ? (long)((h1 - h0) / 2048) : 0; /* KiB: half the chunk's 2 MiB ranges */
+        if (huge == CHECK) {
+            long got = collapse || !half || m->wfd < 0 ? -1 : pmd_kib(m->weights);
+            huge = got < 0 || got >= half ? DONE : TRY;
+            if (huge == TRY) continue; /* this chunk again, re-read */
+        } else if (huge == TRY) {
+            huge = pmd_kib(m->weights) - before >= half ? REREAD : DONE; /* else no large folios here */
+        }
+        a += len;
     }
     return NULL;
 }
@@ -419,7 +479,8 @@ static MoeStatus open_weights(MoeModel *m, const char *path, const char *name, b
     uint64_t hdr_off, avail;
     MoeStatus rc = locate_header(m, fd, name, embedded, &hdr_off, &avail);
     if (rc == MOE_OK) rc = map_weights(m, fd, name, hdr_off, avail);
-    close(fd);
+    if (rc == MOE_OK) m->wfd = fd; /* for the prefault thread; closed by moe_model_free */
+    else close(fd);
     return rc;
 }
 
@@ -559,6 +620,7 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
         if (err && errlen) snprintf(err, errlen, "moe_model_load: out of memory");
         return MOE_ERR_NOMEM;
     }
+    m->wfd = -1;
     m->prog = prog;
     m->man = prog->manifest;
     m->n_threads = n_threads > 0 ? n_threads : moert_default_threads();
@@ -637,6 +699,7 @@ MoeStatus moert_model_load_embedded_opts(MoeModel **out, const MoeProgram *prog,
 void moe_model_free(MoeModel *m) {
     if (!m) return;
     prefault_stop(m);
+    if (m->wfd >= 0) close(m->wfd);
     if (m->map) munmap(m->map, m->map_len);
     xc_free(m->xc);
     free(m->xtable);

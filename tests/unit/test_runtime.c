@@ -823,6 +823,92 @@ static void t_lazy_buffers(void) {
     manifest = saved;
 }
 
+/* ---- huge pages for weights the page cache holds in small folios ------------------------- */
+
+/* A weights file of n bytes of weights at MOE_WEIGHTS_OFFSET, written in write() calls of wr bytes. */
+static const char *write_big_moew(const char *name, size_t n, size_t wr) {
+    const char *path = path_in_tmp(name);
+    size_t total = MOE_WEIGHTS_OFFSET + n;
+    char *b = malloc(total);
+    EXPECT_TRUE(b != NULL);
+    if (!b) return path;
+    for (size_t i = 0; i < total; i++) b[i] = (char)(i * 131 >> 7);
+    MoeWeightsHeader h;
+    memset(&h, 0, sizeof h);
+    memcpy(h.magic, MOE_WEIGHTS_MAGIC, 8);
+    h.format_version = MOE_FORMAT_VERSION, h.n_sections = 1, h.model_hash = HASH, h.total_size = total;
+    h.sections[0] = (MoeSection){MOE_SECTION_WEIGHTS, 0, MOE_WEIGHTS_OFFSET, n};
+    memset(b, 0, MOE_HEADER_BYTES);
+    memcpy(b, &h, sizeof h);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    EXPECT_TRUE(fd >= 0);
+    for (size_t at = 0; fd >= 0 && at < total; at += wr) {
+        size_t k = total - at < wr ? total - at : wr;
+        EXPECT_EQ((int64_t)write(fd, b + at, k), (int64_t)k);
+    }
+    if (fd >= 0) close(fd);
+    free(b);
+    return path;
+}
+
+/* KiB of path's mappings in this process mapped as 2 MiB file pages (/proc/self/smaps). */
+static long file_pmd_kib(const char *path) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    char line[4400];
+    long sum = 0, kib;
+    bool in = false;
+    while (f && fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            size_t n = strlen(line), pn = strlen(path);
+            in = n > pn && !strncmp(line + n - pn - 1, path, pn); /* the line ends "path\n" */
+        } else if (in && sscanf(line, "FilePmdMapped: %ld", &kib) == 1) {
+            sum += kib;
+        }
+    }
+    if (f) fclose(f);
+    return sum;
+}
+
+/* Loads path and waits (up to 20 s) for the prefault thread to map its weights as 2 MiB pages;
+ * returns the share of the weights so mapped, in percent. */
+static long huge_share(const char *path, int64_t n) {
+    MoeModel *m = NULL;
+    char err[512];
+    EXPECT_EQ(moe_model_load(&m, &program, path, 1, err, sizeof err), MOE_OK);
+    long kib = 0;
+    for (int i = 0; m && i < 400 && kib < n / 1024; i++) {
+        usleep(50000);
+        kib = file_pmd_kib(path);
+    }
+    moe_model_free(m);
+    return kib * 100 / (n / 1024);
+}
+
+/* Weights written in 4 KiB writes, as cp leaves a copy, sit in the page cache in 4 KiB folios; the
+ * prefault thread reads them again into 2 MiB folios, so they map as huge pages like a file written
+ * in large writes. Only where the file system and kernel give a file written in 4 MiB writes 2 MiB
+ * folios at all (ext4 on Linux 6.16 or later, transparent huge pages not "never"). */
+static void t_huge_reread(void) {
+    MoeManifest saved = manifest;
+    const int64_t n = 64 << 20;
+    manifest.weights_bytes = n;
+    const char *large = write_big_moew("large.moew", (size_t)n, 4 << 20);
+    long control = huge_share(large, n);
+    unlink(large);
+    if (control < 75) {
+        fprintf(stderr, "  t_huge_reread: skipped: a file written in 4 MiB writes maps %ld%% as 2 MiB pages here\n",
+                control);
+    } else {
+        const char *small = write_big_moew("small.moew", (size_t)n, 4096);
+        long got = huge_share(small, n);
+        EXPECT_TRUE(got >= 50);
+        if (got < 50) fprintf(stderr, "  t_huge_reread: %ld%% as 2 MiB pages (large writes: %ld%%)\n", got, control);
+        unlink(small);
+    }
+    manifest = saved;
+}
+
 /* ---- slots: the fake program compiled for batch 3 ---------------------------------------- */
 
 /* Three sequences in three slots, decoded together in various subsets and orders: each slot's
@@ -939,6 +1025,7 @@ int main(void) {
     t_steps(3);
     t_slots();
     t_lazy_buffers();
+    t_huge_reread();
     t_sampler();
     t_cli();
     t_timing();
