@@ -348,14 +348,15 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
  * and read back 80-84, copied with cp 70-72; all in 2 MiB folios, 96-103). Written in large writes
  * (moec does) or read in through this mapping (MADV_HUGEPAGE, set by map_weights), a file system with
  * large folios (ext4 since 6.16) holds them in 2 MiB folios; cp and small writes leave 4 KiB ones.
- * Two remedies, each tried on the first chunk and kept only if it works:
+ * Two remedies, each kept only if it works here:
  * - MADV_COLLAPSE (Linux 6.1) on each chunk's 2 MiB ranges, where files may be collapsed
  *   (CONFIG_READ_ONLY_THP_FOR_FS);
- * - else, if the first chunk still maps in 4 KiB pages: write the chunk back if dirty, drop it from
- *   the page cache and read it again through the mapping, which reads 2 MiB folios. That costs one
- *   read of the weights from disk, once: later processes find them in 2 MiB folios. Pages another
- *   process has mapped stay as they are (the page cache skips them); this mapping never changes
- *   the bytes it sees, whichever page holds them. */
+ * - else, when the first or the last chunk sits in small folios: write each such chunk back if
+ *   dirty, drop it from the page cache and read it again through a mapping advised MADV_HUGEPAGE,
+ *   which reads 2 MiB folios (tried on that chunk first). That costs one read of the weights from
+ *   disk, once: later processes find them in 2 MiB folios; a process that stops half-way leaves
+ *   the last chunk small for the next one to go on. Pages another process has mapped stay as they
+ *   are (the page cache skips them); no mapping ever sees other bytes, whichever page holds them. */
 enum { PREFAULT_CHUNK = 32 << 20 };
 #ifdef MADV_COLLAPSE
 #define MOEC_MADV_COLLAPSE MADV_COLLAPSE
@@ -383,15 +384,65 @@ static long pmd_kib(const void *p) {
     return kib;
 }
 
-/* Drops [a, a + len) of the weights from this mapping and from the page cache, written back first. */
-static void evict_chunk(MoeModel *m, uintptr_t a, size_t len) {
-    madvise((void *)a, len, MADV_DONTNEED); /* read-only private file pages: just unmapped */
-    off_t off = (off_t)(m->map_file_off + (a - (uintptr_t)m->map));
-#ifdef SYNC_FILE_RANGE_WRITE
-    sync_file_range(m->wfd, off, (off_t)len,
-                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+/* The weights' 2 MiB ranges within [a, a + len) of the mapping, as file offsets [*o0, *o1). */
+static void huge_span(const MoeModel *m, uintptr_t a, size_t len, off_t *o0, off_t *o1) {
+    uintptr_t h0 = (a + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
+    uintptr_t h1 = (a + len) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
+    *o0 = (off_t)(m->map_file_off + (h0 - (uintptr_t)m->map));
+    *o1 = h1 > h0 ? *o0 + (off_t)(h1 - h0) : *o0;
+}
+
+/* Whether the page cache holds the 2 MiB ranges of [a, a + len) in 2 MiB folios (most of them),
+ * read in through a mapping of their own advised MADV_HUGEPAGE. -1: cannot tell. */
+static int chunk_huge(const MoeModel *m, uintptr_t a, size_t len) {
+    off_t o0, o1;
+    huge_span(m, a, len, &o0, &o1);
+    size_t n = (size_t)(o1 - o0);
+    if (!n) return -1;
+    /* a 2 MiB-aligned address congruent with the file offset (a multiple of 2 MiB) */
+    char *raw = mmap(NULL, n + MOE_HUGE_ALIGN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) return -1;
+    char *at = raw + (MOE_HUGE_ALIGN - (uintptr_t)raw % MOE_HUGE_ALIGN) % MOE_HUGE_ALIGN;
+    int got = -1;
+    if (mmap(at, n, PROT_READ, MAP_PRIVATE | MAP_FIXED, m->wfd, o0) != MAP_FAILED) {
+#ifdef MADV_HUGEPAGE
+        madvise(at, n, MADV_HUGEPAGE);
 #endif
-    posix_fadvise(m->wfd, off, (off_t)len, POSIX_FADV_DONTNEED);
+#ifdef MADV_POPULATE_READ
+        if (madvise(at, n, MADV_POPULATE_READ) == 0) {
+            long kib = pmd_kib(at);
+            got = kib < 0 ? -1 : kib >= (long)(n / 2048);
+        }
+#endif
+    }
+    munmap(raw, n + MOE_HUGE_ALIGN);
+    return got;
+}
+
+/* Drops the 2 MiB ranges of [a, a + len) from this mapping and from the page cache, written back first. */
+static void evict_chunk(MoeModel *m, uintptr_t a, size_t len) {
+    off_t o0, o1;
+    huge_span(m, a, len, &o0, &o1);
+    if (o1 == o0) return;
+    madvise((char *)m->map + (o0 - (off_t)m->map_file_off), (size_t)(o1 - o0), MADV_DONTNEED); /* read-only: unmapped */
+#ifdef SYNC_FILE_RANGE_WRITE
+    sync_file_range(m->wfd, o0, o1 - o0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
+#endif
+    posix_fadvise(m->wfd, o0, o1 - o0, POSIX_FADV_DONTNEED);
+}
+
+/* Whether re-reading small chunks works here: when the first or the last chunk is small, it is
+ * re-read, and the answer is whether that gave 2 MiB folios. */
+static bool reread_works(MoeModel *m, uintptr_t a, uintptr_t end) {
+    uintptr_t last = a + (end - 1 - a) / PREFAULT_CHUNK * PREFAULT_CHUNK;
+    uintptr_t ends[2] = {a, last};
+    for (int i = 0; i < (last > a ? 2 : 1); i++) {
+        size_t len = end - ends[i] < PREFAULT_CHUNK ? end - ends[i] : PREFAULT_CHUNK;
+        if (chunk_huge(m, ends[i], len) != 0) continue; /* huge, or cannot tell */
+        evict_chunk(m, ends[i], len);
+        return chunk_huge(m, ends[i], len) == 1;
+    }
+    return false; /* both huge: nothing to do */
 }
 
 static void *prefault_main(void *arg) {
@@ -399,37 +450,27 @@ static void *prefault_main(void *arg) {
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t a = (uintptr_t)m->weights / (uintptr_t)page * (uintptr_t)page;
     uintptr_t end = (uintptr_t)m->weights + (uintptr_t)m->man->weights_bytes;
-    bool populate = true, collapse = true;
-    enum { CHECK, TRY, REREAD, DONE } huge = CHECK; /* the re-read remedy, decided on the first chunk */
-    long before = 0;
-    while (a < end && !atomic_load_explicit(&m->stop_prefault, memory_order_relaxed)) {
+    bool populate = true, collapse = true, reread = false, decided = false;
+    for (; a < end && !atomic_load_explicit(&m->stop_prefault, memory_order_relaxed); a += PREFAULT_CHUNK) {
         size_t len = end - a < PREFAULT_CHUNK ? end - a : PREFAULT_CHUNK;
         uintptr_t h0 = (a + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
         uintptr_t h1 = (a + len) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
         if (collapse && h1 > h0 && madvise((void *)h0, h1 - h0, MOEC_MADV_COLLAPSE) != 0 &&
             (errno == EINVAL || errno == EPERM))
             collapse = false; /* not offered here (older kernel, or files not collapsible) */
-        if (huge == TRY || huge == REREAD) evict_chunk(m, a, len);
-        if (huge == TRY) before = pmd_kib(m->weights);
+        if (!decided) reread = !collapse && m->wfd >= 0 && reread_works(m, a, end), decided = true;
+        if (reread && chunk_huge(m, a, len) == 0) {
+            evict_chunk(m, a, len);
+            chunk_huge(m, a, len); /* read it in again, in 2 MiB folios */
+        }
 #ifdef MADV_POPULATE_READ
-        if (!populate || madvise((void *)a, len, MADV_POPULATE_READ) != 0)
+        if (populate && madvise((void *)a, len, MADV_POPULATE_READ) == 0) continue;
 #endif
-        {
-            populate = false;
-            volatile const char *p = (const char *)a;
-            char sink = 0;
-            for (size_t i = 0; i < len; i += (size_t)page) sink ^= p[i];
-            (void)sink;
-        }
-        long half = h1 > h0 ? (long)((h1 - h0) / 2048) : 0; /* KiB: half the chunk's 2 MiB ranges */
-        if (huge == CHECK) {
-            long got = collapse || !half || m->wfd < 0 ? -1 : pmd_kib(m->weights);
-            huge = got < 0 || got >= half ? DONE : TRY;
-            if (huge == TRY) continue; /* this chunk again, re-read */
-        } else if (huge == TRY) {
-            huge = pmd_kib(m->weights) - before >= half ? REREAD : DONE; /* else no large folios here */
-        }
-        a += len;
+        populate = false;
+        volatile const char *p = (const char *)a;
+        char sink = 0;
+        for (size_t i = 0; i < len; i += (size_t)page) sink ^= p[i];
+        (void)sink;
     }
     return NULL;
 }
