@@ -351,11 +351,12 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
  * Two remedies, each kept only if it works here:
  * - MADV_COLLAPSE (Linux 6.1) on each chunk's 2 MiB ranges, where files may be collapsed
  *   (CONFIG_READ_ONLY_THP_FOR_FS);
- * - else, when the first or the last chunk sits in small folios: write each such chunk back if
- *   dirty, drop it from the page cache and read it again through a mapping advised MADV_HUGEPAGE,
- *   which reads 2 MiB folios (tried on that chunk first). That costs one read of the weights from
- *   disk, once: later processes find them in 2 MiB folios; a process that stops half-way leaves
- *   the last chunk small for the next one to go on. Pages another process has mapped stay as they
+ * - else, when the first or the last chunk sits in small folios: in order, write each such chunk
+ *   back if dirty, drop it from the page cache and read it again through a mapping advised
+ *   MADV_HUGEPAGE, which reads 2 MiB folios (tried on the first chunk first; stopped at a chunk
+ *   that stays small). That costs one read of the weights from disk, once: later processes find
+ *   them in 2 MiB folios; a process that stops half-way leaves the last chunk small, and the next
+ *   one goes on. Pages another process has mapped stay as they
  *   are (the page cache skips them); no mapping ever sees other bytes, whichever page holds them. */
 enum { PREFAULT_CHUNK = 32 << 20 };
 #ifdef MADV_COLLAPSE
@@ -431,18 +432,17 @@ static void evict_chunk(MoeModel *m, uintptr_t a, size_t len) {
     posix_fadvise(m->wfd, o0, o1 - o0, POSIX_FADV_DONTNEED);
 }
 
-/* Whether re-reading small chunks works here: when the first or the last chunk is small, it is
- * re-read, and the answer is whether that gave 2 MiB folios. */
-static bool reread_works(MoeModel *m, uintptr_t a, uintptr_t end) {
-    uintptr_t last = a + (end - 1 - a) / PREFAULT_CHUNK * PREFAULT_CHUNK;
-    uintptr_t ends[2] = {a, last};
-    for (int i = 0; i < (last > a ? 2 : 1); i++) {
-        size_t len = end - ends[i] < PREFAULT_CHUNK ? end - ends[i] : PREFAULT_CHUNK;
-        if (chunk_huge(m, ends[i], len) != 0) continue; /* huge, or cannot tell */
-        evict_chunk(m, ends[i], len);
-        return chunk_huge(m, ends[i], len) == 1;
+/* Whether to re-read the chunks in small folios: when the first chunk is small, it is re-read, and
+ * the answer is whether that gave 2 MiB folios; when only the last one is, a process stopped
+ * half-way through the re-read (prefault_main re-reads in order): yes. */
+static bool reread_wanted(MoeModel *m, uintptr_t a, uintptr_t end) {
+    size_t len = end - a < PREFAULT_CHUNK ? end - a : PREFAULT_CHUNK;
+    if (chunk_huge(m, a, len) == 0) {
+        evict_chunk(m, a, len);
+        return chunk_huge(m, a, len) == 1;
     }
-    return false; /* both huge: nothing to do */
+    uintptr_t last = a + (end - 1 - a) / PREFAULT_CHUNK * PREFAULT_CHUNK;
+    return last > a && chunk_huge(m, last, end - last) == 0;
 }
 
 static void *prefault_main(void *arg) {
@@ -458,10 +458,10 @@ static void *prefault_main(void *arg) {
         if (collapse && h1 > h0 && madvise((void *)h0, h1 - h0, MOEC_MADV_COLLAPSE) != 0 &&
             (errno == EINVAL || errno == EPERM))
             collapse = false; /* not offered here (older kernel, or files not collapsible) */
-        if (!decided) reread = !collapse && m->wfd >= 0 && reread_works(m, a, end), decided = true;
+        if (!decided) reread = !collapse && m->wfd >= 0 && reread_wanted(m, a, end), decided = true;
         if (reread && chunk_huge(m, a, len) == 0) {
             evict_chunk(m, a, len);
-            chunk_huge(m, a, len); /* read it in again, in 2 MiB folios */
+            reread = chunk_huge(m, a, len) == 1; /* read in again; stop if that gave small folios */
         }
 #ifdef MADV_POPULATE_READ
         if (populate && madvise((void *)a, len, MADV_POPULATE_READ) == 0) continue;
