@@ -356,8 +356,8 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
  *   MADV_HUGEPAGE, which reads 2 MiB folios (tried on the first chunk first; stopped at a chunk
  *   that stays small). That costs one read of the weights from disk, once: later processes find
  *   them in 2 MiB folios; a process that stops half-way leaves the last chunk small, and the next
- *   one goes on. Pages another process has mapped stay as they
- *   are (the page cache skips them); no mapping ever sees other bytes, whichever page holds them. */
+ *   one goes on. Pages another process has mapped stay as they are (the page cache skips them); no
+ *   mapping ever sees other bytes, whichever page holds them. */
 enum { PREFAULT_CHUNK = 32 << 20 };
 #ifdef MADV_COLLAPSE
 #define MOEC_MADV_COLLAPSE MADV_COLLAPSE
@@ -385,12 +385,12 @@ static long pmd_kib(const void *p) {
     return kib;
 }
 
-/* The weights' 2 MiB ranges within [a, a + len) of the mapping, as file offsets [*o0, *o1). */
+/* The file's 2 MiB-aligned ranges within [a, a + len) of the mapping, as file offsets [*o0, *o1). */
 static void huge_span(const MoeModel *m, uintptr_t a, size_t len, off_t *o0, off_t *o1) {
-    uintptr_t h0 = (a + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
-    uintptr_t h1 = (a + len) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
-    *o0 = (off_t)(m->map_file_off + (h0 - (uintptr_t)m->map));
-    *o1 = h1 > h0 ? *o0 + (off_t)(h1 - h0) : *o0;
+    uint64_t f0 = m->map_file_off + (a - (uintptr_t)m->map), f1 = f0 + len;
+    uint64_t h0 = (f0 + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN, h1 = f1 / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
+    *o0 = (off_t)h0;
+    *o1 = (off_t)(h1 > h0 ? h1 : h0);
 }
 
 /* Whether the page cache holds the 2 MiB ranges of [a, a + len) in 2 MiB folios (most of them),
@@ -400,7 +400,7 @@ static int chunk_huge(const MoeModel *m, uintptr_t a, size_t len) {
     huge_span(m, a, len, &o0, &o1);
     size_t n = (size_t)(o1 - o0);
     if (!n) return -1;
-    /* a 2 MiB-aligned address congruent with the file offset (a multiple of 2 MiB) */
+    /* a 2 MiB-aligned address for the 2 MiB-aligned offset o0 */
     char *raw = mmap(NULL, n + MOE_HUGE_ALIGN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return -1;
     char *at = raw + (MOE_HUGE_ALIGN - (uintptr_t)raw % MOE_HUGE_ALIGN) % MOE_HUGE_ALIGN;
