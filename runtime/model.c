@@ -57,7 +57,6 @@ struct MoeModel {
     size_t map_len;
     const char *weights;     /* MOE_SECTION_WEIGHTS, manifest.weights_bytes, inside map */
     uint64_t weights_file_off; /* the weights section's offset in the file */
-    uint64_t map_file_off;   /* map's offset in the file */
     int wfd;                 /* the weights file, open for the prefault thread; -1 once closed */
     const void **xtable;     /* [n_layers][2][n_exp] the steps' expert table (MoeStepArgs.experts) */
     int64_t budget;          /* memory budget in bytes, 0: none */
@@ -300,7 +299,6 @@ static MoeStatus map_weights(MoeModel *m, int fd, const char *name, uint64_t hdr
     uint64_t base = hdr_off / align * align, delta = hdr_off - base;
     m->map_len = (size_t)(delta + h.total_size);
     m->map = mmap(NULL, m->map_len, PROT_READ, MAP_PRIVATE, fd, (off_t)base);
-    m->map_file_off = base;
     if (m->map == MAP_FAILED) {
         m->map = NULL;
         return fail(m, MOE_ERR_IO, "%s: cannot map %" PRIu64 " bytes: %s", name, h.total_size, strerror(errno));
@@ -385,9 +383,14 @@ static long pmd_kib(const void *p) {
     return kib;
 }
 
+/* The file offset of the mapping's first byte. */
+static uint64_t map_file_off(const MoeModel *m) {
+    return m->weights_file_off - (uint64_t)(m->weights - (const char *)m->map);
+}
+
 /* The file's 2 MiB-aligned ranges within [a, a + len) of the mapping, as file offsets [*o0, *o1). */
 static void huge_span(const MoeModel *m, uintptr_t a, size_t len, off_t *o0, off_t *o1) {
-    uint64_t f0 = m->map_file_off + (a - (uintptr_t)m->map), f1 = f0 + len;
+    uint64_t f0 = map_file_off(m) + (a - (uintptr_t)m->map), f1 = f0 + len;
     uint64_t h0 = (f0 + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN, h1 = f1 / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
     *o0 = (off_t)h0;
     *o1 = (off_t)(h1 > h0 ? h1 : h0);
@@ -425,7 +428,7 @@ static void evict_chunk(MoeModel *m, uintptr_t a, size_t len) {
     off_t o0, o1;
     huge_span(m, a, len, &o0, &o1);
     if (o1 == o0) return;
-    madvise((char *)m->map + (o0 - (off_t)m->map_file_off), (size_t)(o1 - o0), MADV_DONTNEED); /* read-only: unmapped */
+    madvise((char *)m->map + (o0 - (off_t)map_file_off(m)), (size_t)(o1 - o0), MADV_DONTNEED); /* read-only: unmapped */
 #ifdef SYNC_FILE_RANGE_WRITE
     sync_file_range(m->wfd, o0, o1 - o0, SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER);
 #endif
@@ -450,7 +453,8 @@ static void *prefault_main(void *arg) {
     long page = sysconf(_SC_PAGESIZE);
     uintptr_t a = (uintptr_t)m->weights / (uintptr_t)page * (uintptr_t)page;
     uintptr_t end = (uintptr_t)m->weights + (uintptr_t)m->man->weights_bytes;
-    bool populate = true, collapse = true, reread = false, decided = false;
+    const uintptr_t first = a;
+    bool populate = true, collapse = true, reread = false;
     for (; a < end && !atomic_load_explicit(&m->stop_prefault, memory_order_relaxed); a += PREFAULT_CHUNK) {
         size_t len = end - a < PREFAULT_CHUNK ? end - a : PREFAULT_CHUNK;
         uintptr_t h0 = (a + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN;
@@ -458,8 +462,9 @@ static void *prefault_main(void *arg) {
         if (collapse && h1 > h0 && madvise((void *)h0, h1 - h0, MOEC_MADV_COLLAPSE) != 0 &&
             (errno == EINVAL || errno == EPERM))
             collapse = false; /* not offered here (older kernel, or files not collapsible) */
-        if (!decided) reread = !collapse && m->wfd >= 0 && reread_wanted(m, a, end), decided = true;
-        if (reread && chunk_huge(m, a, len) == 0) {
+        if (a == first) /* decided once collapse is known; reread_wanted has seen to the first chunk */
+            reread = !collapse && m->wfd >= 0 && reread_wanted(m, a, end);
+        else if (reread && chunk_huge(m, a, len) == 0) {
             evict_chunk(m, a, len);
             reread = chunk_huge(m, a, len) == 1; /* read in again; stop if that gave small folios */
         }
