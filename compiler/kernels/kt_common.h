@@ -222,7 +222,7 @@ static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restri
     const int64_t es = kt_wt(wdt) == 2 ? 2 : 4;
     for (int64_t q = 0; q < n2; q++) {
         int64_t o = w0 + q * 64;
-        for (int64_t line = 0; line < es * 32; line += 64) /* the 2 (bf16) or 4 (f32) lines of this pair */
+        for (int64_t line = 0; line < es * 64; line += 64) /* the 2 (bf16) or 4 (f32) lines of this pair */
             __builtin_prefetch((const char *)w + o * es + KT_PF_BYTES + line);
         kt_vf we[2], wo[2];
         kt_wpair(w, o, wdt, &we[0], &wo[0]);
