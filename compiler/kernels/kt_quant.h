@@ -146,19 +146,19 @@ static inline const uint8_t *kt_q_sub_at(const uint8_t *w, int64_t blk, int s, i
 }
 static inline int64_t kt_q_gin(int64_t gi, int32_t wdt) { return gi % (kt_q_bk(wdt) / 32); }
 
-/* Prefetches, KT_PF_BYTES ahead, the lines a tile reads for group g of the sub-panel at sub. The
+/* Prefetches, KT_PF_Q_BYTES ahead, the lines a tile reads for group g of the sub-panel at sub. The
  * 32-column types' sub-panel is one group: all of it, header too, to its last byte (sub-panels need
  * not start on a line: Q4_0's are 288 bytes, and a line left out is a miss: Q4_0 int8 decode +10%).
  * The K types: the group's own bytes (their header lines too read slower). Constant trip counts:
  * the same lines from a runtime-bounded loop read 20% slower. */
 static inline void kt_q_prefetch(const uint8_t *sub, int64_t g, int32_t wdt) {
     if (kt_q_bk(wdt) == 32) {
-        const char *a = (const char *)sub + KT_PF_BYTES;
+        const char *a = (const char *)sub + KT_PF_Q_BYTES;
         for (int64_t line = 0; line < kt_q_sub(wdt); line += 64) __builtin_prefetch(a + line);
         __builtin_prefetch(a + kt_q_sub(wdt) - 1);
         return;
     }
-    const char *a = (const char *)sub + KT_PF_BYTES + kt_q_hdr(wdt) + g * kt_q_grp(wdt);
+    const char *a = (const char *)sub + KT_PF_Q_BYTES + kt_q_hdr(wdt) + g * kt_q_grp(wdt);
     for (int64_t line = 0; line < kt_q_grp(wdt); line += 64) __builtin_prefetch(a + line);
 }
 
