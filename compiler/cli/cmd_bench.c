@@ -3,9 +3,9 @@
  * Both paths run as child processes (`moec run ... --verbose` and the compiled executable with the
  * same flags), alternating, R times each; their timing lines (runtime/outfile.h) give load, prefill
  * and decode times, the child's rusage (cli_run_child) its peak resident memory. The machine is
- * probed first: read bandwidth over a buffer far larger than the last-level cache, the f32 FMA
- * peak and, when the compiled prefill uses AMX tiles, their peak (kt_amx.h), all with the threads
- * asked for. From the model's shapes: bytes read per decode token (attention, router, k of E experts
+ * probed first: read bandwidth over a buffer far larger than the last-level cache (again before
+ * each decode run of the compiled path: BwLog), the f32 FMA peak and, when the compiled prefill
+ * uses AMX tiles, their peak (kt_amx.h), all with the threads asked for. From the model's shapes: bytes read per decode token (attention, router, k of E experts
  * per layer, the LM head, one embedding row, plus the KV cache at that context) over the bandwidth
  * is the decode limit; the prefill limit is the lower of FLOPs per token over the compute peak and
  * the bandwidth over the weights each prefill chunk reads, per token of the chunk. With --quant both
@@ -160,6 +160,20 @@ static double probe_bandwidth(int threads, size_t bytes) {
     }
     free(buf);
     return sink == -1 ? 0 : best;
+}
+
+/* The read bandwidth of every probe a bench takes. On a shared machine (these VMs) it moves by
+ * +-25% from one minute to the next (44-72 GB/s with 2 threads within an hour), so one probe
+ * before a run of several minutes sets the bound by chance. The bench probes before every decode
+ * run of the compiled path too, and its bounds use the median of all the probes. */
+typedef struct BwLog {
+    double v[64];
+    int n, threads;
+    size_t bytes;
+} BwLog;
+
+static void bw_probe(BwLog *l) {
+    if (l->n < 64) l->v[l->n++] = probe_bandwidth(l->threads, l->bytes);
 }
 
 /* The best rate of 3 runs of run(threads, iters), which returns the FLOPs it did. */
@@ -330,6 +344,7 @@ typedef struct Bench {
     int repeat;
     Measure m[8];
     int n_m;
+    BwLog *bw; /* probed again before each decode run of the compiled path */
 } Bench;
 
 static char *ids_arg(int64_t n, int64_t vocab) {
@@ -382,6 +397,7 @@ static bool measure(Bench *b, Measure *m, int path, int64_t vocab) {
                         (char *)b->quant, NULL};
     char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", "--warmup",
                         (char *)w, NULL};
+    if (path == PATH_COMPILED && !m->cold && m->gen > 1) bw_probe(b->bw);
     refresh_page_cache(b, path);
     Sample s;
     bool ok = run_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &s);
@@ -489,7 +505,8 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
     char thr[16], n[32], bb[32], exe[4300];
     snprintf(thr, sizeof thr, "%" PRId64, threads);
     snprintf(n, sizeof n, "%" PRId64, gen);
-    double bw = probe_bandwidth((int)threads, quick ? (64u << 20) : (1u << 30));
+    BwLog bwl = {.threads = (int)threads, .bytes = quick ? (64u << 20) : (1u << 30)};
+    bw_probe(&bwl);
     BatchFig fig[16] = {0};
     for (int i = 0; i < n_b; i++) {
         snprintf(exe, sizeof exe, "%s/bench-b%" PRId64 "-%d.exe", cache, bs[i], (int)getpid());
@@ -510,6 +527,7 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
                 double agg = 0, rows = 0, ex = 0;
                 fprintf(stderr, "moec: bench: batch %" PRId64 ", run %d/%" PRId64 ", %s\n", bs[i], r + 1, repeat,
                         path_name[path]);
+                if (path == PATH_COMPILED) bw_probe(&bwl);
                 ok = run_batch_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &agg, &rows, &ex);
                 fig[i].agg[path][fig[i].n[path]++] = agg;
                 if (path == PATH_COMPILED) fig[i].rows = rows, fig[i].experts = ex;
@@ -524,7 +542,10 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
     printf("moec bench --batch: %s (%s), %s threads, B prompts of %" PRId64 " tokens, %" PRId64
            " generated each, on an executable compiled with --batch B\n",
            model, c->model_type, thr, prompt, gen);
-    printf("machine: read bandwidth %.1f GB/s (%s threads)\n\n", bw / 1e9, thr);
+    const Stat bws = stat_of(bwl.v, bwl.n);
+    const double bw = bws.med;
+    printf("machine: read bandwidth %.1f GB/s (%s threads; median of %d probes between the runs, %.1f-%.1f)\n\n",
+           bw / 1e9, thr, bwl.n, bws.min / 1e9, bws.max / 1e9);
     printf("%-6s %-24s %-24s %8s %10s %9s %11s %9s\n", "batch", "compiled tok/s (agg)", "generic tok/s (agg)", "ratio",
            "per seq", "bound", "comp/bound", "experts");
     for (int i = 0; i < n_b; i++) {
@@ -712,7 +733,8 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     }
     fprintf(stderr, "moec: bench: compiled in %.2f s; probing the machine\n", compile_s);
-    double bw = probe_bandwidth((int)threads, quick ? (64u << 20) : (1u << 30));
+    BwLog bwl = {.threads = (int)threads, .bytes = quick ? (64u << 20) : (1u << 30)};
+    bw_probe(&bwl);
     double peak = best_of_3(fma_run, (int)threads, quick ? 2000000 : 50000000);
     /* the compiled prefill runs on AMX tiles: its compute peak is theirs (permission is asked first) */
     char why[160];
@@ -729,7 +751,7 @@ int cmd_bench(int argc, char **argv) {
 
     const int64_t P = man.prefill_chunk;
     Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL,
-               .act = gk_act_name(act)};
+               .act = gk_act_name(act), .bw = &bwl};
     snprintf(b.threads, sizeof b.threads, "%s", thr);
     model_files(&b, PATH_GENERIC, model);
     snprintf(b.files[PATH_COMPILED][b.n_files[PATH_COMPILED]++], sizeof b.files[0][0], "%s", exe);
@@ -758,6 +780,8 @@ int cmd_bench(int argc, char **argv) {
     if (!ok) return 1;
 
     /* report */
+    const Stat bws = stat_of(bwl.v, bwl.n);
+    const double bw = bws.med;
     printf("moec bench: %s (%s, %.0f M parameters active per token), %s threads\n", model, md.arch->model_type,
            lim.flops_per_tok / 2e6, thr);
     if (quant)
@@ -774,6 +798,8 @@ int cmd_bench(int argc, char **argv) {
     if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", tile_peak / 1e9);
     if (dpbf) printf(", vdpbf16ps peak %.1f GFLOP/s (--act bf16)", tile_peak / 1e9);
     printf(" (%s threads)\n", thr);
+    printf("         bandwidth: the median of %d probes, one before the runs and one before each decode run of\n"
+           "         the compiled path (%.1f-%.1f GB/s)\n", bwl.n, bws.min / 1e9, bws.max / 1e9);
     printf("compile: %.2f s\n\n", compile_s);
     printf("%-26s %12s %12s %8s %10s %10s\n", "figure (median [min, max])", "compiled", "generic", "ratio",
            "limit", "comp/limit");

@@ -239,6 +239,8 @@ bench)
            "warm prefill @P" "cold / warm" "page cache: "; do
     grep -q "$f" "$work/b.txt" || fail "no '$f' in the table"; done
   grep -q '"figures"' "$work/b.json" && grep -q '<polyline' "$work/b.svg" || fail "json or svg missing"
+  # the bandwidth is probed before the runs and again before each compiled decode run (contexts 16, 64, 128)
+  grep -q "bandwidth: the median of 4 probes" "$work/b.txt" || fail "bench: not 1 + 3 bandwidth probes"
   # --batch: one row per batch size, the experts a step reads out of E, and the bound's legend
   "$moec" bench "$work/m" --threads 2 --prompt 8 --gen 6 --repeat 1 --quick --batch 1,3 >"$work/bb.txt" \
       2>"$work/bb.err" || { cat "$work/bb.err"; fail "bench --batch"; }
@@ -246,6 +248,7 @@ bench)
   grep -Eq '^1 +[0-9.]+ \[' "$work/bb.txt" && grep -Eq '^3 +[0-9.]+ \[' "$work/bb.txt" || fail "bench --batch: no rows"
   grep -Eq '^1 .* 2\.00/4$' "$work/bb.txt" || fail "bench --batch: batch 1 of top-2 routing reads 2 of 4 experts"
   grep -q "bound = the mean rows of a step" "$work/bb.txt" || fail "bench --batch: no legend"
+  grep -q "median of 3 probes between the runs" "$work/bb.txt" || fail "bench --batch: not 1 + 2 bandwidth probes"
   # --quant with --act int8: both paths in the int8 mode, said in the table and the JSON
   "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64 --repeat 1 --quick --quant q8_0 --act int8 \
       --json "$work/q.json" >"$work/q.txt" 2>"$work/q.err" || { cat "$work/q.err"; fail "bench --act int8"; }
