@@ -5,8 +5,9 @@
  * and decode times, the child's rusage (cli_run_child) its peak resident memory. The machine is
  * probed first: read bandwidth over a buffer far larger than the last-level cache (again before
  * each decode run of the compiled path: BwLog), the f32 FMA peak and, when the compiled prefill
- * uses AMX tiles, their peak (kt_amx.h), all with the threads asked for. From the model's shapes: bytes read per decode token (attention, router, k of E experts
- * per layer, the LM head, one embedding row, plus the KV cache at that context) over the bandwidth
+ * uses AMX tiles, their peak (kt_amx.h), all with the threads asked for. From the model's shapes:
+ * bytes read per decode token (attention, router, k of E experts per layer, the LM head, one
+ * embedding row, plus the KV cache at that context) over the bandwidth (the median of the probes)
  * is the decode limit; the prefill limit is the lower of FLOPs per token over the compute peak and
  * the bandwidth over the weights each prefill chunk reads, per token of the chunk. With --quant both
  * paths run the block-quantised model, and the bytes are those each class holds at its types (and

@@ -211,15 +211,14 @@ static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_v
  * preset, first (older kernels, Sapphire Rapids): none 51 tok/s decode, 512-1024 bytes 64-65, 2048 62;
  * then (Zen 5 VM, 2 threads, interleaved rounds): 768 -> 2048 bytes took decode from 84-92 to 108-110
  * tok/s, batch-8 decode from 190-201 to 235-238, prefill of 128 tokens from 728-771 to 748-810,
- * Q4_0 int8 decode from 213-265 to 234-292 (the quantised tiles keep that: KT_PF_Q_BYTES); the
- * bf16-mode tile then stayed at 768 (KT_PF_BF_BYTES: 2048 read 90-101 tok/s decode against 99-112),
- * and now reads 2048 ahead (3 interleaved rounds, batch-8 executable, 8 equal / 8 different prompts /
- * one: 768 471 / 204 / 89 tok/s, 2048 582 / 239 / 91, 8192 577 / 216 / 81; prefill unchanged).
- * Until then only the first line of each bf16 pair was prefetched; with every line prefetched, wide
- * tiles stream far better (one thread, tile of 8 tokens over 300 MB: 8.5 -> 18 GB/s) and the distance
- * was tuned again (4 interleaved rounds, batch-8 executable, 8 equal / 8 different prompts / one):
- * 2048 516 / 208 / 82 tok/s, 4096 535 / 223 / 86, 8192 598 / 234 / 88, 16384 no better; B = 1
- * decode and prefill of 128 and 512 tokens unchanged (within 3%). */
+ * Q4_0 int8 decode from 213-265 to 234-292 (the quantised tiles keep 2048: KT_PF_Q_BYTES). Until
+ * then only the first line of each bf16 pair (two of an f32 pair's four) was prefetched. With every
+ * line prefetched, wide tiles stream far better (one thread, a tile of 8 tokens over 300 MB: 8.5 ->
+ * 18 GB/s), and the distance was tuned again (Zen 5 VM, batch-8 executable, 4 interleaved rounds, 8
+ * equal prompts / 8 different / one, tok/s): 2048 516 / 208 / 82, 4096 535 / 223 / 86, 8192 598 /
+ * 234 / 88, 16384 no better; B = 1 decode and prefill of 128 and 512 tokens unchanged (within 3%).
+ * The bf16-mode tile (KT_PF_BF_BYTES, both lines always prefetched), 3 rounds: 768 471 / 204 / 89,
+ * 2048 582 / 239 / 91, 8192 577 / 216 / 81; prefill unchanged (768 had won the older B = 1 runs). */
 enum { KT_PF_BYTES = 8192, KT_PF_BF_BYTES = 2048, KT_PF_Q_BYTES = 2048 };
 static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
                                  const float *const xs[KT_TB], int64_t n2, int half, int32_t wdt) {
