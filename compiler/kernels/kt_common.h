@@ -213,7 +213,7 @@ static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_v
  * tok/s, batch-8 decode from 190-201 to 235-238, prefill of 128 tokens from 728-771 to 748-810,
  * Q4_0 int8 decode from 213-265 to 234-292 (the quantised tiles keep 2048: KT_PF_Q_BYTES). Until
  * then only the first line of each bf16 pair (two of an f32 pair's four) was prefetched. With every
- * line prefetched, wide tiles stream far better (one thread, a tile of 8 tokens over 300 MB: 8.5 ->
+ * line prefetched, wide tiles stream far better (one thread, a tile of 8 tokens over 500 MB: 8.5 ->
  * 18 GB/s), and the distance was tuned again (Zen 5 VM, batch-8 executable, 4 interleaved rounds, 8
  * equal prompts / 8 different / one, tok/s): 2048 516 / 208 / 82, 4096 535 / 223 / 86, 8192 598 /
  * 234 / 88, 16384 no better; B = 1 decode and prefill of 128 and 512 tokens unchanged (within 3%).
