@@ -177,6 +177,13 @@ static void bw_probe(BwLog *l) {
     if (l->n < 64) l->v[l->n++] = probe_bandwidth(l->threads, l->bytes);
 }
 
+/* A log holding its first probe: 1 GiB (quick: 64 MiB) with the threads asked for. */
+static BwLog bw_start(int64_t threads, bool quick) {
+    BwLog l = {.threads = (int)threads, .bytes = quick ? (64u << 20) : (1u << 30)};
+    bw_probe(&l);
+    return l;
+}
+
 /* The best rate of 3 runs of run(threads, iters), which returns the FLOPs it did. */
 static double best_of_3(double (*run)(int threads, long iters), int threads, long iters) {
     double best = 0;
@@ -398,7 +405,7 @@ static bool measure(Bench *b, Measure *m, int path, int64_t vocab) {
                         (char *)b->quant, NULL};
     char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", "--warmup",
                         (char *)w, NULL};
-    if (path == PATH_COMPILED && !m->cold && m->gen > 1) bw_probe(b->bw);
+    if (path == PATH_COMPILED && !strcmp(m->what, "decode")) bw_probe(b->bw);
     refresh_page_cache(b, path);
     Sample s;
     bool ok = run_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &s);
@@ -506,8 +513,7 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
     char thr[16], n[32], bb[32], exe[4300];
     snprintf(thr, sizeof thr, "%" PRId64, threads);
     snprintf(n, sizeof n, "%" PRId64, gen);
-    BwLog bwl = {.threads = (int)threads, .bytes = quick ? (64u << 20) : (1u << 30)};
-    bw_probe(&bwl);
+    BwLog bwl = bw_start(threads, quick);
     BatchFig fig[16] = {0};
     for (int i = 0; i < n_b; i++) {
         snprintf(exe, sizeof exe, "%s/bench-b%" PRId64 "-%d.exe", cache, bs[i], (int)getpid());
@@ -734,8 +740,7 @@ int cmd_bench(int argc, char **argv) {
         return rc;
     }
     fprintf(stderr, "moec: bench: compiled in %.2f s; probing the machine\n", compile_s);
-    BwLog bwl = {.threads = (int)threads, .bytes = quick ? (64u << 20) : (1u << 30)};
-    bw_probe(&bwl);
+    BwLog bwl = bw_start(threads, quick);
     double peak = best_of_3(fma_run, (int)threads, quick ? 2000000 : 50000000);
     /* the compiled prefill runs on AMX tiles: its compute peak is theirs (permission is asked first) */
     char why[160];
