@@ -69,6 +69,7 @@ static const char bench_usage[] =
 typedef struct Sample {
     MoeTiming t;  /* the child's --verbose timing line */
     long maxrss_kb;
+    double bw;    /* compiled decode: the mean of the probes just before and just after the run (bw_around) */
 } Sample;
 
 typedef struct Stat {
@@ -168,13 +169,22 @@ static double probe_bandwidth(int threads, size_t bytes) {
  * before a run of several minutes sets the bound by chance. The bench probes before every decode
  * run of the compiled path too, and its bounds use the median of all the probes. */
 typedef struct BwLog {
-    double v[64];
+    double v[512];
     int n, threads;
     size_t bytes;
 } BwLog;
 
 static void bw_probe(BwLog *l) {
-    if (l->n < 64) l->v[l->n++] = probe_bandwidth(l->threads, l->bytes);
+    if (l->n < 512) l->v[l->n++] = probe_bandwidth(l->threads, l->bytes);
+}
+
+/* A run's own bandwidth: the mean of the probe taken just before it (the log's last) and one taken
+ * just after it. Against this, a decode run's share of its bound does not depend on the minutes
+ * other runs of the bench fell in (the median of the whole log does). */
+static double bw_around(BwLog *l) {
+    double before = l->n ? l->v[l->n - 1] : 0;
+    bw_probe(l);
+    return (before + l->v[l->n - 1]) / 2;
 }
 
 /* A log holding its first probe: 1 GiB (quick: 64 MiB) with the threads asked for. */
@@ -405,10 +415,12 @@ static bool measure(Bench *b, Measure *m, int path, int64_t vocab) {
                         (char *)b->quant, NULL};
     char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", "--warmup",
                         (char *)w, NULL};
-    if (path == PATH_COMPILED && !strcmp(m->what, "decode")) bw_probe(b->bw);
+    const bool paired = path == PATH_COMPILED && !strcmp(m->what, "decode");
+    if (paired) bw_probe(b->bw);
     refresh_page_cache(b, path);
     Sample s;
     bool ok = run_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &s);
+    s.bw = ok && paired ? bw_around(b->bw) : 0;
     free(ids);
     if (ok) m->s[path][m->n[path]++] = s;
     else fprintf(stderr, "moec: error: bench: the %s path failed on a %" PRId64 "-token prompt\n", path_name[path], m->prompt);
@@ -470,6 +482,7 @@ static void write_svg(const char *path, const Bench *b, const int64_t *ctx, int 
 
 typedef struct BatchFig {
     double agg[2][64];       /* [path][repeat] aggregate decode tok/s */
+    double bw[64];           /* [repeat] compiled: the run's own bandwidth (bw_around) */
     double rows, experts;    /* compiled: mean rows and distinct experts per layer of a decode step */
     int n[2];
 } BatchFig;
@@ -536,6 +549,7 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
                         path_name[path]);
                 if (path == PATH_COMPILED) bw_probe(&bwl);
                 ok = run_batch_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &agg, &rows, &ex);
+                if (path == PATH_COMPILED) fig[i].bw[fig[i].n[path]] = ok ? bw_around(&bwl) : 0;
                 fig[i].agg[path][fig[i].n[path]++] = agg;
                 if (path == PATH_COMPILED) fig[i].rows = rows, fig[i].experts = ex;
             }
@@ -553,25 +567,31 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
     const double bw = bws.med;
     printf("machine: read bandwidth %.1f GB/s (%s threads; median of %d probes between the runs, %.1f-%.1f)\n\n",
            bw / 1e9, thr, bwl.n, bws.min / 1e9, bws.max / 1e9);
-    printf("%-6s %-24s %-24s %8s %10s %9s %11s %9s\n", "batch", "compiled tok/s (agg)", "generic tok/s (agg)", "ratio",
-           "per seq", "bound", "comp/bound", "experts");
+    printf("%-6s %-24s %-24s %8s %10s %9s %11s %9s %9s\n", "batch", "compiled tok/s (agg)", "generic tok/s (agg)",
+           "ratio", "per seq", "bound", "comp/bound", "own", "experts");
     for (int i = 0; i < n_b; i++) {
         Stat sc = stat_of(fig[i].agg[PATH_COMPILED], fig[i].n[PATH_COMPILED]);
         Stat sg = stat_of(fig[i].agg[PATH_GENERIC], fig[i].n[PATH_GENERIC]);
         double rows = fig[i].rows > 0 ? fig[i].rows : 1;
-        double bound = rows * bw / step_bytes(lim, c->num_experts_per_tok, rows, fig[i].experts,
-                                              (double)prompt + (double)gen / 2);
+        const double bytes = step_bytes(lim, c->num_experts_per_tok, rows, fig[i].experts,
+                                        (double)prompt + (double)gen / 2);
+        double bound = rows * bw / bytes, own[64];
+        int no = 0;
+        for (int r = 0; r < fig[i].n[PATH_COMPILED]; r++)
+            if (fig[i].bw[r] > 0) own[no++] = 100 * fig[i].agg[PATH_COMPILED][r] * bytes / (rows * fig[i].bw[r]);
         char cs[32], gs[32];
         snprintf(cs, sizeof cs, "%.1f [%.0f,%.0f]", sc.med, sc.min, sc.max);
         snprintf(gs, sizeof gs, "%.1f [%.0f,%.0f]", sg.med, sg.min, sg.max);
-        printf("%-6" PRId64 " %-24s %-24s %7.2fx %10.1f %9.1f %10.0f%% %5.2f/%" PRId64 "\n", bs[i], cs, gs,
-               sg.med > 0 ? sc.med / sg.med : 0, sc.med / rows, bound, 100 * sc.med / bound, fig[i].experts,
-               c->num_experts);
+        printf("%-6" PRId64 " %-24s %-24s %7.2fx %10.1f %9.1f %10.0f%% %8.0f%% %5.2f/%" PRId64 "\n", bs[i], cs, gs,
+               sg.med > 0 ? sc.med / sg.med : 0, sc.med / rows, bound, 100 * sc.med / bound,
+               no ? stat_of(own, no).med : 0, fig[i].experts, c->num_experts);
     }
     printf("\naggregate = decode tokens of all slots per second of decode steps (median [min, max] of %" PRId64
            " runs);\nper seq = aggregate / the mean live slots of a step; bound = the mean rows of a step x bandwidth /\n"
            "the bytes it reads: every weight but the routed experts once (%.1f MB), the distinct experts its rows\n"
-           "route to (experts: mean per MoE layer, of E; %.2f MB each), and each row's KV cache at the mean context\n",
+           "route to (experts: mean per MoE layer, of E; %.2f MB each), and each row's KV cache at the mean context;\n"
+           "own = the median over the runs of each run's share of the bound set by the mean of the probes just\n"
+           "before and just after it\n",
            repeat, (lim->weight_bytes_per_tok - (double)c->num_experts_per_tok * (double)lim->moe_layers * lim->expert_bytes) / 1e6,
            lim->expert_bytes / 1e6);
     return 0;
@@ -804,8 +824,8 @@ int cmd_bench(int argc, char **argv) {
     if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", tile_peak / 1e9);
     if (dpbf) printf(", vdpbf16ps peak %.1f GFLOP/s (--act bf16)", tile_peak / 1e9);
     printf(" (%s threads)\n", thr);
-    printf("         bandwidth: the median of %d probes, one before the runs and one before each decode run of\n"
-           "         the compiled path (%.1f-%.1f GB/s)\n", bwl.n, bws.min / 1e9, bws.max / 1e9);
+    printf("         bandwidth: the median of %d probes, one before the runs and one before and after each\n"
+           "         decode run of the compiled path (%.1f-%.1f GB/s)\n", bwl.n, bws.min / 1e9, bws.max / 1e9);
     printf("compile: %.2f s\n\n", compile_s);
     printf("%-26s %12s %12s %8s %10s %10s\n", "figure (median [min, max])", "compiled", "generic", "ratio",
            "limit", "comp/limit");
@@ -818,22 +838,41 @@ int cmd_bench(int argc, char **argv) {
                 model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s, quant ? "\"" : "",
                 quant ? spec.text : "null", quant ? "\"" : "", gk_act_name(act));
     bool first = true;
+    char paired[512] = "";
     for (int k = 0; k < cold_idx; k++) {
         const Measure *m = &b.m[k];
         bool dec = !strcmp(m->what, "decode");
         Stat sc = pick(m, PATH_COMPILED, dec ? 1 : 0), sg = pick(m, PATH_GENERIC, dec ? 1 : 0);
-        double limit = dec ? bw / (lim.weight_bytes_per_tok + lim.kv_bytes_per_pos * (double)(m->prompt + m->gen / 2))
+        const double bytes = lim.weight_bytes_per_tok + lim.kv_bytes_per_pos * (double)(m->prompt + m->gen / 2);
+        double limit = dec ? bw / bytes
                            : prefill_limit(&lim, amx || dpbf ? tile_peak : peak, bw, m->prompt < P ? m->prompt : P);
+        Stat sp = {0, 0, 0}; /* decode: each run's share of the bound its own probes set */
+        if (dec) {
+            double v[64];
+            int nv = 0;
+            for (int i = 0; i < m->n[PATH_COMPILED]; i++)
+                if (m->s[PATH_COMPILED][i].bw > 0)
+                    v[nv++] = 100 * m->s[PATH_COMPILED][i].t.decode_tps * bytes / m->s[PATH_COMPILED][i].bw;
+            if (nv) sp = stat_of(v, nv);
+            size_t at = strlen(paired);
+            if (nv && at + 64 < sizeof paired)
+                snprintf(paired + at, sizeof paired - at, "%s@%" PRId64 " %.0f%% [%.0f, %.0f]", at ? ", " : "",
+                         m->prompt, sp.med, sp.min, sp.max);
+        }
         char name[64];
         snprintf(name, sizeof name, "%s tok/s @%" PRId64, m->what, m->prompt);
         printf("%-26s %5.1f [%.0f,%.0f] %5.1f [%.0f,%.0f] %7.2fx %9.1f %9.0f%%\n", name, sc.med, sc.min, sc.max, sg.med,
                sg.min, sg.max, sg.med > 0 ? sc.med / sg.med : 0, limit, 100 * sc.med / limit);
         if (js)
             fprintf(js, "%s    {\"figure\": \"%s\", \"context\": %" PRId64 ", \"compiled\": [%.3f, %.3f, %.3f], "
-                        "\"generic\": [%.3f, %.3f, %.3f], \"limit\": %.3f}",
-                    first ? "" : ",\n", m->what, m->prompt, sc.med, sc.min, sc.max, sg.med, sg.min, sg.max, limit);
+                        "\"generic\": [%.3f, %.3f, %.3f], \"limit\": %.3f, \"share_own_probes\": [%.1f, %.1f, %.1f]}",
+                    first ? "" : ",\n", m->what, m->prompt, sc.med, sc.min, sc.max, sg.med, sg.min, sg.max, limit,
+                    sp.med, sp.min, sp.max);
         first = false;
     }
+    if (paired[0])
+        printf("%-26s %s\n%-26s (each run against the mean of the probes just before and just after it)\n",
+               "decode, share of own bound", paired, "");
     Stat wc = pick(&b.m[0], PATH_COMPILED, 2), wg = pick(&b.m[0], PATH_GENERIC, 2);
     Stat tc = pick(&b.m[cold_idx], PATH_COMPILED, 5), tg = pick(&b.m[cold_idx], PATH_GENERIC, 5);
     Stat lc = pick(&b.m[cold_idx], PATH_COMPILED, 3), lg = pick(&b.m[cold_idx], PATH_GENERIC, 3);
