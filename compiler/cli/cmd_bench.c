@@ -166,8 +166,9 @@ static double probe_bandwidth(int threads, size_t bytes) {
 
 /* The read bandwidth of every probe a bench takes. On a shared machine (these VMs) it moves by
  * +-25% from one minute to the next (44-72 GB/s with 2 threads within an hour), so one probe
- * before a run of several minutes sets the bound by chance. The bench probes before every decode
- * run of the compiled path too, and its bounds use the median of all the probes. */
+ * before a run of several minutes sets the bound by chance. The bench probes just before and just
+ * after every decode run of the compiled path too; its bounds use the median of all the probes, and
+ * each decode run is also put against its own two (bw_around). */
 typedef struct BwLog {
     double v[512];
     int n, threads;
@@ -865,9 +866,10 @@ int cmd_bench(int argc, char **argv) {
                sg.min, sg.max, sg.med > 0 ? sc.med / sg.med : 0, limit, 100 * sc.med / limit);
         if (js)
             fprintf(js, "%s    {\"figure\": \"%s\", \"context\": %" PRId64 ", \"compiled\": [%.3f, %.3f, %.3f], "
-                        "\"generic\": [%.3f, %.3f, %.3f], \"limit\": %.3f, \"share_own_probes\": [%.1f, %.1f, %.1f]}",
+                        "\"generic\": [%.3f, %.3f, %.3f], \"limit\": %.3f%s",
                     first ? "" : ",\n", m->what, m->prompt, sc.med, sc.min, sc.max, sg.med, sg.min, sg.max, limit,
-                    sp.med, sp.min, sp.max);
+                    dec ? ", \"share_own_probes\": [" : "}");
+        if (js && dec) fprintf(js, "%.1f, %.1f, %.1f]}", sp.med, sp.min, sp.max);
         first = false;
     }
     if (paired[0])
