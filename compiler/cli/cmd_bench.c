@@ -188,6 +188,16 @@ static double bw_around(BwLog *l) {
     return (before + l->v[l->n - 1]) / 2;
 }
 
+/* The median [min, max] over n runs of each run's share (%) of the bound set by its own bandwidth bw[i]
+ * (bw_around; 0: the run has none, left out): rate[i] units per second, each reading `bytes`. */
+static Stat own_share(const double *rate, const double *bw, int n, double bytes) {
+    double v[64];
+    int nv = 0;
+    for (int i = 0; i < n && nv < 64; i++)
+        if (bw[i] > 0) v[nv++] = 100 * rate[i] * bytes / bw[i];
+    return nv ? stat_of(v, nv) : (Stat){0, 0, 0};
+}
+
 /* A log holding its first probe: 1 GiB (quick: 64 MiB) with the threads asked for. */
 static BwLog bw_start(int64_t threads, bool quick) {
     BwLog l = {.threads = (int)threads, .bytes = quick ? (64u << 20) : (1u << 30)};
@@ -576,16 +586,14 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
         double rows = fig[i].rows > 0 ? fig[i].rows : 1;
         const double bytes = step_bytes(lim, c->num_experts_per_tok, rows, fig[i].experts,
                                         (double)prompt + (double)gen / 2);
-        double bound = rows * bw / bytes, own[64];
-        int no = 0;
-        for (int r = 0; r < fig[i].n[PATH_COMPILED]; r++)
-            if (fig[i].bw[r] > 0) own[no++] = 100 * fig[i].agg[PATH_COMPILED][r] * bytes / (rows * fig[i].bw[r]);
+        const double bound = rows * bw / bytes;
+        const Stat own = own_share(fig[i].agg[PATH_COMPILED], fig[i].bw, fig[i].n[PATH_COMPILED], bytes / rows);
         char cs[32], gs[32];
         snprintf(cs, sizeof cs, "%.1f [%.0f,%.0f]", sc.med, sc.min, sc.max);
         snprintf(gs, sizeof gs, "%.1f [%.0f,%.0f]", sg.med, sg.min, sg.max);
         printf("%-6" PRId64 " %-24s %-24s %7.2fx %10.1f %9.1f %10.0f%% %8.0f%% %5.2f/%" PRId64 "\n", bs[i], cs, gs,
                sg.med > 0 ? sc.med / sg.med : 0, sc.med / rows, bound, 100 * sc.med / bound,
-               no ? stat_of(own, no).med : 0, fig[i].experts, c->num_experts);
+               own.med, fig[i].experts, c->num_experts);
     }
     printf("\naggregate = decode tokens of all slots per second of decode steps (median [min, max] of %" PRId64
            " runs);\nper seq = aggregate / the mean live slots of a step; bound = the mean rows of a step x bandwidth /\n"
@@ -839,7 +847,7 @@ int cmd_bench(int argc, char **argv) {
                 model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s, quant ? "\"" : "",
                 quant ? spec.text : "null", quant ? "\"" : "", gk_act_name(act));
     bool first = true;
-    char paired[512] = "";
+    Stat own[8] = {{0}}; /* decode figures: each run's share of the bound its own probes set */
     for (int k = 0; k < cold_idx; k++) {
         const Measure *m = &b.m[k];
         bool dec = !strcmp(m->what, "decode");
@@ -847,18 +855,11 @@ int cmd_bench(int argc, char **argv) {
         const double bytes = lim.weight_bytes_per_tok + lim.kv_bytes_per_pos * (double)(m->prompt + m->gen / 2);
         double limit = dec ? bw / bytes
                            : prefill_limit(&lim, amx || dpbf ? tile_peak : peak, bw, m->prompt < P ? m->prompt : P);
-        Stat sp = {0, 0, 0}; /* decode: each run's share of the bound its own probes set */
         if (dec) {
-            double v[64];
-            int nv = 0;
+            double tps[64], rbw[64];
             for (int i = 0; i < m->n[PATH_COMPILED]; i++)
-                if (m->s[PATH_COMPILED][i].bw > 0)
-                    v[nv++] = 100 * m->s[PATH_COMPILED][i].t.decode_tps * bytes / m->s[PATH_COMPILED][i].bw;
-            if (nv) sp = stat_of(v, nv);
-            size_t at = strlen(paired);
-            if (nv && at + 64 < sizeof paired)
-                snprintf(paired + at, sizeof paired - at, "%s@%" PRId64 " %.0f%% [%.0f, %.0f]", at ? ", " : "",
-                         m->prompt, sp.med, sp.min, sp.max);
+                tps[i] = m->s[PATH_COMPILED][i].t.decode_tps, rbw[i] = m->s[PATH_COMPILED][i].bw;
+            own[k] = own_share(tps, rbw, m->n[PATH_COMPILED], bytes);
         }
         char name[64];
         snprintf(name, sizeof name, "%s tok/s @%" PRId64, m->what, m->prompt);
@@ -869,12 +870,15 @@ int cmd_bench(int argc, char **argv) {
                         "\"generic\": [%.3f, %.3f, %.3f], \"limit\": %.3f%s",
                     first ? "" : ",\n", m->what, m->prompt, sc.med, sc.min, sc.max, sg.med, sg.min, sg.max, limit,
                     dec ? ", \"share_own_probes\": [" : "}");
-        if (js && dec) fprintf(js, "%.1f, %.1f, %.1f]}", sp.med, sp.min, sp.max);
+        if (js && dec) fprintf(js, "%.1f, %.1f, %.1f]}", own[k].med, own[k].min, own[k].max);
         first = false;
     }
-    if (paired[0])
-        printf("%-26s %s\n%-26s (each run against the mean of the probes just before and just after it)\n",
-               "decode, share of own bound", paired, "");
+    printf("%-26s", "decode, share of own bound");
+    for (int k = 0, at = 0; k < cold_idx; k++)
+        if (!strcmp(b.m[k].what, "decode"))
+            printf("%s@%" PRId64 " %.0f%% [%.0f, %.0f]", at++ ? ", " : " ", b.m[k].prompt, own[k].med, own[k].min,
+                   own[k].max);
+    printf("\n%-26s (each run against the mean of the probes just before and just after it)\n", "");
     Stat wc = pick(&b.m[0], PATH_COMPILED, 2), wg = pick(&b.m[0], PATH_GENERIC, 2);
     Stat tc = pick(&b.m[cold_idx], PATH_COMPILED, 5), tg = pick(&b.m[cold_idx], PATH_GENERIC, 5);
     Stat lc = pick(&b.m[cold_idx], PATH_COMPILED, 3), lg = pick(&b.m[cold_idx], PATH_GENERIC, 3);
