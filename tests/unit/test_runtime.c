@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "dtype.h"
+#include "exec.h"
 #include "format.h"
 #include "model.h"
 #include "moe.h"
@@ -732,6 +733,39 @@ static void t_cli(void) {
 }
 
 /* moe_print_timing's line read back by moe_parse_timing (what moec demo does with it) */
+/* moert_barrier inside moert_exec: in every round each thread writes its value, and after the barrier
+ * reads every other thread's value of that round; a second barrier keeps the next round's writes
+ * from overtaking the reads. With more threads than cores the waiters go to sleep (futex) and must
+ * still be woken every round. */
+enum { BAR_MAX_THREADS = 8 };
+static volatile int64_t bar_val[BAR_MAX_THREADS];
+static int64_t bar_bad[BAR_MAX_THREADS], bar_rounds, bar_nth[BAR_MAX_THREADS];
+static void bar_step(const MoeStepArgs *a, int32_t ith, int32_t nth) {
+    (void)a;
+    bar_nth[ith] = nth;
+    for (int64_t r = 0; r < bar_rounds; r++) {
+        bar_val[ith] = r * BAR_MAX_THREADS + ith;
+        moert_barrier();
+        for (int32_t j = 0; j < nth; j++) bar_bad[ith] += bar_val[j] != r * BAR_MAX_THREADS + j;
+        moert_barrier();
+    }
+}
+
+static void t_barrier(void) {
+    const int threads[] = {1, 2, 3, BAR_MAX_THREADS};
+    for (size_t i = 0; i < sizeof threads / sizeof threads[0]; i++) {
+        memset(bar_bad, 0, sizeof bar_bad), memset(bar_nth, 0, sizeof bar_nth);
+        bar_rounds = threads[i] > 2 ? 300 : 20000;
+        MoeStepArgs a = {0};
+        moert_exec(bar_step, &a, threads[i]);
+        int64_t bad = 0;
+        for (int j = 0; j < threads[i]; j++) bad += bar_bad[j];
+        EXPECT_EQ(bar_nth[0], threads[i]);
+        EXPECT_EQ(bad, 0);
+    }
+    moert_barrier(); /* outside a step: one thread, returns */
+}
+
 static void t_timing(void) {
     char buf[512] = {0};
     FILE *f = fmemopen(buf, sizeof buf - 1, "w");
@@ -1036,5 +1070,6 @@ int main(void) {
     t_sampler();
     t_cli();
     t_timing();
+    t_barrier();
     return test_done();
 }
