@@ -735,8 +735,7 @@ static void t_cli(void) {
 /* moe_print_timing's line read back by moe_parse_timing (what moec demo does with it) */
 /* moert_barrier inside moert_exec: in every round each thread writes its value, and after the barrier
  * reads every other thread's value of that round; a second barrier keeps the next round's writes
- * from overtaking the reads. With more threads than cores the waiters go to sleep (futex) and must
- * still be woken every round. */
+ * from overtaking the reads. Also with more threads than cores. */
 enum { BAR_MAX_THREADS = 8 };
 static volatile int64_t bar_val[BAR_MAX_THREADS];
 static int64_t bar_bad[BAR_MAX_THREADS], bar_rounds, bar_nth[BAR_MAX_THREADS];
