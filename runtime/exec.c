@@ -10,10 +10,21 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* The step's unit counter for the kernels (moert_work), on moert_exec's stack (several models may
+ * step at once on threads of their own): each thread of the region finds it through exec_work. */
+static _Thread_local int64_t *exec_work;
+
 void moert_exec(MoeStepFn step, const MoeStepArgs *args, int n_threads) {
     if (n_threads <= 0) n_threads = omp_get_max_threads();
+    _Alignas(64) int64_t work[8] = {0};
 #pragma omp parallel num_threads(n_threads)
-    step(args, (int32_t)omp_get_thread_num(), (int32_t)omp_get_num_threads());
+    {
+        int64_t *outer = exec_work;
+        const int nth = omp_get_num_threads();
+        exec_work = nth > 1 ? work : NULL;
+        step(args, (int32_t)omp_get_thread_num(), (int32_t)nth);
+        exec_work = outer;
+    }
 }
 
 int moert_default_threads(void) { return omp_get_max_threads(); }
@@ -22,6 +33,9 @@ int moert_default_threads(void) { return omp_get_max_threads(); }
 __attribute__((visibility("default"))) void moert_barrier(void) {
 #pragma omp barrier
 }
+
+/* Left zero by every kernel that uses it (kernels.h: kt_take), so zero when each kernel starts. */
+__attribute__((visibility("default"))) int64_t *moert_work(void) { return exec_work; }
 
 bool moert_enable_amx(char *why, size_t n) {
 #if defined(__x86_64__) && defined(__linux__)

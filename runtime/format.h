@@ -144,6 +144,10 @@ extern const MoeProgram moe_program;
 
 /* Provided by libmoert for the step functions: an OpenMP barrier across the step's threads. */
 void moert_barrier(void);
+/* Provided by libmoert for the kernels (kernels.h: kt_work): two words the threads of a step share,
+ * zero when the step starts and left zero by each kernel that uses them; NULL on one thread or
+ * outside a step. */
+int64_t *moert_work(void);
 /* Provided by libmoert for the step functions: called by every thread right after the router of
  * MoE layer `layer` (before the barrier that precedes its expert kernels), with count = the
  * router's tokens per expert [n_exp] of this step. Without a memory budget (args->xcache NULL) it

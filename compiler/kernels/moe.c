@@ -160,7 +160,7 @@ void kt_router_lists(char *restrict dispatch, const float *restrict x, const flo
     int32_t nl = 0;
     for (int64_t e = 0; e < E; e++)
         if (count[e] > 0) live[nl++] = (int32_t)e;
-    work[0] = nl, work[8] = 0, work[16] = 0;
+    work[0] = nl, work[8] = work[9] = 0, work[16] = work[17] = 0;
 }
 
 void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
@@ -474,45 +474,6 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
 /* A wdt whose kt_x_convert form is that of the act rows q8 asks for (kernels.h). */
 static inline int32_t ex_cv_form(int32_t q8) { return q8 & KT_ACT_BF16 ? KT_ACT_BF16 | 2 : KT_ACT_I8; }
 
-/* How the decode form shares out its U units of work. Thread ith first takes the static run
- * [ith s, (ith + 1) s), s = floor(3 U / (4 nth)), then the units from nth s on, one at a time, from the
- * counter *ctr all threads share (the dispatch buffer's, zeroed by kt_router behind the barrier ahead
- * of the kernel); ctr NULL, or one thread: all U split statically (kt_split: a lone thread has no one
- * to balance against, and its tail units one at a time cut each expert's down into 24 KB runs on the
- * Qwen3-MoE preset; its 1-thread decode, 2 x 4 interleaved rounds: 92.5 -> 94.4 and 85.1 -> 85.2
- * tok/s, within noise). Why: the cores' memory streams finish
- * microseconds apart, now one first, now the other; with a static split each thread waited 7-13% of
- * a decode step at barriers, half of it after these two kernels. */
-typedef struct ExWork {
-    int64_t next, end; // the static run left
-    int64_t tail, U;   // the claimed units: [tail, U)
-    int64_t *ctr;
-} ExWork;
-
-static inline ExWork ex_work(int64_t U, int64_t *ctr, int32_t ith, int32_t nth) {
-    ExWork w = {0, 0, U, U, ctr};
-    if (!ctr || nth == 1) {
-        kt_split(U, ith, nth, &w.next, &w.end);
-        return w;
-    }
-    int64_t s = 3 * U / (4 * nth);
-    w.next = ith * s, w.end = w.next + s, w.tail = nth * s;
-    return w;
-}
-
-/* The next run of units [*lo, *hi); 0 when no unit is left. */
-static inline int ex_take(ExWork *w, int64_t *lo, int64_t *hi) {
-    if (w->next < w->end) {
-        *lo = w->next, *hi = w->end, w->next = w->end;
-        return 1;
-    }
-    if (!w->ctr || w->tail >= w->U) return 0;
-    int64_t u = w->tail + __atomic_fetch_add(w->ctr, 1, __ATOMIC_RELAXED);
-    if (u >= w->U) return 0;
-    *lo = u, *hi = u + 1;
-    return 1;
-}
-
 /* The dispatch buffer's work line j (1: kt_experts_act, 2: kt_experts_down), or NULL without routed
  * experts. */
 static inline int64_t *ex_ctr(char *restrict dispatch, int64_t T, int64_t k, int64_t E, int64_t C, int j) {
@@ -551,8 +512,8 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
     /* units: the shared expert's 32-row units, then each live expert's */
     const int64_t us = shared_kind != 0 ? (SI + 31) / 32 : 0, ur = (I + 31) / 32;
     const int64_t nbs = (SI + 15) / 16, nbr = (I + 15) / 16;
-    ExWork w = ex_work(us + l.nlive * ur, ex_ctr(dispatch, T, k, E, C, 1), ith, nth);
-    for (int64_t lo, hi; ex_take(&w, &lo, &hi);)
+    KtWork w = kt_work(us + l.nlive * ur, ex_ctr(dispatch, T, k, E, C, 1), ith, nth);
+    for (int64_t lo, hi; kt_take(&w, &lo, &hi);)
         for (int64_t u = lo; u < hi;) {
             if (u < us) { /* the shared expert's units [u, v) */
                 int64_t v = hi < us ? hi : us, blo = 2 * u, bhi = 2 * v < nbs ? 2 * v : nbs;
@@ -596,8 +557,8 @@ void kt_experts_down(float *restrict y, const float *restrict x, char *restrict 
     const float *gates = q8 & 2 ? act + kt_experts_act_gates(T, E, C, I, SI) : NULL;
     const char *qr = (const char *)(act + kt_experts_act_qrows(T, E, C, I, SI)); // [E][C] rows (q8 & 1)
     const ExLists l = E > 0 ? ex_lists(dispatch, T, H, I, E, k, C, 0, wdn) : (ExLists){0};
-    ExWork w = ex_work((H + 31) / 32, ex_ctr(dispatch, T, k, E, C, 2), ith, nth);
-    for (int64_t clo, chi; ex_take(&w, &clo, &chi);) { /* rows [r0, r1): y = x, + shared, + each expert */
+    KtWork w = kt_work((H + 31) / 32, ex_ctr(dispatch, T, k, E, C, 2), ith, nth);
+    for (int64_t clo, chi; kt_take(&w, &clo, &chi);) { /* rows [r0, r1): y = x, + shared, + each expert */
         int64_t r0 = clo * 32, r1 = chi * 32 < H ? chi * 32 : H;
         for (int64_t t = 0; t < n; t++)
             for (int64_t r = r0; r < r1; r++) y[t * H + r] = x[t * H + r];

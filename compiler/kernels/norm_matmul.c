@@ -3,7 +3,8 @@
  *
  *   xn = has_norm ? scratch + ith T K : x                       // [T, K]
  *   if has_norm: for t < T: xn[t] = norm_w * x[t] / sqrt(mean(x[t]^2) + eps)
- *   [blo, bhi) = kt_split(ceil(N / 32), ith, nth)               // row blocks of this thread
+ *   for [blo, bhi) in kt_take(kt_work(ceil(N / 32)))            // row blocks: a static run, then
+ *                                                               // claimed ones (one token chunk only)
  *   for c0 in 0..T step TC:                                     // token chunk: xn rows stay in L2
  *     for b in blo..bhi:                                        // one 32-row block, one forward stream
  *       for t0 in chunk: tiles of 8 tokens, then 4, 2, 1 (constants: T is)
@@ -120,9 +121,9 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
         kt_rmsnorm_rows(own, x, norm_w, n, K, eps);
         xn = own;
     }
-    int64_t blo, bhi;
-    kt_split((N + 31) / 32, ith, nth, &blo, &bhi);
     if (amx && kt_wt(wdt) == 2 && n >= KT_AMX_MIN_ROWS) {
+        int64_t blo, bhi;
+        kt_split((N + 31) / 32, ith, nth, &blo, &bhi);
         float *tile = own + (has_norm ? T * K : 0); // [32, 32]
         nm_amx(y, xn, (const uint16_t *)w, bias, resid, (uint16_t *)(tile + 32 * 32), tile, n, blo, bhi, K, N,
                has_bias, has_resid, amx);
@@ -140,8 +141,13 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
     nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, dq, qa)
 #define NM_BLOCK(b) NM_PART(b, NM_DQ, 0)
 #define NM_TILE(tb) NM_PART(b, NM_CALL, tb)
-    if (dq) KT_FOR_TILES_AT(n, kt_chunk(K), b, blo, bhi, t, NM_BLOCK, NM_TILE)
-    else KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
+    /* the row blocks as kt_work shares them out when the rows are one token chunk (decode, short
+     * steps); with more, each thread's static run (a block claimed alone would re-read every chunk) */
+    KtWork wk = kt_work((N + 31) / 32, n <= kt_chunk(K) ? kt_work_counter() : NULL, ith, nth);
+    for (int64_t blo, bhi; kt_take(&wk, &blo, &bhi);) {
+        if (dq) KT_FOR_TILES_AT(n, kt_chunk(K), b, blo, bhi, t, NM_BLOCK, NM_TILE)
+        else KT_FOR_TILES(n, kt_chunk(K), b, blo, bhi, t, NM_TILE)
+    }
 #undef NM_BLOCK
 #undef NM_TILE
 #undef NM_CALL

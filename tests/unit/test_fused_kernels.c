@@ -103,6 +103,25 @@ static void *panelize(const void *w, int64_t n_mat, int64_t R, int64_t K, DType 
 
 /* ---- kt_norm_matmul ---- */
 
+/* One kt_norm_matmul call run on real threads by the runtime (moert_exec): its blocks are then shared
+ * out through the runtime's counters (kernels.h: kt_work), which thread 0 checks are left zero. */
+static struct {
+    float *y, *scratch, eps;
+    const float *x, *nw, *bias, *resid;
+    const void *wp;
+    int64_t TL, K, N, T;
+    int32_t has_norm, has_bias, has_resid, wdt, amx, left_zero, had_ctr;
+} g_nm;
+static void nm_step(const MoeStepArgs *a, int32_t ith, int32_t nth) {
+    (void)a;
+    kt_norm_matmul(g_nm.y, g_nm.x, g_nm.nw, g_nm.wp, g_nm.bias, g_nm.resid, g_nm.scratch, g_nm.TL, g_nm.K, g_nm.N,
+                   g_nm.eps, g_nm.has_norm, g_nm.has_bias, g_nm.has_resid, g_nm.wdt, g_nm.wdt, g_nm.N, g_nm.amx, g_nm.T,
+                   ith, nth);
+    moert_barrier();
+    const int64_t *w = moert_work();
+    if (ith == 0) g_nm.had_ctr = w != NULL, g_nm.left_zero = w && w[0] == 0 && w[1] == 0;
+}
+
 static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_norm, int has_bias, int has_resid) {
     if (g_bf && dt != DT_BF16) return; /* the mode changes bf16 weights only: run once */
     float eps = 1e-5f, *wf;
@@ -119,13 +138,23 @@ static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_nor
     void *wp = panelize(w, 1, N, K, dt);
     for (int ai = 0; ai < (kt_bfa(wdt) ? 1 : n_amx); ai++)
         for (int pad = 0; pad <= PAD; pad += PAD)
-            for (int nth = 1; nth <= 3; nth++) {
-                int amx = amx_values[ai];
+            for (int run = 0; run < 5; run++) { /* nth 1..3 one after another, then 2 and 3 threads */
+                int amx = amx_values[ai], nth = run < 3 ? run + 1 : run - 1;
                 int64_t TL = T + pad; /* layout rows */
                 float *y = sentinels(TL * N), *scratch = zeros(nth * kt_norm_matmul_scratch(TL, K, has_norm, amx, q));
-                for (int ith = 0; ith < nth; ith++)
-                    kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias, has_resid,
-                                   wdt, wdt, N, amx, T, ith, nth);
+                if (run < 3) {
+                    for (int ith = 0; ith < nth; ith++)
+                        kt_norm_matmul(y, x, nw, wp, bias, resid, scratch, TL, K, N, eps, has_norm, has_bias,
+                                       has_resid, wdt, wdt, N, amx, T, ith, nth);
+                } else {
+                    g_nm.y = y, g_nm.scratch = scratch, g_nm.eps = eps, g_nm.x = x, g_nm.nw = nw, g_nm.bias = bias;
+                    g_nm.resid = resid, g_nm.wp = wp, g_nm.TL = TL, g_nm.K = K, g_nm.N = N, g_nm.T = T;
+                    g_nm.has_norm = has_norm, g_nm.has_bias = has_bias, g_nm.has_resid = has_resid, g_nm.wdt = wdt;
+                    g_nm.amx = amx, g_nm.left_zero = g_nm.had_ctr = 0;
+                    MoeStepArgs args = {0};
+                    moert_exec(nm_step, &args, nth);
+                    EXPECT_TRUE(g_nm.had_ctr && g_nm.left_zero); /* zero again for the next kernel */
+                }
                 nmse_tol_ok(y, r, T * N, amx ? "norm_matmul (amx)" : "norm_matmul", nth, amx_tol(amx));
                 sentinels_ok(y, T * N, TL * N, "norm_matmul");
                 free(y), free(scratch);
