@@ -244,7 +244,8 @@ bench)
   grep -q "bandwidth: the median of 7 probes" "$work/b.txt" || fail "bench: not 1 + 2 x 3 bandwidth probes"
   grep -Eq "^decode, share of own bound +@16 [0-9]+% \[[0-9]+, [0-9]+\], @64 .*, @128 " "$work/b.txt" \
     || fail "bench: no share of each decode run's own bound"
-  grep -q '"share_own_probes": \[[1-9]' "$work/b.json" || fail "bench: no own-probe share in the JSON"
+  # (any number: under load from other tests the tiny model's share can round to 0%)
+  grep -q '"share_own_probes": \[[0-9]' "$work/b.json" || fail "bench: no own-probe share in the JSON"
   # --batch: one row per batch size, the experts a step reads out of E, and the bound's legend
   "$moec" bench "$work/m" --threads 2 --prompt 8 --gen 6 --repeat 1 --quick --batch 1,3 >"$work/bb.txt" \
       2>"$work/bb.err" || { cat "$work/bb.err"; fail "bench --batch"; }
@@ -253,7 +254,7 @@ bench)
   grep -Eq '^1 .* 2\.00/4$' "$work/bb.txt" || fail "bench --batch: batch 1 of top-2 routing reads 2 of 4 experts"
   grep -q "bound = the mean rows of a step" "$work/bb.txt" || fail "bench --batch: no legend"
   grep -q "median of 5 probes between the runs" "$work/bb.txt" || fail "bench --batch: not 1 + 2 x 2 bandwidth probes"
-  grep -Eq '^3 .* [1-9][0-9]*% +[0-9.]+/4$' "$work/bb.txt" || fail "bench --batch: no share of each run's own bound"
+  grep -Eq '^3 .* [0-9]+% +[0-9.]+/4$' "$work/bb.txt" || fail "bench --batch: no share of each run's own bound"
   # --quant with --act int8: both paths in the int8 mode, said in the table and the JSON
   "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64 --repeat 1 --quick --quant q8_0 --act int8 \
       --json "$work/q.json" >"$work/q.txt" 2>"$work/q.err" || { cat "$work/q.err"; fail "bench --act int8"; }
