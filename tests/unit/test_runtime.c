@@ -732,7 +732,6 @@ static void t_cli(void) {
     free(out), free(err);
 }
 
-/* moe_print_timing's line read back by moe_parse_timing (what moec demo does with it) */
 /* moert_barrier inside moert_exec: in every round each thread writes its value, and after the barrier
  * reads every other thread's value of that round; a second barrier keeps the next round's writes
  * from overtaking the reads. Also with more threads than cores. */
@@ -765,6 +764,7 @@ static void t_barrier(void) {
     moert_barrier(); /* outside a step: one thread, returns */
 }
 
+/* moe_print_timing's line read back by moe_parse_timing (what moec demo does with it) */
 static void t_timing(void) {
     char buf[512] = {0};
     FILE *f = fmemopen(buf, sizeof buf - 1, "w");
