@@ -37,16 +37,14 @@
  *   int32_t  tok[E * C]         their token indices, in token order
  *   float    wt[E * C]          their routing weights
  *   int32_t  live[E]            the experts with tokens (count > 0), in id order
- *   int64_t  work[3][8]         from the next multiple of 64 bytes (kt_dispatch_work), three cache
- *                               lines: work[0][0] the number of live experts; work[1][0..1] and
- *                               work[2][0..1] the shared unit counters of kt_experts_act and
- *                               kt_experts_down, zeroed by kt_router (kt_work)
+ *   int64_t  nlive              at the next multiple of 64 bytes (kt_dispatch_nlive): the number of
+ *                               live experts
  * kt_dispatch_bytes gives the size. */
-static inline int64_t kt_dispatch_work(int64_t T, int64_t k, int64_t E, int64_t C) {
+static inline int64_t kt_dispatch_nlive(int64_t T, int64_t k, int64_t E, int64_t C) {
     return (8 * T * k + 4 * E + 8 * E * C + 4 * E + 63) / 64 * 64;
 }
 static inline int64_t kt_dispatch_bytes(int64_t T, int64_t k, int64_t E, int64_t C) {
-    return kt_dispatch_work(T, k, E, C) + 3 * 64;
+    return kt_dispatch_nlive(T, k, E, C) + 64;
 }
 
 /* y[T, N] = (resid[T, N] +) rmsnorm(x)[T, K] w[N, K]^T (+ bias[N]). split <= N: rows [split, N) of w
@@ -163,7 +161,7 @@ enum { KT_TILE_T = 16 };
  *   matrix (a run of units: one forward stream per expert; in kt_experts a thread's columns of each
  *   32-row block are separate runs, short when I is small) and writes them of y.
  * Both share the units out as kt_work says: a static run per thread, the last quarter claimed
- * one at a time through the dispatch buffer's counters (E = 0, no dispatch: all static). Which thread
+ * one at a time through the runtime's counters (kt_work_counter). Which thread
  * computes a unit changes no result: each unit's sums run in a fixed order. */
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
                     char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
@@ -242,8 +240,8 @@ static inline void kt_split(int64_t n, int32_t ith, int32_t nth, int64_t *lo, in
  * a time cut each expert's down into 24 KB runs on the Qwen3-MoE preset; its 1-thread decode, 2 x 4
  * interleaved rounds: 92.5 -> 94.4 and 85.1 -> 85.2 tok/s, within noise). Why: the cores' memory
  * streams finish microseconds apart, now one first, now the other; with a static split each thread
- * waited 7-13% of a decode step at barriers. The counters: the expert kernels' in the dispatch buffer
- * (zeroed by kt_router), the others' from the runtime (kt_work_counter). */
+ * waited 7-13% of a decode step at barriers. The counters are the runtime's (kt_work_counter): every
+ * kernel that shares out work uses the same two words, one kernel after another. */
 typedef struct KtWork {
     int64_t next, end; // the static run left
     int64_t tail, U;   // the claimed units: [tail, U)

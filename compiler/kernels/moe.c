@@ -156,11 +156,10 @@ void kt_router_lists(char *restrict dispatch, const float *restrict x, const flo
         }
     }
     int32_t *live = (int32_t *)(wt + E * C);                          // [E]
-    int64_t *work = (int64_t *)(dispatch + kt_dispatch_work(T, k, E, C)); // [3][8]
     int32_t nl = 0;
     for (int64_t e = 0; e < E; e++)
         if (count[e] > 0) live[nl++] = (int32_t)e;
-    work[0] = nl, work[8] = work[9] = 0, work[16] = work[17] = 0;
+    *(int64_t *)(dispatch + kt_dispatch_nlive(T, k, E, C)) = nl;
 }
 
 void kt_router(char *restrict dispatch, const float *restrict x, const float *restrict norm_w,
@@ -203,7 +202,7 @@ static inline ExLists ex_lists(const char *restrict dispatch, int64_t T, int64_t
     l.tok = l.count + E;
     l.wt = (const float *)(l.tok + E * C);
     l.live = (const int32_t *)(l.wt + E * C);
-    l.nlive = *(const int64_t *)(dispatch + kt_dispatch_work(T, k, E, C));
+    l.nlive = *(const int64_t *)(dispatch + kt_dispatch_nlive(T, k, E, C));
     l.gu_elems = ex_mat_size(kt_round16(I) * 2, H, wgu);
     l.dn_elems = ex_mat_size(H, I, wdn);
     return l;
@@ -474,12 +473,6 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
 /* A wdt whose kt_x_convert form is that of the act rows q8 asks for (kernels.h). */
 static inline int32_t ex_cv_form(int32_t q8) { return q8 & KT_ACT_BF16 ? KT_ACT_BF16 | 2 : KT_ACT_I8; }
 
-/* The dispatch buffer's work line j (1: kt_experts_act, 2: kt_experts_down), or NULL without routed
- * experts. */
-static inline int64_t *ex_ctr(char *restrict dispatch, int64_t T, int64_t k, int64_t E, int64_t C, int j) {
-    return E > 0 ? (int64_t *)(dispatch + kt_dispatch_work(T, k, E, C)) + 8 * j : NULL;
-}
-
 void kt_experts_act(float *restrict act, const float *restrict x, const float *restrict norm_w,
                     char *restrict dispatch, const void *restrict gate_up, const void *restrict sh_gate_up,
                     const void *restrict sg_w, float *restrict scratch, const void *const *restrict xtab, int64_t T,
@@ -512,7 +505,7 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
     /* units: the shared expert's 32-row units, then each live expert's */
     const int64_t us = shared_kind != 0 ? (SI + 31) / 32 : 0, ur = (I + 31) / 32;
     const int64_t nbs = (SI + 15) / 16, nbr = (I + 15) / 16;
-    KtWork w = kt_work(us + l.nlive * ur, ex_ctr(dispatch, T, k, E, C, 1), ith, nth);
+    KtWork w = kt_work(us + l.nlive * ur, kt_work_counter(), ith, nth);
     for (int64_t lo, hi; kt_take(&w, &lo, &hi);)
         for (int64_t u = lo; u < hi;) {
             if (u < us) { /* the shared expert's units [u, v) */
@@ -557,7 +550,7 @@ void kt_experts_down(float *restrict y, const float *restrict x, char *restrict 
     const float *gates = q8 & 2 ? act + kt_experts_act_gates(T, E, C, I, SI) : NULL;
     const char *qr = (const char *)(act + kt_experts_act_qrows(T, E, C, I, SI)); // [E][C] rows (q8 & 1)
     const ExLists l = E > 0 ? ex_lists(dispatch, T, H, I, E, k, C, 0, wdn) : (ExLists){0};
-    KtWork w = kt_work((H + 31) / 32, ex_ctr(dispatch, T, k, E, C, 2), ith, nth);
+    KtWork w = kt_work((H + 31) / 32, kt_work_counter(), ith, nth);
     for (int64_t clo, chi; kt_take(&w, &clo, &chi);) { /* rows [r0, r1): y = x, + shared, + each expert */
         int64_t r0 = clo * 32, r1 = chi * 32 < H ? chi * 32 : H;
         for (int64_t t = 0; t < n; t++)

@@ -67,9 +67,12 @@ static float *zeros(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(f
  * bounds (the inputs have T rows; the sanitizer run catches them). */
 enum { PAD = 3 };
 #define SENTINEL 12345.0f
+static void fill_sentinels(float *v, int64_t n) {
+    for (int64_t i = 0; i < n; i++) v[i] = SENTINEL;
+}
 static float *sentinels(int64_t n) {
     float *v = zeros(n);
-    for (int64_t i = 0; i < n; i++) v[i] = SENTINEL;
+    fill_sentinels(v, n);
     return v;
 }
 static void sentinels_ok(const float *v, int64_t from, int64_t to, const char *what) {
@@ -406,6 +409,39 @@ static void *gate_up_panels(const void *g, const void *u, int64_t n, int64_t I, 
     return p;
 }
 
+/* The decode form's two kernels (kt_experts_act, then kt_experts_down) as one call, for thread ith of
+ * nth: called for each ith in turn (the runtime's counters are NULL: a static split), or by ex_step on
+ * real threads through moert_exec, where the last units are claimed through the runtime's counters,
+ * which thread 0 checks are left zero. */
+static struct ExCall {
+    float *act, *ascr, *y2;
+    const float *x, *nw, *resid;
+    char *dispatch;
+    const void *sh_gate_up, *sgwf, *sdp, *const *xtab;
+    int64_t TL, H, I, E, k, C, SI, T;
+    float eps;
+    int32_t shared_kind, wdt, q8, left_zero, had_ctr;
+} g_ex;
+static void ex_act(int32_t ith, int32_t nth) {
+    const struct ExCall *c = &g_ex;
+    kt_experts_act(c->act, c->x, c->nw, c->dispatch, NULL, c->sh_gate_up, c->sgwf, c->ascr, c->xtab, c->TL, c->H, c->I,
+                   c->E, c->k, c->C, c->SI, c->shared_kind, c->eps, c->wdt, c->wdt, c->q8, c->T, ith, nth);
+}
+static void ex_down_call(int32_t ith, int32_t nth) {
+    const struct ExCall *c = &g_ex;
+    kt_experts_down(c->y2, c->resid, c->dispatch, c->act, NULL, c->sdp, c->xtab, c->TL, c->H, c->I, c->E, c->k, c->C,
+                    c->SI, c->shared_kind, c->wdt, c->wdt, c->T, ith, nth);
+}
+static void ex_step(const MoeStepArgs *a, int32_t ith, int32_t nth) {
+    (void)a;
+    ex_act(ith, nth);
+    moert_barrier();
+    ex_down_call(ith, nth);
+    moert_barrier();
+    const int64_t *w = moert_work();
+    if (ith == 0) g_ex.had_ctr = w != NULL, g_ex.left_zero = w && w[0] == 0 && w[1] == 0;
+}
+
 static void t_moe(MoeCase mc) {
     if (g_bf && mc.dt != DT_BF16) return; /* the mode changes bf16 weights only: run once */
     int64_t T = mc.T, H = mc.H, I = mc.I, E = mc.E, k = mc.k, C = mc.C, SI = mc.SI;
@@ -515,15 +551,22 @@ static void t_moe(MoeCase mc) {
                 xtab[e] = (const char *)gate_up + e * kt_panel_elems(kt_round16(I) * 2, H) * esz;
                 xtab[E + e] = (const char *)dp + e * kt_panel_elems(H, I) * esz;
             }
-            for (int ith = 0; ith < nth; ith++)
-                kt_experts_act(act, x, nw, dispatch, NULL, sh_gate_up, sgwf, ascr, E > 0 ? xtab : NULL, TL, H, I, E,
-                               k, C, SI, mc.shared_kind, eps, wdt, wdt, q8, T, ith, nth);
-            for (int ith = 0; ith < nth; ith++)
-                kt_experts_down(y2, resid, dispatch, act, NULL, sdp, E > 0 ? xtab : NULL, TL, H, I, E, k, C, SI,
-                                mc.shared_kind, wdt, wdt, T, ith, nth);
-            nmse_ok(y2, r, T * H, "moe decode form", nth);
-            if (!(test_nmse(y2, r, (size_t)(T * H)) <= NMSE_TOL)) fprintf(stderr, "  that is: %s\n", mc.name);
-            sentinels_ok(y2, T * H, TL * H, "moe decode form");
+            for (int real = 0; real <= (nth > 1); real++) { /* threads in turn, then real ones (claimed tail) */
+                g_ex = (struct ExCall){act, ascr, y2, x, nw, resid, dispatch, sh_gate_up, sgwf, sdp,
+                                       E > 0 ? xtab : NULL, TL, H, I, E, k, C, SI, T, eps, mc.shared_kind, wdt, q8, 0, 0};
+                if (real) {
+                    MoeStepArgs args = {0};
+                    moert_exec(ex_step, &args, nth);
+                    EXPECT_TRUE(g_ex.had_ctr && g_ex.left_zero); /* zero again for the next kernel */
+                } else {
+                    for (int ith = 0; ith < nth; ith++) ex_act(ith, nth);
+                    for (int ith = 0; ith < nth; ith++) ex_down_call(ith, nth);
+                }
+                nmse_ok(y2, r, T * H, real ? "moe decode form (threads)" : "moe decode form", nth);
+                if (!(test_nmse(y2, r, (size_t)(T * H)) <= NMSE_TOL)) fprintf(stderr, "  that is: %s\n", mc.name);
+                sentinels_ok(y2, T * H, TL * H, "moe decode form");
+                fill_sentinels(y2, TL * H);
+            }
             free(act), free(ascr), free(y2);
         }
         sentinels_ok(y, T * H, TL * H, mc.name);
