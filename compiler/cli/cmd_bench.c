@@ -5,7 +5,8 @@
  * and decode times, the child's rusage (cli_run_child) its peak resident memory. The machine is
  * probed first: read bandwidth over a buffer far larger than the last-level cache (again before
  * each decode run of the compiled path: BwLog), the f32 FMA peak and, when the compiled prefill
- * uses AMX tiles, their peak (kt_amx.h), all with the threads asked for. From the model's shapes:
+ * uses AMX tiles, their peak (kt_amx.h), all with the threads asked for (the peaks again after the
+ * runs, keeping the higher). From the model's shapes:
  * bytes read per decode token (attention, router, k of E experts per layer, the LM head, one
  * embedding row, plus the KV cache at that context) over the bandwidth (the median of the probes)
  * is the decode limit; the prefill limit is the lower of FLOPs per token over the compute peak and
@@ -813,6 +814,14 @@ int cmd_bench(int argc, char **argv) {
     if (tty) fputc('\n', stderr);
     unlink(exe);
     if (!ok) return 1;
+    /* The compute peaks again after the runs, and the higher of the two: a busy minute on a shared
+     * machine only lowers a probe (one taken right after the compile read 314 GFLOP/s on the Zen 5 VM,
+     * others 409), and a low one put prefill above its limit. */
+    double peak2 = best_of_3(fma_run, (int)threads, quick ? 2000000 : 50000000);
+    if (peak2 > peak) peak = peak2;
+    double tile2 = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000)
+                 : dpbf ? best_of_3(dpbf_run, (int)threads, quick ? 1000000 : 25000000) : 0;
+    if (tile2 > tile_peak) tile_peak = tile2;
 
     /* report */
     const Stat bws = stat_of(bwl.v, bwl.n);
@@ -834,7 +843,8 @@ int cmd_bench(int argc, char **argv) {
     if (dpbf) printf(", vdpbf16ps peak %.1f GFLOP/s (--act bf16)", tile_peak / 1e9);
     printf(" (%s threads)\n", thr);
     printf("         bandwidth: the median of %d probes, one before the runs and one before and after each\n"
-           "         decode run of the compiled path (%.1f-%.1f GB/s)\n", bwl.n, bws.min / 1e9, bws.max / 1e9);
+           "         decode run of the compiled path (%.1f-%.1f GB/s); compute peaks: the higher of a probe\n"
+           "         before and one after the runs\n", bwl.n, bws.min / 1e9, bws.max / 1e9);
     printf("compile: %.2f s\n\n", compile_s);
     printf("%-26s %12s %12s %8s %10s %10s\n", "figure (median [min, max])", "compiled", "generic", "ratio",
            "limit", "comp/limit");
