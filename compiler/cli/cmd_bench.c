@@ -272,6 +272,19 @@ static double amx_run(int threads, long iters) {
     return sink == -1 ? 0 : 2.0 * 32 * 32 * 32 * NS * (double)iters * threads;
 }
 
+/* The compute peaks, raised to what this probe reads if higher: *fma the f32 FMA peak; *tile that of
+ * the tile instructions the compiled prefill uses when they are not f32 FMAs (amx: AMX; dpbf: --act
+ * bf16 off AMX, vdpbf16ps where this machine has it), else left as is. Probed once before and once
+ * after the runs: a busy minute on a shared machine only lowers a probe (one taken right after the
+ * compile read 314 GFLOP/s on the Zen 5 VM, others 409), and a low one put prefill above its limit. */
+static void probe_peaks(int threads, bool quick, bool amx, bool dpbf, double *fma, double *tile) {
+    double f = best_of_3(fma_run, threads, quick ? 2000000 : 50000000);
+    double t = amx ? best_of_3(amx_run, threads, quick ? 20000 : 500000)
+             : dpbf ? best_of_3(dpbf_run, threads, quick ? 1000000 : 25000000) : 0;
+    if (f > *fma) *fma = f;
+    if (t > *tile) *tile = t;
+}
+
 /* ---- model limits ---- */
 
 typedef struct Limits {
@@ -771,19 +784,16 @@ int cmd_bench(int argc, char **argv) {
     }
     fprintf(stderr, "moec: bench: compiled in %.2f s; probing the machine\n", compile_s);
     BwLog bwl = bw_start(threads, quick);
-    double peak = best_of_3(fma_run, (int)threads, quick ? 2000000 : 50000000);
     /* the compiled prefill runs on AMX tiles: its compute peak is theirs (permission is asked first) */
     char why[160];
     bool amx = (man.needs & MOE_NEED_AMX) && moert_enable_amx(why, sizeof why);
-    /* tile_peak: the compute peak of the tile instructions the compiled prefill uses when they are not
-     * f32 FMAs: AMX, or with --act bf16 off AMX vdpbf16ps where this machine (the target) has it */
-    double tile_peak = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000) : 0;
     bool dpbf = false;
 #if defined(__x86_64__)
     __builtin_cpu_init();
     dpbf = act == GK_ACT_BF16 && !amx && __builtin_cpu_supports("avx512bf16");
 #endif
-    if (dpbf) tile_peak = best_of_3(dpbf_run, (int)threads, quick ? 1000000 : 25000000);
+    double peak = 0, tile_peak = 0;
+    probe_peaks((int)threads, quick, amx, dpbf, &peak, &tile_peak);
 
     const int64_t P = man.prefill_chunk;
     Bench b = {.moec = self, .model = model, .exe = exe, .repeat = (int)repeat, .quant = quant ? spec.text : NULL,
@@ -814,14 +824,7 @@ int cmd_bench(int argc, char **argv) {
     if (tty) fputc('\n', stderr);
     unlink(exe);
     if (!ok) return 1;
-    /* The compute peaks again after the runs, and the higher of the two: a busy minute on a shared
-     * machine only lowers a probe (one taken right after the compile read 314 GFLOP/s on the Zen 5 VM,
-     * others 409), and a low one put prefill above its limit. */
-    double peak2 = best_of_3(fma_run, (int)threads, quick ? 2000000 : 50000000);
-    if (peak2 > peak) peak = peak2;
-    double tile2 = amx ? best_of_3(amx_run, (int)threads, quick ? 20000 : 500000)
-                 : dpbf ? best_of_3(dpbf_run, (int)threads, quick ? 1000000 : 25000000) : 0;
-    if (tile2 > tile_peak) tile_peak = tile2;
+    probe_peaks((int)threads, quick, amx, dpbf, &peak, &tile_peak); /* again: the higher of the two */
 
     /* report */
     const Stat bws = stat_of(bwl.v, bwl.n);

@@ -106,6 +106,14 @@ static void *panelize(const void *w, int64_t n_mat, int64_t R, int64_t K, DType 
 
 /* ---- kt_norm_matmul ---- */
 
+/* Called by every thread of a step run through moert_exec, after a barrier that follows its kernels:
+ * thread 0 notes whether the step had the runtime's counters (kernels.h: kt_work) and whether the
+ * kernels left them zero for the next one. */
+static void counters_after(int32_t ith, int32_t *had, int32_t *zero) {
+    const int64_t *w = moert_work();
+    if (ith == 0) *had = w != NULL, *zero = w && w[0] == 0 && w[1] == 0;
+}
+
 /* One kt_norm_matmul call run on real threads by the runtime (moert_exec): its blocks are then shared
  * out through the runtime's counters (kernels.h: kt_work), which thread 0 checks are left zero. */
 static struct {
@@ -121,8 +129,7 @@ static void nm_step(const MoeStepArgs *a, int32_t ith, int32_t nth) {
                    g_nm.eps, g_nm.has_norm, g_nm.has_bias, g_nm.has_resid, g_nm.wdt, g_nm.wdt, g_nm.N, g_nm.amx, g_nm.T,
                    ith, nth);
     moert_barrier();
-    const int64_t *w = moert_work();
-    if (ith == 0) g_nm.had_ctr = w != NULL, g_nm.left_zero = w && w[0] == 0 && w[1] == 0;
+    counters_after(ith, &g_nm.had_ctr, &g_nm.left_zero);
 }
 
 static void t_norm_matmul(int64_t T, int64_t K, int64_t N, DType dt, int has_norm, int has_bias, int has_resid) {
@@ -438,8 +445,7 @@ static void ex_step(const MoeStepArgs *a, int32_t ith, int32_t nth) {
     moert_barrier();
     ex_down_call(ith, nth);
     moert_barrier();
-    const int64_t *w = moert_work();
-    if (ith == 0) g_ex.had_ctr = w != NULL, g_ex.left_zero = w && w[0] == 0 && w[1] == 0;
+    counters_after(ith, &g_ex.had_ctr, &g_ex.left_zero);
 }
 
 static void t_moe(MoeCase mc) {
