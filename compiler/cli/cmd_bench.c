@@ -722,13 +722,14 @@ int cmd_bench(int argc, char **argv) {
         return 1;
     }
     const ModelConfig *c = &md.cfg;
+    int status = 1; /* the exit status of an error below (goto fail) */
     Limits lim = model_limits(&md);
     QuantReport qr;
     char kernel_note[256] = "";
     if (quant) {
         if (!quantize_model(&md, a, &d, &spec, true, &qr)) {
             diag_summary(&d);
-            return 1;
+            goto fail;
         }
         quant_limits(&lim, &md, &qr);
         /* types the compiled kernels do not read as they are (pack dequantises them to f32) */
@@ -746,7 +747,7 @@ int cmd_bench(int argc, char **argv) {
         for (int k = 0; k < QC_COUNT; k++) keep.type[k] = DT_COUNT;
         if (!quantize_model(&md, a, &d, &keep, true, &qr)) {
             diag_summary(&d);
-            return 1;
+            goto fail;
         }
         quant_limits(&lim, &md, &qr);
     }
@@ -780,7 +781,8 @@ int cmd_bench(int argc, char **argv) {
     double compile_s = moe_now_s() - t0;
     if (rc) {
         diag_summary(&d);
-        return rc;
+        status = rc;
+        goto fail;
     }
     fprintf(stderr, "moec: bench: compiled in %.2f s; probing the machine\n", compile_s);
     BwLog bwl = bw_start(threads, quick);
@@ -823,7 +825,7 @@ int cmd_bench(int argc, char **argv) {
     }
     if (tty) fputc('\n', stderr);
     unlink(exe);
-    if (!ok) return 1;
+    if (!ok) goto fail;
     probe_peaks((int)threads, quick, amx, dpbf, &peak, &tile_peak); /* again: the higher of the two */
 
     /* report */
@@ -923,4 +925,8 @@ int cmd_bench(int argc, char **argv) {
     model_close(&md);
     arena_destroy(a);
     return 0;
+fail: /* an error, said already */
+    model_close(&md);
+    arena_destroy(a);
+    return status;
 }
