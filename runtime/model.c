@@ -106,13 +106,18 @@ static void *alloc_zeroed(size_t n) {
     return p;
 }
 
-/* The arena and the KV cache: n bytes of an anonymous mapping, 2 MiB aligned and advised to use
- * huge pages, which the kernel zeroes on first touch: a page is paid for when a step first writes
- * it, and only if one does (a 128-token prompt touches 1/32 of a 4096-position KV cache). Clearing
- * them at load instead cost a fresh process 0.2 s before its first prefill on a VM whose free memory
- * the host had reclaimed (Qwen3-MoE bench preset: 147 MB). Free with free_lazy(p, n). */
+/* The arena and the KV cache: n bytes of an anonymous mapping, 2 MiB aligned, which the kernel
+ * zeroes on first touch: a page is paid for when a step first writes it, and only if one does.
+ * Clearing them at load instead cost a fresh process 0.2 s before its first prefill on a VM whose
+ * free memory the host had reclaimed (Qwen3-MoE bench preset: 147 MB). huge: advised to use 2 MiB
+ * pages (the arena, whose every region a step reuses). The KV cache is not: each layer, slot and
+ * kv head has its own run of S positions (compiler/kernels/kernels.h), 1 MiB at 4096 positions of
+ * 64 dims, so a 128-token prompt writes into every 2 MiB page of it, and with huge pages a fresh
+ * process cleared the whole cache inside its first prefill (64 MiB, 30% of that prefill's samples on
+ * the Qwen3-MoE bench preset); with 4 KiB pages it clears the 1/32 it writes. Free with
+ * free_lazy(p, n). */
 static size_t lazy_len(size_t n) { return (n + MOE_HUGE_ALIGN - 1) / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN; }
-static void *alloc_lazy(size_t n) {
+static void *alloc_lazy(size_t n, bool huge) {
     size_t len = lazy_len(n ? n : 1);
     char *raw = mmap(NULL, len + MOE_HUGE_ALIGN, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (raw == MAP_FAILED) return NULL;
@@ -120,7 +125,9 @@ static void *alloc_lazy(size_t n) {
     if (a > raw) munmap(raw, (size_t)(a - raw));        /* keep [a, a + len) */
     munmap(a + len, (size_t)(raw + MOE_HUGE_ALIGN - a)); /* raw is page-aligned: at least a page left */
 #ifdef MADV_HUGEPAGE
-    madvise(a, len, MADV_HUGEPAGE);
+    madvise(a, len, huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE); /* NOHUGEPAGE: also where THP is "always" */
+#else
+    (void)huge;
 #endif
     return a;
 }
@@ -685,8 +692,8 @@ static MoeStatus load(MoeModel **out, const MoeProgram *prog, const char *path, 
         const MoeManifest *mf = m->man;
         int64_t n_ids = mf->prefill_chunk > mf->batch ? mf->prefill_chunk : mf->batch;
         m->stats_per_slot = (int64_t)mf->n_layers * (mf->n_exp + 1);
-        m->arena = alloc_lazy((size_t)mf->arena_bytes);
-        m->kv = alloc_lazy((size_t)mf->kv_bytes);
+        m->arena = alloc_lazy((size_t)mf->arena_bytes, true);
+        m->kv = alloc_lazy((size_t)mf->kv_bytes, false);
         m->stats = alloc_zeroed(sizeof(int64_t) * (size_t)(mf->batch * m->stats_per_slot));
         m->ids = alloc_zeroed(sizeof(int32_t) * (size_t)n_ids);
         m->row_pos = alloc_zeroed(sizeof(int64_t) * (size_t)n_ids);
