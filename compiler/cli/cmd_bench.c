@@ -3,8 +3,8 @@
  * Both paths run as child processes (`moec run ... --verbose` and the compiled executable with the
  * same flags), alternating, R times each; their timing lines (runtime/outfile.h) give load, prefill
  * and decode times, the child's rusage (cli_run_child) its peak resident memory. The machine is
- * probed first: read bandwidth over a buffer far larger than the last-level cache (again before
- * each decode run of the compiled path: BwLog), the f32 FMA peak and, when the compiled prefill
+ * probed first: the read bandwidth of the compiled executable's pages, which the compiled decode
+ * streams (again before and after each decode run of the compiled path: BwLog), the f32 FMA peak and, when the compiled prefill
  * uses AMX tiles, their peak (kt_amx.h), all with the threads asked for (the peaks again after the
  * runs, keeping the higher). From the model's shapes:
  * bytes read per decode token (attention, router, k of E experts per layer, the LM head, one
@@ -131,22 +131,12 @@ static void remove_stale_exes(const char *cache) {
 
 typedef float v16f __attribute__((vector_size(64)));
 
-/* Reads a buffer far larger than the last-level cache with 64-byte vector loads into 8 independent
- * accumulators per thread (a scalar sum would be latency-bound and under-report), best of 5. The
- * buffer is in huge pages where the kernel gives them, as the compiled model's weights are
- * (runtime/format.h): with 4 KiB pages the probe read 30 GB/s and decode beat it (105%). */
-static double probe_bandwidth(int threads, size_t bytes) {
-    size_t n = bytes / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN / sizeof(v16f);
-    v16f *buf = aligned_alloc(MOE_HUGE_ALIGN, n * sizeof(v16f));
-    if (!buf) return 0;
-#ifdef MADV_HUGEPAGE
-    madvise(buf, n * sizeof(v16f), MADV_HUGEPAGE);
-#endif
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < 16; j++) buf[i][j] = (float)((i + (size_t)j) & 7);
+/* The best rate (bytes/s) of 5 reads of buf[n] with 64-byte vector loads into 8 independent
+ * accumulators per thread (a scalar sum would be latency-bound and under-report). */
+static double read_rate(const v16f *buf, size_t n, int threads) {
     double best = 0, sink = 0;
-    for (int rep = 0; rep < 5; rep++) {
+    n = n / 8 * 8;
+    for (int rep = 0; rep < 5 && n; rep++) {
         double t0 = moe_now_s(), s = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : s)
         {
@@ -161,23 +151,80 @@ static double probe_bandwidth(int threads, size_t bytes) {
         sink += s;
         if ((double)(n * sizeof(v16f)) / dt > best) best = (double)(n * sizeof(v16f)) / dt;
     }
-    free(buf);
     return sink == -1 ? 0 : best;
 }
 
-/* The read bandwidth of every probe a bench takes. On a shared machine (these VMs) it moves by
- * +-25% from one minute to the next (44-72 GB/s with 2 threads within an hour), so one probe
- * before a run of several minutes sets the bound by chance. The bench probes just before and just
- * after every decode run of the compiled path too; its bounds use the median of all the probes, and
- * each decode run is also put against its own two (bw_around). */
+/* The read bandwidth of fresh memory: an anonymous buffer of `bytes`, far larger than the last-level
+ * cache, in huge pages where the kernel gives them (as the weights are mapped: with 4 KiB pages the
+ * probe read 30 GB/s and decode beat it, 105%). */
+static double probe_fresh(int threads, size_t bytes) {
+    size_t n = bytes / MOE_HUGE_ALIGN * MOE_HUGE_ALIGN / sizeof(v16f);
+    v16f *buf = aligned_alloc(MOE_HUGE_ALIGN, n * sizeof(v16f));
+    if (!buf) return 0;
+#ifdef MADV_HUGEPAGE
+    madvise(buf, n * sizeof(v16f), MADV_HUGEPAGE);
+#endif
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (size_t i = 0; i < n; i++)
+        for (int j = 0; j < 16; j++) buf[i][j] = (float)((i + (size_t)j) & 7);
+    double r = read_rate(buf, n, threads);
+    free(buf);
+    return r;
+}
+
+/* The read bandwidth of the pages that hold file in the page cache (its first `bytes`), mapped as the
+ * runtime maps a model's weights (runtime/model.c: private, read-only, at a 2 MiB-aligned address,
+ * advised MADV_HUGEPAGE) and faulted in before the timed reads. The compiled decode streams exactly
+ * these pages. On the VMs these figures come from, memory read at rates that differ by up to 1.4x from
+ * one set of pages to another (a fresh anonymous buffer 49-52 GB/s, the weights' page cache 36-42 in
+ * the same minute, and the other way round ten minutes later), so a probe of other memory put the same
+ * kernels at anywhere from 65% to 97% of their bound. 0 when the file cannot be mapped. */
+static double probe_file(int threads, size_t bytes, const char *file) {
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0) return 0;
+    if (fstat(fd, &st) != 0 || st.st_size < 1 << 20) {
+        close(fd);
+        return 0;
+    }
+    size_t len = (size_t)st.st_size < bytes ? (size_t)st.st_size : bytes;
+    char *raw = mmap(NULL, len + MOE_HUGE_ALIGN, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    double r = 0;
+    if (raw != MAP_FAILED) {
+        char *at = raw + (MOE_HUGE_ALIGN - (uintptr_t)raw % MOE_HUGE_ALIGN) % MOE_HUGE_ALIGN;
+        if (mmap(at, len, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) != MAP_FAILED) {
+#ifdef MADV_HUGEPAGE
+            madvise(at, len, MADV_HUGEPAGE);
+#endif
+#ifdef MADV_POPULATE_READ
+            madvise(at, len, MADV_POPULATE_READ);
+#endif
+            r = read_rate((const v16f *)at, len / sizeof(v16f), threads);
+        }
+        munmap(raw, len + MOE_HUGE_ALIGN);
+    }
+    close(fd);
+    return r;
+}
+
+/* The read bandwidth of every probe a bench takes: of the compiled executable's pages (probe_file;
+ * the weights are nearly all of it) once it exists, else of fresh memory. On a shared machine (these
+ * VMs) it moves by +-25% from one minute to the next (44-72 GB/s with 2 threads within an hour), so
+ * one probe before a run of several minutes sets the bound by chance. The bench probes just before
+ * (after the page cache was refreshed) and just after every decode run of the compiled path too; its
+ * bounds use the median of all the probes, and each decode run is also put against its own two
+ * (bw_around). fresh: one probe of fresh memory, for reference. */
 typedef struct BwLog {
-    double v[512];
+    double v[512], fresh;
     int n, threads;
-    size_t bytes;
+    size_t bytes;     /* at most this much of the file, or of fresh memory, per probe */
+    const char *file; /* the compiled executable, once compiled */
 } BwLog;
 
 static void bw_probe(BwLog *l) {
-    if (l->n < 512) l->v[l->n++] = probe_bandwidth(l->threads, l->bytes);
+    double r = l->file ? probe_file(l->threads, l->bytes, l->file) : 0;
+    if (r <= 0) r = probe_fresh(l->threads, l->bytes < (1u << 30) ? l->bytes : (1u << 30));
+    if (l->n < 512) l->v[l->n++] = r;
 }
 
 /* A run's own bandwidth: the mean of the probe taken just before it (the log's last) and one taken
@@ -199,10 +246,12 @@ static Stat own_share(const double *rate, const double *bw, int n, double bytes)
     return nv ? stat_of(v, nv) : (Stat){0, 0, 0};
 }
 
-/* A log holding its first probe: 1 GiB (quick: 64 MiB) with the threads asked for. */
-static BwLog bw_start(int64_t threads, bool quick) {
-    BwLog l = {.threads = (int)threads, .bytes = quick ? (64u << 20) : (1u << 30)};
-    bw_probe(&l);
+/* A log of probes of file (NULL: none yet) with the threads asked for, up to 4 GiB of it (quick:
+ * 64 MiB); it holds its first probe, and the fresh-memory probe (1 GiB, quick 64 MiB). */
+static BwLog bw_start(int64_t threads, bool quick, const char *file) {
+    BwLog l = {.threads = (int)threads, .bytes = quick ? ((size_t)64 << 20) : ((size_t)4 << 30), .file = file};
+    l.fresh = probe_fresh(l.threads, quick ? ((size_t)64 << 20) : ((size_t)1 << 30));
+    if (file) bw_probe(&l);
     return l;
 }
 
@@ -441,8 +490,8 @@ static bool measure(Bench *b, Measure *m, int path, int64_t vocab) {
     char *cmp_argv[] = {(char *)b->exe, "--tokens", ids, "-n", n, "--threads", b->threads, "--verbose", "--warmup",
                         (char *)w, NULL};
     const bool paired = path == PATH_COMPILED && !strcmp(m->what, "decode");
-    if (paired) bw_probe(b->bw);
     refresh_page_cache(b, path);
+    if (paired) bw_probe(b->bw); /* after the refresh: the pages the run will read */
     Sample s;
     bool ok = run_child(path == PATH_COMPILED ? cmp_argv : gen_argv, &s);
     s.bw = ok && paired ? bw_around(b->bw) : 0;
@@ -551,7 +600,7 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
     char thr[16], n[32], bb[32], exe[4300];
     snprintf(thr, sizeof thr, "%" PRId64, threads);
     snprintf(n, sizeof n, "%" PRId64, gen);
-    BwLog bwl = bw_start(threads, quick);
+    BwLog bwl = bw_start(threads, quick, NULL);
     BatchFig fig[16] = {0};
     for (int i = 0; i < n_b; i++) {
         snprintf(exe, sizeof exe, "%s/bench-b%" PRId64 "-%d.exe", cache, bs[i], (int)getpid());
@@ -559,6 +608,7 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
                              .quant = quant, .act = act};
         fprintf(stderr, "moec: bench: batch %" PRId64 ": compiling\n", bs[i]);
         if (compile_model(&co, d)) return 1;
+        bwl.file = exe; /* its pages from now on */
         snprintf(bb, sizeof bb, "%" PRId64, bs[i]);
         char *ids = batch_ids(bs[i], prompt, c->vocab_size);
         char *cmp_argv[] = {exe, "--batch-prompts", "--tokens", ids, "-n", n, "--threads", thr, "--verbose", NULL};
@@ -580,6 +630,7 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
             }
         free(ids);
         unlink(exe);
+        bwl.file = NULL;
         if (!ok) {
             diag_error(d, "bench: batch %" PRId64 ": a run failed", bs[i]);
             return 1;
@@ -590,8 +641,9 @@ static int bench_batch(Diag *d, const char *self, const char *model, const char 
            model, c->model_type, thr, prompt, gen);
     const Stat bws = stat_of(bwl.v, bwl.n);
     const double bw = bws.med;
-    printf("machine: read bandwidth %.1f GB/s (%s threads; median of %d probes between the runs, %.1f-%.1f)\n\n",
-           bw / 1e9, thr, bwl.n, bws.min / 1e9, bws.max / 1e9);
+    printf("machine: read bandwidth %.1f GB/s (%s threads; median of %d probes of the executables' pages\n"
+           "         between the runs, %.1f-%.1f; fresh memory %.1f)\n\n",
+           bw / 1e9, thr, bwl.n, bws.min / 1e9, bws.max / 1e9, bwl.fresh / 1e9);
     printf("%-6s %-24s %-24s %8s %10s %9s %11s %9s %9s\n", "batch", "compiled tok/s (agg)", "generic tok/s (agg)",
            "ratio", "per seq", "bound", "comp/bound", "own", "experts");
     for (int i = 0; i < n_b; i++) {
@@ -785,7 +837,7 @@ int cmd_bench(int argc, char **argv) {
         goto fail;
     }
     fprintf(stderr, "moec: bench: compiled in %.2f s; probing the machine\n", compile_s);
-    BwLog bwl = bw_start(threads, quick);
+    BwLog bwl = bw_start(threads, quick, exe);
     /* the compiled prefill runs on AMX tiles: its compute peak is theirs (permission is asked first) */
     char why[160];
     bool amx = (man.needs & MOE_NEED_AMX) && moert_enable_amx(why, sizeof why);
@@ -847,19 +899,21 @@ int cmd_bench(int argc, char **argv) {
     if (amx) printf(", AMX peak %.1f GFLOP/s (f32-exact, 3 bf16 planes)", tile_peak / 1e9);
     if (dpbf) printf(", vdpbf16ps peak %.1f GFLOP/s (--act bf16)", tile_peak / 1e9);
     printf(" (%s threads)\n", thr);
-    printf("         bandwidth: the median of %d probes, one before the runs and one before and after each\n"
-           "         decode run of the compiled path (%.1f-%.1f GB/s); compute peaks: the higher of a probe\n"
-           "         before and one after the runs\n", bwl.n, bws.min / 1e9, bws.max / 1e9);
+    printf("         bandwidth: of the compiled executable's pages (its weights) in the page cache, mapped as\n"
+           "         it maps them; the median of %d probes, one before the runs and one before and after\n"
+           "         each decode run of the compiled path (%.1f-%.1f GB/s; fresh memory: %.1f); compute\n"
+           "         peaks: the higher of a probe before and one after the runs\n",
+           bwl.n, bws.min / 1e9, bws.max / 1e9, bwl.fresh / 1e9);
     printf("compile: %.2f s\n\n", compile_s);
     printf("%-26s %12s %12s %8s %10s %10s\n", "figure (median [min, max])", "compiled", "generic", "ratio",
            "limit", "comp/limit");
     FILE *js = json ? fopen(json, "w") : NULL;
     if (json && !js) fprintf(stderr, "moec: error: %s: cannot create: %s\n", json, strerror(errno));
     if (js)
-        fprintf(js, "{\n  \"model\": \"%s\", \"family\": \"%s\", \"threads\": %s,\n  \"bandwidth_gbs\": %.3f, "
+        fprintf(js, "{\n  \"model\": \"%s\", \"family\": \"%s\", \"threads\": %s,\n  \"bandwidth_gbs\": %.3f, \"fresh_memory_gbs\": %.3f, "
                     "\"fma_peak_gflops\": %.3f, \"compile_s\": %.3f, \"quant\": %s%s%s, \"act\": \"%s\",\n"
                     "  \"figures\": [\n",
-                model, md.arch->model_type, thr, bw / 1e9, peak / 1e9, compile_s, quant ? "\"" : "",
+                model, md.arch->model_type, thr, bw / 1e9, bwl.fresh / 1e9, peak / 1e9, compile_s, quant ? "\"" : "",
                 quant ? spec.text : "null", quant ? "\"" : "", gk_act_name(act));
     bool first = true;
     Stat own[8] = {{0}}; /* decode figures: each run's share of the bound its own probes set */

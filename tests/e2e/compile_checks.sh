@@ -241,7 +241,10 @@ bench)
   grep -q '"figures"' "$work/b.json" && grep -q '<polyline' "$work/b.svg" || fail "json or svg missing"
   # the bandwidth is probed before the runs and again before and after each compiled decode run (contexts
   # 16, 64, 128), and each decode run is put against its own two probes
-  grep -q "bandwidth: the median of 7 probes" "$work/b.txt" || fail "bench: not 1 + 2 x 3 bandwidth probes"
+  grep -q "median of 7 probes, one before the runs" "$work/b.txt" || fail "bench: not 1 + 2 x 3 bandwidth probes"
+  # of the executable's own pages, with fresh memory's figure beside it
+  grep -q "bandwidth: of the compiled executable's pages" "$work/b.txt" && grep -Eq "fresh memory: [0-9]" "$work/b.txt" \
+    && grep -Eq '"fresh_memory_gbs": [0-9]' "$work/b.json" || fail "bench: not said which memory the probes read"
   grep -Eq "^decode, share of own bound +@16 [0-9]+% \[[0-9]+, [0-9]+\], @64 .*, @128 " "$work/b.txt" \
     || fail "bench: no share of each decode run's own bound"
   # (any number: under load from other tests the tiny model's share can round to 0%)
@@ -253,7 +256,8 @@ bench)
   grep -Eq '^1 +[0-9.]+ \[' "$work/bb.txt" && grep -Eq '^3 +[0-9.]+ \[' "$work/bb.txt" || fail "bench --batch: no rows"
   grep -Eq '^1 .* 2\.00/4$' "$work/bb.txt" || fail "bench --batch: batch 1 of top-2 routing reads 2 of 4 experts"
   grep -q "bound = the mean rows of a step" "$work/bb.txt" || fail "bench --batch: no legend"
-  grep -q "median of 5 probes between the runs" "$work/bb.txt" || fail "bench --batch: not 1 + 2 x 2 bandwidth probes"
+  # before and after each compiled run, of that executable's pages
+  grep -q "median of 4 probes of the executables' pages" "$work/bb.txt" || fail "bench --batch: not 2 x 2 bandwidth probes"
   grep -Eq '^3 .* [0-9]+% +[0-9.]+/4$' "$work/bb.txt" || fail "bench --batch: no share of each run's own bound"
   # --quant with --act int8: both paths in the int8 mode, said in the table and the JSON
   "$moec" bench "$work/m" --threads 2 --prompt 16 --gen 4 --contexts 64 --repeat 1 --quick --quant q8_0 --act int8 \
