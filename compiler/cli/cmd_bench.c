@@ -4,9 +4,9 @@
  * same flags), alternating, R times each; their timing lines (runtime/outfile.h) give load, prefill
  * and decode times, the child's rusage (cli_run_child) its peak resident memory. The machine is
  * probed first: the read bandwidth of the compiled executable's pages, which the compiled decode
- * streams (again before and after each decode run of the compiled path: BwLog), the f32 FMA peak and, when the compiled prefill
- * uses AMX tiles, their peak (kt_amx.h), all with the threads asked for (the peaks again after the
- * runs, keeping the higher). From the model's shapes:
+ * streams (again before and after each decode run of the compiled path: BwLog), the f32 FMA peak
+ * and, when the compiled prefill uses AMX tiles, their peak (kt_amx.h), all with the threads asked
+ * for (the peaks again after the runs, keeping the higher). From the model's shapes:
  * bytes read per decode token (attention, router, k of E experts per layer, the LM head, one
  * embedding row, plus the KV cache at that context) over the bandwidth (the median of the probes)
  * is the decode limit; the prefill limit is the lower of FLOPs per token over the compute peak and
