@@ -183,7 +183,7 @@ static double probe_file(int threads, size_t bytes, const char *file) {
     int fd = open(file, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0) return 0;
-    if (fstat(fd, &st) != 0 || st.st_size < 1 << 20) {
+    if (fstat(fd, &st) != 0 || st.st_size < (off_t)(8 * sizeof(v16f))) { /* less than one read_rate step */
         close(fd);
         return 0;
     }
@@ -221,9 +221,12 @@ typedef struct BwLog {
     const char *file; /* the compiled executable, once compiled */
 } BwLog;
 
+/* Bytes of fresh memory a probe of l reads: as much as of the file, at most 1 GiB. */
+static size_t fresh_bytes(const BwLog *l) { return l->bytes < ((size_t)1 << 30) ? l->bytes : ((size_t)1 << 30); }
+
 static void bw_probe(BwLog *l) {
     double r = l->file ? probe_file(l->threads, l->bytes, l->file) : 0;
-    if (r <= 0) r = probe_fresh(l->threads, l->bytes < (1u << 30) ? l->bytes : (1u << 30));
+    if (r <= 0) r = probe_fresh(l->threads, fresh_bytes(l));
     if (l->n < 512) l->v[l->n++] = r;
 }
 
@@ -250,7 +253,7 @@ static Stat own_share(const double *rate, const double *bw, int n, double bytes)
  * 64 MiB); it holds its first probe, and the fresh-memory probe (1 GiB, quick 64 MiB). */
 static BwLog bw_start(int64_t threads, bool quick, const char *file) {
     BwLog l = {.threads = (int)threads, .bytes = quick ? ((size_t)64 << 20) : ((size_t)4 << 30), .file = file};
-    l.fresh = probe_fresh(l.threads, quick ? ((size_t)64 << 20) : ((size_t)1 << 30));
+    l.fresh = probe_fresh(l.threads, fresh_bytes(&l));
     if (file) bw_probe(&l);
     return l;
 }
