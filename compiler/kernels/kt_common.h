@@ -20,19 +20,24 @@ enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
  * of the 1 to KT_TB - 1 tokens left (one pass over the block: tiles of 4, 2 and 1 read it up to three
  * times; batch-8 decode, Mixtral bench, 2 threads: +8%). b and s are the caller's names for the loop
  * variables; TILE is a macro of the caller, and tb a literal at each expansion, so every tile's loops
- * unroll. TILE may read kt_once: nonzero when the chunk is one tile, so no other tile reads block b
- * in it (the tiles then stream the block past the caches: kt_pf). */
+ * unroll. TILE may read kt_once: nonzero when no later tile of this chunk reads block b (the tile then
+ * streams the block past the caches: kt_pf). That is a full tile alone in its chunk, and always the
+ * tile of the tokens left, the block's last reader in the chunk: its once is the constant 1, so only
+ * the full tile has a copy of its loop for each value (two per size doubled moec compile's time). */
 #define KT_FOR_TILES(n, tc, b, b0, b1, s, TILE) KT_FOR_TILES_AT(n, tc, b, b0, b1, s, KT_NO_BLOCK, TILE)
 /* The same with BLOCK(b) run once per block and chunk before its tiles (kt_quant.h: dequantise it). */
 #define KT_NO_BLOCK(b) (void)0
 #define KT_FOR_TILES_AT(n, tc, b, b0, b1, s, BLOCK, TILE)                                                  \
     for (int64_t kt_c0 = 0; kt_c0 < (n); kt_c0 += (tc)) {                                                  \
         int64_t kt_c1 = kt_c0 + (tc) < (n) ? kt_c0 + (tc) : (n);                                            \
-        const int kt_once = kt_c1 - kt_c0 <= KT_TB;                                                        \
         for (int64_t b = (b0); b < (b1); b++) {                                                            \
             int64_t s = kt_c0;                                                                             \
             BLOCK(b);                                                                                      \
-            for (; s + KT_TB <= kt_c1; s += KT_TB) TILE(KT_TB);                                            \
+            for (; s + KT_TB <= kt_c1; s += KT_TB) {                                                       \
+                const int kt_once = kt_c1 - kt_c0 == KT_TB;                                                \
+                TILE(KT_TB);                                                                               \
+            }                                                                                              \
+            const int kt_once = 1;                                                                         \
             switch (kt_c1 - s) {                                                                           \
             case 7: TILE(7); break;                                                                        \
             case 6: TILE(6); break;                                                                        \
@@ -41,7 +46,7 @@ enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
             case 3: TILE(3); break;                                                                        \
             case 2: TILE(2); break;                                                                        \
             case 1: TILE(1); break;                                                                        \
-            default: break;                                                                                \
+            default: (void)kt_once; break;                                                                 \
             }                                                                                              \
         }                                                                                                  \
     }
