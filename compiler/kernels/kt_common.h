@@ -20,10 +20,8 @@ enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
  * of the 1 to KT_TB - 1 tokens left (one pass over the block: tiles of 4, 2 and 1 read it up to three
  * times; batch-8 decode, Mixtral bench, 2 threads: +8%). b and s are the caller's names for the loop
  * variables; TILE is a macro of the caller, and tb a literal at each expansion, so every tile's loops
- * unroll. TILE may read kt_once: nonzero when no later tile of this chunk reads block b (the tile then
- * streams the block past the caches: kt_pf). That is a full tile alone in its chunk, and always the
- * tile of the tokens left, the block's last reader in the chunk: its once is the constant 1, so only
- * the full tile has a copy of its loop for each value (two per size doubled moec compile's time). */
+ * unroll. The tile of the tokens left is the last to read block b in this chunk, and at decode the
+ * only one: it prefetches the block non-temporally (kt_pf). */
 #define KT_FOR_TILES(n, tc, b, b0, b1, s, TILE) KT_FOR_TILES_AT(n, tc, b, b0, b1, s, KT_NO_BLOCK, TILE)
 /* The same with BLOCK(b) run once per block and chunk before its tiles (kt_quant.h: dequantise it). */
 #define KT_NO_BLOCK(b) (void)0
@@ -33,11 +31,7 @@ enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
         for (int64_t b = (b0); b < (b1); b++) {                                                            \
             int64_t s = kt_c0;                                                                             \
             BLOCK(b);                                                                                      \
-            for (; s + KT_TB <= kt_c1; s += KT_TB) {                                                       \
-                const int kt_once = kt_c1 - kt_c0 == KT_TB;                                                \
-                TILE(KT_TB);                                                                               \
-            }                                                                                              \
-            const int kt_once = 1;                                                                         \
+            for (; s + KT_TB <= kt_c1; s += KT_TB) TILE(KT_TB);                                            \
             switch (kt_c1 - s) {                                                                           \
             case 7: TILE(7); break;                                                                        \
             case 6: TILE(6); break;                                                                        \
@@ -46,7 +40,7 @@ enum { KT_TB = 8, KT_CHUNK_FLOATS = 128 * 1024 };
             case 3: TILE(3); break;                                                                        \
             case 2: TILE(2); break;                                                                        \
             case 1: TILE(1); break;                                                                        \
-            default: (void)kt_once; break;                                                                 \
+            default: break;                                                                                \
             }                                                                                              \
         }                                                                                                  \
     }
@@ -214,9 +208,8 @@ static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_v
  * literal constant at every call site: once inlined the s and t loops unroll into 2 tb vector
  * accumulators (tb <= 2: even and odd columns in separate ones, so the chains stay short), each
  * weight vector loaded and widened once per tile, each activation broadcast once per tile. The
- * block is read as one forward stream, prefetched KT_PF_BYTES ahead (kt_pf; once: no other tile
- * reads it). Tuned on the Mixtral bench preset, first (older kernels, Sapphire Rapids): none 51
- * tok/s decode, 512-1024 bytes 64-65, 2048 62;
+ * block is read as one forward stream, prefetched KT_PF_BYTES ahead (kt_pf). Tuned on the Mixtral bench
+ * preset, first (older kernels, Sapphire Rapids): none 51 tok/s decode, 512-1024 bytes 64-65, 2048 62;
  * then (Zen 5 VM, 2 threads, interleaved rounds): 768 -> 2048 bytes took decode from 84-92 to 108-110
  * tok/s, batch-8 decode from 190-201 to 235-238, prefill of 128 tokens from 728-771 to 748-810,
  * Q4_0 int8 decode from 213-265 to 234-292 (the quantised tiles keep 2048: KT_PF_Q_BYTES). Until
@@ -229,30 +222,23 @@ static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_v
  * 2048 582 / 239 / 91, 8192 577 / 216 / 81; prefill unchanged (768 had won the older B = 1 runs). */
 enum { KT_PF_BYTES = 8192, KT_PF_BF_BYTES = 2048, KT_PF_Q_BYTES = 2048 };
 
-/* The prefetch of a weight line a tile will read. nta (a constant where it is called): prefetchnta,
- * so the line streams through L1 without displacing what the caches hold for reuse (activations,
- * the KV cache); else into every level. Tiles take once (KT_FOR_TILES's kt_once: no other tile reads
- * this block in this chunk) and run a copy of their loop for each value (KT_ONCE): with the choice
- * made per line, the branches cost back most of the gain. Zen 5 VM, 2 threads, interleaved rounds,
- * tok/s before -> after: decode Mixtral bench 88.7 -> 101.0, Qwen3-MoE bench 138.9 -> 158.4 (1
- * thread 62.4 -> 70.4), its --act bf16 121.6 -> 137.8, Q4_0 --act int8 438.6 -> 496.5, Q4_K --act
- * int8 292.5 -> 401.9; batch-8 decode 261.4 -> 270.1 (Mixtral), 217.1 -> 214.4 (Qwen3-MoE, 6
- * rounds); prefill of 128 / 512 tokens unchanged (Qwen3-MoE 1189 / 1304 -> 1223 / 1312, Mixtral
- * 876 -> 862 at 128). prefetchnta in every tile, blocks read by several tiles too: prefill of 128
- * tokens 1182 -> 1119; prefetcht2 instead: decode 135.8 -> 121.2. */
-#define KT_INLINE static inline __attribute__((always_inline))
-KT_INLINE void kt_pf(const void *a, int nta) {
-    if (nta) __builtin_prefetch(a, 0, 0);
+/* The prefetch of a weight line a tile of tb tokens will read. A tile of fewer than KT_TB tokens is
+ * the last to read its block in this chunk (KT_FOR_TILES), so its lines stream through L1 with
+ * prefetchnta, without displacing what the caches hold for reuse (activations, the KV cache); a full
+ * tile's block is read by further tiles, so its lines go to every level. tb is a constant in every
+ * unrolled tile, so the choice costs nothing. Zen 5 VM, 2 threads, interleaved rounds, tok/s, t0 ->
+ * nta for partial tiles (session 17): decode Mixtral bench 88.7 -> 101.0, Qwen3-MoE bench 138.9 ->
+ * 158.4 (1 thread 62.4 -> 70.4), its --act bf16 121.6 -> 137.8, Q4_0 --act int8 438.6 -> 496.5, Q4_K
+ * --act int8 292.5 -> 401.9; prefill of 128 / 512 tokens unchanged. A full tile alone in its chunk
+ * (8 tokens) streaming too gained nothing at batch 8 (261 -> 270 Mixtral, 217 -> 214 Qwen3-MoE) and
+ * took a second copy of every full tile's loop (moec compile 60% slower), so it does not. prefetchnta
+ * in full tiles too: prefill of 128 tokens 1182 -> 1119; prefetcht2 instead of nta: decode 135.8 ->
+ * 121.2. */
+static inline void kt_pf(const void *a, int tb) {
+    if (tb < KT_TB) __builtin_prefetch(a, 0, 0);
     else __builtin_prefetch(a, 0, 3);
 }
-/* CALL(nta) with nta the constant 1 when once, else 0. */
-#define KT_ONCE(once, CALL)                                                                                \
-    do {                                                                                                   \
-        if (once) CALL(1);                                                                                 \
-        else CALL(0);                                                                                      \
-    } while (0)
-
-KT_INLINE void kt_panel_tile_at(kt_vf acc[2][KT_TB], int tb, int nta, const void *restrict w, int64_t w0,
+static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
                                  const float *const xs[KT_TB], int64_t n2, int half, int32_t wdt) {
     kt_vf a[2][KT_TB], b[2][KT_TB];
     for (int s = 0; s < 2; s++)
@@ -261,7 +247,7 @@ KT_INLINE void kt_panel_tile_at(kt_vf acc[2][KT_TB], int tb, int nta, const void
     for (int64_t q = 0; q < n2; q++) {
         int64_t o = w0 + q * 64;
         for (int64_t line = 0; line < es * 64; line += 64) /* the 2 (bf16) or 4 (f32) lines of this pair */
-            kt_pf((const char *)w + o * es + KT_PF_BYTES + line, nta);
+            kt_pf((const char *)w + o * es + KT_PF_BYTES + line, tb);
         kt_vf we[2], wo[2];
         kt_wpair(w, o, wdt, &we[0], &wo[0]);
         kt_wpair(w, o + 32, wdt, &we[1], &wo[1]);
@@ -286,12 +272,6 @@ KT_INLINE void kt_panel_tile_at(kt_vf acc[2][KT_TB], int tb, int nta, const void
     }
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) acc[s][t] = tb <= 2 ? a[s][t] + b[s][t] : a[s][t];
-}
-static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, int once, const void *restrict w, int64_t w0,
-                                 const float *const xs[KT_TB], int64_t n2, int half, int32_t wdt) {
-#define KT_PT(nta) kt_panel_tile_at(acc, tb, nta, w, w0, xs, n2, half, wdt)
-    KT_ONCE(once, KT_PT);
-#undef KT_PT
 }
 
 /* ---- the bf16 activation mode (KT_ACT_BF16) ----
@@ -342,10 +322,10 @@ static inline kt_vf kt_dpbf(kt_vf acc, kt_vu w, uint32_t x, int32_t wdt) {
 }
 
 /* One pair q of kt_panel_tile_bf into acc. */
-KT_INLINE void kt_bf_step(kt_vf acc[2][KT_TB], int tb, int nta, const void *restrict w, int64_t o,
+static inline void kt_bf_step(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t o,
                               const uint32_t *const xs[KT_TB], int64_t q, int32_t wdt) {
-    kt_pf((const char *)w + o * 2 + KT_PF_BF_BYTES, nta);
-    kt_pf((const char *)w + o * 2 + KT_PF_BF_BYTES + 64, nta);
+    kt_pf((const char *)w + o * 2 + KT_PF_BF_BYTES, tb);
+    kt_pf((const char *)w + o * 2 + KT_PF_BF_BYTES + 64, tb);
     kt_vu wv[2];
     memcpy(&wv[0], (const uint16_t *)w + o, 64);
     memcpy(&wv[1], (const uint16_t *)w + o + 32, 64);
@@ -359,7 +339,7 @@ KT_INLINE void kt_bf_step(kt_vf acc[2][KT_TB], int tb, int nta, const void *rest
  * block's 32 rows . xs[t][q] (bf16 pair words, kt_bf_row; n2 = ceil(K / 2): an odd K's last pair
  * has a zero high half on both sides). tb <= 2 alternates two accumulator sets between pairs, so
  * the dependency chains stay short. */
-KT_INLINE void kt_panel_tile_bf_at(kt_vf acc[2][KT_TB], int tb, int nta, const void *restrict w, int64_t w0,
+static inline void kt_panel_tile_bf(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
                                     const uint32_t *const xs[KT_TB], int64_t n2, int32_t wdt) {
     kt_vf a[2][KT_TB], b[2][KT_TB];
     for (int s = 0; s < 2; s++)
@@ -367,18 +347,12 @@ KT_INLINE void kt_panel_tile_bf_at(kt_vf acc[2][KT_TB], int tb, int nta, const v
     int64_t q = 0;
     if (tb <= 2)
         for (; q + 2 <= n2; q += 2) {
-            kt_bf_step(a, tb, nta, w, w0 + q * 64, xs, q, wdt);
-            kt_bf_step(b, tb, nta, w, w0 + q * 64 + 64, xs, q + 1, wdt);
+            kt_bf_step(a, tb, w, w0 + q * 64, xs, q, wdt);
+            kt_bf_step(b, tb, w, w0 + q * 64 + 64, xs, q + 1, wdt);
         }
-    for (; q < n2; q++) kt_bf_step(a, tb, nta, w, w0 + q * 64, xs, q, wdt);
+    for (; q < n2; q++) kt_bf_step(a, tb, w, w0 + q * 64, xs, q, wdt);
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) acc[s][t] = a[s][t] + b[s][t];
-}
-static inline void kt_panel_tile_bf(kt_vf acc[2][KT_TB], int tb, int once, const void *restrict w, int64_t w0,
-                                    const uint32_t *const xs[KT_TB], int64_t n2, int32_t wdt) {
-#define KT_PT(nta) kt_panel_tile_bf_at(acc, tb, nta, w, w0, xs, n2, wdt)
-    KT_ONCE(once, KT_PT);
-#undef KT_PT
 }
 
 #endif

@@ -146,20 +146,21 @@ static inline const uint8_t *kt_q_sub_at(const uint8_t *w, int64_t blk, int s, i
 }
 static inline int64_t kt_q_gin(int64_t gi, int32_t wdt) { return gi % (kt_q_bk(wdt) / 32); }
 
-/* Prefetches, KT_PF_Q_BYTES ahead, the lines a tile reads for group g of the sub-panel at sub. The
+/* Prefetches, KT_PF_Q_BYTES ahead, the lines a tile of tb tokens reads for group g of the sub-panel
+ * at sub (kt_pf: non-temporally unless the tile is full). The
  * 32-column types' sub-panel is one group: all of it, header too, to its last byte (sub-panels need
  * not start on a line: Q4_0's are 288 bytes, and a line left out is a miss: Q4_0 int8 decode +10%).
  * The K types: the group's own bytes (their header lines too read slower). Constant trip counts:
  * the same lines from a runtime-bounded loop read 20% slower. */
-KT_INLINE void kt_q_prefetch(const uint8_t *sub, int64_t g, int32_t wdt, int nta) {
+static inline void kt_q_prefetch(const uint8_t *sub, int64_t g, int32_t wdt, int tb) {
     if (kt_q_bk(wdt) == 32) {
         const char *a = (const char *)sub + KT_PF_Q_BYTES;
-        for (int64_t line = 0; line < kt_q_sub(wdt); line += 64) kt_pf(a + line, nta);
-        kt_pf(a + kt_q_sub(wdt) - 1, nta);
+        for (int64_t line = 0; line < kt_q_sub(wdt); line += 64) kt_pf(a + line, tb);
+        kt_pf(a + kt_q_sub(wdt) - 1, tb);
         return;
     }
     const char *a = (const char *)sub + KT_PF_Q_BYTES + kt_q_hdr(wdt) + g * kt_q_grp(wdt);
-    for (int64_t line = 0; line < kt_q_grp(wdt); line += 64) kt_pf(a + line, nta);
+    for (int64_t line = 0; line < kt_q_grp(wdt); line += 64) kt_pf(a + line, tb);
 }
 
 /* Full unrolling of the 16-step column loops, so every shift count and byte offset is a constant. */
@@ -236,14 +237,14 @@ static inline float kt_hsum(kt_vf v) {
  * token (columns 0-15 and 16-31), then scaled once: acc += s lo + s2 hi - m sum(x) (the group's scale
  * and min hoisted out of the column loop). tb > 2: each column is dequantised exactly in registers
  * once per tile and FMA'd into the tb accumulators. */
-KT_INLINE void kt_qpanel_tile_at(kt_vf acc[2][KT_TB], int tb, int nta, const uint8_t *restrict w, int64_t blk,
+static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, const uint8_t *restrict w, int64_t blk,
                                   const float *const xs[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
     wdt = kt_wt(wdt);
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) acc[s][t] = (kt_vf){0};
     for (int64_t gi = g0; gi < g0 + ng; gi++) {
         KtQg q[2] = {kt_qg_at(w, blk, 0, gi, wdt), kt_qg_at(w, blk, 1, gi, wdt)};
-        for (int s = 0; s < 2; s++) kt_q_prefetch(kt_q_sub_at(w, blk, s, gi, wdt), kt_q_gin(gi, wdt), wdt, nta);
+        for (int s = 0; s < 2; s++) kt_q_prefetch(kt_q_sub_at(w, blk, s, gi, wdt), kt_q_gin(gi, wdt), wdt, tb);
         const int64_t xo = (gi - g0) * 32;
         if (tb <= 2) {
             kt_vf lo[2][2], hi[2][2]; // [s][t]
@@ -277,12 +278,6 @@ KT_INLINE void kt_qpanel_tile_at(kt_vf acc[2][KT_TB], int tb, int nta, const uin
             }
         }
     }
-}
-static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, int once, const uint8_t *restrict w, int64_t blk,
-                                  const float *const xs[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
-#define KT_PT(nta) kt_qpanel_tile_at(acc, tb, nta, w, blk, xs, g0, ng, wdt)
-    KT_ONCE(once, KT_PT);
-#undef KT_PT
 }
 
 /* The prefill tile's weights: groups [g0, g0 + ng) of the 32-row block at byte blk dequantised into
@@ -467,7 +462,7 @@ static inline kt_vsb64 kt_qa_bcast(const int8_t *a, int c) {
 
 /* The int8 form of kt_qpanel_tile (same contract; xa[t]: token t's quantised row from group g0 on).
  * Tokens go four at a time, so a group's integer sums stay in registers. */
-KT_INLINE void kt_qpanel_tile_i8_at(kt_vf acc[2][KT_TB], int tb, int nta, const uint8_t *restrict w, int64_t blk,
+static inline void kt_qpanel_tile_i8(kt_vf acc[2][KT_TB], int tb, const uint8_t *restrict w, int64_t blk,
                                      const KtQa xa[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
     const int32_t wt = kt_wt(wdt);
     for (int s = 0; s < 2; s++)
@@ -477,7 +472,7 @@ KT_INLINE void kt_qpanel_tile_i8_at(kt_vf acc[2][KT_TB], int tb, int nta, const 
         for (int s = 0; s < 2; s++) {
             const uint8_t *sub = kt_q_sub_at(w, blk, s, gi, wt);
             const KtQg q = kt_qg(sub, g, wt);
-            kt_q_prefetch(sub, g, wt, nta);
+            kt_q_prefetch(sub, g, wt, tb);
             const kt_vf D = kt_f16v(sub);
             kt_vi sc = (kt_vi){0} + 1, sc2 = sc, mn = (kt_vi){0};
             kt_vf M = (kt_vf){0};
@@ -522,12 +517,6 @@ KT_INLINE void kt_qpanel_tile_i8_at(kt_vf acc[2][KT_TB], int tb, int nta, const 
             }
         }
     }
-}
-static inline void kt_qpanel_tile_i8(kt_vf acc[2][KT_TB], int tb, int once, const uint8_t *restrict w, int64_t blk,
-                                     const KtQa xa[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
-#define KT_PT(nta) kt_qpanel_tile_i8_at(acc, tb, nta, w, blk, xa, g0, ng, wdt)
-    KT_ONCE(once, KT_PT);
-#undef KT_PT
 }
 
 #endif

@@ -221,9 +221,9 @@ static inline int64_t ex_tok(const int32_t *restrict toks, int64_t s) { return t
 /* act[s][16 (b - blo) + lane] = silu(g) u wt[s] (wts NULL: 1) for the 16 rows of gate/up block b,
  * tokens s in [s0, s0 + tb). gu0: offset of this expert's packed gate_up (ex_mat_size units); sl: act
  * row length. dq: block b dequantised to f32 (kt_qpanel_dequant), read instead of gate_up; NULL: none.
- * qh: the h rows converted (int8 or bf16 mode, as wdt says), or NULL. once: KT_FOR_TILES's kt_once. */
+ * qh: the h rows converted (int8 or bf16 mode, as wdt says), or NULL. */
 static inline void ex_gate_up(float *restrict act, const float *restrict h, const void *restrict gate_up, int64_t gu0,
-                              const int32_t *restrict toks, const float *restrict wts, int tb, int once, int64_t b,
+                              const int32_t *restrict toks, const float *restrict wts, int tb, int64_t b,
                               int64_t blo, int64_t s0, int64_t sl, int64_t H, int32_t wdt, const float *restrict dq,
                               const void *restrict qh) {
     const float *xs[KT_TB]; // KT_TB x [H]
@@ -232,15 +232,15 @@ static inline void ex_gate_up(float *restrict act, const float *restrict h, cons
     if (qh && kt_bfa(wdt)) {
         const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(H)]
         for (int t = 0; t < KT_TB; t++) xw[t] = kt_bf_at(qh, ex_tok(toks, s0 + (t < tb ? t : 0)), H);
-        kt_panel_tile_bf(acc, tb, once, gate_up, gu0 + b * kt_kp(H) * 64, xw, (H + 1) / 2, wdt);
+        kt_panel_tile_bf(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xw, (H + 1) / 2, wdt);
     } else if (qh) {
         KtQa xa[KT_TB];
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qh, ex_tok(toks, s0 + (t < tb ? t : 0)), H, 0);
-        kt_qpanel_tile_i8(acc, tb, once, gate_up, gu0 + b * kt_q_block_bytes(H, wdt), xa, 0, H / 32, wdt);
-    } else if (dq) kt_panel_tile(acc, tb, 0, dq, 0, xs, H / 2, 0, 0);
+        kt_qpanel_tile_i8(acc, tb, gate_up, gu0 + b * kt_q_block_bytes(H, wdt), xa, 0, H / 32, wdt);
+    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, H / 2, 0, 0);
     else if (kt_is_q(wdt))
-        kt_qpanel_tile(acc, tb, once, gate_up, gu0 + b * kt_q_block_bytes(H, wdt), xs, 0, H / 32, wdt);
-    else kt_panel_tile(acc, tb, once, gate_up, gu0 + b * kt_kp(H) * 64, xs, H / 2, (int)(H % 2), wdt);
+        kt_qpanel_tile(acc, tb, gate_up, gu0 + b * kt_q_block_bytes(H, wdt), xs, 0, H / 32, wdt);
+    else kt_panel_tile(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xs, H / 2, (int)(H % 2), wdt);
     for (int t = 0; t < tb; t++) {
         float w = wts ? wts[s0 + t] : 1.0f, *ar = act + (s0 + t) * sl + (b - blo) * 16; // [16]
         kt_stv(ar, kt_silu_v(acc[0][t]) * acc[1][t] * w);
@@ -253,24 +253,24 @@ static inline void ex_gate_up(float *restrict act, const float *restrict h, cons
  * ex_gate_up (those pairs only); qa: the act rows converted (rows of sl columns, int8 or bf16 as
  * wdt says), or NULL. */
 static inline void ex_down(float *restrict part, const float *restrict act, const void *restrict down, int64_t dn0,
-                           const int32_t *restrict toks, int tb, int once, int64_t c, int64_t s0, int64_t sl,
-                           int64_t p0, int64_t n2, int half, int64_t H, int64_t Iw, int32_t wdt,
-                           const float *restrict dq, const void *restrict qa, const float *restrict wts) {
+                           const int32_t *restrict toks, int tb, int64_t c, int64_t s0, int64_t sl, int64_t p0,
+                           int64_t n2, int half, int64_t H, int64_t Iw, int32_t wdt, const float *restrict dq,
+                           const void *restrict qa, const float *restrict wts) {
     const float *xs[KT_TB]; // KT_TB x [sl]
     for (int t = 0; t < KT_TB; t++) xs[t] = act + (s0 + (t < tb ? t : 0)) * sl;
     kt_vf acc[2][KT_TB];
     if (qa && kt_bfa(wdt)) {
         const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(sl)]
         for (int t = 0; t < KT_TB; t++) xw[t] = kt_bf_at(qa, s0 + (t < tb ? t : 0), sl);
-        kt_panel_tile_bf(acc, tb, once, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xw, n2 + half, wdt);
+        kt_panel_tile_bf(acc, tb, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xw, n2 + half, wdt);
     } else if (qa) {
         KtQa xa[KT_TB];
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, s0 + (t < tb ? t : 0), sl, 0);
-        kt_qpanel_tile_i8(acc, tb, once, down, dn0 + c * kt_q_block_bytes(Iw, wdt), xa, p0 / 16, n2 / 16, wdt);
-    } else if (dq) kt_panel_tile(acc, tb, 0, dq, 0, xs, n2, 0, 0);
+        kt_qpanel_tile_i8(acc, tb, down, dn0 + c * kt_q_block_bytes(Iw, wdt), xa, p0 / 16, n2 / 16, wdt);
+    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, n2, 0, 0);
     else if (kt_is_q(wdt))
-        kt_qpanel_tile(acc, tb, once, down, dn0 + c * kt_q_block_bytes(Iw, wdt), xs, p0 / 16, n2 / 16, wdt);
-    else kt_panel_tile(acc, tb, once, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xs, n2, half, wdt);
+        kt_qpanel_tile(acc, tb, down, dn0 + c * kt_q_block_bytes(Iw, wdt), xs, p0 / 16, n2 / 16, wdt);
+    else kt_panel_tile(acc, tb, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xs, n2, half, wdt);
     for (int t = 0; t < tb; t++) {
         float *pr = part + ex_tok(toks, s0 + t) * H; // [H]
         if (wts)
@@ -350,7 +350,7 @@ static void ex_ffn(float *restrict part, const float *restrict h, float *restric
     float *gdq = kt_q_scratch_kind(wgu) == 1 && deq ? dq : NULL, *ddq = kt_q_scratch_kind(wdn) == 1 && deq ? dq : NULL;
     const void *gqh = kt_cv(wgu) ? qh : NULL;
     const float *gwts = kt_cv(wdn) ? NULL : wts; /* converted down input: the weights come after it */
-#define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, gwts, tb, kt_once, b, blo, s0, sl, H, wgu, gdq, gqh)
+#define GU_TILE(tb) ex_gate_up(act, h, gate_up, gu0, toks, gwts, tb, b, blo, s0, sl, H, wgu, gdq, gqh)
     if (gdq) {
 #define GU_BLOCK(b) kt_qpanel_dequant(gdq, gate_up, gu0 + (b) * kt_q_block_bytes(H, wgu), 0, H / 32, wgu)
         KT_FOR_TILES_AT(n, kt_chunk(H), b, blo, bhi, s0, GU_BLOCK, GU_TILE)
@@ -370,8 +370,7 @@ static void ex_ffn(float *restrict part, const float *restrict h, float *restric
         dqa = qact;
     }
     const float *dwts = kt_cv(wdn) ? wts : NULL;
-#define DN_TILE(tb)                                                                                               \
-    ex_down(part, act, down, dn0, toks, tb, kt_once, c, s0, sl, p0, n2, half, H, Iw, wdn, ddq, dqa, dwts)
+#define DN_TILE(tb) ex_down(part, act, down, dn0, toks, tb, c, s0, sl, p0, n2, half, H, Iw, wdn, ddq, dqa, dwts)
     if (ddq) {
 #define DN_BLOCK(c) kt_qpanel_dequant(ddq, down, dn0 + (c) * kt_q_block_bytes(Iw, wdn), p0 / 16, n2 / 16, wdn)
         KT_FOR_TILES_AT(n, kt_chunk(sl), c, 0, (H + 31) / 32, s0, DN_BLOCK, DN_TILE)
@@ -512,7 +511,7 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
             if (u < us) { /* the shared expert's units [u, v) */
                 int64_t v = hi < us ? hi : us, blo = 2 * u, bhi = 2 * v < nbs ? 2 * v : nbs;
                 const void *sqh = kt_cv(wsgu) ? qh : NULL;
-#define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gw, tb, kt_once, b, 0, s0, SIP, H, wsgu, NULL, sqh)
+#define SH_TILE(tb) ex_gate_up(ash, h, sh_gate_up, 0, NULL, gw, tb, b, 0, s0, SIP, H, wsgu, NULL, sqh)
                 KT_FOR_TILES(n, kt_chunk(H), b, blo, bhi, s0, SH_TILE)
 #undef SH_TILE
                 if (q8 & 2)
@@ -529,7 +528,7 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
             const void *gu = xtab ? xtab[e] : gate_up, *eqh = kt_cv(wgu) ? qh : NULL;
             const int64_t gu0 = xtab ? 0 : e * l.gu_elems;
             const float *wts = q8 & 1 ? NULL : l.wt + e * C; /* converted down input: weights after it */
-#define EX_TILE(tb) ex_gate_up(ae, h, gu, gu0, l.tok + e * C, wts, tb, kt_once, b, 0, s0, IP, H, wgu, NULL, eqh)
+#define EX_TILE(tb) ex_gate_up(ae, h, gu, gu0, l.tok + e * C, wts, tb, b, 0, s0, IP, H, wgu, NULL, eqh)
             KT_FOR_TILES(l.count[e], kt_chunk(H), b, blo, bhi, s0, EX_TILE)
 #undef EX_TILE
             if (q8 & 1)
@@ -558,7 +557,7 @@ void kt_experts_down(float *restrict y, const float *restrict x, char *restrict 
             for (int64_t r = r0; r < r1; r++) y[t * H + r] = x[t * H + r];
         if (shared_kind != 0) {
 #define SH_TILE(tb)                                                                                               \
-    ex_down(y, ash, sh_down, 0, NULL, tb, kt_once, c, s0, SIP, 0, SI / 2, (int)(SI % 2), H, SI, wsdn, NULL, qsh, gates)
+    ex_down(y, ash, sh_down, 0, NULL, tb, c, s0, SIP, 0, SI / 2, (int)(SI % 2), H, SI, wsdn, NULL, qsh, gates)
             KT_FOR_TILES(n, kt_chunk(SIP), c, clo, chi, s0, SH_TILE)
 #undef SH_TILE
         }
@@ -569,8 +568,8 @@ void kt_experts_down(float *restrict y, const float *restrict x, char *restrict 
             const void *qa = q8 & 1 ? qr + e * C * kt_qa_row_bytes(IP) : NULL;
             const float *wts = q8 & 1 ? l.wt + e * C : NULL;
 #define EX_TILE(tb)                                                                                               \
-    ex_down(y, act + e * C * IP, dn, dn0, l.tok + e * C, tb, kt_once, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, wdn, \
-            NULL, qa, wts)
+    ex_down(y, act + e * C * IP, dn, dn0, l.tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, wdn, NULL, qa, \
+            wts)
             KT_FOR_TILES(l.count[e], kt_chunk(IP), c, clo, chi, s0, EX_TILE)
 #undef EX_TILE
         }

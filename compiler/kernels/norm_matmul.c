@@ -51,7 +51,7 @@ static inline void nm_store(float *restrict y, const float *restrict acc, int64_
  * wdt says which), or NULL.
  * w, wdt: the matrix block b lies in, b counted from its first row (nm_part). */
 static inline void nm_block(float *restrict y, const float *restrict xn, const void *restrict w,
-                            const float *restrict bias, const float *restrict resid, int tb, int once, int64_t t0,
+                            const float *restrict bias, const float *restrict resid, int tb, int64_t t0,
                             int64_t b, int64_t pb, int64_t K, int64_t N, int32_t has_bias, int32_t has_resid,
                             int32_t wdt, const float *restrict dq, const void *restrict qa) {
     const float *xs[KT_TB]; // KT_TB x [K]
@@ -61,13 +61,13 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
     if (qa && kt_bfa(wdt)) {
         const uint32_t *xw[KT_TB]; // KT_TB x [kt_bf_words(K)]
         for (int t = 0; t < KT_TB; t++) xw[t] = kt_bf_at(qa, t0 + (t < tb ? t : 0), K);
-        kt_panel_tile_bf(acc, tb, once, w, pb * kt_kp(K) * 64, xw, (K + 1) / 2, wdt);
+        kt_panel_tile_bf(acc, tb, w, pb * kt_kp(K) * 64, xw, (K + 1) / 2, wdt);
     } else if (qa) {
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, t0 + (t < tb ? t : 0), K, 0);
-        kt_qpanel_tile_i8(acc, tb, once, w, pb * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
-    } else if (dq) kt_panel_tile(acc, tb, 0, dq, 0, xs, K / 2, 0, 0);
-    else if (kt_is_q(wdt)) kt_qpanel_tile(acc, tb, once, w, pb * kt_q_block_bytes(K, wdt), xs, 0, K / 32, wdt);
-    else kt_panel_tile(acc, tb, once, w, pb * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
+        kt_qpanel_tile_i8(acc, tb, w, pb * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
+    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, K / 2, 0, 0);
+    else if (kt_is_q(wdt)) kt_qpanel_tile(acc, tb, w, pb * kt_q_block_bytes(K, wdt), xs, 0, K / 32, wdt);
+    else kt_panel_tile(acc, tb, w, pb * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
     for (int t = 0; t < tb; t++)
         for (int s = 0; s < 2; s++) {
             int64_t n0 = b * 32 + s * 16, o = (t0 + t) * N + n0;
@@ -138,7 +138,7 @@ void kt_norm_matmul(float *restrict y, const float *restrict x, const float *res
         for (int64_t t = 0; t < n; t++) kt_x_convert(qa + t * kt_qa_row_bytes(K), xn + t * K, K, 0, (K + 31) / 32, wdt);
 #define NM_DQ(pw, pwdt, pb, _) kt_qpanel_dequant(dq, pw, (pb) * kt_q_block_bytes(K, pwdt), 0, K / 32, pwdt)
 #define NM_CALL(pw, pwdt, pb, tb)                                                                           \
-    nm_block(y, xn, pw, bias, resid, tb, kt_once, t, b, pb, K, N, has_bias, has_resid, pwdt, dq, qa)
+    nm_block(y, xn, pw, bias, resid, tb, t, b, pb, K, N, has_bias, has_resid, pwdt, dq, qa)
 #define NM_BLOCK(b) NM_PART(b, NM_DQ, 0)
 #define NM_TILE(tb) NM_PART(b, NM_CALL, tb)
     /* the row blocks as kt_work shares them out when the rows are one token chunk (decode, short

@@ -272,7 +272,7 @@ static void t_qtile_i8(DType t, int32_t dp) {
         KtQa xa[KT_TB];
         for (int i = 0; i < KT_TB; i++) xa[i] = a;
         kt_vf acc[2][KT_TB];
-        kt_qpanel_tile_i8(acc, 1, 0, (const uint8_t *)wp, blk * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
+        kt_qpanel_tile_i8(acc, 1, (const uint8_t *)wp, blk * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
         for (int64_t r = blk * 32; r < R && r < blk * 32 + 32; r++) {
             float want = quant_dot_int8(t, (const char *)w.ti.data + r * quant_row_bytes(t, K), &ref, K);
             float got = acc[r % 32 / 16][0][r % 16];
