@@ -4,7 +4,8 @@
 #                           Mixtral on a text prompt, both paths, and compare them (no downloads)
 #   ./build.sh test         build with -Werror and run the whole ctest suite (on x86-64 with the
 #                           AArch64 cross toolchain and qemu-user: the AArch64 executables too)
-#   ./build.sh asan-test    the suite again under AddressSanitizer + UndefinedBehaviorSanitizer
+#   ./build.sh asan-test    the suite again under AddressSanitizer + UndefinedBehaviorSanitizer, but
+#                           for the tests labelled slow or nosan (tests/CMakeLists.txt says why)
 #   ./build.sh fuzz [S]     build the libFuzzer targets (clang-19, ASan + UBSan) and run each for S
 #                           seconds (default 30) on its checked-in corpus (tests/fuzz/fuzz.cmake)
 #   ./build.sh build        just build (build/moec)
@@ -44,10 +45,10 @@ case "${1:-demo}" in
     ctest --test-dir build --output-on-failure -j"$jobs" --no-tests=error ;;
   asan-test)
     configure_build build-asan -DMOEC_WERROR=ON -DMOEC_SANITIZE=ON ${cross:+-DMOEC_CROSS_AARCH64=$cross}
-    ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs" --no-tests=error -LE slow ;;
+    ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$jobs" --no-tests=error -LE 'slow|nosan' ;;
   fuzz)
     CC=clang-19 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DMOEC_FUZZ=ON -DMOEC_FUZZ_SECONDS="${2:-30}" >/dev/null
     cmake --build build-fuzz -j"$jobs" --target fuzz
-    ctest --test-dir build-fuzz --output-on-failure --no-tests=error -L fuzz ;;
+    ctest --test-dir build-fuzz --output-on-failure -j"$jobs" --no-tests=error -L fuzz ;; # one core each
   *) echo "usage: ./build.sh [demo|test|asan-test|fuzz [SECONDS]|build]" >&2; exit 2 ;;
 esac
