@@ -191,7 +191,7 @@ typedef struct ExLists {
     const int32_t *tok;   // [E, C] their indices; expert e's list at tok + e C
     const float *wt;      // [E, C] their routing weights
     const int32_t *live;  // [nlive] the experts with tokens, in id order
-    int64_t nlive;
+    int64_t nlive, cap;   // cap: min(T, C), the most tokens a list holds (ex_count)
     int64_t gu_elems, dn_elems; // size of one expert's packed gate_up and down (ex_mat_size units)
 } ExLists;
 
@@ -203,10 +203,16 @@ static inline ExLists ex_lists(const char *restrict dispatch, int64_t T, int64_t
     l.wt = (const float *)(l.tok + E * C);
     l.live = (const int32_t *)(l.wt + E * C);
     l.nlive = *(const int64_t *)(dispatch + kt_dispatch_nlive(T, k, E, C));
+    l.cap = T < C ? T : C;
     l.gu_elems = ex_mat_size(kt_round16(I) * 2, H, wgu);
     l.dn_elems = ex_mat_size(H, I, wdn);
     return l;
 }
+
+/* Tokens in expert e's list. Clamped to what a list can hold (a no-op): with T and C constants,
+ * LLVM then knows a decode step's lists hold one token (T = 1) and drops the kernels' tiles of more,
+ * a third of a decode executable's expert code. */
+static inline int64_t ex_count(const ExLists *l, int64_t e) { return l->count[e] < l->cap ? l->count[e] : l->cap; }
 
 /* The qwen2 shared expert's gate of one token: sigmoid(h . sg_w), sg_w f32 like every vector. */
 static inline float ex_shared_gate(const float *restrict hr, const void *restrict sg_w, int64_t H) {
@@ -402,7 +408,7 @@ static inline int ex_whole_experts(const ExLists *l, int64_t T, int64_t I, int64
     if (use_amx || kt_is_q(wgu) || kt_is_q(wdn) || l->nlive < 4 * nth) return 0;
     int64_t sum = 0, mx = 0;
     for (int64_t li = 0; li < l->nlive; li++) {
-        int64_t c = l->count[l->live[li]];
+        int64_t c = ex_count(l, l->live[li]);
         sum += c, mx = c > mx ? c : mx;
     }
     const int64_t IP = kt_round16(I);
@@ -461,7 +467,7 @@ void kt_experts(float *restrict partials, const float *restrict x, const float *
         for (int64_t li = lo; li < hi; li++) {
             const int64_t e = l.live[li];
             ex_ffn(part, h, act, xtab ? xtab[e] : gate_up, xtab ? 0 : e * l.gu_elems, xtab ? xtab[E + e] : down,
-                   xtab ? 0 : e * l.dn_elems, l.tok + e * C, l.wt + e * C, l.count[e], blo, bhi, H, I, wgu, wdn,
+                   xtab ? 0 : e * l.dn_elems, l.tok + e * C, l.wt + e * C, ex_count(&l, e), blo, bhi, H, I, wgu, wdn,
                    use_amx ? amx : 0, abuf, tile, dq, qh, qact);
         }
     }
@@ -529,10 +535,10 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
             const int64_t gu0 = xtab ? 0 : e * l.gu_elems;
             const float *wts = q8 & 1 ? NULL : l.wt + e * C; /* converted down input: weights after it */
 #define EX_TILE(tb) ex_gate_up(ae, h, gu, gu0, l.tok + e * C, wts, tb, b, 0, s0, IP, H, wgu, NULL, eqh)
-            KT_FOR_TILES(l.count[e], kt_chunk(H), b, blo, bhi, s0, EX_TILE)
+            KT_FOR_TILES(ex_count(&l, e), kt_chunk(H), b, blo, bhi, s0, EX_TILE)
 #undef EX_TILE
             if (q8 & 1)
-                for (int64_t s = 0; s < l.count[e]; s++)
+                for (int64_t s = 0; s < ex_count(&l, e); s++)
                     kt_x_convert(qr + (e * C + s) * kt_qa_row_bytes(IP), ae + s * IP, IP, j0, j1, ex_cv_form(q8));
             u = v;
         }
@@ -570,7 +576,7 @@ void kt_experts_down(float *restrict y, const float *restrict x, char *restrict 
 #define EX_TILE(tb)                                                                                               \
     ex_down(y, act + e * C * IP, dn, dn0, l.tok + e * C, tb, c, s0, IP, 0, I / 2, (int)(I % 2), H, I, wdn, NULL, qa, \
             wts)
-            KT_FOR_TILES(l.count[e], kt_chunk(IP), c, clo, chi, s0, EX_TILE)
+            KT_FOR_TILES(ex_count(&l, e), kt_chunk(IP), c, clo, chi, s0, EX_TILE)
 #undef EX_TILE
         }
     }
