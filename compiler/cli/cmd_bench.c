@@ -292,7 +292,7 @@ __attribute__((target("avx512f,avx512bf16"))) static float dpbf_chains(long iter
     for (int i = 0; i < 16; i++) w[i] = 0x3f803f80u + (uint32_t)i; /* pairs near 1 */
     for (int j = 0; j < 12; j++) a[j] = (kt_vf){0} + 1e-9f * (float)j;
     for (long it = 0; it < iters; it++)
-        for (int j = 0; j < 12; j++) a[j] = kt_dpbf(a[j], w, 0x30003000u, KT_DP_BF16);
+        for (int j = 0; j < 12; j++) kt_dpbf_x86(&a[j], &w, 0x30003000u); /* kt_dpbf's vdpbf16ps, by pointer */
     float s = 0;
     for (int j = 0; j < 12; j++) s += a[j][0];
     return s;
