@@ -130,22 +130,35 @@ static void remove_stale_exes(const char *cache) {
 /* ---- machine probes ---- */
 
 typedef float v16f __attribute__((vector_size(64)));
+/* The probes' accumulators: one register of this machine's widest vectors each (the build targets
+ * it: -march=native). As 64-byte vectors on AVX2, 12 FMA chains need 24 of its 16 registers: gcc
+ * kept them on the stack, and the probe read 13.7 GFLOP/s on a Zen 3 that does 150+. */
+#if defined(__AVX512F__)
+enum { VN = 16 };
+#elif defined(__AVX__)
+enum { VN = 8 };
+#else
+enum { VN = 4 };
+#endif
+typedef float vnf __attribute__((vector_size(VN * 4)));
 
-/* The best rate (bytes/s) of 5 reads of buf[n] with 64-byte vector loads into 8 independent
- * accumulators per thread (a scalar sum would be latency-bound and under-report). */
+/* The best rate (bytes/s) of 5 reads of buf[n] (n 64-byte lines) with vector loads into 8
+ * independent accumulators per thread (a scalar sum would be latency-bound and under-report). */
 static double read_rate(const v16f *buf, size_t n, int threads) {
     double best = 0, sink = 0;
     n = n / 8 * 8;
+    const vnf *v = (const vnf *)buf;
+    const size_t nv = n * (64 / sizeof(vnf));
     for (int rep = 0; rep < 5 && n; rep++) {
         double t0 = moe_now_s(), s = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : s)
         {
-            v16f a[8] = {{0}};
+            vnf a[8] = {{0}};
 #pragma omp for schedule(static)
-            for (size_t i = 0; i < n; i += 8)
-                for (int j = 0; j < 8; j++) a[j] += buf[i + (size_t)j];
+            for (size_t i = 0; i < nv; i += 8)
+                for (int j = 0; j < 8; j++) a[j] += v[i + (size_t)j];
             for (int j = 1; j < 8; j++) a[0] += a[j];
-            for (int j = 0; j < 16; j++) s += a[0][j];
+            for (int j = 0; j < VN; j++) s += a[0][j];
         }
         double dt = moe_now_s() - t0;
         sink += s;
@@ -268,19 +281,19 @@ static double best_of_3(double (*run)(int threads, long iters), int threads, lon
     return best;
 }
 
-/* f32 FMAs: 12 independent chains of 16 lanes per thread. */
+/* f32 FMAs: 12 independent chains of VN lanes per thread. */
 static double fma_run(int threads, long iters) {
     float sink = 0;
 #pragma omp parallel num_threads(threads) reduction(+ : sink)
     {
-        v16f a[12], b = {0}, c = {0};
-        for (int i = 0; i < 16; i++) b[i] = 1.0f + 1e-7f * (float)i, c[i] = 1e-9f;
+        vnf a[12], b = {0}, c = {0};
+        for (int i = 0; i < VN; i++) b[i] = 1.0f + 1e-7f * (float)i, c[i] = 1e-9f;
         for (int j = 0; j < 12; j++) a[j] = c * (float)j;
         for (long it = 0; it < iters; it++)
             for (int j = 0; j < 12; j++) a[j] = a[j] * b + c;
         for (int j = 0; j < 12; j++) sink += a[j][0];
     }
-    return sink == -1 ? 0 : 2.0 * 16 * 12 * (double)iters * threads;
+    return sink == -1 ? 0 : 2.0 * VN * 12 * (double)iters * threads;
 }
 
 /* vdpbf16ps (kt_common.h's kt_dpbf, the tile of --act bf16): 12 chains of 16 lanes per thread, each
