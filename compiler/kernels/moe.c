@@ -532,13 +532,13 @@ void kt_experts_act(float *restrict act, const float *restrict x, const float *r
             const int64_t e = l.live[li], blo = 2 * j0, bhi = 2 * j1 < nbr ? 2 * j1 : nbr;
             float *ae = act + e * C * IP; // [C, IP]
             const void *gu = xtab ? xtab[e] : gate_up, *eqh = kt_cv(wgu) ? qh : NULL;
-            const int64_t gu0 = xtab ? 0 : e * l.gu_elems;
+            const int64_t gu0 = xtab ? 0 : e * l.gu_elems, ne = ex_count(&l, e);
             const float *wts = q8 & 1 ? NULL : l.wt + e * C; /* converted down input: weights after it */
 #define EX_TILE(tb) ex_gate_up(ae, h, gu, gu0, l.tok + e * C, wts, tb, b, 0, s0, IP, H, wgu, NULL, eqh)
-            KT_FOR_TILES(ex_count(&l, e), kt_chunk(H), b, blo, bhi, s0, EX_TILE)
+            KT_FOR_TILES(ne, kt_chunk(H), b, blo, bhi, s0, EX_TILE)
 #undef EX_TILE
             if (q8 & 1)
-                for (int64_t s = 0; s < ex_count(&l, e); s++)
+                for (int64_t s = 0; s < ne; s++)
                     kt_x_convert(qr + (e * C + s) * kt_qa_row_bytes(IP), ae + s * IP, IP, j0, j1, ex_cv_form(q8));
             u = v;
         }
