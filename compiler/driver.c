@@ -199,11 +199,12 @@ int compile_model(const CompileOptions *o, Diag *d) {
     Graph *sp = pass_specialize(a, md.g, P, o->capacity_factor);
     Graph *sd = pass_specialize(a, md.g, o->batch, o->capacity_factor);
     /* --act int8: vpdpbusd where the target has AVX512-VNNI; --act bf16: vdpbf16ps where it has
-     * AVX512_BF16; else the kernels' portable code */
+     * AVX512_BF16; else the kernels' portable code. Narrower vectors than AVX-512's: narrow tiles. */
     sp->act_bits = sd->act_bits =
-        o->act == GK_ACT_INT8   ? KT_ACT_I8 | (cg_has_feature(cg, "avx512vnni") ? KT_DP_VNNI : 0)
-        : o->act == GK_ACT_BF16 ? KT_ACT_BF16 | (cg_has_feature(cg, "avx512bf16") ? KT_DP_BF16 : 0)
-                                : 0;
+        (o->act == GK_ACT_INT8   ? KT_ACT_I8 | (cg_has_feature(cg, "avx512vnni") ? KT_DP_VNNI : 0)
+         : o->act == GK_ACT_BF16 ? KT_ACT_BF16 | (cg_has_feature(cg, "avx512bf16") ? KT_DP_BF16 : 0)
+                                 : 0) |
+        (cg_has_feature(cg, "avx512f") ? 0 : KT_NARROW);
     dump(o, "specialize", "prefill", sp);
     dump(o, "specialize", "decode", sd);
     if (!ir_verify(sp, d) || !ir_verify(sd, d)) goto out;

@@ -130,7 +130,8 @@ typedef struct Graph {
     int64_t n_tok;                   /* 0: T symbolic; else the bound tokens per step */
     int32_t act_bits;                /* --act bits weights add to the kernels' wdt (kt_wdt_bind: KT_ACT_I8 and
                                       * KT_DP_VNNI on block types, KT_ACT_BF16 and KT_DP_BF16 on bf16 ones,
-                                      * kernels/kt_common.h, kt_quant.h); 0: the exact mode. Set before fuse */
+                                      * kernels/kt_common.h, kt_quant.h), and the target's bits (KT_NARROW, on
+                                      * all); no --act bits: the exact mode. Set before fuse */
     int64_t arena_bytes;             /* set by plan */
 } Graph;
 

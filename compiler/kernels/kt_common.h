@@ -75,6 +75,15 @@ static inline uint16_t kt_to_bf16(float x) {
 enum { KT_WT_MASK = 0xff, KT_ACT_BF16 = 0x400, KT_DP_BF16 = 0x800 };
 static inline int32_t kt_wt(int32_t wdt) { return wdt & KT_WT_MASK; }
 static inline int kt_bfa(int32_t wdt) { return (wdt & KT_ACT_BF16) != 0; }
+/* One bit of a wdt describes the target, not the weight, and every kernel's weights carry it (bound
+ * by moec compile from the target's features, whatever --act says):
+ *   KT_NARROW  the target's vector registers hold less than AVX-512's 32 x 64 bytes (AVX2: 16 x 32,
+ *              NEON: 32 x 16), so a tile's accumulators must be fewer (kt_panel_tile).
+ * kt_tgt(wdt) is the target bits alone: the wdt of a weight that is f32 for this kernel only (the
+ * dequantised scratch of kt_quant.h). */
+enum { KT_NARROW = 0x1000 };
+static inline int kt_narrow(int32_t wdt) { return (wdt & KT_NARROW) != 0; }
+static inline int32_t kt_tgt(int32_t wdt) { return wdt & KT_NARROW; }
 
 /* Element i of a weight tensor of dtype kt_wt(wdt) (0 f32, 2 bf16) widened to f32. wdt is a constant
  * in every specialised kernel, so the branch folds. */
@@ -207,7 +216,9 @@ static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_v
  * pair to read; xs[t]: token t's activations from that pair's first column. tb <= KT_TB is a
  * literal constant at every call site: once inlined the s and t loops unroll into 2 tb vector
  * accumulators (tb <= 2: even and odd columns in separate ones, so the chains stay short), each
- * weight vector loaded and widened once per tile, each activation broadcast once per tile. The
+ * weight vector loaded and widened once per tile, each activation broadcast once per tile. On a
+ * KT_NARROW target a tile of KT_NARROW_TB tokens or more runs instead as passes over one sub-panel
+ * and up to KT_TN tokens (kt_panel_pass), each sub-panel's weights read once per pass. The
  * block is read as one forward stream, prefetched KT_PF_BYTES ahead (kt_pf). Tuned on the Mixtral bench
  * preset, first (older kernels, Sapphire Rapids): none 51 tok/s decode, 512-1024 bytes 64-65, 2048 62;
  * then (Zen 5 VM, 2 threads, interleaved rounds): 768 -> 2048 bytes took decode from 84-92 to 108-110
@@ -238,8 +249,60 @@ static inline void kt_pf(const void *a, int tb) {
     if (tb < KT_TB) __builtin_prefetch(a, 0, 0);
     else __builtin_prefetch(a, 0, 3);
 }
+
+/* Tokens at most in one pass of a narrow tile (kt_panel_pass). */
+enum { KT_TN = 4 };
+
+/* One pass of a narrow tile: acc[t] = the 16 rows of the sub-panel whose pairs start at element
+ * offset w0 (+ 64 q) dotted with xs[t], for nt <= KT_TN tokens (kt_panel_tile's sums, one sub-panel).
+ * At most 4 vector accumulators of 16 lanes (8 AVX2 registers, with 2 weight vectors and the
+ * broadcasts: 14 of 16): one chain per token of 3 or 4, two (even and odd columns) for 1 or 2, so 8
+ * FMA chains cover the FMA latency where they can. Each pass prefetches only its own lines
+ * (KT_PF_BYTES ahead), with the hint a tile of pf_tb tokens gives (kt_pf). */
+static inline void kt_panel_pass(kt_vf *restrict acc, int nt, int pf_tb, const void *restrict w, int64_t w0,
+                                 const float *const *xs, int64_t n2, int half, int32_t wdt) {
+    kt_vf a[KT_TN], b[KT_TN];
+    for (int t = 0; t < nt; t++) a[t] = b[t] = (kt_vf){0};
+    const int64_t es = kt_wt(wdt) == 2 ? 2 : 4;
+    for (int64_t q = 0; q < n2; q++) {
+        int64_t o = w0 + q * 64;
+        for (int64_t line = 0; line < es * 32; line += 64) /* the 1 (bf16) or 2 (f32) lines of this sub-panel pair */
+            kt_pf((const char *)w + o * es + KT_PF_BYTES + line, pf_tb);
+        kt_vf we, wo;
+        kt_wpair(w, o, wdt, &we, &wo);
+        for (int t = 0; t < nt; t++) {
+            if (nt <= 2) {
+                a[t] += we * xs[t][2 * q];
+                b[t] += wo * xs[t][2 * q + 1];
+            } else {
+                a[t] += we * xs[t][2 * q] + wo * xs[t][2 * q + 1];
+            }
+        }
+    }
+    if (half) {
+        kt_vf we, wo;
+        kt_wpair(w, w0 + n2 * 64, wdt, &we, &wo);
+        for (int t = 0; t < nt; t++) a[t] += we * xs[t][2 * n2];
+    }
+    for (int t = 0; t < nt; t++) acc[t] = a[t] + b[t];
+}
+
+/* Tile sizes from which a narrow target's kt_panel_tile runs in passes. */
+enum { KT_NARROW_TB = 3 };
+
 static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
                                  const float *const xs[KT_TB], int64_t n2, int half, int32_t wdt) {
+    if (kt_narrow(wdt) && tb >= KT_NARROW_TB) {
+        /* per sub-panel, the tokens in np passes of at most KT_TN, split evenly (5 = 2 + 3, not 4 + 1,
+         * so each pass keeps its chains); the last pass over a sub-panel prefetches as the tile would */
+        const int np = (tb + KT_TN - 1) / KT_TN;
+        for (int s = 0; s < 2; s++)
+            for (int p = 0; p < np; p++) {
+                const int t0 = p * tb / np, nt = (p + 1) * tb / np - t0;
+                kt_panel_pass(&acc[s][t0], nt, p == np - 1 ? tb : KT_TB, w, w0 + 32 * s, xs + t0, n2, half, wdt);
+            }
+        return;
+    }
     kt_vf a[2][KT_TB], b[2][KT_TB];
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) a[s][t] = b[s][t] = (kt_vf){0};

@@ -63,11 +63,12 @@ static inline int kt_q_5bit(int32_t wdt) {
 static inline int32_t kt_q_scratch_kind(int32_t wdt) {
     return kt_i8(wdt) || kt_bfa(wdt) ? 2 : kt_is_q(wdt) ? 1 : 0;
 }
-/* The wdt a kernel takes for a weight of dtype t in a graph whose mode bits are act_bits (--act):
- * int8 bits go to the block types, bf16 bits to bf16 weights; every other dtype is exact. */
+/* The wdt a kernel takes for a weight of dtype t in a graph whose mode bits are act_bits (--act, and
+ * the target's bits, kt_tgt): int8 bits go to the block types, bf16 bits to bf16 weights, every other
+ * dtype is exact; the target bits go to all. */
 static inline int32_t kt_wdt_bind(int32_t t, int32_t act_bits) {
     int on = (act_bits & KT_ACT_I8) ? kt_is_q(t) : (act_bits & KT_ACT_BF16) ? t == 2 : 0;
-    return on ? t | act_bits : t;
+    return (on ? t | act_bits : t) | kt_tgt(act_bits);
 }
 /* Columns of a source block. */
 static inline int64_t kt_q_bk(int32_t wdt) { return kt_wt(wdt) >= KT_Q4_K ? 256 : 32; }
@@ -237,9 +238,47 @@ static inline float kt_hsum(kt_vf v) {
  * token (columns 0-15 and 16-31), then scaled once: acc += s lo + s2 hi - m sum(x) (the group's scale
  * and min hoisted out of the column loop). tb > 2: each column is dequantised exactly in registers
  * once per tile and FMA'd into the tb accumulators. */
+/* One pass of kt_qpanel_tile on a narrow target (kt_panel_pass's contract, kt_common.h): acc[t] = the
+ * groups [g0, g0 + ng) of sub-panel s of the block at byte blk dotted with xs[t], nt <= KT_TN tokens,
+ * each column dequantised in registers once per pass. */
+static inline void kt_qpanel_pass(kt_vf *restrict acc, int nt, int pf_tb, const uint8_t *restrict w, int64_t blk,
+                                  int s, const float *const *xs, int64_t g0, int64_t ng, int32_t wdt) {
+    kt_vf a[KT_TN], b[KT_TN];
+    for (int t = 0; t < nt; t++) a[t] = b[t] = (kt_vf){0};
+    for (int64_t gi = g0; gi < g0 + ng; gi++) {
+        KtQg q = kt_qg_at(w, blk, s, gi, wdt);
+        kt_q_prefetch(kt_q_sub_at(w, blk, s, gi, wdt), kt_q_gin(gi, wdt), wdt, pf_tb);
+        const int64_t xo = (gi - g0) * 32;
+        KT_UNROLL16
+        for (int j = 0; j < 16; j++) {
+            kt_vf l, h;
+            kt_qg_cols(&q, j, &l, &h, wdt);
+            for (int t = 0; t < nt; t++) {
+                if (nt <= 2) {
+                    a[t] += l * xs[t][xo + j];
+                    b[t] += h * xs[t][xo + j + 16];
+                } else {
+                    a[t] += l * xs[t][xo + j] + h * xs[t][xo + j + 16];
+                }
+            }
+        }
+    }
+    for (int t = 0; t < nt; t++) acc[t] = a[t] + b[t];
+}
+
 static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, const uint8_t *restrict w, int64_t blk,
                                   const float *const xs[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
+    const int narrow = kt_narrow(wdt);
     wdt = kt_wt(wdt);
+    if (narrow && tb >= KT_NARROW_TB) { /* as kt_panel_tile's narrow passes */
+        const int np = (tb + KT_TN - 1) / KT_TN;
+        for (int s = 0; s < 2; s++)
+            for (int p = 0; p < np; p++) {
+                const int t0 = p * tb / np, nt = (p + 1) * tb / np - t0;
+                kt_qpanel_pass(&acc[s][t0], nt, p == np - 1 ? tb : KT_TB, w, blk, s, xs + t0, g0, ng, wdt);
+            }
+        return;
+    }
     for (int s = 0; s < 2; s++)
         for (int t = 0; t < tb; t++) acc[s][t] = (kt_vf){0};
     for (int64_t gi = g0; gi < g0 + ng; gi++) {

@@ -243,7 +243,7 @@ static inline void ex_gate_up(float *restrict act, const float *restrict h, cons
         KtQa xa[KT_TB];
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qh, ex_tok(toks, s0 + (t < tb ? t : 0)), H, 0);
         kt_qpanel_tile_i8(acc, tb, gate_up, gu0 + b * kt_q_block_bytes(H, wdt), xa, 0, H / 32, wdt);
-    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, H / 2, 0, 0);
+    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, H / 2, 0, kt_tgt(wdt));
     else if (kt_is_q(wdt))
         kt_qpanel_tile(acc, tb, gate_up, gu0 + b * kt_q_block_bytes(H, wdt), xs, 0, H / 32, wdt);
     else kt_panel_tile(acc, tb, gate_up, gu0 + b * kt_kp(H) * 64, xs, H / 2, (int)(H % 2), wdt);
@@ -273,7 +273,7 @@ static inline void ex_down(float *restrict part, const float *restrict act, cons
         KtQa xa[KT_TB];
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, s0 + (t < tb ? t : 0), sl, 0);
         kt_qpanel_tile_i8(acc, tb, down, dn0 + c * kt_q_block_bytes(Iw, wdt), xa, p0 / 16, n2 / 16, wdt);
-    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, n2, 0, 0);
+    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, n2, 0, kt_tgt(wdt));
     else if (kt_is_q(wdt))
         kt_qpanel_tile(acc, tb, down, dn0 + c * kt_q_block_bytes(Iw, wdt), xs, p0 / 16, n2 / 16, wdt);
     else kt_panel_tile(acc, tb, down, dn0 + (c * kt_kp(Iw) + p0) * 64, xs, n2, half, wdt);

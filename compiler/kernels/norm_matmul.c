@@ -65,7 +65,7 @@ static inline void nm_block(float *restrict y, const float *restrict xn, const v
     } else if (qa) {
         for (int t = 0; t < KT_TB; t++) xa[t] = kt_qa_at(qa, t0 + (t < tb ? t : 0), K, 0);
         kt_qpanel_tile_i8(acc, tb, w, pb * kt_q_block_bytes(K, wdt), xa, 0, K / 32, wdt);
-    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, K / 2, 0, 0);
+    } else if (dq) kt_panel_tile(acc, tb, dq, 0, xs, K / 2, 0, kt_tgt(wdt));
     else if (kt_is_q(wdt)) kt_qpanel_tile(acc, tb, w, pb * kt_q_block_bytes(K, wdt), xs, 0, K / 32, wdt);
     else kt_panel_tile(acc, tb, w, pb * kt_kp(K) * 64, xs, K / 2, (int)(K % 2), wdt);
     for (int t = 0; t < tb; t++)

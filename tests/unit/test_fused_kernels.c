@@ -35,7 +35,10 @@ static void round_all_bf16(float *v, int64_t n) {
  * two differ only where an f32-rounding difference of a value tips its bf16 rounding (rare); the
  * AMX runs are left to the exact mode (their rounding is kt_amx.h's, tested above). */
 static int32_t g_bf;
-static int32_t bf_wdt(DType dt) { return dt == DT_BF16 ? (int32_t)dt | g_bf : (int32_t)dt; }
+/* The target bits every weight carries (kt_common.h), set by main: 0, then KT_NARROW (the tiles of a
+ * target with narrower vectors than AVX-512's; correct on any CPU, so both run everywhere). */
+static int32_t g_tgt;
+static int32_t bf_wdt(DType dt) { return (dt == DT_BF16 ? (int32_t)dt | g_bf : (int32_t)dt) | g_tgt; }
 
 static uint64_t rng = 0x2545f4914f6cdd1dull;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -731,12 +734,13 @@ int main(void) {
     t_bf_row();
     __builtin_cpu_init();
     const int32_t bf_modes[3] = {0, KT_ACT_BF16, KT_ACT_BF16 | KT_DP_BF16};
-    for (int m = 0; m < (__builtin_cpu_supports("avx512bf16") ? 3 : 2); m++) {
-        g_bf = bf_modes[m];
-        matmul_cases();
-        moe_cases();
-    }
-    g_bf = 0;
+    for (g_tgt = 0; g_tgt <= KT_NARROW; g_tgt += KT_NARROW)
+        for (int m = 0; m < (__builtin_cpu_supports("avx512bf16") ? 3 : 2); m++) {
+            g_bf = bf_modes[m];
+            matmul_cases();
+            moe_cases();
+        }
+    g_bf = g_tgt = 0;
 
     t_embed(DT_BF16, 5, 24);
     t_embed(DT_F32, 8, 37);
