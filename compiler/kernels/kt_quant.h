@@ -276,6 +276,7 @@ static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, const uint8_t *re
             for (int p = 0; p < np; p++) {
                 const int t0 = p * tb / np, nt = (p + 1) * tb / np - t0;
                 kt_qpanel_pass(&acc[s][t0], nt, p == np - 1 ? tb : KT_TB, w, blk, s, xs + t0, g0, ng, wdt);
+                kt_to_memory(acc);
             }
         return;
     }
