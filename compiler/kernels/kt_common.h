@@ -323,6 +323,15 @@ static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restri
         int64_t o = w0 + q * 64;
         for (int64_t line = 0; line < es * 64; line += 64) /* the 2 (bf16) or 4 (f32) lines of this pair */
             kt_pf((const char *)w + o * es + KT_PF_BYTES + line, tb);
+        if (kt_narrow(wdt) && tb == 2) { /* one chain per row vector, one sub-panel's weights live at a
+                                          * time: 8 + 4 of 16 AVX2 registers (split chains: 24) */
+            for (int s = 0; s < 2; s++) {
+                kt_vf we, wo;
+                kt_wpair(w, o + 32 * s, wdt, &we, &wo);
+                for (int t = 0; t < 2; t++) a[s][t] += we * xs[t][2 * q] + wo * xs[t][2 * q + 1];
+            }
+            continue;
+        }
         kt_vf we[2], wo[2];
         kt_wpair(w, o, wdt, &we[0], &wo[0]);
         kt_wpair(w, o + 32, wdt, &we[1], &wo[1]);
