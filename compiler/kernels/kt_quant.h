@@ -232,12 +232,6 @@ static inline float kt_hsum(kt_vf v) {
     return (b[0] + b[2]) + (b[1] + b[3]);
 }
 
-/* The decode tile (kt_panel_tile's contract on the quantised layout): acc[s][t] = sum over the groups
- * [g0, g0 + ng) of the 32-row block at byte blk of W[rows of sub-panel s][cols] . xs[t][cols - 32 g0].
- * tb <= 2 (decode proper): per group, sums of level x activation in two chains per sub-panel and
- * token (columns 0-15 and 16-31), then scaled once: acc += s lo + s2 hi - m sum(x) (the group's scale
- * and min hoisted out of the column loop). tb > 2: each column is dequantised exactly in registers
- * once per tile and FMA'd into the tb accumulators. */
 /* One pass of kt_qpanel_tile on a narrow target (kt_panel_pass's contract, kt_common.h): acc[t] = the
  * groups [g0, g0 + ng) of sub-panel s of the block at byte blk dotted with xs[t], nt <= KT_TN tokens,
  * each column dequantised in registers once per pass. */
@@ -266,6 +260,13 @@ static inline void kt_qpanel_pass(kt_vf *restrict acc, int nt, int pf_tb, const 
     for (int t = 0; t < nt; t++) acc[t] = a[t] + b[t];
 }
 
+/* The decode tile (kt_panel_tile's contract on the quantised layout): acc[s][t] = sum over the groups
+ * [g0, g0 + ng) of the 32-row block at byte blk of W[rows of sub-panel s][cols] . xs[t][cols - 32 g0].
+ * tb <= 2 (decode proper): per group, sums of level x activation in two chains per sub-panel and
+ * token (columns 0-15 and 16-31), then scaled once: acc += s lo + s2 hi - m sum(x) (the group's scale
+ * and min hoisted out of the column loop). tb > 2: each column is dequantised exactly in registers
+ * once per tile and FMA'd into the tb accumulators; on a KT_NARROW target, once per pass of
+ * kt_qpanel_pass (kt_panel_tile's narrow passes). */
 static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, const uint8_t *restrict w, int64_t blk,
                                   const float *const xs[KT_TB], int64_t g0, int64_t ng, int32_t wdt) {
     const int narrow = kt_narrow(wdt);
