@@ -215,7 +215,8 @@ static inline void kt_wpair(const void *restrict w, int64_t o, int32_t wdt, kt_v
  * when half, the even column of pair n2 alone (an odd K). w0: element offset of the block's first
  * pair to read; xs[t]: token t's activations from that pair's first column. tb <= KT_TB is a
  * literal constant at every call site: once inlined the s and t loops unroll into 2 tb vector
- * accumulators (tb <= 2: even and odd columns in separate ones, so the chains stay short), each
+ * accumulators (tb <= 2: even and odd columns in separate ones, so the chains stay short; on a
+ * KT_NARROW target tb = 2 keeps one chain per accumulator, which its 16 registers hold), each
  * weight vector loaded and widened once per tile, each activation broadcast once per tile. On a
  * KT_NARROW target a tile of KT_NARROW_TB tokens or more runs instead as passes over one sub-panel
  * and up to KT_TN tokens (kt_panel_pass), each sub-panel's weights read once per pass. The
@@ -301,18 +302,28 @@ enum { KT_NARROW_TB = 3 };
  * 156.6, prefill of 512 tokens 390.2 -> 392.5: same runs as KT_NARROW_TB's). */
 static inline void kt_to_memory(const void *p) { __asm__ volatile("" : : "r"(p) : "memory"); }
 
+/* The passes of a narrow tile of tb tokens into acc[2][KT_TB]: per sub-panel s, the tokens in np
+ * passes of at most KT_TN, split evenly (5 = 2 + 3, not 4 + 1, so each pass keeps its chains);
+ * PASS(s, t0, nt, pf_tb) sums tokens [t0, t0 + nt) of sub-panel s into acc[s][t0 ..], pf_tb being
+ * the prefetch hint's tile size (the tile's own for the last pass over a sub-panel, else KT_TB); the
+ * sums go to memory after each pass (kt_to_memory). */
+#define KT_NARROW_PASSES(acc, tb, PASS)                                                                    \
+    do {                                                                                                   \
+        const int kt_np = ((tb) + KT_TN - 1) / KT_TN;                                                      \
+        for (int kt_s = 0; kt_s < 2; kt_s++)                                                               \
+            for (int kt_p = 0; kt_p < kt_np; kt_p++) {                                                     \
+                const int kt_t0 = kt_p * (tb) / kt_np, kt_nt = (kt_p + 1) * (tb) / kt_np - kt_t0;          \
+                PASS(kt_s, kt_t0, kt_nt, kt_p == kt_np - 1 ? (tb) : KT_TB);                                \
+                kt_to_memory(acc);                                                                         \
+            }                                                                                              \
+    } while (0)
+
 static inline void kt_panel_tile(kt_vf acc[2][KT_TB], int tb, const void *restrict w, int64_t w0,
                                  const float *const xs[KT_TB], int64_t n2, int half, int32_t wdt) {
     if (kt_narrow(wdt) && tb >= KT_NARROW_TB) {
-        /* per sub-panel, the tokens in np passes of at most KT_TN, split evenly (5 = 2 + 3, not 4 + 1,
-         * so each pass keeps its chains); the last pass over a sub-panel prefetches as the tile would */
-        const int np = (tb + KT_TN - 1) / KT_TN;
-        for (int s = 0; s < 2; s++)
-            for (int p = 0; p < np; p++) {
-                const int t0 = p * tb / np, nt = (p + 1) * tb / np - t0;
-                kt_panel_pass(&acc[s][t0], nt, p == np - 1 ? tb : KT_TB, w, w0 + 32 * s, xs + t0, n2, half, wdt);
-                kt_to_memory(acc);
-            }
+#define KT_PANEL_PASS(s, t0, nt, pf_tb) kt_panel_pass(&acc[s][t0], nt, pf_tb, w, w0 + 32 * (s), xs + (t0), n2, half, wdt)
+        KT_NARROW_PASSES(acc, tb, KT_PANEL_PASS);
+#undef KT_PANEL_PASS
         return;
     }
     kt_vf a[2][KT_TB], b[2][KT_TB];

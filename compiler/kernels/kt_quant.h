@@ -272,13 +272,9 @@ static inline void kt_qpanel_tile(kt_vf acc[2][KT_TB], int tb, const uint8_t *re
     const int narrow = kt_narrow(wdt);
     wdt = kt_wt(wdt);
     if (narrow && tb >= KT_NARROW_TB) { /* as kt_panel_tile's narrow passes */
-        const int np = (tb + KT_TN - 1) / KT_TN;
-        for (int s = 0; s < 2; s++)
-            for (int p = 0; p < np; p++) {
-                const int t0 = p * tb / np, nt = (p + 1) * tb / np - t0;
-                kt_qpanel_pass(&acc[s][t0], nt, p == np - 1 ? tb : KT_TB, w, blk, s, xs + t0, g0, ng, wdt);
-                kt_to_memory(acc);
-            }
+#define KT_QPANEL_PASS(s, t0, nt, pf_tb) kt_qpanel_pass(&acc[s][t0], nt, pf_tb, w, blk, s, xs + (t0), g0, ng, wdt)
+        KT_NARROW_PASSES(acc, tb, KT_QPANEL_PASS);
+#undef KT_QPANEL_PASS
         return;
     }
     for (int s = 0; s < 2; s++)
